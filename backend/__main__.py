@@ -1,0 +1,137 @@
+"""`commune-server`: run the server (`serve`) or manage API keys (`keys create|list|revoke`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from pydantic import ValidationError
+
+from .auth import DEFAULT_SCOPES, validate_scopes
+from .config import Settings
+
+
+def _add_server_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="database, blobs, server secret, admin.key (COMMUNE_DATA_DIR)")
+    parser.add_argument("--host", help="listen address for HTTP and SMTP (COMMUNE_HOST, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="HTTP API port, 0 = any free one (COMMUNE_PORT, 8025)")
+    parser.add_argument("--smtp-port", type=int, help="inbound SMTP port, 0 = any (COMMUNE_SMTP_PORT, 2525)")
+    parser.add_argument("--hostname", help="this server's mail host name (COMMUNE_HOSTNAME, localhost)")
+    parser.add_argument("--default-domain", help="shared domain for new inboxes (COMMUNE_DEFAULT_DOMAIN)")
+    parser.add_argument("--relay", help="outbound smarthost host:port; empty = direct MX (COMMUNE_RELAY)")
+    parser.add_argument("--dns-servers", help="resolvers ip[:port],… (COMMUNE_DNS_SERVERS)")
+    parser.add_argument("--rate-limit", type=float, help="requests/s per key, 0 = off (COMMUNE_RATE_LIMIT)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="commune-server", description="Commune email server")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the server in the foreground")
+    _add_server_flags(serve)
+    serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it on the last line")
+    create.add_argument("--data-dir")
+    create.add_argument("--org", default="default", help="organisation name (created if new)")
+    create.add_argument("--scopes", default=",".join(DEFAULT_SCOPES), help="comma-separated scopes")
+    create.add_argument("--name", default="", help="a label for the key")
+    listing = keys_sub.add_parser("list", help="list keys (never the secret)")
+    listing.add_argument("--data-dir")
+    listing.add_argument("--org", help="only this organisation")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    revoke.add_argument("--data-dir")
+    revoke.add_argument("--org", default="default")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    names = ("data_dir", "host", "port", "smtp_port", "hostname", "default_domain", "relay",
+             "dns_servers", "rate_limit")
+    overrides = {name: getattr(args, name, None) for name in names}
+    try:
+        return Settings.load(overrides)
+    except ValidationError as exc:
+        raise SystemExit(f"commune-server: invalid configuration: {exc}") from exc
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from .server import Server
+
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    settings = _settings(args)
+
+    async def main() -> None:
+        server = Server(settings)
+        await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        logging.getLogger("commune.server").info("shutting down")
+        await server.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def run_keys(args: argparse.Namespace) -> int:
+    from .services import Services
+
+    settings = _settings(args)
+    services = Services(settings)
+    try:
+        services.bootstrap()
+        if args.keys_command == "create":
+            try:
+                scopes = validate_scopes([s.strip() for s in args.scopes.split(",") if s.strip()])
+            except ValueError as exc:
+                print(f"commune-server: {exc}", file=sys.stderr)
+                return 2
+            org = services.orgs.get_or_create_org(args.org)
+            key, record = services.keys.create(org["id"], scopes, args.name)
+            services.audit.record(org["id"], None, "key.created", "api_key", record.id,
+                                  {"scopes": scopes, "via": "cli"})
+            print(f"Created key {record.id} for organisation '{org['name']}' with scopes {','.join(scopes)}")
+            print(key)
+        elif args.keys_command == "list":
+            for org_name, record in services.orgs.all_keys():
+                if args.org and org_name != args.org:
+                    continue
+                state = "revoked" if record.revoked_at else "active"
+                print(f"{record.id}\t{org_name}\t{record.prefix}…\t{','.join(record.scopes)}\t{state}\t{record.name}")
+        elif args.keys_command == "revoke":
+            org = services.orgs.get_or_create_org(args.org)
+            if not services.orgs.revoke_key(org["id"], args.key_id):
+                print(f"commune-server: no active key {args.key_id} in '{args.org}'", file=sys.stderr)
+                return 1
+            services.audit.record(org["id"], None, "key.revoked", "api_key", args.key_id, {"via": "cli"})
+            print(f"Revoked {args.key_id}")
+    finally:
+        services.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["serve", *argv]
+    args = parser.parse_args(argv)
+    if args.command == "keys":
+        return run_keys(args)
+    return run_serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Domains: list, create, get, DNS records, verify."""
+
+from __future__ import annotations
+
+from ..dns.records import DKIM_SELECTOR, generate_dkim_key, required_records
+from ..dns.verify import verify_records
+from ..http.errors import Conflict, Forbidden, NotFound
+from ..http.router import Route
+from ..models.addressing import CreateDomain, domain_json
+from ._common import Context, data, parse_body
+
+
+def visible_domain(ctx: Context, domain_id: str) -> dict:
+    domain = ctx.services.domains.get_domain(ctx.org_id, domain_id)
+    if domain is None:
+        raise NotFound("Domain not found")
+    return domain
+
+
+async def list_domains(ctx: Context) -> dict:
+    store = ctx.services.domains
+    domains = store.list_domains(ctx.org_id)
+    inboxes = store.inboxes_for_domains(ctx.org_id, [d["id"] for d in domains])
+    return data([domain_json(d, inboxes[d["id"]]) for d in domains])
+
+
+async def create_domain(ctx: Context) -> tuple[int, dict]:
+    body = parse_body(ctx.request, CreateDomain)
+    store = ctx.services.domains
+    if store.domain_by_name(body.name) is not None:
+        raise Conflict(f"Domain {body.name} already exists")
+    private_pem, public_b64 = generate_dkim_key()
+    records = required_records(body.name, ctx.services.settings.hostname, public_b64)
+    try:
+        domain = store.create_domain(ctx.org_id, body.name, body.region, records, private_pem, DKIM_SELECTOR)
+    except Exception as exc:  # a concurrent create of the same name loses the UNIQUE race
+        if "UNIQUE" in str(exc):
+            raise Conflict(f"Domain {body.name} already exists") from exc
+        raise
+    ctx.services.audit.record(ctx.org_id, ctx.key.id, "domain.created", "domain", domain["id"],
+                              {"name": domain["name"]})
+    return 201, data(domain_json(domain, []))
+
+
+async def get_domain(ctx: Context) -> dict:
+    domain = visible_domain(ctx, ctx.params["domain_id"])
+    inboxes = ctx.services.domains.inboxes_for_domains(ctx.org_id, [domain["id"]])
+    return data(domain_json(domain, inboxes[domain["id"]]))
+
+
+async def get_records(ctx: Context) -> dict:
+    domain = visible_domain(ctx, ctx.params["domain_id"])
+    return data(domain["records"])
+
+
+async def verify_domain(ctx: Context) -> dict:
+    domain = visible_domain(ctx, ctx.params["domain_id"])
+    if domain["shared"]:
+        if domain.get("org_id") not in (None, ctx.org_id):
+            raise Forbidden("The shared domain is managed by the server")
+        return data({"id": domain["id"], "status": domain["status"], "records": domain["records"]})
+    status, records = await verify_records(ctx.services.resolver, domain["records"])
+    ctx.services.domains.update_domain_status(domain["id"], status, records)
+    ctx.services.audit.record(ctx.org_id, ctx.key.id, "domain.verified", "domain", domain["id"],
+                              {"status": status})
+    return data({"id": domain["id"], "status": status, "records": records})
+
+
+ROUTES = [
+    Route("GET", "/v1/domains", list_domains, "domains:read", "List domains"),
+    Route("POST", "/v1/domains", create_domain, "domains:write", "Create a domain"),
+    Route("GET", "/v1/domains/{domain_id}", get_domain, "domains:read", "Get a domain"),
+    Route("GET", "/v1/domains/{domain_id}/records", get_records, "domains:read", "DNS records to publish"),
+    Route("POST", "/v1/domains/{domain_id}/verify", verify_domain, "domains:write", "Verify DNS records"),
+]

@@ -1,0 +1,180 @@
+"""Inboxes: create (simplified or under a domain), list, get, update, delete, webhook and schema."""
+
+from __future__ import annotations
+
+import secrets
+
+from ..http.errors import BadRequest, Conflict, NotFound
+from ..http.router import Route
+from ..models.addressing import (
+    CreateInbox,
+    ExtractionSchema,
+    UpdateInbox,
+    WebhookConfig,
+    inbox_json,
+)
+from ._common import Context, data, parse_body
+from .domains import visible_domain
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(24)
+
+
+def webhook_columns(webhook: WebhookConfig, current: dict | None) -> dict:
+    """Columns for a webhook config; a secret is generated once and kept across endpoint changes."""
+    secret = (current or {}).get("webhook_secret") or new_webhook_secret()
+    return {
+        "webhook_endpoint": webhook.endpoint,
+        "webhook_events": webhook.events or ["email.received"],
+        "webhook_secret": secret,
+    }
+
+
+def own_inbox(ctx: Context, inbox_id: str, domain_id: str | None = None) -> dict:
+    inbox = ctx.services.domains.get_inbox(ctx.org_id, inbox_id)
+    if inbox is None or (domain_id is not None and inbox["domain_id"] != domain_id):
+        raise NotFound("Inbox not found")
+    return inbox
+
+
+def _create(ctx: Context, body: CreateInbox, domain: dict) -> tuple[int, dict]:
+    store = ctx.services.domains
+    if store.address_taken(domain["id"], body.local_part):
+        raise Conflict(f"Address {body.local_part}@{domain['name']} is already taken")
+    webhook = None
+    if body.webhook is not None:
+        columns = webhook_columns(body.webhook, None)
+        webhook = {"endpoint": columns["webhook_endpoint"], "events": columns["webhook_events"],
+                   "secret": columns["webhook_secret"]}
+    try:
+        inbox = store.create_inbox(ctx.org_id, domain, body.local_part, body.name, webhook)
+    except Exception as exc:
+        if "UNIQUE" in str(exc):
+            raise Conflict(f"Address {body.local_part}@{domain['name']} is already taken") from exc
+        raise
+    ctx.services.audit.record(ctx.org_id, ctx.key.id, "inbox.created", "inbox", inbox["id"],
+                              {"address": inbox["address"]})
+    return 201, data(inbox_json(inbox))
+
+
+async def create_inbox_simple(ctx: Context) -> tuple[int, dict]:
+    body = parse_body(ctx.request, CreateInbox)
+    if body.domain_id:
+        domain = visible_domain(ctx, body.domain_id)
+    else:
+        domain = ctx.services.domains.shared_domain()
+        if domain is None:
+            raise BadRequest("No default domain is configured; pass domain_id")
+    return _create(ctx, body, domain)
+
+
+async def create_inbox_in_domain(ctx: Context) -> tuple[int, dict]:
+    domain = visible_domain(ctx, ctx.params["domain_id"])
+    body = parse_body(ctx.request, CreateInbox)
+    return _create(ctx, body, domain)
+
+
+async def list_all_inboxes(ctx: Context) -> dict:
+    domain_id = ctx.request.arg("domain_id", "domainId")
+    inboxes = ctx.services.domains.list_inboxes(ctx.org_id, domain_id or None)
+    return data([inbox_json(i) for i in inboxes])
+
+
+async def list_domain_inboxes(ctx: Context) -> dict:
+    domain = visible_domain(ctx, ctx.params["domain_id"])
+    return data([inbox_json(i) for i in ctx.services.domains.list_inboxes(ctx.org_id, domain["id"])])
+
+
+async def get_inbox(ctx: Context) -> dict:
+    return data(inbox_json(own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))))
+
+
+async def update_inbox(ctx: Context) -> dict:
+    inbox = own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))
+    body = parse_body(ctx.request, UpdateInbox)
+    fields = body.model_fields_set
+    changes: dict = {}
+    if "local_part" in fields and body.local_part is not None and body.local_part != inbox["local_part"]:
+        if ctx.services.domains.address_taken(inbox["domain_id"], body.local_part, inbox["id"]):
+            raise Conflict(f"Address {body.local_part}@{inbox['domain_name']} is already taken")
+        changes["local_part"] = body.local_part
+        changes["address"] = f"{body.local_part}@{inbox['domain_name']}"
+    if "name" in fields:
+        changes["display_name"] = body.name
+    if "status" in fields:
+        changes["status"] = body.status
+    if "retention_days" in fields:
+        changes["retention_days"] = body.retention_days
+    if "webhook" in fields:
+        if body.webhook is None:
+            changes.update(webhook_endpoint=None, webhook_events=None, webhook_secret=None)
+        else:
+            changes.update(webhook_columns(body.webhook, inbox))
+    updated = ctx.services.domains.update_inbox(ctx.org_id, inbox["id"], changes)
+    if changes:
+        action = "webhook.changed" if "webhook_endpoint" in changes else "inbox.updated"
+        ctx.services.audit.record(ctx.org_id, ctx.key.id, action, "inbox", inbox["id"],
+                                  {"fields": sorted(k for k in changes if k != "webhook_secret")})
+    return data(inbox_json(updated))
+
+
+async def set_webhook(ctx: Context) -> dict:
+    inbox = own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))
+    body = parse_body(ctx.request, WebhookConfig)
+    updated = ctx.services.domains.update_inbox(ctx.org_id, inbox["id"], webhook_columns(body, inbox))
+    ctx.services.audit.record(ctx.org_id, ctx.key.id, "webhook.changed", "inbox", inbox["id"],
+                              {"endpoint": body.endpoint})
+    return data(inbox_json(updated))
+
+
+async def delete_inbox(ctx: Context) -> dict:
+    inbox = own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))
+    ctx.services.domains.delete_inbox(ctx.org_id, inbox["id"])
+    ctx.services.audit.record(ctx.org_id, ctx.key.id, "inbox.deleted", "inbox", inbox["id"],
+                              {"address": inbox["address"]})
+    return data({"ok": True})
+
+
+async def set_schema(ctx: Context) -> dict:
+    inbox = own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))
+    body = ctx.request.json_object()
+    if "schema" not in body or not isinstance(body["schema"], dict):
+        raise BadRequest("Invalid request: schema: must be a JSON object")
+    if ctx.request.method == "PUT":
+        parsed = parse_body(ctx.request, ExtractionSchema)
+        value = {"name": parsed.name, "schema": parsed.schema_, "enabled": parsed.enabled,
+                 "description": parsed.description}
+    else:
+        value = {"schema": body["schema"], "enabled": True}
+    updated = ctx.services.domains.update_inbox(ctx.org_id, inbox["id"], {"extraction_schema": value})
+    return data(inbox_json(updated))
+
+
+async def remove_schema(ctx: Context) -> dict:
+    inbox = own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))
+    updated = ctx.services.domains.update_inbox(ctx.org_id, inbox["id"], {"extraction_schema": None})
+    return data(inbox_json(updated))
+
+
+BY_DOMAIN = "/v1/domains/{domain_id}/inboxes/{inbox_id}"
+
+ROUTES = [
+    Route("GET", "/v1/inboxes", list_all_inboxes, "inboxes:read", "List all inboxes"),
+    Route("POST", "/v1/inboxes", create_inbox_simple, "inboxes:write", "Create an inbox"),
+    Route("GET", "/v1/inboxes/{inbox_id}", get_inbox, "inboxes:read", "Get an inbox"),
+    Route("PATCH", "/v1/inboxes/{inbox_id}", update_inbox, "inboxes:write", "Update an inbox"),
+    Route("GET", "/v1/domains/{domain_id}/inboxes", list_domain_inboxes, "inboxes:read",
+          "List a domain's inboxes"),
+    Route("POST", "/v1/domains/{domain_id}/inboxes", create_inbox_in_domain, "inboxes:write",
+          "Create an inbox on a domain"),
+    Route("GET", BY_DOMAIN, get_inbox, "inboxes:read", "Get an inbox"),
+    Route("PUT", BY_DOMAIN, update_inbox, "inboxes:write", "Update an inbox (partial)"),
+    Route("DELETE", BY_DOMAIN, delete_inbox, "inboxes:write", "Delete an inbox"),
+    Route("POST", BY_DOMAIN + "/webhook", set_webhook, "inboxes:write", "Set an inbox's webhook"),
+    Route("POST", BY_DOMAIN + "/schema", set_schema, "inboxes:write", "Set an extraction schema"),
+    Route("DELETE", BY_DOMAIN + "/schema", remove_schema, "inboxes:write", "Remove the extraction schema"),
+    Route("PUT", BY_DOMAIN + "/extraction-schema", set_schema, "inboxes:write", "Set an extraction schema"),
+    Route("DELETE", BY_DOMAIN + "/extraction-schema", remove_schema, "inboxes:write",
+          "Remove the extraction schema"),
+]

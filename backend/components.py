@@ -1,0 +1,17 @@
+"""Background parts of the server, started in order after the HTTP listener.
+
+Each entry is `async def start(server) -> None`; it starts its part and registers its own stopper with
+`server.on_stop(...)`. Adding a listener or a worker means adding it here, nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .server import Server
+
+Starter = Callable[["Server"], Awaitable[None]]
+
+ALL: list[Starter] = []

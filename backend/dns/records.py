@@ -1,0 +1,72 @@
+"""The DNS records a domain must publish: DKIM (from a generated key), SPF, receiving MX."""
+
+from __future__ import annotations
+
+import base64
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+DKIM_SELECTOR = "commune"
+
+
+def generate_dkim_key() -> tuple[str, str]:
+    """A new RSA-2048 key pair: (private key PEM, public key base64 DER for the TXT record)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public_der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private_pem, base64.b64encode(public_der).decode()
+
+
+def dkim_public_from_private(private_pem: str) -> str:
+    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    public_der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(public_der).decode()
+
+
+def required_records(domain: str, mail_host: str, dkim_public: str, selector: str = DKIM_SELECTOR) -> list[dict]:
+    """Records in the reference's shape, names fully qualified, each starting as `pending`."""
+    return [
+        {
+            "record": "DKIM",
+            "name": f"{selector}._domainkey.{domain}",
+            "type": "TXT",
+            "value": f"v=DKIM1; k=rsa; p={dkim_public}",
+            "status": "pending",
+            "ttl": "Auto",
+        },
+        {
+            "record": "SPF",
+            "name": f"send.{domain}",
+            "type": "MX",
+            "value": mail_host,
+            "priority": 10,
+            "status": "pending",
+            "ttl": "Auto",
+        },
+        {
+            "record": "SPF",
+            "name": f"send.{domain}",
+            "type": "TXT",
+            "value": f"v=spf1 a:{mail_host} mx ~all",
+            "status": "pending",
+            "ttl": "Auto",
+        },
+        {
+            "record": "Receiving",
+            "name": domain,
+            "type": "MX",
+            "value": mail_host,
+            "priority": 10,
+            "status": "pending",
+            "ttl": "Auto",
+        },
+    ]

@@ -1,0 +1,1 @@
+"""Wire models: request bodies (pydantic) and the response shapes of the API reference."""

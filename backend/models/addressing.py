@@ -1,0 +1,153 @@
+"""Request bodies and response shapes for domains and inboxes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+KNOWN_EVENTS = ("email.received", "inbound", "delivery", "bounce", "email.sent", "email.delivered",
+                "email.bounced")
+INBOX_STATUSES = ("active", "paused", "disabled")
+
+
+def validate_domain_name(value: str) -> str:
+    name = value.strip().lower().rstrip(".")
+    if not DOMAIN_RE.match(name):
+        raise ValueError(f"'{value}' is not a valid domain name")
+    return name
+
+
+def validate_local_part(value: str) -> str:
+    local = value.strip()
+    if not local or len(local) > 64 or not LOCAL_RE.match(local):
+        raise ValueError(
+            f"'{value}' is not a valid local part (letters, digits, !#$%&'*+/=?^_`{{|}}~- and single dots, up to 64)"
+        )
+    return local.lower()
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, str_strip_whitespace=True)
+
+
+class CreateDomain(Strict):
+    name: str = Field(validation_alias=AliasChoices("name", "domain"), max_length=253)
+    region: str = Field("us-east-1", max_length=32)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return validate_domain_name(value)
+
+
+class WebhookConfig(Strict):
+    endpoint: str = Field(max_length=2048)
+    events: list[str] | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value) or any(c in value for c in "\r\n "):
+            raise ValueError("webhook endpoint must be an http(s) URL")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        unknown = [e for e in value if e not in KNOWN_EVENTS]
+        if unknown:
+            raise ValueError(f"unknown event(s) {unknown}; known: {', '.join(KNOWN_EVENTS)}")
+        return list(dict.fromkeys(value))
+
+
+class CreateInbox(Strict):
+    local_part: str = Field(validation_alias=AliasChoices("local_part", "localPart"), max_length=64)
+    domain_id: str | None = Field(None, validation_alias=AliasChoices("domain_id", "domainId"))
+    name: str | None = Field(
+        None, validation_alias=AliasChoices("name", "display_name", "displayName"), max_length=200
+    )
+    webhook: WebhookConfig | None = None
+
+    @field_validator("local_part")
+    @classmethod
+    def _local(cls, value: str) -> str:
+        return validate_local_part(value)
+
+
+class UpdateInbox(Strict):
+    local_part: str | None = Field(
+        None, validation_alias=AliasChoices("local_part", "localPart"), max_length=64
+    )
+    name: str | None = Field(
+        None, validation_alias=AliasChoices("name", "display_name", "displayName"), max_length=200
+    )
+    webhook: WebhookConfig | None = None
+    status: str | None = None
+    retention_days: int | None = Field(None, ge=1, le=36500)
+
+    @field_validator("local_part")
+    @classmethod
+    def _local(cls, value: str | None) -> str | None:
+        return validate_local_part(value) if value is not None else None
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, value: str | None) -> str | None:
+        if value is not None and value not in INBOX_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(INBOX_STATUSES)}")
+        return value
+
+
+class ExtractionSchema(Strict):
+    name: str | None = Field(None, max_length=200)
+    schema_: dict[str, Any] = Field(validation_alias=AliasChoices("schema", "schema_"))
+    enabled: bool = True
+    description: str | None = Field(None, max_length=2000)
+
+
+def inbox_json(inbox: dict) -> dict[str, Any]:
+    webhook = None
+    if inbox.get("webhook_endpoint"):
+        webhook = {
+            "endpoint": inbox["webhook_endpoint"],
+            "events": inbox.get("webhook_events") or ["email.received"],
+            "secret": inbox.get("webhook_secret"),
+        }
+    return {
+        "id": inbox["id"],
+        "localPart": inbox["local_part"],
+        "address": inbox["address"],
+        "domain_id": inbox["domain_id"],
+        "domain_name": inbox.get("domain_name"),
+        "displayName": inbox.get("display_name"),
+        "status": inbox.get("status"),
+        "webhook": webhook,
+        "extractionSchema": inbox.get("extraction_schema"),
+        "retention_days": inbox.get("retention_days"),
+        "createdAt": inbox["created_at"],
+    }
+
+
+def inbox_brief(inbox: dict) -> dict[str, Any]:
+    return {"id": inbox["id"], "localPart": inbox["local_part"], "address": inbox["address"]}
+
+
+def domain_json(domain: dict, inboxes: list[dict] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": domain["id"],
+        "name": domain["name"],
+        "status": domain["status"],
+        "region": domain["region"],
+        "records": domain["records"],
+        "shared": domain["shared"],
+        "createdAt": domain["created_at"],
+    }
+    if inboxes is not None:
+        body["inboxes"] = [inbox_brief(i) for i in inboxes]
+    return body

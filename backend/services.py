@@ -1,0 +1,77 @@
+"""The services a running server shares: settings, database and aggregate stores, keys, signer, DNS."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from .auth import KeyRing
+from .config import Settings
+from .dns.records import DKIM_SELECTOR, generate_dkim_key, required_records
+from .dns.resolver import make_resolver
+from .signing import Signer
+from .store.audit import AuditStore
+from .store.blobs import BlobStore
+from .store.database import Database
+from .store.domains import DomainStore
+from .store.orgs import OrgStore
+
+log = logging.getLogger("commune.server")
+
+DEFAULT_ORG = "default"
+
+
+def _write_private(path: Path, content: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+    os.chmod(path, 0o600)
+
+
+def load_secret(path: Path) -> bytes:
+    if not path.exists():
+        _write_private(path, secrets.token_hex(32) + "\n")
+    return bytes.fromhex(path.read_text().strip())
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.database = Database(settings.db_path)
+        self.orgs = OrgStore(self.database)
+        self.domains = DomainStore(self.database)
+        self.keys = KeyRing(self.orgs)
+        self.audit = AuditStore(self.database)
+        self.blobs = BlobStore(settings.blobs_dir)
+        self.signer = Signer(load_secret(settings.secret_path))
+        self.resolver = make_resolver(settings.dns_servers)
+        self.admin_key: str | None = None
+
+    def bootstrap(self) -> None:
+        """First start: default organisation, admin key file, shared default domain."""
+        org = self.orgs.get_or_create_org(DEFAULT_ORG)
+        key_path = self.settings.admin_key_path
+        if not key_path.exists() or not key_path.read_text().strip():
+            key, _ = self.keys.create(org["id"], ["admin", "read", "write"], name="admin")
+            _write_private(key_path, key + "\n")
+            self.admin_key = key
+            log.info("Admin API key (shown once, also in %s): %s", key_path, key)
+        else:
+            self.admin_key = key_path.read_text().strip()
+        self.ensure_shared_domain(self.settings.default_domain)
+
+    def ensure_shared_domain(self, name: str) -> dict:
+        found = self.domains.domain_by_name(name)
+        if found is not None:
+            return found
+        private_pem, public_b64 = generate_dkim_key()
+        records = required_records(name, self.settings.hostname, public_b64)
+        return self.domains.create_domain(
+            None, name, "local", records, private_pem, DKIM_SELECTOR, shared=True, status="verified"
+        )
+
+    def close(self) -> None:
+        self.database.close()

@@ -1,0 +1,38 @@
+"""Audit trail of security-relevant actions."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from ..util import new_prefixed, now_iso
+from .database import Database
+
+
+class AuditStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def record(
+        self,
+        org_id: str,
+        key_id: str | None,
+        action: str,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        detail: dict | None = None,
+        conn: sqlite3.Connection | None = None,
+    ) -> str:
+        """Write one entry; pass `conn` to write inside the caller's transaction."""
+        entry_id = new_prefixed("aud", 10)
+        row = (entry_id, org_id, key_id, action, target_type, target_id, json.dumps(detail or {}), now_iso())
+        sql = (
+            "INSERT INTO audit_logs (id, org_id, key_id, action, target_type, target_id, detail, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        if conn is not None:
+            conn.execute(sql, row)
+        else:
+            with self.database.transaction() as tx:
+                tx.execute(sql, row)
+        return entry_id

@@ -1,0 +1,198 @@
+"""Domains and inboxes: the addressing side of the store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from ..util import new_uuid, now_iso
+from .database import Database
+
+
+def _domain(row: sqlite3.Row) -> dict:
+    item = dict(row)
+    item["records"] = json.loads(item["records"] or "[]")
+    item["shared"] = bool(item["shared"])
+    return item
+
+
+def _inbox(row: sqlite3.Row) -> dict:
+    item = dict(row)
+    item["webhook_events"] = json.loads(item["webhook_events"]) if item["webhook_events"] else None
+    item["extraction_schema"] = (
+        json.loads(item["extraction_schema"]) if item["extraction_schema"] else None
+    )
+    return item
+
+
+INBOX_COLUMNS = "inboxes.*, domains.name AS domain_name"
+INBOX_JOIN = "inboxes JOIN domains ON domains.id = inboxes.domain_id"
+
+
+class DomainStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    # domains ----------------------------------------------------------------------
+    def create_domain(
+        self,
+        org_id: str | None,
+        name: str,
+        region: str,
+        records: list[dict],
+        dkim_private_key: str | None,
+        dkim_selector: str,
+        shared: bool = False,
+        status: str = "not_started",
+    ) -> dict:
+        domain_id = new_uuid()
+        with self.database.transaction() as conn:
+            conn.execute(
+                "INSERT INTO domains (id, org_id, name, status, region, records, dkim_selector,"
+                " dkim_private_key, shared, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    domain_id, org_id, name, status, region, json.dumps(records), dkim_selector,
+                    dkim_private_key, int(shared), now_iso(),
+                ),
+            )
+        return self.get_domain_any(domain_id)  # type: ignore[return-value]
+
+    def get_domain_any(self, domain_id: str) -> dict | None:
+        row = self.database.one("SELECT * FROM domains WHERE id = ?", (domain_id,))
+        return _domain(row) if row else None
+
+    def domain_by_name(self, name: str) -> dict | None:
+        row = self.database.one("SELECT * FROM domains WHERE name = ?", (name.lower(),))
+        return _domain(row) if row else None
+
+    def get_domain(self, org_id: str, domain_id: str) -> dict | None:
+        """A domain the organisation may see: its own, or the shared default domain."""
+        row = self.database.one(
+            "SELECT * FROM domains WHERE id = ? AND (org_id = ? OR shared = 1)", (domain_id, org_id)
+        )
+        return _domain(row) if row else None
+
+    def list_domains(self, org_id: str) -> list[dict]:
+        rows = self.database.query(
+            "SELECT * FROM domains WHERE org_id = ?"
+            " OR (shared = 1 AND EXISTS (SELECT 1 FROM inboxes WHERE inboxes.domain_id = domains.id"
+            " AND inboxes.org_id = ?)) ORDER BY shared DESC, created_at, id",
+            (org_id, org_id),
+        )
+        return [_domain(row) for row in rows]
+
+    def shared_domain(self) -> dict | None:
+        row = self.database.one("SELECT * FROM domains WHERE shared = 1 ORDER BY created_at LIMIT 1")
+        return _domain(row) if row else None
+
+    def update_domain_status(self, domain_id: str, status: str, records: list[dict]) -> None:
+        verified_at = now_iso() if status == "verified" else None
+        with self.database.transaction() as conn:
+            conn.execute(
+                "UPDATE domains SET status = ?, records = ?, verified_at = COALESCE(?, verified_at)"
+                " WHERE id = ?",
+                (status, json.dumps(records), verified_at, domain_id),
+            )
+
+    # inboxes -------------------------------------------------------------------------
+    def create_inbox(
+        self,
+        org_id: str,
+        domain: dict,
+        local_part: str,
+        display_name: str | None,
+        webhook: dict | None,
+    ) -> dict:
+        inbox_id = new_uuid()
+        address = f"{local_part}@{domain['name']}"
+        with self.database.transaction() as conn:
+            conn.execute(
+                "INSERT INTO inboxes (id, org_id, domain_id, local_part, address, display_name,"
+                " webhook_endpoint, webhook_events, webhook_secret, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    inbox_id, org_id, domain["id"], local_part, address, display_name,
+                    webhook["endpoint"] if webhook else None,
+                    json.dumps(webhook["events"]) if webhook else None,
+                    webhook["secret"] if webhook else None,
+                    now_iso(),
+                ),
+            )
+        return self.get_inbox(org_id, inbox_id)  # type: ignore[return-value]
+
+    def address_taken(self, domain_id: str, local_part: str, exclude_id: str | None = None) -> bool:
+        row = self.database.one(
+            "SELECT id FROM inboxes WHERE domain_id = ? AND local_part = ? AND id IS NOT ?",
+            (domain_id, local_part, exclude_id),
+        )
+        return row is not None
+
+    def get_inbox(self, org_id: str, inbox_id: str) -> dict | None:
+        row = self.database.one(
+            f"SELECT {INBOX_COLUMNS} FROM {INBOX_JOIN} WHERE inboxes.id = ? AND inboxes.org_id = ?",
+            (inbox_id, org_id),
+        )
+        return _inbox(row) if row else None
+
+    def get_inbox_any(self, inbox_id: str) -> dict | None:
+        row = self.database.one(
+            f"SELECT {INBOX_COLUMNS} FROM {INBOX_JOIN} WHERE inboxes.id = ?", (inbox_id,)
+        )
+        return _inbox(row) if row else None
+
+    def inbox_by_address(self, address: str) -> dict | None:
+        """The inbox hosted here for an address (any organisation); used to route mail."""
+        row = self.database.one(
+            f"SELECT {INBOX_COLUMNS} FROM {INBOX_JOIN} WHERE inboxes.address = ?", (address.lower(),)
+        )
+        return _inbox(row) if row else None
+
+    def list_inboxes(self, org_id: str, domain_id: str | None = None) -> list[dict]:
+        if domain_id is None:
+            rows = self.database.query(
+                f"SELECT {INBOX_COLUMNS} FROM {INBOX_JOIN} WHERE inboxes.org_id = ?"
+                " ORDER BY inboxes.created_at, inboxes.id",
+                (org_id,),
+            )
+        else:
+            rows = self.database.query(
+                f"SELECT {INBOX_COLUMNS} FROM {INBOX_JOIN} WHERE inboxes.domain_id = ?"
+                " AND inboxes.org_id = ? ORDER BY inboxes.created_at, inboxes.id",
+                (domain_id, org_id),
+            )
+        return [_inbox(row) for row in rows]
+
+    def inboxes_for_domains(self, org_id: str, domain_ids: list[str]) -> dict[str, list[dict]]:
+        """Inboxes of several domains in one query (no N+1 when listing domains)."""
+        grouped: dict[str, list[dict]] = {d: [] for d in domain_ids}
+        if not domain_ids:
+            return grouped
+        marks = ",".join("?" * len(domain_ids))
+        rows = self.database.query(
+            f"SELECT {INBOX_COLUMNS} FROM {INBOX_JOIN} WHERE inboxes.org_id = ?"
+            f" AND inboxes.domain_id IN ({marks}) ORDER BY inboxes.created_at, inboxes.id",
+            (org_id, *domain_ids),
+        )
+        for row in rows:
+            grouped[row["domain_id"]].append(_inbox(row))
+        return grouped
+
+    def update_inbox(self, org_id: str, inbox_id: str, changes: dict) -> dict | None:
+        """Apply column changes (already validated); `address` follows `local_part`."""
+        if changes:
+            columns = dict(changes)
+            for key in ("webhook_events", "extraction_schema"):
+                if key in columns and columns[key] is not None:
+                    columns[key] = json.dumps(columns[key])
+            assignments = ", ".join(f"{name} = :{name}" for name in columns)
+            with self.database.transaction() as conn:
+                conn.execute(
+                    f"UPDATE inboxes SET {assignments} WHERE id = :_id AND org_id = :_org",
+                    {**columns, "_id": inbox_id, "_org": org_id},
+                )
+        return self.get_inbox(org_id, inbox_id)
+
+    def delete_inbox(self, org_id: str, inbox_id: str) -> bool:
+        with self.database.transaction() as conn:
+            cursor = conn.execute("DELETE FROM inboxes WHERE id = ? AND org_id = ?", (inbox_id, org_id))
+        return cursor.rowcount > 0

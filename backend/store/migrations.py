@@ -1,0 +1,279 @@
+"""Ordered schema migrations; `PRAGMA user_version` records how many have run.
+
+Append new migrations to the end of MIGRATIONS; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+INITIAL = """
+CREATE TABLE orgs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    tier TEXT NOT NULL DEFAULT 'self-hosted',
+    status TEXT NOT NULL DEFAULT 'active',
+    created_at TEXT NOT NULL
+);
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL REFERENCES orgs(id),
+    name TEXT NOT NULL DEFAULT '',
+    key_hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    last_used_at TEXT,
+    revoked_at TEXT
+);
+CREATE INDEX api_keys_org ON api_keys(org_id, created_at);
+
+CREATE TABLE domains (
+    id TEXT PRIMARY KEY,
+    org_id TEXT,
+    name TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL DEFAULT 'not_started',
+    region TEXT NOT NULL DEFAULT 'us-east-1',
+    records TEXT NOT NULL DEFAULT '[]',
+    dkim_selector TEXT NOT NULL DEFAULT 'commune',
+    dkim_private_key TEXT,
+    shared INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    verified_at TEXT
+);
+CREATE INDEX domains_org ON domains(org_id, created_at);
+
+CREATE TABLE inboxes (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    domain_id TEXT NOT NULL REFERENCES domains(id),
+    local_part TEXT NOT NULL,
+    address TEXT NOT NULL UNIQUE,
+    display_name TEXT,
+    status TEXT,
+    webhook_endpoint TEXT,
+    webhook_events TEXT,
+    webhook_secret TEXT,
+    extraction_schema TEXT,
+    retention_days INTEGER,
+    created_at TEXT NOT NULL,
+    UNIQUE (domain_id, local_part)
+);
+CREATE INDEX inboxes_org ON inboxes(org_id, created_at);
+CREATE INDEX inboxes_domain ON inboxes(domain_id, org_id);
+
+CREATE TABLE threads (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    inbox_id TEXT NOT NULL,
+    domain_id TEXT NOT NULL,
+    subject TEXT NOT NULL DEFAULT '',
+    first_message_at TEXT NOT NULL,
+    last_message_at TEXT NOT NULL,
+    message_count INTEGER NOT NULL DEFAULT 0,
+    snippet TEXT NOT NULL DEFAULT '',
+    last_direction TEXT NOT NULL DEFAULT 'inbound',
+    last_sender TEXT NOT NULL DEFAULT '',
+    has_attachments INTEGER NOT NULL DEFAULT 0,
+    unread_count INTEGER NOT NULL DEFAULT 0,
+    tags TEXT NOT NULL DEFAULT '[]',
+    status TEXT NOT NULL DEFAULT 'open',
+    assigned_to TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX threads_inbox_order ON threads(inbox_id, last_message_at, id);
+CREATE INDEX threads_domain_order ON threads(domain_id, last_message_at, id);
+
+CREATE TABLE messages (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    org_id TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    inbox_id TEXT NOT NULL,
+    domain_id TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    sender TEXT NOT NULL DEFAULT '',
+    participants TEXT NOT NULL DEFAULT '[]',
+    subject TEXT NOT NULL DEFAULT '',
+    text_body TEXT NOT NULL DEFAULT '',
+    html_body TEXT,
+    smtp_message_id TEXT,
+    in_reply_to TEXT,
+    refs TEXT NOT NULL DEFAULT '[]',
+    attachment_ids TEXT NOT NULL DEFAULT '[]',
+    delivery_status TEXT,
+    raw_sha256 TEXT,
+    extra TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL
+);
+CREATE INDEX messages_thread ON messages(thread_id, created_at, seq);
+CREATE INDEX messages_inbox ON messages(inbox_id, created_at, seq);
+CREATE INDEX messages_domain ON messages(domain_id, created_at, seq);
+CREATE INDEX messages_sender ON messages(org_id, sender, created_at, seq);
+CREATE INDEX messages_org ON messages(org_id, created_at, seq);
+CREATE INDEX messages_smtp_id ON messages(inbox_id, smtp_message_id);
+CREATE UNIQUE INDEX messages_inbound_once ON messages(inbox_id, smtp_message_id)
+    WHERE direction = 'inbound' AND smtp_message_id IS NOT NULL;
+
+CREATE VIRTUAL TABLE messages_fts USING fts5(
+    subject, text_body, sender, content='messages', content_rowid='seq'
+);
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts(rowid, subject, text_body, sender)
+    VALUES (new.seq, new.subject, new.text_body, new.sender);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, subject, text_body, sender)
+    VALUES ('delete', old.seq, old.subject, old.text_body, old.sender);
+END;
+
+CREATE TABLE attachments (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    message_id TEXT,
+    inbox_id TEXT,
+    filename TEXT NOT NULL,
+    mime_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT 'upload',
+    created_at TEXT NOT NULL
+);
+CREATE INDEX attachments_org ON attachments(org_id, created_at);
+CREATE INDEX attachments_message ON attachments(message_id);
+CREATE INDEX attachments_sha ON attachments(sha256);
+
+CREATE TABLE outbound_queue (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX outbound_due ON outbound_queue(status, next_attempt_at);
+CREATE INDEX outbound_message ON outbound_queue(message_id);
+
+CREATE TABLE delivery_events (
+    id TEXT PRIMARY KEY,
+    seq INTEGER,
+    org_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    inbox_id TEXT,
+    domain_id TEXT,
+    recipient TEXT NOT NULL DEFAULT '',
+    event_type TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+);
+CREATE INDEX delivery_events_org ON delivery_events(org_id, created_at, id);
+CREATE INDEX delivery_events_message ON delivery_events(message_id, created_at);
+CREATE INDEX delivery_events_inbox ON delivery_events(inbox_id, created_at);
+CREATE INDEX delivery_events_domain ON delivery_events(domain_id, created_at);
+
+CREATE TABLE suppressions (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT 'manual',
+    inbox_id TEXT,
+    domain_id TEXT,
+    created_at TEXT NOT NULL,
+    UNIQUE (org_id, email)
+);
+CREATE INDEX suppressions_org ON suppressions(org_id, created_at, id);
+
+CREATE TABLE webhook_deliveries (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    inbox_id TEXT NOT NULL,
+    message_id TEXT,
+    endpoint TEXT NOT NULL,
+    event TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL,
+    http_status INTEGER,
+    last_error TEXT,
+    latency_ms REAL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    delivered_at TEXT
+);
+CREATE INDEX webhook_deliveries_org ON webhook_deliveries(org_id, created_at, id);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at);
+CREATE INDEX webhook_deliveries_inbox ON webhook_deliveries(inbox_id, created_at);
+
+CREATE TABLE audit_logs (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    key_id TEXT,
+    action TEXT NOT NULL,
+    target_type TEXT,
+    target_id TEXT,
+    detail TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL
+);
+CREATE INDEX audit_logs_org ON audit_logs(org_id, created_at, id);
+
+CREATE TABLE deletion_requests (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    params TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL,
+    preview TEXT NOT NULL DEFAULT '{}',
+    deleted_counts TEXT,
+    confirm_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    confirmed_at TEXT,
+    completed_at TEXT
+);
+CREATE INDEX deletion_requests_org ON deletion_requests(org_id, status);
+
+CREATE TABLE idempotency_keys (
+    org_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (org_id, key)
+);
+"""
+
+MIGRATIONS: list[str] = [INITIAL]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Run every migration not yet applied, each in its own transaction. Returns the new version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into complete statements (triggers contain semicolons)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements

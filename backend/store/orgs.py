@@ -1,0 +1,105 @@
+"""Organisations and their API keys (only the sha256 of a key is stored)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+
+from ..util import new_prefixed, new_uuid, now_iso
+from .database import Database
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    id: str
+    org_id: str
+    name: str
+    prefix: str
+    key_hash: str
+    scopes: tuple[str, ...]
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "ApiKeyRecord":
+        return cls(
+            id=row["id"],
+            org_id=row["org_id"],
+            name=row["name"],
+            prefix=row["prefix"],
+            key_hash=row["key_hash"],
+            scopes=tuple(json.loads(row["scopes"])),
+            created_at=row["created_at"],
+            last_used_at=row["last_used_at"],
+            revoked_at=row["revoked_at"],
+        )
+
+
+class OrgStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def get_or_create_org(self, name: str) -> dict:
+        row = self.database.one("SELECT * FROM orgs WHERE name = ?", (name,))
+        if row is not None:
+            return dict(row)
+        org = {"id": new_uuid(), "name": name, "created_at": now_iso()}
+        with self.database.transaction() as conn:
+            conn.execute(
+                "INSERT INTO orgs (id, name, created_at) VALUES (:id, :name, :created_at)", org
+            )
+        return dict(self.database.one("SELECT * FROM orgs WHERE id = ?", (org["id"],)))
+
+    def get_org(self, org_id: str) -> dict | None:
+        row = self.database.one("SELECT * FROM orgs WHERE id = ?", (org_id,))
+        return dict(row) if row else None
+
+    def first_org(self) -> dict | None:
+        row = self.database.one("SELECT * FROM orgs ORDER BY created_at, id LIMIT 1")
+        return dict(row) if row else None
+
+    def insert_key(self, org_id: str, key_hash: str, prefix: str, scopes: list[str], name: str) -> ApiKeyRecord:
+        key_id = new_prefixed("key", 8)
+        with self.database.transaction() as conn:
+            conn.execute(
+                "INSERT INTO api_keys (id, org_id, name, key_hash, prefix, scopes, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key_id, org_id, name, key_hash, prefix, json.dumps(scopes), now_iso()),
+            )
+        found = self.get_key(org_id, key_id)
+        assert found is not None
+        return found
+
+    def key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        row = self.database.one("SELECT * FROM api_keys WHERE key_hash = ?", (key_hash,))
+        return ApiKeyRecord.from_row(row) if row else None
+
+    def get_key(self, org_id: str, key_id: str) -> ApiKeyRecord | None:
+        row = self.database.one("SELECT * FROM api_keys WHERE org_id = ? AND id = ?", (org_id, key_id))
+        return ApiKeyRecord.from_row(row) if row else None
+
+    def list_keys(self, org_id: str) -> list[ApiKeyRecord]:
+        rows = self.database.query(
+            "SELECT * FROM api_keys WHERE org_id = ? ORDER BY created_at, id", (org_id,)
+        )
+        return [ApiKeyRecord.from_row(row) for row in rows]
+
+    def all_keys(self) -> list[tuple[str, ApiKeyRecord]]:
+        rows = self.database.query(
+            "SELECT api_keys.*, orgs.name AS org_name FROM api_keys JOIN orgs ON orgs.id = api_keys.org_id"
+            " ORDER BY api_keys.created_at"
+        )
+        return [(row["org_name"], ApiKeyRecord.from_row(row)) for row in rows]
+
+    def revoke_key(self, org_id: str, key_id: str) -> bool:
+        with self.database.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE org_id = ? AND id = ? AND revoked_at IS NULL",
+                (now_iso(), org_id, key_id),
+            )
+        return cursor.rowcount > 0
+
+    def touch_key(self, key_id: str, when: str) -> None:
+        self.database.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (when, key_id))

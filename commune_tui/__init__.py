@@ -1,0 +1,1 @@
+"""Commune's terminal mail client."""

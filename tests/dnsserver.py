@@ -1,0 +1,80 @@
+"""A small authoritative DNS server on 127.0.0.1 for tests, built with dnspython.
+
+Tests publish records into `zone` ({(name, type): [rdata text, ...]}); names not in it get NXDOMAIN.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+
+class TestDNSServer:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.zone: dict[tuple[str, str], list[str]] = {}
+        self.silent: set[str] = set()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.settimeout(0.2)
+        self.host, self.port = self.sock.getsockname()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self.lock = threading.Lock()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def publish(self, name: str, rtype: str, *values: str) -> None:
+        with self.lock:
+            self.zone[(name.rstrip(".").lower(), rtype.upper())] = list(values)
+
+    def remove(self, name: str, rtype: str | None = None) -> None:
+        with self.lock:
+            for key in list(self.zone):
+                if key[0] == name.rstrip(".").lower() and (rtype is None or key[1] == rtype.upper()):
+                    del self.zone[key]
+
+    def start(self) -> "TestDNSServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                wire, peer = self.sock.recvfrom(4096)
+            except (socket.timeout, OSError):
+                continue
+            try:
+                query = dns.message.from_wire(wire)
+            except Exception:
+                continue
+            question = query.question[0]
+            name = question.name.to_text().rstrip(".").lower()
+            if name in self.silent:
+                continue  # simulate a resolver that never answers
+            rtype = dns.rdatatype.to_text(question.rdtype)
+            response = dns.message.make_response(query)
+            response.flags |= dns.flags.AA
+            with self.lock:
+                values = self.zone.get((name, rtype))
+                known = any(key[0] == name for key in self.zone)
+            if values:
+                rrset = dns.rrset.from_text_list(question.name, 60, dns.rdataclass.IN, question.rdtype, values)
+                response.answer.append(rrset)
+            elif not known:
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            self.sock.sendto(response.to_wire(), peer)
