@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .auth import KeyRing
 from .config import Settings
+from .events import EventBus
 from .dns.records import DKIM_SELECTOR, generate_dkim_key, required_records
 from .dns.resolver import make_resolver
 from .signing import Signer
@@ -48,6 +49,7 @@ class Services:
         self.blobs = BlobStore(settings.blobs_dir)
         self.signer = Signer(load_secret(settings.secret_path))
         self.resolver = make_resolver(settings.dns_servers)
+        self.events = EventBus()
         self.admin_key: str | None = None
 
     def bootstrap(self) -> None:

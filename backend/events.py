@@ -1,0 +1,100 @@
+"""In-process event bus: live events for SSE streams, the terminal client and workers.
+
+Events carry a monotonically increasing id; a bounded backlog lets a stream resume from
+`Last-Event-ID`. `publish` is safe to call from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+BACKLOG = 1000
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    type: str
+    org_id: str
+    data: dict[str, Any]
+    inbox_id: str | None = None
+    domain_id: str | None = None
+
+
+@dataclass(eq=False)
+class Subscription:
+    org_id: str
+    queue: asyncio.Queue[Event]
+    loop: asyncio.AbstractEventLoop
+    inbox_id: str | None = None
+    domain_id: str | None = None
+    types: frozenset[str] | None = None
+    dropped: int = field(default=0)
+
+    def wants(self, event: Event) -> bool:
+        if event.org_id != self.org_id:
+            return False
+        if self.inbox_id is not None and event.inbox_id != self.inbox_id:
+            return False
+        if self.domain_id is not None and event.domain_id != self.domain_id:
+            return False
+        return self.types is None or event.type in self.types
+
+
+class EventBus:
+    def __init__(self, backlog: int = BACKLOG) -> None:
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self.backlog: deque[Event] = deque(maxlen=backlog)
+        self.subscriptions: set[Subscription] = set()
+
+    def publish(
+        self,
+        type: str,
+        org_id: str,
+        data: dict[str, Any],
+        inbox_id: str | None = None,
+        domain_id: str | None = None,
+    ) -> Event:
+        with self._lock:
+            event = Event(next(self._ids), type, org_id, data, inbox_id, domain_id)
+            self.backlog.append(event)
+            targets = [s for s in self.subscriptions if s.wants(event)]
+        for sub in targets:
+            sub.loop.call_soon_threadsafe(self._offer, sub, event)
+        return event
+
+    @staticmethod
+    def _offer(sub: Subscription, event: Event) -> None:
+        try:
+            sub.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            sub.dropped += 1
+
+    def subscribe(
+        self,
+        org_id: str,
+        inbox_id: str | None = None,
+        domain_id: str | None = None,
+        types: frozenset[str] | None = None,
+        last_event_id: int | None = None,
+        maxsize: int = 1000,
+    ) -> Subscription:
+        """Subscribe on the running loop; events after `last_event_id` still in the backlog are queued first."""
+        sub = Subscription(org_id, asyncio.Queue(maxsize), asyncio.get_running_loop(), inbox_id, domain_id, types)
+        with self._lock:
+            if last_event_id is not None:
+                for event in self.backlog:
+                    if event.id > last_event_id and sub.wants(event):
+                        self._offer(sub, event)
+            self.subscriptions.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self.subscriptions.discard(sub)
