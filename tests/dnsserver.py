@@ -34,6 +34,9 @@ class TestDNSServer:
         return f"{self.host}:{self.port}"
 
     def publish(self, name: str, rtype: str, *values: str) -> None:
+        """Publish rdata in zone-file text; a long quoted TXT value is split into 255-byte strings."""
+        if rtype.upper() == "TXT":
+            values = tuple(_split_txt(v) for v in values)
         with self.lock:
             self.zone[(name.rstrip(".").lower(), rtype.upper())] = list(values)
 
@@ -73,8 +76,20 @@ class TestDNSServer:
                 values = self.zone.get((name, rtype))
                 known = any(key[0] == name for key in self.zone)
             if values:
-                rrset = dns.rrset.from_text_list(question.name, 60, dns.rdataclass.IN, question.rdtype, values)
-                response.answer.append(rrset)
+                try:
+                    rrset = dns.rrset.from_text_list(
+                        question.name, 60, dns.rdataclass.IN, question.rdtype, values
+                    )
+                    response.answer.append(rrset)
+                except Exception:
+                    response.set_rcode(dns.rcode.SERVFAIL)
             elif not known:
                 response.set_rcode(dns.rcode.NXDOMAIN)
             self.sock.sendto(response.to_wire(), peer)
+
+
+def _split_txt(value: str) -> str:
+    if value.startswith('"') and value.endswith('"') and value.count('"') == 2 and len(value) > 257:
+        inner = value[1:-1]
+        return " ".join(f'"{inner[i:i + 255]}"' for i in range(0, len(inner), 255))
+    return value

@@ -1,0 +1,110 @@
+"""API keys: authentication, scopes, revocation, rate limits, and the `keys` command line."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+
+import httpx
+
+from backend.auth import hash_key
+
+from tests.conftest import start_server
+
+
+def test_missing_malformed_and_unknown_keys_are_401(running) -> None:
+    with httpx.Client(base_url=running.url) as client:
+        assert client.get("/v1/domains").status_code == 401
+        assert client.get("/v1/domains", headers={"Authorization": "Basic abc"}).status_code == 401
+        refused = client.get("/v1/domains", headers={"Authorization": "Bearer comm_nope"})
+    assert refused.status_code == 401
+    assert refused.json() == {"error": "Invalid or expired API key"}
+
+
+def test_scopes_are_enforced_and_read_expands_to_resource_scopes(running) -> None:
+    with running.client(running.new_key(["domains:read"])) as narrow:
+        assert narrow.get("/v1/domains").status_code == 200
+        denied = narrow.get("/v1/inboxes")
+        assert denied.status_code == 403
+        assert "inboxes:read" in denied.json()["error"]
+        assert narrow.post("/v1/domains", json={"name": "scoped.example"}).status_code == 403
+    with running.client(running.new_key(["read"])) as reader:
+        assert reader.get("/v1/inboxes").status_code == 200
+        assert reader.post("/v1/inboxes", json={"local_part": "nope"}).status_code == 403
+
+
+def test_revoked_key_stops_working(running) -> None:
+    key = running.new_key()
+    services = running.server.services
+    with running.client(key) as client:
+        assert client.get("/v1/domains").status_code == 200
+
+        def revoke() -> None:
+            record = services.orgs.key_by_hash(hash_key(key))
+            services.orgs.revoke_key(record.org_id, record.id)
+            services.keys.forget()
+
+        running.run(revoke)
+        assert client.get("/v1/domains").status_code == 401
+
+
+def test_rate_limit_answers_429_with_retry_after(tmp_path, dns_server) -> None:
+    server = start_server(tmp_path, dns_server, rate_limit=2)
+    try:
+        with server.client() as client:
+            statuses, last = [], None
+            for _ in range(8):
+                last = client.get("/v1/domains")
+                statuses.append(last.status_code)
+            assert statuses[:4] == [200, 200, 200, 200]  # burst = 2 x rate
+            assert 429 in statuses
+            assert last is not None and last.status_code == 429
+            limited = last
+            assert limited.json() == {"error": "Rate limit exceeded"}
+            assert int(limited.headers["retry-after"]) >= 1
+            assert limited.headers["ratelimit-remaining"] == "0"
+            # another key has its own bucket
+            with server.client(server.new_key()) as other:
+                assert other.get("/v1/domains").status_code == 200
+    finally:
+        server.stop()
+
+
+def test_keys_are_stored_hashed_and_admin_key_file_is_private(running) -> None:
+    data_dir = running.server.settings.data_dir
+    key_file = data_dir / "admin.key"
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert key_file.read_text().strip() == running.admin_key
+    conn = sqlite3.connect(data_dir / "commune.db")
+    stored = [row[0] for row in conn.execute("SELECT key_hash FROM api_keys")]
+    conn.close()
+    assert running.admin_key not in stored
+    assert all(len(h) == 64 for h in stored)
+
+
+def test_keys_create_command_prints_a_working_key_on_its_last_line(running) -> None:
+    data_dir = str(running.server.settings.data_dir)
+    result = subprocess.run(
+        [sys.executable, "-m", "backend", "keys", "create", "--data-dir", data_dir, "--org", "cli-org",
+         "--scopes", "inboxes:read", "--name", "ci"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip().splitlines()[-1]
+    assert key.startswith("comm_")
+    with running.client(key) as client:
+        assert client.get("/v1/inboxes").json() == {"data": []}
+        assert client.get("/v1/domains").status_code == 403
+    listing = subprocess.run(
+        [sys.executable, "-m", "backend", "keys", "list", "--data-dir", data_dir, "--org", "cli-org"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert "cli-org" in listing.stdout and key not in listing.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "backend", "keys", "create", "--data-dir", data_dir, "--scopes", "root"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert bad.returncode == 2 and "Unknown scope" in bad.stderr
