@@ -1,0 +1,32 @@
+"""Drive the official Commune CLI and MCP tools against our server (CONTRACT.md §1)."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+
+def run_cli(base_url: str, key: str, config_dir: Path, *args: str) -> tuple[int, Any]:
+    """Invoke `commune ...` in-process; returns the exit code and the JSON it printed (or the raw text)."""
+    from commune_cli.main import app
+
+    env = {"COMMUNE_CONFIG_DIR": str(config_dir), "COMMUNE_BASE_URL": base_url, "COMMUNE_API_KEY": key}
+    result = CliRunner().invoke(app, ["--json", *args], env=env)
+    text = result.stdout.strip()
+    try:
+        return result.exit_code, json.loads(text)
+    except ValueError:
+        return result.exit_code, text
+
+
+def mcp_tools(monkeypatch, base_url: str, key: str):  # noqa: ANN001, ANN201
+    """The MCP server module pointed at our server with `key`; its tools are plain functions."""
+    from commune_mcp import server
+
+    monkeypatch.setattr(server, "BASE_URL", base_url)
+    monkeypatch.setattr(server, "_api_key_ctx", contextvars.ContextVar("commune_api_key", default=key))
+    return server
