@@ -44,6 +44,9 @@ class Settings(BaseModel):
     webhook_max_attempts: int = 8
     webhook_timeout: float = 10.0
     webhook_allow_private: bool = True
+    webhook_backoff: float = Field(30.0, gt=0)
+    webhook_backoff_max: float = Field(3600.0, gt=0)
+    sse_heartbeat: float = Field(15.0, gt=0)
     delivery_max_age: float = 5 * 24 * 3600.0
     workers_enabled: bool = True
     public_url: str = ""

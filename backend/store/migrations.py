@@ -246,7 +246,14 @@ CREATE TABLE idempotency_keys (
 );
 """
 
-MIGRATIONS: list[str] = [INITIAL]
+WEBHOOK_ATTEMPTS = """
+ALTER TABLE webhook_deliveries ADD COLUMN attempt_log TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE webhook_deliveries ADD COLUMN retry_base INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX webhook_deliveries_org_status ON webhook_deliveries(org_id, status, created_at, id);
+CREATE INDEX webhook_deliveries_inbox_order ON webhook_deliveries(inbox_id, created_at, id);
+"""
+
+MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
