@@ -253,7 +253,12 @@ CREATE INDEX webhook_deliveries_org_status ON webhook_deliveries(org_id, status,
 CREATE INDEX webhook_deliveries_inbox_order ON webhook_deliveries(inbox_id, created_at, id);
 """
 
-MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS]
+MAIL_ORG_DOMAIN_ORDER = """
+CREATE INDEX threads_org_domain_order ON threads(org_id, domain_id, last_message_at, id);
+CREATE INDEX messages_org_domain ON messages(org_id, domain_id, created_at, seq);
+"""
+
+MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

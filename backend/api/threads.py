@@ -1,0 +1,59 @@
+"""Threads: the keyset-paged conversation list and a thread's messages (triage lives in `triage.py`)."""
+
+from __future__ import annotations
+
+from ..http.errors import BadRequest, NotFound
+from ..http.router import Route
+from ..models.mail import message_json, thread_json
+from ._common import Context, int_arg, order_arg
+from ._paging import decode_cursor, page
+from .domains import visible_domain
+from .inboxes import own_inbox
+
+
+def mailbox_filter(ctx: Context, required: bool = True) -> tuple[str | None, str | None]:
+    """The `inbox_id` / `domain_id` query filters, each checked to be the caller's (else 404)."""
+    inbox_id = ctx.request.arg("inbox_id", "inboxId") or None
+    domain_id = ctx.request.arg("domain_id", "domainId") or None
+    if required and inbox_id is None and domain_id is None:
+        raise BadRequest("inbox_id or domain_id is required")
+    if inbox_id is not None:
+        own_inbox(ctx, inbox_id)
+    if domain_id is not None:
+        visible_domain(ctx, domain_id)
+    return inbox_id, domain_id
+
+
+def own_thread(ctx: Context, thread_id: str) -> dict:
+    row = ctx.services.mail.get_thread(ctx.org_id, thread_id)
+    if row is None:
+        raise NotFound("Thread not found")
+    return dict(row)
+
+
+async def list_threads(ctx: Context) -> dict:
+    inbox_id, domain_id = mailbox_filter(ctx)
+    limit = int_arg(ctx.request, "limit", 20, 1, 100)
+    order = order_arg(ctx.request, "desc")
+    scope = f"threads:{inbox_id or ''}:{domain_id or ''}"
+    after = decode_cursor(ctx.request.arg("cursor"), scope, order, str)
+    rows = ctx.services.mail.list_threads(ctx.org_id, inbox_id, domain_id, order, limit + 1, after)
+    rows, next_cursor, has_more = page(rows, limit, scope, order, lambda r: (r["last_message_at"], r["id"]))
+    return {"data": [thread_json(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
+
+
+async def thread_messages(ctx: Context) -> dict:
+    thread = own_thread(ctx, ctx.params["thread_id"])
+    limit = int_arg(ctx.request, "limit", 50, 1, 1000)
+    order = order_arg(ctx.request, "asc")
+    scope = f"thread:{thread['id']}"
+    after = decode_cursor(ctx.request.arg("cursor"), scope, order, int)
+    rows = ctx.services.mail.thread_messages(thread["id"], order, limit + 1, after)
+    rows, next_cursor, has_more = page(rows, limit, scope, order, lambda r: (r["created_at"], r["seq"]))
+    return {"data": [message_json(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
+
+
+ROUTES = [
+    Route("GET", "/v1/threads", list_threads, "threads:read", "List threads (keyset-paged)"),
+    Route("GET", "/v1/threads/{thread_id}/messages", thread_messages, "threads:read", "A thread's messages"),
+]

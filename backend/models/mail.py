@@ -1,0 +1,188 @@
+"""Request bodies and response shapes for messages, threads, attachments and search (CONTRACT.md §4)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_SUBJECT = 500
+HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,75}$")
+# Headers the server writes itself; letting a caller set them would forge the message's structure.
+STRUCTURAL_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "From", "To", "Cc", "Bcc", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
+        "Reply-To", "Sender", "Return-Path", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+        "Content-Disposition", "Content-ID", "DKIM-Signature", "Received", "Resent-From", "Resent-To",
+        "Resent-Cc", "Resent-Bcc", "Resent-Date", "Resent-Message-ID", "Resent-Sender",
+    )
+)
+
+
+def _address_list(value: Any, field: str) -> list[str]:
+    """A string or list of strings as a clean list (empty entries dropped)."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ValueError(f"{field} must be a string or a list of strings")
+    return [i.strip() for i in items if i.strip()]
+
+
+class SendMessage(BaseModel):
+    """`POST /v1/messages/send`, with the aliases the official clients send (CONTRACT.md §8)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    to: list[str]
+    cc: list[str] = Field(default_factory=list)
+    bcc: list[str] = Field(default_factory=list)
+    reply_to: list[str] = Field(default_factory=list, validation_alias=AliasChoices("reply_to", "replyTo"))
+    subject: str = Field(max_length=MAX_SUBJECT)
+    html: str | None = None
+    text: str | None = None
+    from_: str | None = Field(None, validation_alias=AliasChoices("from", "from_address", "from_"))
+    inbox_id: str | None = Field(None, validation_alias=AliasChoices("inboxId", "inbox_id"))
+    domain_id: str | None = Field(None, validation_alias=AliasChoices("domainId", "domain_id"))
+    thread_id: str | None = Field(None, validation_alias=AliasChoices("thread_id", "threadId"))
+    attachments: list[str] = Field(default_factory=list, max_length=100)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("to", "cc", "bcc", "reply_to", mode="before")
+    @classmethod
+    def _addresses(cls, value: Any, info: Any) -> list[str]:
+        return _address_list(value, info.field_name)
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str) -> str:
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError("must be a single line")
+        return value.strip()
+
+    @field_validator("attachments", mode="before")
+    @classmethod
+    def _attachments(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _headers(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError("must be an object of header names to string values")
+        for name, text in value.items():
+            if not isinstance(name, str) or not HEADER_NAME_RE.match(name):
+                raise ValueError(f"'{name}' is not a valid header name")
+            if name.lower() in STRUCTURAL_HEADERS:
+                raise ValueError(f"'{name}' is set by the server and cannot be overridden")
+            if not isinstance(text, str) or any(c in text for c in "\r\n\0"):
+                raise ValueError(f"value of '{name}' must be a string without line breaks")
+        return value
+
+    @model_validator(mode="after")
+    def _body_and_recipients(self) -> "SendMessage":
+        if not self.to:
+            raise ValueError("to: at least one recipient is required")
+        if not (self.text or self.html):
+            raise ValueError("text or html: at least one body is required")
+        if len(self.reply_to) > 10:
+            raise ValueError("reply_to: at most 10 addresses")
+        return self
+
+
+class UploadAttachment(BaseModel):
+    """`POST /v1/attachments/upload` as base64 JSON."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    content: str
+    filename: str = Field(min_length=1, max_length=255)
+    mime_type: str | None = Field(None, validation_alias=AliasChoices("mime_type", "mimeType"), max_length=255)
+
+
+def _loads(value: str | None, default: Any) -> Any:
+    return json.loads(value) if value else default
+
+
+def _without_nulls(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def message_json(row: Any) -> dict[str, Any]:
+    """A stored message as the API shows it (passes the SDK's `Message` model)."""
+    extra = _loads(row["extra"], {})
+    metadata = _without_nulls({
+        "created_at": row["created_at"],
+        "subject": row["subject"],
+        "in_reply_to": row["in_reply_to"],
+        "references": _loads(row["refs"], []),
+        "domain_id": row["domain_id"],
+        "inbox_id": row["inbox_id"],
+        "inbox_address": extra.get("inbox_address"),
+        "message_id": row["smtp_message_id"],
+        "delivery_status": row["delivery_status"],
+        "sender_name": extra.get("sender_name"),
+        "reply_to": extra.get("reply_to"),
+    })
+    return {
+        "id": row["id"],
+        "message_id": row["id"],
+        "thread_id": row["thread_id"],
+        "channel": "email",
+        "direction": row["direction"],
+        "participants": _loads(row["participants"], []),
+        "content": row["text_body"] or "",
+        "content_html": row["html_body"],
+        "attachments": _loads(row["attachment_ids"], []),
+        "created_at": row["created_at"],
+        "metadata": metadata,
+    }
+
+
+def thread_json(row: Any) -> dict[str, Any]:
+    """A thread summary (passes the SDK's `Thread` model); triage fields ride along."""
+    return {
+        "thread_id": row["id"],
+        "subject": row["subject"],
+        "last_message_at": row["last_message_at"],
+        "first_message_at": row["first_message_at"],
+        "message_count": row["message_count"],
+        "snippet": row["snippet"],
+        "last_direction": row["last_direction"],
+        "last_sender": row["last_sender"],
+        "inbox_id": row["inbox_id"],
+        "domain_id": row["domain_id"],
+        "has_attachments": bool(row["has_attachments"]),
+        "unread_count": row["unread_count"],
+        "tags": _loads(row["tags"], []),
+        "status": row["status"],
+        "assigned_to": row["assigned_to"],
+    }
+
+
+def search_result_json(row: Any) -> dict[str, Any]:
+    """A thread as a search hit (CONTRACT.md §3.6, S1), with the thread fields beside it."""
+    return {
+        **thread_json(row),
+        "last_activity": row["last_message_at"],
+    }
+
+
+def attachment_json(row: Any) -> dict[str, Any]:
+    """Attachment metadata (passes the SDK's `Attachment` and `AttachmentUpload` models)."""
+    return _without_nulls({
+        "attachment_id": row["id"],
+        "filename": row["filename"],
+        "mime_type": row["mime_type"],
+        "size": row["size"],
+        "source": row["source"],
+        "storage_type": "local",
+        "message_id": row["message_id"],
+        "inbox_id": row["inbox_id"],
+        "created_at": row["created_at"],
+    })

@@ -1,0 +1,269 @@
+"""Threads, messages and their attachments: ingest (threading, summaries, events) and idempotency keys.
+
+Every message enters through `prepare` (blob writes, fsync'd, outside any transaction) and `store`
+(the rows, inside one short transaction). `ingest` and `ingest_many` combine the two; after the
+commit, `publish` puts the events on the bus.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..events import EventBus
+from ..mail.model import IncomingMessage
+from ..mail.render import html_to_text, snippet
+from ..models.mail import message_json, thread_json
+from ..util import new_attachment_id, new_message_id, new_thread_id, now_iso
+from .blobs import BlobStore
+from .database import Database
+from .mail_reads import MailReads, safe_filename
+
+TxHook = Callable[[sqlite3.Connection, dict, dict], None]
+IDEMPOTENCY_SECONDS = 24 * 3600
+PENDING = ""
+MAX_THREAD_REFERENCES = 50
+
+
+@dataclass
+class Prepared:
+    """One message ready to be stored: identifiers chosen and bytes already on disk."""
+
+    inbox: dict
+    msg: IncomingMessage
+    direction: str
+    message_id: str
+    text: str
+    raw_sha256: str | None
+    new_attachments: list[dict]
+    attachment_ids: list[str]
+    thread_id: str | None = None
+    delivery_status: str | None = None
+
+
+@dataclass
+class Stored:
+    """What `store` did with one message: its JSON, whether it was new, its thread's summary."""
+
+    inbox: dict
+    direction: str
+    message: dict
+    new: bool
+    thread: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class MailStore(MailReads):
+    def __init__(self, database: Database, blobs: BlobStore, events: EventBus) -> None:
+        super().__init__(database)
+        self.blobs = blobs
+        self.events = events
+        self.tx_hooks: list[TxHook] = []
+        """Called inside the ingest transaction as `hook(conn, inbox, message_json)` for each new message."""
+
+    # ingest ---------------------------------------------------------------------------------
+    def ingest(self, inbox: dict, msg: IncomingMessage, direction: str = "inbound") -> tuple[dict, bool]:
+        """Store one message (threaded, summarised, in one transaction); `False` means a duplicate."""
+        return self.ingest_many([(inbox, msg)], direction)[0]
+
+    def ingest_many(
+        self, items: list[tuple[dict, IncomingMessage]], direction: str = "inbound"
+    ) -> list[tuple[dict, bool]]:
+        """Store a batch in ONE transaction (group commit); events are published after the commit."""
+        prepared = [self.prepare(inbox, msg, direction) for inbox, msg in items]
+        stored = self.store_all(prepared)
+        return [(s.message, s.new) for s in stored]
+
+    def store_all(
+        self,
+        prepared: list[Prepared],
+        after: Callable[[sqlite3.Connection, list[Stored]], None] | None = None,
+    ) -> list[Stored]:
+        """Store prepared messages in one transaction, run `after` inside it, then publish events."""
+        with self.database.transaction() as conn:
+            stored = [self.store(conn, p) for p in prepared]
+            if after is not None:
+                after(conn, stored)
+        self.publish(stored)
+        return stored
+
+    def prepare(
+        self,
+        inbox: dict,
+        msg: IncomingMessage,
+        direction: str = "inbound",
+        *,
+        thread_id: str | None = None,
+        attachment_ids: list[str] | None = None,
+        delivery_status: str | None = None,
+    ) -> Prepared:
+        """Write the raw message and new attachment bytes to the blob store (before any transaction).
+
+        `attachment_ids` names attachments already stored (uploads an outbound message carries);
+        without it, the message's own attachments become new rows.
+        """
+        raw_sha = self.blobs.put(msg.raw) if msg.raw else None
+        new_rows: list[dict] = []
+        if attachment_ids is None:
+            for part in msg.attachments:
+                new_rows.append({
+                    "id": new_attachment_id(),
+                    "filename": safe_filename(part.filename),
+                    "mime_type": (part.mime_type or "application/octet-stream")[:255],
+                    "size": len(part.content),
+                    "sha256": self.blobs.put(part.content),
+                })
+            attachment_ids = [row["id"] for row in new_rows]
+        text = msg.text if msg.text.strip() or not msg.html else html_to_text(msg.html)
+        return Prepared(
+            inbox=inbox, msg=msg, direction=direction, message_id=new_message_id(), text=text,
+            raw_sha256=raw_sha, new_attachments=new_rows, attachment_ids=list(attachment_ids),
+            thread_id=thread_id, delivery_status=delivery_status,
+        )
+
+    def store(self, conn: sqlite3.Connection, p: Prepared) -> Stored:
+        """Insert one prepared message, its attachments and its thread summary (inside a transaction)."""
+        inbox, msg = p.inbox, p.msg
+        if p.direction == "inbound" and msg.smtp_message_id:
+            existing = conn.execute(
+                "SELECT * FROM messages WHERE inbox_id = ? AND smtp_message_id = ? AND direction = 'inbound'",
+                (inbox["id"], msg.smtp_message_id),
+            ).fetchone()
+            if existing is not None:
+                return Stored(inbox, p.direction, message_json(existing), False)
+        created_at = now_iso()
+        thread_id = p.thread_id or self._find_thread(conn, inbox["id"], msg)
+        participants = [{"role": "sender", "identity": msg.sender}]
+        for role, addresses in (("to", msg.to), ("cc", msg.cc), ("bcc", msg.bcc)):
+            participants.extend({"role": role, "identity": a} for a in addresses)
+        extra = {"inbox_address": inbox["address"]}
+        if msg.sender_name:
+            extra["sender_name"] = msg.sender_name
+        if msg.headers.get("reply-to"):
+            extra["reply_to"] = msg.headers["reply-to"]
+        row = {
+            "id": p.message_id, "org_id": inbox["org_id"], "thread_id": thread_id, "inbox_id": inbox["id"],
+            "domain_id": inbox["domain_id"], "direction": p.direction, "sender": msg.sender,
+            "participants": json.dumps(participants), "subject": msg.subject, "text_body": p.text,
+            "html_body": msg.html, "smtp_message_id": msg.smtp_message_id, "in_reply_to": msg.in_reply_to,
+            "refs": json.dumps(msg.references), "attachment_ids": json.dumps(p.attachment_ids),
+            "delivery_status": p.delivery_status, "raw_sha256": p.raw_sha256, "extra": json.dumps(extra),
+            "created_at": created_at,
+        }
+        columns = ", ".join(row)
+        conn.execute(f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+        for att in p.new_attachments:
+            conn.execute(
+                "INSERT INTO attachments (id, org_id, message_id, inbox_id, filename, mime_type, size, sha256,"
+                " source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'email', ?)",
+                (att["id"], inbox["org_id"], p.message_id, inbox["id"], att["filename"], att["mime_type"],
+                 att["size"], att["sha256"], created_at),
+            )
+        thread = self._touch_thread(conn, thread_id, inbox, row, bool(p.attachment_ids))
+        message = message_json(row)
+        for hook in self.tx_hooks:
+            hook(conn, inbox, message)
+        return Stored(inbox, p.direction, message, True, thread)
+
+    def publish(self, stored: list[Stored]) -> None:
+        """Announce new messages and their threads on the event bus (after the commit)."""
+        for item in stored:
+            if not item.new:
+                continue
+            inbox, message = item.inbox, item.message
+            kind = "message.received" if item.direction == "inbound" else "message.sent"
+            payload = {"message": message, "thread_id": message["thread_id"], "inbox_id": inbox["id"]}
+            self.events.publish(kind, inbox["org_id"], payload, inbox["id"], inbox["domain_id"])
+            if item.thread is not None:
+                self.events.publish("thread.updated", inbox["org_id"], item.thread, inbox["id"], inbox["domain_id"])
+
+    def _find_thread(self, conn: sqlite3.Connection, inbox_id: str, msg: IncomingMessage) -> str:
+        """The thread of the newest stored message this one answers (same inbox), else a new id."""
+        candidates = [m for m in [msg.in_reply_to, *msg.references[-MAX_THREAD_REFERENCES:]] if m]
+        if msg.smtp_message_id:
+            # A copy sent to the inbox it came from joins its own outbound message's thread.
+            candidates.append(msg.smtp_message_id)
+        if candidates:
+            marks = ",".join("?" * len(candidates))
+            found = conn.execute(
+                f"SELECT thread_id FROM messages WHERE inbox_id = ? AND smtp_message_id IN ({marks})"
+                " ORDER BY seq DESC LIMIT 1",
+                (inbox_id, *candidates),
+            ).fetchone()
+            if found is not None:
+                return found[0]
+        return new_thread_id()
+
+    def _touch_thread(
+        self, conn: sqlite3.Connection, thread_id: str, inbox: dict, row: dict, has_attachments: bool
+    ) -> dict:
+        """Create the thread or bring its summary up to date with the message just stored."""
+        summary = snippet(row["text_body"], row["html_body"])
+        unread = 1 if row["direction"] == "inbound" else 0
+        updated = conn.execute(
+            "UPDATE threads SET last_message_at = MAX(last_message_at, :at), message_count = message_count + 1,"
+            " snippet = :snippet, last_direction = :direction, last_sender = :sender,"
+            " has_attachments = has_attachments OR :att, unread_count = unread_count + :unread,"
+            " subject = CASE WHEN subject = '' THEN :subject ELSE subject END"
+            " WHERE id = :id AND org_id = :org",
+            {"at": row["created_at"], "snippet": summary, "direction": row["direction"], "sender": row["sender"],
+             "att": int(has_attachments), "unread": unread, "subject": row["subject"], "id": thread_id,
+             "org": inbox["org_id"]},
+        ).rowcount
+        if not updated:
+            conn.execute(
+                "INSERT INTO threads (id, org_id, inbox_id, domain_id, subject, first_message_at, last_message_at,"
+                " message_count, snippet, last_direction, last_sender, has_attachments, unread_count)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+                (thread_id, inbox["org_id"], inbox["id"], inbox["domain_id"], row["subject"], row["created_at"],
+                 row["created_at"], summary, row["direction"], row["sender"], int(has_attachments), unread),
+            )
+        found = conn.execute("SELECT * FROM threads WHERE id = ?", (thread_id,)).fetchone()
+        return thread_json(found)
+
+    # attachments ------------------------------------------------------------------------------
+    def create_attachment(self, org_id: str, filename: str, mime_type: str, content: bytes) -> dict:
+        """Store uploaded bytes (content-addressed) and their metadata row."""
+        sha = self.blobs.put(content)
+        row = (new_attachment_id(), org_id, safe_filename(filename), mime_type, len(content), sha, now_iso())
+        with self.database.transaction() as conn:
+            conn.execute(
+                "INSERT INTO attachments (id, org_id, filename, mime_type, size, sha256, source, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'upload', ?)",
+                row,
+            )
+        return self.get_attachment(org_id, row[0])  # type: ignore[return-value]
+
+    # idempotency keys -----------------------------------------------------------------------
+    def claim_idempotency_key(self, org_id: str, key: str) -> dict | str | None:
+        """Reserve a key: None when the caller may proceed, the stored response for a repeat,
+        or PENDING while the first request with this key is still running."""
+        now = time.time()
+        with self.database.transaction() as conn:
+            found = conn.execute(
+                "SELECT response, created_at FROM idempotency_keys WHERE org_id = ? AND key = ?", (org_id, key)
+            ).fetchone()
+            if found is not None and found["created_at"] > now - IDEMPOTENCY_SECONDS:
+                return json.loads(found["response"]) if found["response"] != PENDING else PENDING
+            conn.execute(
+                "INSERT OR REPLACE INTO idempotency_keys (org_id, key, response, created_at) VALUES (?, ?, ?, ?)",
+                (org_id, key, PENDING, now),
+            )
+        return None
+
+    def save_idempotency_key(self, org_id: str, key: str, response: dict) -> None:
+        with self.database.transaction() as conn:
+            conn.execute(
+                "UPDATE idempotency_keys SET response = ? WHERE org_id = ? AND key = ?",
+                (json.dumps(response), org_id, key),
+            )
+
+    def release_idempotency_key(self, org_id: str, key: str) -> None:
+        """Forget a reservation whose request failed, so a retry can run."""
+        with self.database.transaction() as conn:
+            conn.execute(
+                "DELETE FROM idempotency_keys WHERE org_id = ? AND key = ? AND response = ?", (org_id, key, PENDING)
+            )

@@ -1,0 +1,190 @@
+"""Read side of the mail store: keyset-paged lists, thread messages, search, attachments.
+
+Every list is one indexed range scan: equality on the filter columns, then the keyset written as a
+row value `(a, b) < (?, ?)` so the cost of a page does not depend on how deep it is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from typing import Any
+
+from .database import Database
+
+# Search walks matching messages newest first and stops after this many, so a word found in
+# millions of rows (or in other organisations' mail) still answers in bounded time.
+SEARCH_SCAN_LIMIT = 20_000
+_UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f/\\]+")
+
+
+def safe_filename(name: str) -> str:
+    """A filename with no path components or control characters, never empty."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = _UNSAFE_FILENAME.sub("_", base).strip().lstrip(".")
+    return cleaned[:255] or "attachment"
+
+
+def fts_query(text: str) -> str:
+    """The user's words as quoted FTS5 terms (implicit AND), so no input is FTS syntax."""
+    terms = text.split()
+    return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+def _keyset(order: str, columns: str, after: tuple | None) -> tuple[str, str, tuple]:
+    """The row-value condition and ORDER BY for one page in `order`, continuing after `after`."""
+    direction = "DESC" if order == "desc" else "ASC"
+    first, second = (c.strip() for c in columns.split(","))
+    order_by = f" ORDER BY {first} {direction}, {second} {direction}"
+    if after is None:
+        return "", order_by, ()
+    op = "<" if order == "desc" else ">"
+    return f" AND ({first}, {second}) {op} (?, ?)", order_by, tuple(after)
+
+
+class MailReads:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    # threads -------------------------------------------------------------------------------
+    def get_thread(self, org_id: str, thread_id: str) -> sqlite3.Row | None:
+        return self.database.one("SELECT * FROM threads WHERE id = ? AND org_id = ?", (thread_id, org_id))
+
+    def list_threads(
+        self,
+        org_id: str,
+        inbox_id: str | None,
+        domain_id: str | None,
+        order: str,
+        limit: int,
+        after: tuple[str, str] | None = None,
+    ) -> list[sqlite3.Row]:
+        """Up to `limit` threads, newest (or oldest) activity first, after the keyset `after`."""
+        if inbox_id is not None:
+            where, params = "inbox_id = ? AND org_id = ?", [inbox_id, org_id]
+            if domain_id is not None:
+                where += " AND domain_id = ?"
+                params.append(domain_id)
+        else:
+            where, params = "org_id = ? AND domain_id = ?", [org_id, domain_id]
+        cond, order_by, extra = _keyset(order, "last_message_at, id", after)
+        return self.database.query(
+            f"SELECT * FROM threads WHERE {where}{cond}{order_by} LIMIT ?", (*params, *extra, limit)
+        )
+
+    def thread_messages(self, thread_id: str, order: str, limit: int,
+                        after: tuple[str, int] | None = None) -> list[sqlite3.Row]:
+        cond, order_by, extra = _keyset(order, "created_at, seq", after)
+        return self.database.query(
+            f"SELECT * FROM messages WHERE thread_id = ?{cond}{order_by} LIMIT ?", (thread_id, *extra, limit)
+        )
+
+    def last_message_ids(self, thread_id: str) -> tuple[str | None, list[str]]:
+        """The newest SMTP Message-ID in a thread and its References chain (for a reply's headers)."""
+        row = self.database.one(
+            "SELECT smtp_message_id, refs FROM messages WHERE thread_id = ? AND smtp_message_id IS NOT NULL"
+            " ORDER BY created_at DESC, seq DESC LIMIT 1",
+            (thread_id,),
+        )
+        if row is None:
+            return None, []
+        return row["smtp_message_id"], json.loads(row["refs"] or "[]")
+
+    # messages --------------------------------------------------------------------------------
+    def get_message(self, org_id: str, message_id: str) -> sqlite3.Row | None:
+        return self.database.one("SELECT * FROM messages WHERE id = ? AND org_id = ?", (message_id, org_id))
+
+    def list_messages(
+        self,
+        org_id: str,
+        *,
+        inbox_id: str | None = None,
+        domain_id: str | None = None,
+        sender: str | None = None,
+        before: str | None = None,
+        since: str | None = None,
+        order: str = "desc",
+        limit: int = 50,
+        after: tuple[str, int] | None = None,
+    ) -> list[sqlite3.Row]:
+        """Messages matching every given filter; the most selective one leads (its index is used)."""
+        filters: list[tuple[str, Any]] = []
+        if inbox_id is not None:
+            filters += [("inbox_id = ?", inbox_id), ("org_id = ?", org_id)]
+        elif sender is not None:
+            filters += [("org_id = ?", org_id), ("sender = ?", sender)]
+        else:
+            filters += [("org_id = ?", org_id), ("domain_id = ?", domain_id)]
+        if sender is not None and inbox_id is not None:
+            filters.append(("sender = ?", sender))
+        if domain_id is not None and (inbox_id is not None or sender is not None):
+            filters.append(("domain_id = ?", domain_id))
+        if before is not None:
+            filters.append(("created_at < ?", before))
+        if since is not None:
+            filters.append(("created_at > ?", since))
+        where = " AND ".join(f for f, _ in filters)
+        cond, order_by, extra = _keyset(order, "created_at, seq", after)
+        return self.database.query(
+            f"SELECT * FROM messages WHERE {where}{cond}{order_by} LIMIT ?",
+            (*(v for _, v in filters), *extra, limit),
+        )
+
+    # search ---------------------------------------------------------------------------------
+    def search_threads(
+        self, org_id: str, text: str, inbox_id: str | None, domain_id: str | None, limit: int
+    ) -> list[sqlite3.Row]:
+        """Threads with a message matching `text`, by their newest matching message first."""
+        query = fts_query(text)
+        if not query:
+            return []
+        where, params = "m.org_id = ?", [org_id]
+        if inbox_id is not None:
+            where += " AND m.inbox_id = ?"
+            params.append(inbox_id)
+        if domain_id is not None:
+            where += " AND m.domain_id = ?"
+            params.append(domain_id)
+        cursor = self.database.execute(
+            "SELECT m.thread_id, m.org_id, m.inbox_id, m.domain_id FROM messages_fts"
+            " JOIN messages m ON m.seq = messages_fts.rowid"
+            f" WHERE messages_fts MATCH ? ORDER BY messages_fts.rowid DESC LIMIT {SEARCH_SCAN_LIMIT}",
+            (query,),
+        )
+        wanted: dict[str, None] = {}
+        try:
+            for row in cursor:
+                if (row["org_id"] == org_id and (inbox_id is None or row["inbox_id"] == inbox_id)
+                        and (domain_id is None or row["domain_id"] == domain_id)):
+                    wanted.setdefault(row["thread_id"])
+                    if len(wanted) >= limit:
+                        break
+        finally:
+            cursor.close()
+        if not wanted:
+            return []
+        ids = list(wanted)
+        marks = ",".join("?" * len(ids))
+        rows = self.database.query(f"SELECT * FROM threads WHERE org_id = ? AND id IN ({marks})", (org_id, *ids))
+        by_id = {row["id"]: row for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    # attachments ------------------------------------------------------------------------------
+    def get_attachment(self, org_id: str, attachment_id: str) -> dict | None:
+        row = self.database.one("SELECT * FROM attachments WHERE id = ? AND org_id = ?", (attachment_id, org_id))
+        return dict(row) if row else None
+
+    def get_attachment_any(self, attachment_id: str) -> dict | None:
+        """An attachment by id alone; only for the signed download route, whose signature is the check."""
+        row = self.database.one("SELECT * FROM attachments WHERE id = ?", (attachment_id,))
+        return dict(row) if row else None
+
+    def attachments_by_ids(self, org_id: str, ids: list[str]) -> list[dict]:
+        """The organisation's attachments among `ids`, in the order given (unknown ids left out)."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = self.database.query(f"SELECT * FROM attachments WHERE org_id = ? AND id IN ({marks})", (org_id, *ids))
+        by_id = {row["id"]: dict(row) for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
