@@ -15,3 +15,7 @@ if TYPE_CHECKING:
 Starter = Callable[["Server"], Awaitable[None]]
 
 ALL: list[Starter] = []
+
+from .webhooks.dispatcher import start as start_webhooks  # noqa: E402
+
+ALL.append(start_webhooks)

@@ -1,0 +1,159 @@
+"""Webhook deliveries: one row per event and endpoint, carrying its payload, schedule and attempt log."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+
+from ..util import new_prefixed, now_iso
+from .database import Database
+
+STATUSES = ("pending", "success", "failed")
+
+
+def _delivery(row: sqlite3.Row) -> dict:
+    item = dict(row)
+    item["attempt_log"] = json.loads(item.get("attempt_log") or "[]")
+    return item
+
+
+class WebhookStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.listeners: list[Callable[[], None]] = []
+        """Called when a delivery becomes due now (the dispatcher wakes up instead of waiting to poll)."""
+
+    def _notify(self) -> None:
+        for listener in self.listeners:
+            listener()
+
+    def enqueue(
+        self,
+        conn: sqlite3.Connection,
+        org_id: str,
+        inbox_id: str,
+        message_id: str | None,
+        endpoint: str,
+        event: str,
+        payload: str,
+        when: float,
+    ) -> str:
+        """Insert a pending delivery inside the caller's transaction, so it commits with its cause."""
+        delivery_id = new_prefixed("whd", 12)
+        stamp = now_iso()
+        conn.execute(
+            "INSERT INTO webhook_deliveries (id, org_id, inbox_id, message_id, endpoint, event, payload,"
+            " status, attempts, next_attempt_at, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+            (delivery_id, org_id, inbox_id, message_id, endpoint, event, payload, when, stamp, stamp),
+        )
+        self._notify()
+        return delivery_id
+
+    # the dispatcher's side -------------------------------------------------------------
+    def due(self, now: float, limit: int, skip: set[str]) -> list[dict]:
+        """Pending deliveries whose time has come, oldest schedule first, minus those in flight."""
+        rows = self.database.query(
+            "SELECT * FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at LIMIT ?",
+            (now, limit + len(skip)),
+        )
+        return [_delivery(r) for r in rows if r["id"] not in skip][:limit]
+
+    def next_due_at(self, skip: set[str]) -> float | None:
+        """When the next pending delivery not already in flight is due."""
+        rows = self.database.query(
+            "SELECT id, next_attempt_at FROM webhook_deliveries WHERE status = 'pending'"
+            " ORDER BY next_attempt_at LIMIT ?",
+            (len(skip) + 1,),
+        )
+        return next((r["next_attempt_at"] for r in rows if r["id"] not in skip), None)
+
+    def signing_secret(self, inbox_id: str) -> str | None:
+        row = self.database.one("SELECT webhook_secret FROM inboxes WHERE id = ?", (inbox_id,))
+        return row["webhook_secret"] if row else None
+
+    def record_attempt(self, delivery_id: str, entry: dict, status: str, next_attempt_at: float | None) -> None:
+        """Append one attempt to the log and move the delivery to its new status and schedule."""
+        stamp = now_iso()
+        with self.database.transaction() as conn:
+            row = conn.execute(
+                "SELECT attempt_log FROM webhook_deliveries WHERE id = ?", (delivery_id,)
+            ).fetchone()
+            if row is None:  # deleted meanwhile (inbox or organisation data deletion)
+                return
+            log = json.loads(row["attempt_log"] or "[]")
+            log.append(entry)
+            conn.execute(
+                "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,"
+                " http_status = ?, last_error = ?, latency_ms = ?, attempt_log = ?, updated_at = ?,"
+                " delivered_at = CASE WHEN ? = 'success' THEN ? ELSE delivered_at END WHERE id = ?",
+                (
+                    status, next_attempt_at, entry.get("http_status"), entry.get("error"),
+                    entry.get("latency_ms"), json.dumps(log), stamp, status, stamp, delivery_id,
+                ),
+            )
+
+    # the API's side -------------------------------------------------------------------------
+    def get(self, org_id: str, delivery_id: str) -> dict | None:
+        row = self.database.one(
+            "SELECT * FROM webhook_deliveries WHERE org_id = ? AND id = ?", (org_id, delivery_id)
+        )
+        return _delivery(row) if row else None
+
+    def list(
+        self,
+        org_id: str,
+        limit: int,
+        after: tuple[str, str] | None = None,
+        inbox_id: str | None = None,
+        status: str | None = None,
+        endpoint: str | None = None,
+    ) -> list[dict]:
+        """Newest first, keyset on (created_at, id); returns up to `limit + 1` rows to tell if more exist."""
+        where, params = ["org_id = ?"], [org_id]
+        for column, value in (("inbox_id", inbox_id), ("status", status), ("endpoint", endpoint)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if after is not None:
+            where.append("(created_at, id) < (?, ?)")
+            params.extend(after)
+        rows = self.database.query(
+            "SELECT id, org_id, inbox_id, message_id, endpoint, event, status, attempts, next_attempt_at,"
+            " http_status, last_error, latency_ms, created_at, updated_at, delivered_at"
+            f" FROM webhook_deliveries WHERE {' AND '.join(where)}"
+            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*params, limit + 1),
+        )
+        return [dict(r) for r in rows]
+
+    def retry(self, org_id: str, delivery_id: str, now: float) -> dict | None:
+        """Queue a delivery for another round of attempts right away (its log is kept)."""
+        with self.database.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, retry_base = attempts,"
+                " updated_at = ? WHERE org_id = ? AND id = ?",
+                (now, now_iso(), org_id, delivery_id),
+            )
+        if cursor.rowcount == 0:
+            return None
+        self._notify()
+        return self.get(org_id, delivery_id)
+
+    def health(self, org_id: str, since: str) -> dict:
+        """Counts per status and the average latency of successful deliveries created since `since`."""
+        rows = self.database.query(
+            "SELECT status, COUNT(*) AS n, AVG(latency_ms) AS latency, SUM(attempts) AS attempts"
+            " FROM webhook_deliveries WHERE org_id = ? AND created_at >= ? GROUP BY status",
+            (org_id, since),
+        )
+        counts = {status: 0 for status in STATUSES}
+        latency, attempts = None, 0
+        for row in rows:
+            counts[row["status"]] = row["n"]
+            attempts += row["attempts"] or 0
+            if row["status"] == "success":
+                latency = row["latency"]
+        return {"counts": counts, "average_latency_ms": latency, "attempts": attempts}

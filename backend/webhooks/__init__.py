@@ -1,0 +1,1 @@
+"""Outgoing webhooks: payloads, signatures, target vetting and the delivery worker."""

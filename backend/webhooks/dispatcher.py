@@ -1,0 +1,215 @@
+"""The webhook worker: POSTs due deliveries, signed, and retries failures with backoff and jitter.
+
+All state lives in `webhook_deliveries`, so a restart resumes where the last run stopped: a delivery
+that was in flight when the process died is simply sent again (receivers dedupe on the delivery id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+import time
+from typing import TYPE_CHECKING
+
+import httpx
+
+from ..util import now_iso
+from .payload import attachment_rows, encode, inbound_payload, signature, wants_inbound
+from .targets import RefusedTarget, UnresolvedTarget, vet
+
+if TYPE_CHECKING:
+    from ..server import Server
+    from ..services import Services
+
+log = logging.getLogger("commune.webhooks")
+
+POLL_SECONDS = 1.0
+CONCURRENCY = 16
+MAX_RESPONSE_BYTES = 64 * 1024
+ERROR_SNIPPET = 300
+USER_AGENT = "Commune-Webhooks/1"
+
+
+def backoff(settings_base: float, settings_max: float, failures: int) -> float:
+    """Exponential with equal jitter: the n-th retry waits between half and all of base·2ⁿ⁻¹."""
+    ceiling = min(settings_max, settings_base * 2 ** (failures - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class WebhookDispatcher:
+    def __init__(self, services: "Services") -> None:
+        self.services = services
+        self.settings = services.settings
+        self.store = services.webhooks
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+
+    # lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        # No redirects (a 3xx is a failed attempt) and no proxies from the environment.
+        self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False,
+                                         timeout=self.settings.webhook_timeout)
+        self.store.listeners.append(self.wake)
+        self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
+
+    async def stop(self) -> None:
+        if self.wake in self.store.listeners:
+            self.store.listeners.remove(self.wake)
+        tasks = [t for t in (self._task, *self.in_flight.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+
+    def wake(self) -> None:
+        """Look for due deliveries now; safe to call from any thread."""
+        if self.loop is None or self.loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self._wakeup.set()
+        else:
+            self.loop.call_soon_threadsafe(self._wakeup.set)
+
+    # the ingest hook ------------------------------------------------------------------------
+    def on_new_message(self, conn: sqlite3.Connection, inbox: dict, message: dict) -> None:
+        """Inside the ingest transaction: queue the inbox's webhook, so it commits with the message."""
+        if message.get("direction") != "inbound" or not inbox.get("webhook_endpoint"):
+            return
+        if not wants_inbound(inbox.get("webhook_events")):
+            return
+        attachments = attachment_rows(conn, inbox["org_id"], message.get("attachments") or [])
+        body = encode(inbound_payload(inbox, message, attachments))
+        self.store.enqueue(conn, inbox["org_id"], inbox["id"], message["message_id"],
+                           inbox["webhook_endpoint"], "email.received", body, time.time())
+
+    # the loop ------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            self._wakeup.clear()
+            try:
+                self._dispatch_due()
+            except Exception:
+                log.exception("webhook dispatcher failed to read due deliveries")
+            await self._sleep()
+
+    def _dispatch_due(self) -> None:
+        free = CONCURRENCY - len(self.in_flight)
+        if free <= 0:
+            return
+        for row in self.store.due(time.time(), free, set(self.in_flight)):
+            task = asyncio.create_task(self._attempt(row))
+            self.in_flight[row["id"]] = task
+            task.add_done_callback(lambda _t, key=row["id"]: self._finished(key))
+
+    def _finished(self, delivery_id: str) -> None:
+        self.in_flight.pop(delivery_id, None)
+        self.wake()
+
+    async def _sleep(self) -> None:
+        delay = POLL_SECONDS
+        next_at = self.store.next_due_at(set(self.in_flight)) if len(self.in_flight) < CONCURRENCY else None
+        if next_at is not None:
+            delay = max(0.0, min(delay, next_at - time.time()))
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
+
+    # one attempt ---------------------------------------------------------------------------------
+    async def _attempt(self, row: dict) -> None:
+        async with self._slots:
+            number = row["attempts"] + 1
+            started = time.monotonic()
+            entry: dict = {"attempt": number, "at": now_iso(), "http_status": None, "error": None}
+            permanent = False
+            try:
+                entry["http_status"], entry["error"] = await self._post(row, number)
+            except (RefusedTarget, LookupError) as exc:
+                entry["error"], permanent = str(exc), True
+            except UnresolvedTarget as exc:
+                entry["error"] = str(exc)
+            except (httpx.TimeoutException, TimeoutError):
+                entry["error"] = f"timed out after {self.settings.webhook_timeout:g}s"
+            except httpx.HTTPError as exc:
+                entry["error"] = f"{exc.__class__.__name__}: {exc}"[:ERROR_SNIPPET]
+            entry["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
+            self._record(row, entry, permanent)
+
+    async def _post(self, row: dict, number: int) -> tuple[int, str | None]:
+        """Send once; returns the HTTP status and an error text (None on a 2xx)."""
+        assert self._client is not None
+        secret = self.store.signing_secret(row["inbox_id"])
+        if not secret:
+            raise LookupError("the inbox or its webhook no longer exists")
+        target = await vet(row["endpoint"], self.services.resolver, self.settings.webhook_allow_private)
+        body = row["payload"].encode("utf-8")
+        timestamp = int(time.time() * 1000)  # fresh on every attempt, signed with the body
+        headers = {
+            **target.headers,
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "x-commune-signature": signature(secret, timestamp, body),
+            "x-commune-timestamp": str(timestamp),
+            "x-commune-delivery-id": row["id"],
+            "x-commune-attempt": str(number),
+            "x-commune-event": row["event"],
+        }
+        request = self._client.build_request("POST", target.url, content=body, headers=headers,
+                                             extensions=target.extensions)
+        # One deadline for the whole exchange, so a receiver that drips bytes cannot hold a slot.
+        async with asyncio.timeout(self.settings.webhook_timeout):
+            response = await self._client.send(request, stream=True)
+            try:
+                received = bytearray()
+                async for chunk in response.aiter_raw():
+                    received.extend(chunk[: MAX_RESPONSE_BYTES - len(received)])
+                    if len(received) >= MAX_RESPONSE_BYTES:
+                        break
+            finally:
+                await response.aclose()
+        if response.is_success:
+            return response.status_code, None
+        text = received[:ERROR_SNIPPET].decode("utf-8", "replace").strip()
+        if response.is_redirect:
+            return response.status_code, "redirects are not followed"
+        return response.status_code, f"HTTP {response.status_code}" + (f": {text}" if text else "")
+
+    def _record(self, row: dict, entry: dict, permanent: bool) -> None:
+        ok = entry["error"] is None
+        failures = row["attempts"] + 1 - row["retry_base"]
+        if ok:
+            status, next_at = "success", None
+        elif permanent or failures >= self.settings.webhook_max_attempts:
+            status, next_at = "failed", None
+        else:
+            delay = backoff(self.settings.webhook_backoff, self.settings.webhook_backoff_max, failures)
+            entry["retry_in"] = round(delay, 3)
+            status, next_at = "pending", time.time() + delay
+        self.store.record_attempt(row["id"], entry, status, next_at)
+        if not ok:
+            log.info("webhook %s attempt %s failed: %s", row["id"], entry["attempt"], entry["error"])
+
+
+async def start(server: "Server") -> None:
+    """Component entry: run the dispatcher and hook it into mail ingest."""
+    services = server.services
+    dispatcher = WebhookDispatcher(services)
+    mail = getattr(services, "mail", None)
+    if mail is not None:
+        mail.tx_hooks.append(dispatcher.on_new_message)
+    if not services.settings.workers_enabled:
+        return
+    await dispatcher.start()
+    server.on_stop(dispatcher.stop)
