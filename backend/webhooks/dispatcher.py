@@ -206,9 +206,7 @@ async def start(server: "Server") -> None:
     """Component entry: run the dispatcher and hook it into mail ingest."""
     services = server.services
     dispatcher = WebhookDispatcher(services)
-    mail = getattr(services, "mail", None)
-    if mail is not None:
-        mail.tx_hooks.append(dispatcher.on_new_message)
+    services.mail.tx_hooks.append(dispatcher.on_new_message)
     if not services.settings.workers_enabled:
         return
     await dispatcher.start()

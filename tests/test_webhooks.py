@@ -1,0 +1,263 @@
+"""Signed webhooks for incoming mail: payload, signature, retries, restart, refusal, delivery log API."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from commune.types import Message
+from commune.webhooks import verify_signature
+
+from backend.mail.model import IncomingMessage
+from backend.webhooks.targets import is_public
+from tests.conftest import start_server
+from tests.mailtools import ingest, make_inbox
+from tests.official_clients import run_cli
+from tests.webhook_receiver import HANG, WebhookReceiver
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    hook = WebhookReceiver()
+    yield hook
+    hook.close()
+
+
+@pytest.fixture(scope="module")
+def fast(tmp_path_factory, dns_server):  # noqa: ANN001, ANN201
+    """A server whose webhook retries come quickly: short backoff and timeout, three attempts."""
+    server = start_server(tmp_path_factory.mktemp("hooks"), dns_server, webhook_backoff=0.2,
+                          webhook_timeout=1.0, webhook_max_attempts=3)
+    yield server
+    server.stop()
+
+
+def wait_until(read: Callable[[], dict], done: Callable[[dict], bool], timeout: float = 15.0) -> dict:
+    """Re-read a resource until `done` holds (the worker runs asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def delivery(client: httpx.Client, delivery_id: str) -> dict:
+    response = client.get(f"/v1/webhooks/deliveries/{delivery_id}")
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+def hooked_inbox(client: httpx.Client, url: str, events: list[str] | None = None) -> dict:
+    webhook: dict = {"endpoint": url}
+    if events is not None:
+        webhook["events"] = events
+    return make_inbox(client, webhook=webhook)
+
+
+def verified(hit, secret: str) -> dict:  # noqa: ANN001
+    assert verify_signature(hit.body, hit.headers["x-commune-signature"], secret,
+                            timestamp=hit.headers["x-commune-timestamp"])
+    return json.loads(hit.body)
+
+
+def test_incoming_mail_is_posted_signed_with_the_full_message(running, api, receiver) -> None:
+    inbox = hooked_inbox(api, receiver.url, ["inbound"])
+    secret = inbox["webhook"]["secret"]
+    message, _ = ingest(running, inbox["id"], sender="alice@example.net", to=[inbox["address"]],
+                        subject="Order #42", text="Where is my parcel?", smtp_message_id="<o42@example.net>",
+                        attachments=[("label.pdf", "application/pdf", b"%PDF-1.4 label")])
+    hit = receiver.wait_for(1)[0]
+    payload = verified(hit, secret)
+    assert hit.headers["content-type"] == "application/json"
+    assert hit.headers["x-commune-attempt"] == "1"
+    assert payload["sender"] == "alice@example.net"
+    assert payload["subject"] == "Order #42"
+    assert payload["text"] == "Where is my parcel?"
+    assert payload["thread_id"] == message["thread_id"]
+    assert payload["inboxId"] == inbox["id"] and payload["inboxAddress"] == inbox["address"]
+    assert payload["event"] == "inbound" and payload["type"] == "email.received"
+    parsed = Message.model_validate(payload["message"])
+    assert parsed.message_id == message["message_id"] and parsed.direction == "inbound"
+    assert payload["attachments"] == [{"attachment_id": message["attachments"][0], "filename": "label.pdf",
+                                       "mime_type": "application/pdf", "size": 14}]
+    with pytest.raises(Exception):
+        verify_signature(hit.body, hit.headers["x-commune-signature"], "whsec_wrong",
+                         timestamp=hit.headers["x-commune-timestamp"])
+
+    delivery_id = hit.headers["x-commune-delivery-id"]
+    shown = wait_until(lambda: delivery(api, delivery_id), lambda d: d["status"] == "success")
+    assert shown["status"] == "success" and shown["httpStatus"] == 200 and shown["attemptCount"] == 1
+    assert shown["payload"] == payload
+    listed = api.get("/v1/webhooks/deliveries", params={"inbox_id": inbox["id"]}).json()
+    assert [d["id"] for d in listed["data"]] == [delivery_id]
+
+
+def test_events_list_decides_which_inboxes_get_a_webhook(running, api, receiver) -> None:
+    wanted = {
+        "default": hooked_inbox(api, receiver.url),
+        "seed name": hooked_inbox(api, receiver.url, ["email.received"]),
+        "bounces only": hooked_inbox(api, receiver.url, ["bounce"]),
+    }
+    for inbox in wanted.values():
+        ingest(running, inbox["id"], subject="hello", text="hi")
+    services = running.server.services
+    default = wanted["default"]
+    sent = IncomingMessage(sender=default["address"], to=["bob@example.net"], subject="sent", text="x")
+    running.run(lambda: services.mail.ingest(services.domains.get_inbox_any(default["id"]), sent, "outbound"))
+    received = receiver.wait_for(2)
+    inboxes = sorted(json.loads(hit.body)["inboxId"] for hit in received)
+    assert inboxes == sorted([default["id"], wanted["seed name"]["id"]])
+    quiet = api.get("/v1/webhooks/deliveries", params={"inbox_id": wanted["bounces only"]["id"]}).json()
+    assert quiet["data"] == []
+    one = api.get("/v1/webhooks/deliveries", params={"inbox_id": default["id"]}).json()
+    assert len(one["data"]) == 1, "outbound mail does not fire the inbound webhook"
+
+
+def test_failure_then_timeout_then_recovery_retries_with_growing_delays(fast, receiver) -> None:
+    receiver.plan = [500, HANG, 200]
+    with fast.client(fast.new_key()) as client:
+        inbox = hooked_inbox(client, receiver.url)
+        ingest(fast, inbox["id"], subject="retry me", text="please")
+        hits = receiver.wait_for(3)
+        delivery_id = hits[0].headers["x-commune-delivery-id"]
+        shown = wait_until(lambda: delivery(client, delivery_id), lambda d: d["status"] != "pending")
+    assert shown["status"] == "success" and shown["attemptCount"] == 3
+    first, second, third = shown["attempts"]
+    assert first["http_status"] == 500 and "HTTP 500" in first["error"]
+    assert second["http_status"] is None and "timed out" in second["error"]
+    assert third["http_status"] == 200 and third["error"] is None
+    assert 0 < first["retry_in"] < second["retry_in"]
+    assert [h.headers["x-commune-attempt"] for h in hits] == ["1", "2", "3"]
+    assert len({h.headers["x-commune-delivery-id"] for h in hits}) == 1
+    assert len({h.headers["x-commune-signature"] for h in hits}) == 3  # fresh timestamp every attempt
+    for hit in hits:
+        verified(hit, inbox["webhook"]["secret"])
+
+
+def test_gives_up_after_the_attempt_limit_and_a_manual_retry_delivers(fast, receiver, tmp_path) -> None:
+    receiver.default = 503
+    key = fast.new_key()
+    with fast.client(key) as client:
+        inbox = hooked_inbox(client, receiver.url)
+        ingest(fast, inbox["id"], subject="doomed", text="x")
+        delivery_id = receiver.wait_for(1)[0].headers["x-commune-delivery-id"]
+        failed = wait_until(lambda: delivery(client, delivery_id), lambda d: d["status"] == "failed")
+        assert failed["status"] == "failed" and failed["attemptCount"] == 3
+        assert len(receiver.requests) == 3
+
+        code, health = run_cli(fast.url, key, tmp_path, "webhooks", "health")
+        assert code == 0 and health["success_rate"] == 0.0 and health["failed"] == 1
+
+        receiver.default = 200
+        code, retried = run_cli(fast.url, key, tmp_path, "webhooks", "retry", delivery_id)
+        assert code == 0 and retried["data"]["status"] == "pending"
+        done = wait_until(lambda: delivery(client, delivery_id), lambda d: d["status"] == "success")
+        assert done["status"] == "success" and done["attemptCount"] == 4
+        assert receiver.requests[-1].headers["x-commune-attempt"] == "4"
+
+        code, listed = run_cli(fast.url, key, tmp_path, "webhooks", "list", "--status", "success")
+        assert code == 0 and [row["id"] for row in listed["data"]] == [delivery_id]
+        row = listed["data"][0]
+        assert {"id", "status", "endpoint", "httpStatus", "attemptCount", "createdAt"} <= set(row)
+        code, one = run_cli(fast.url, key, tmp_path, "webhooks", "get", delivery_id)
+        assert code == 0 and one["data"]["id"] == delivery_id
+        code, health = run_cli(fast.url, key, tmp_path, "webhooks", "health")
+        assert health["success_rate"] == 1.0 and health["successRate"] == 1.0
+        code, report = run_cli(fast.url, key, tmp_path, "doctor")
+        checks = {c["name"]: c for c in report["checks"]}
+        assert checks["webhooks"]["status"] == "pass"
+
+
+def test_redirects_are_not_followed_and_large_answers_are_cut_off(fast, receiver) -> None:
+    receiver.plan = [(302, b"", {"location": "http://127.0.0.1:1/elsewhere"}), (200, b"x" * 2_000_000, {})]
+    with fast.client(fast.new_key()) as client:
+        inbox = hooked_inbox(client, receiver.url)
+        ingest(fast, inbox["id"], subject="redirect", text="x")
+        delivery_id = receiver.wait_for(1)[0].headers["x-commune-delivery-id"]
+        shown = wait_until(lambda: delivery(client, delivery_id), lambda d: d["status"] != "pending")
+    assert shown["status"] == "success" and shown["attemptCount"] == 2
+    assert shown["attempts"][0]["http_status"] == 302
+    assert "redirects are not followed" in shown["attempts"][0]["error"]
+    assert all(h.path == "/hook" for h in receiver.requests)
+
+
+def test_a_restart_in_the_middle_of_retries_loses_no_delivery(tmp_path, dns_server, receiver) -> None:
+    receiver.plan = [500, HANG]
+    first = start_server(tmp_path, dns_server, webhook_backoff=0.2, webhook_timeout=20)
+    key = first.new_key(org="restart")
+    with first.client(key) as client:
+        inbox = hooked_inbox(client, receiver.url)
+    ingest(first, inbox["id"], subject="survive", text="a restart")
+    receiver.wait_for(2)  # the second attempt is now hanging, in flight
+    first.stop()
+
+    second = start_server(tmp_path, dns_server, webhook_backoff=0.2)
+    try:
+        with second.client(key) as client:
+            hits = receiver.wait_for(3)
+            delivery_id = hits[0].headers["x-commune-delivery-id"]
+            shown = wait_until(lambda: delivery(client, delivery_id), lambda d: d["status"] == "success")
+    finally:
+        second.stop()
+    assert shown["status"] == "success"
+    assert [h.headers["x-commune-attempt"] for h in hits] == ["1", "2", "2"]
+    assert {h.headers["x-commune-delivery-id"] for h in hits} == {delivery_id}
+    verified(hits[-1], inbox["webhook"]["secret"])
+
+
+def test_private_targets_are_refused_when_configured(tmp_path, dns_server, receiver) -> None:
+    dns_server.publish("hooks.internal.test", "A", "127.0.0.1")
+    server = start_server(tmp_path, dns_server, webhook_allow_private=False)
+    try:
+        with server.client(server.new_key()) as client:
+            port = receiver.url.split(":")[2].split("/")[0]
+            by_ip = hooked_inbox(client, receiver.url)
+            by_name = hooked_inbox(client, f"http://hooks.internal.test:{port}/hook")
+            for inbox in (by_ip, by_name):
+                ingest(server, inbox["id"], subject="to a private target", text="x")
+            rows = wait_until(lambda: client.get("/v1/webhooks/deliveries").json(),
+                              lambda b: all(d["status"] == "failed" for d in b["data"]))["data"]
+    finally:
+        server.stop()
+    assert len(rows) == 2 and all(d["status"] == "failed" and d["attemptCount"] == 1 for d in rows)
+    assert all("private or loopback" in d["lastError"] for d in rows)
+    assert receiver.requests == []
+
+
+@pytest.mark.parametrize("address, public", [
+    ("127.0.0.1", False), ("10.1.2.3", False), ("192.168.0.9", False), ("169.254.169.254", False),
+    ("::1", False), ("::ffff:127.0.0.1", False), ("fd00::1", False), ("0.0.0.0", False),
+    ("93.184.216.34", True), ("2606:4700::1111", True),
+])
+def test_public_address_check(address: str, public: bool) -> None:
+    assert is_public(address) is public
+
+
+def test_delivery_log_filters_pages_and_stays_inside_the_org(running, api, receiver) -> None:
+    inbox = hooked_inbox(api, receiver.url)
+    for n in range(3):
+        ingest(running, inbox["id"], subject=f"page {n}", text="x")
+    receiver.wait_for(3)
+    seen, cursor = [], None
+    while True:
+        body = api.get("/v1/webhooks/deliveries", params={"inbox_id": inbox["id"], "limit": 2,
+                                                          **({"cursor": cursor} if cursor else {})}).json()
+        seen.extend(d["id"] for d in body["data"])
+        cursor = body["next_cursor"]
+        if not body["has_more"]:
+            break
+    assert len(seen) == len(set(seen)) == 3
+    assert api.get("/v1/webhooks/deliveries", params={"endpoint": "http://nowhere/"}).json()["data"] == []
+    assert api.get("/v1/webhooks/deliveries", params={"status": "sent"}).status_code == 400
+    assert api.get("/v1/webhooks/deliveries", params={"cursor": "garbage"}).status_code == 400
+    assert api.get("/v1/webhooks/deliveries", params={"limit": "0"}).status_code == 400
+    with running.client(running.new_key()) as stranger:
+        assert stranger.get(f"/v1/webhooks/deliveries/{seen[0]}").status_code == 404
+        assert stranger.post(f"/v1/webhooks/deliveries/{seen[0]}/retry").status_code == 404
+        assert stranger.get("/v1/webhooks/deliveries", params={"inbox_id": inbox["id"]}).status_code == 404
+        assert stranger.get("/v1/webhooks/deliveries").json()["data"] == []
+        assert stranger.get("/v1/webhooks/health").json()["success_rate"] is None
