@@ -19,6 +19,7 @@ from .store.database import Database
 from .store.domains import DomainStore
 from .store.mail import MailStore
 from .store.orgs import OrgStore
+from .store.triage import TriageStore
 from .store.webhooks import WebhookStore
 
 log = logging.getLogger("commune.server")
@@ -53,6 +54,7 @@ class Services:
         self.resolver = make_resolver(settings.dns_servers)
         self.events = EventBus()
         self.webhooks = WebhookStore(self.database)
+        self.triage = TriageStore(self.database)
         self.mail = MailStore(self.database, self.blobs, self.events)
         self.admin_key: str | None = None
 

@@ -1,0 +1,52 @@
+"""Thread triage: status, assignee and tags on the `threads` rows the mail store keeps."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from .database import Database
+
+MAX_TAGS = 50
+
+
+class TooManyTags(ValueError):
+    pass
+
+
+class TriageStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def apply(
+        self,
+        org_id: str,
+        thread_id: str,
+        changes: dict,
+        add: list[str] | None = None,
+        remove: list[str] | None = None,
+    ) -> sqlite3.Row | None:
+        """Set `status` / `assigned_to` / `tags` and add or remove tags in one transaction.
+
+        Tags are read and written inside the transaction, so concurrent additions are never lost.
+        Returns the updated thread row, or None when the organisation has no such thread.
+        """
+        with self.database.transaction() as conn:
+            row = conn.execute(
+                "SELECT tags FROM threads WHERE id = ? AND org_id = ?", (thread_id, org_id)
+            ).fetchone()
+            if row is None:
+                return None
+            tags = list(changes["tags"]) if "tags" in changes else json.loads(row["tags"] or "[]")
+            tags = list(dict.fromkeys([*tags, *(add or [])]))
+            tags = [t for t in tags if t not in set(remove or [])]
+            if len(tags) > MAX_TAGS:
+                raise TooManyTags(f"a thread holds at most {MAX_TAGS} tags")
+            columns = {k: v for k, v in changes.items() if k in ("status", "assigned_to")}
+            columns["tags"] = json.dumps(tags)
+            assignments = ", ".join(f"{name} = :{name}" for name in columns)
+            conn.execute(
+                f"UPDATE threads SET {assignments} WHERE id = :_id AND org_id = :_org",
+                {**columns, "_id": thread_id, "_org": org_id},
+            )
+            return conn.execute("SELECT * FROM threads WHERE id = ?", (thread_id,)).fetchone()
