@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .auth import KeyRing
 from .config import Settings
+from .delivery.validation import RecipientValidator
 from .events import EventBus
 from .dns.records import DKIM_SELECTOR, generate_dkim_key, required_records
 from .dns.resolver import make_resolver
@@ -56,6 +57,7 @@ class Services:
         self.webhooks = WebhookStore(self.database)
         self.triage = TriageStore(self.database)
         self.mail = MailStore(self.database, self.blobs, self.events)
+        self.validator = RecipientValidator(self.database, self.resolver)
         self.admin_key: str | None = None
 
     def bootstrap(self) -> None:

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from ..http.errors import BadRequest
+from email.utils import parseaddr
+
+from ..delivery.outbox import submit
+from ..delivery.validation import normalise_address
+from ..http.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from ..http.router import Route
-from ..models.mail import message_json
+from ..mail.compose import Outgoing, reply_references
+from ..mail.model import IncomingAttachment
+from ..models.mail import SendMessage, message_json
+from ..store.mail import PENDING
 from ..util import iso, parse_iso
-from ._common import Context, int_arg, order_arg
+from ._common import Context, data, int_arg, order_arg, parse_body
 from ._paging import decode_cursor, page
-from .threads import mailbox_filter
+from .domains import visible_domain
+from .inboxes import own_inbox
+from .threads import mailbox_filter, own_thread
+
+DEFAULT_LOCAL_PART = "agent"
+MAX_IDEMPOTENCY_KEY = 255
 
 
 def date_arg(ctx: Context, name: str) -> str | None:
@@ -40,6 +52,120 @@ async def list_messages(ctx: Context) -> dict:
     return {"data": [message_json(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
 
 
+def resolve_sender(ctx: Context, body: SendMessage, thread: dict | None) -> tuple[dict, str | None]:
+    """The sending inbox and display name: `from`, then `inboxId`, then `domainId`, then the thread's inbox."""
+    store = ctx.services.domains
+    inbox = own_inbox(ctx, body.inbox_id) if body.inbox_id else None
+    name: str | None = None
+    if body.from_:
+        name, raw = parseaddr(body.from_)
+        address = normalise_address(raw)
+        found = store.inbox_by_address(address) if address else None
+        if found is None or found["org_id"] != ctx.org_id:
+            raise BadRequest(f"from: '{body.from_}' is not the address of one of your inboxes")
+        if inbox is not None and inbox["id"] != found["id"]:
+            raise BadRequest("from: the address does not belong to the inbox given as inboxId")
+        inbox = found
+    if inbox is None and body.domain_id:
+        domain = visible_domain(ctx, body.domain_id)
+        inbox = store.inbox_by_address(f"{DEFAULT_LOCAL_PART}@{domain['name']}")
+        if inbox is None or inbox["org_id"] != ctx.org_id:
+            raise BadRequest(f"domainId: there is no inbox {DEFAULT_LOCAL_PART}@{domain['name']} to send from;"
+                             " create it or pass inboxId")
+    if inbox is None and thread is not None:
+        inbox = own_inbox(ctx, thread["inbox_id"])
+    if inbox is None:
+        raise BadRequest("No sender: pass inboxId (or inbox_id), from or domainId; this server has no default sender")
+    if body.domain_id and inbox["domain_id"] != body.domain_id:
+        visible_domain(ctx, body.domain_id)
+        raise BadRequest("domainId: the sending inbox is not on this domain")
+    if thread is not None and thread["inbox_id"] != inbox["id"]:
+        raise BadRequest("thread_id: the thread belongs to another inbox than the sender")
+    return inbox, name or inbox.get("display_name") or None
+
+
+def load_attachments(ctx: Context, ids: list[str]) -> list[IncomingAttachment]:
+    """The caller's attachments by id with their bytes; another organisation's id is a 404."""
+    unique = list(dict.fromkeys(ids))
+    rows = ctx.services.mail.attachments_by_ids(ctx.org_id, unique)
+    found = {row["id"] for row in rows}
+    for attachment_id in unique:
+        if attachment_id not in found:
+            raise NotFound(f"Attachment {attachment_id} not found")
+    if sum(row["size"] for row in rows) > ctx.services.settings.max_message_bytes:
+        raise PayloadTooLarge("attachments: together they exceed the maximum message size")
+    blobs = ctx.services.blobs
+    return [IncomingAttachment(row["filename"], row["mime_type"], blobs.get(row["sha256"])) for row in rows]
+
+
+def nobody_left(validation: dict) -> str:
+    reasons = [f"{r['email']} ({r['reason']})" for r in validation["rejected"]]
+    reasons += [f"{email} (suppressed)" for email in validation["suppressed"]]
+    return "No valid recipients: " + "; ".join(reasons)
+
+
+async def _send(ctx: Context, body: SendMessage) -> dict:
+    thread = own_thread(ctx, body.thread_id) if body.thread_id else None
+    inbox, sender_name = resolve_sender(ctx, body, thread)
+    attachments = load_attachments(ctx, body.attachments)
+    reply_to = [normalise_address(a) for a in body.reply_to]
+    if None in reply_to:
+        raise BadRequest("reply_to: every entry must be a valid email address")
+    checked = await ctx.services.validator.validate(ctx.org_id, [*body.to, *body.cc, *body.bcc])
+    if not checked.accepted:
+        raise BadRequest(nobody_left(checked.report()))
+    accepted = set(checked.accepted)
+
+    def keep(addresses: list[str]) -> list[str]:
+        clean = (normalise_address(a) for a in addresses)
+        return list(dict.fromkeys(a for a in clean if a in accepted))
+
+    in_reply_to, references = None, []
+    if thread is not None:
+        parent, parent_refs = ctx.services.mail.last_message_ids(thread["id"])
+        in_reply_to, references = parent, reply_references(parent, parent_refs)
+    out = Outgoing(
+        sender=inbox["address"], sender_name=sender_name, to=keep(body.to), cc=keep(body.cc),
+        bcc=keep(body.bcc), reply_to=reply_to, subject=body.subject, text=body.text, html=body.html,  # type: ignore[arg-type]
+        in_reply_to=in_reply_to, references=references, attachments=attachments, headers=body.headers,
+    )
+    message = submit(ctx.services.mail, ctx.services.domains, inbox, out, checked.accepted, checked.local,
+                     thread["id"] if thread else None, list(dict.fromkeys(body.attachments)))
+    result = data({
+        "id": message["message_id"],
+        "message_id": message["message_id"],
+        "thread_id": message["thread_id"],
+        "smtp_message_id": out.smtp_message_id,
+        "status": message["metadata"]["delivery_status"],
+    })
+    if checked.noteworthy:
+        result["validation"] = checked.report()
+    return result
+
+
+async def send_message(ctx: Context) -> dict:
+    body = parse_body(ctx.request, SendMessage)
+    key = ctx.request.headers.get("idempotency-key", "").strip()
+    if not key:
+        return await _send(ctx, body)
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise BadRequest(f"Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY} characters")
+    mail = ctx.services.mail
+    earlier = mail.claim_idempotency_key(ctx.org_id, key)
+    if earlier == PENDING:
+        raise Conflict("A request with this Idempotency-Key is still being processed")
+    if earlier is not None:
+        return earlier
+    try:
+        result = await _send(ctx, body)
+    except BaseException:
+        mail.release_idempotency_key(ctx.org_id, key)
+        raise
+    mail.save_idempotency_key(ctx.org_id, key, result)
+    return result
+
+
 ROUTES = [
+    Route("POST", "/v1/messages/send", send_message, "messages:write", "Send an email"),
     Route("GET", "/v1/messages", list_messages, "messages:read", "List messages"),
 ]

@@ -1,0 +1,69 @@
+"""Submitting a sent message: store it in the sender's thread, deliver to local inboxes, queue the rest.
+
+Recipients hosted here receive it at once as inbound mail (threaded by its headers, exactly as if it
+had come over SMTP); every other recipient gets an `outbound_queue` row that the outbound worker
+sends from the raw bytes in the blob store. All rows, local copies and delivery events are written
+in one transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import replace
+
+from ..mail.compose import Outgoing, as_incoming, compose
+from ..store.domains import DomainStore
+from ..store.mail import MailStore, Stored
+from ..util import new_prefixed, now_iso
+
+LOCAL_DETAIL = "Delivered locally to an inbox on this server"
+
+
+def record_delivery_event(
+    conn: sqlite3.Connection, message: dict, recipient: str, event_type: str, detail: str = ""
+) -> None:
+    """One delivery event row for a message and recipient (inside the caller's transaction)."""
+    conn.execute(
+        "INSERT INTO delivery_events (id, org_id, message_id, inbox_id, domain_id, recipient, event_type, detail,"
+        " created_at) SELECT ?, org_id, id, inbox_id, domain_id, ?, ?, ?, ? FROM messages WHERE id = ?",
+        (new_prefixed("evt", 10), recipient, event_type, detail, now_iso(), message["message_id"]),
+    )
+
+
+def submit(
+    mail: MailStore,
+    domains: DomainStore,
+    sender_inbox: dict,
+    out: Outgoing,
+    recipients: list[str],
+    local: list[str],
+    thread_id: str | None,
+    attachment_ids: list[str],
+) -> dict:
+    """Store, deliver locally and queue one sent message; returns the sender's copy as message JSON."""
+    raw = compose(out)
+    remote = [r for r in recipients if r not in set(local)]
+    status = "queued" if remote else "delivered"
+    sent_copy = replace(as_incoming(out, raw), bcc=list(out.bcc))
+    prepared = [mail.prepare(sender_inbox, sent_copy, "outbound", thread_id=thread_id,
+                             attachment_ids=attachment_ids, delivery_status=status)]
+    local_inboxes = [inbox for inbox in (domains.inbox_by_address(a) for a in local) if inbox is not None]
+    received = as_incoming(out, raw)
+    prepared += [mail.prepare(inbox, received, "inbound") for inbox in local_inboxes]
+
+    def hand_off(conn: sqlite3.Connection, stored: list[Stored]) -> None:
+        message = stored[0].message
+        now, stamp = time.time(), now_iso()
+        for inbox in local_inboxes:
+            record_delivery_event(conn, message, inbox["address"], "delivered", LOCAL_DETAIL)
+        for recipient in remote:
+            conn.execute(
+                "INSERT INTO outbound_queue (id, org_id, message_id, recipient, status, attempts, next_attempt_at,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', 0, ?, ?, ?)",
+                (new_prefixed("obq", 10), sender_inbox["org_id"], message["message_id"], recipient, now, stamp,
+                 stamp),
+            )
+            record_delivery_event(conn, message, recipient, "queued")
+
+    return mail.store_all(prepared, after=hand_off)[0].message

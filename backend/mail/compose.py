@@ -1,0 +1,106 @@
+"""Outgoing mail as RFC 5322 bytes, built with the stdlib `email` package."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, localtime
+
+from .model import IncomingAttachment, IncomingMessage
+from .render import html_to_text
+
+# How many ancestors a reply's References header keeps (RFC 5322 allows trimming the middle).
+MAX_REFERENCES = 20
+
+
+@dataclass
+class Outgoing:
+    """Everything a sent message says, in the shape the composer and local delivery share."""
+
+    sender: str
+    sender_name: str | None
+    to: list[str]
+    cc: list[str] = field(default_factory=list)
+    bcc: list[str] = field(default_factory=list)
+    reply_to: list[str] = field(default_factory=list)
+    subject: str = ""
+    text: str | None = None
+    html: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] = field(default_factory=list)
+    attachments: list[IncomingAttachment] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    smtp_message_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.smtp_message_id:
+            self.smtp_message_id = new_smtp_message_id(self.sender.rsplit("@", 1)[-1])
+
+
+def new_smtp_message_id(domain: str) -> str:
+    return f"<{uuid.uuid4()}@{domain}>"
+
+
+def reply_references(parent_id: str | None, parent_refs: list[str]) -> list[str]:
+    """A reply's References: the parent's chain plus the parent, keeping the first and the latest."""
+    chain = [r for r in parent_refs if r] + ([parent_id] if parent_id else [])
+    if len(chain) > MAX_REFERENCES:
+        chain = chain[:1] + chain[-(MAX_REFERENCES - 1):]
+    return chain
+
+
+def _address(addr: str, name: str | None = None) -> Address:
+    local, _, domain = addr.rpartition("@")
+    return Address(display_name=name or "", username=local, domain=domain)
+
+
+def compose(out: Outgoing) -> bytes:
+    """The message as CRLF bytes: text/html alternatives, attachments as parts, no Bcc header."""
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = _address(out.sender, out.sender_name)
+    # With every To refused or only Bcc recipients left, RFC 5322 §3.6.3's empty group stands in.
+    message["To"] = [_address(a) for a in out.to] if out.to else "undisclosed-recipients:;"
+    if out.cc:
+        message["Cc"] = [_address(a) for a in out.cc]
+    if out.reply_to:
+        message["Reply-To"] = [_address(a) for a in out.reply_to]
+    message["Subject"] = out.subject
+    message["Date"] = format_datetime(localtime())
+    message["Message-ID"] = out.smtp_message_id
+    if out.in_reply_to:
+        message["In-Reply-To"] = out.in_reply_to
+    if out.references:
+        message["References"] = " ".join(out.references)
+    for name, value in out.headers.items():
+        message[name] = value
+    text = out.text if out.text is not None else html_to_text(out.html or "")
+    message.set_content(text)
+    if out.html:
+        message.add_alternative(out.html, subtype="html")
+    for part in out.attachments:
+        maintype, _, subtype = (part.mime_type or "application/octet-stream").partition("/")
+        message.add_attachment(part.content, maintype=maintype, subtype=subtype or "octet-stream",
+                               filename=part.filename)
+    return message.as_bytes()
+
+
+def as_incoming(out: Outgoing, raw: bytes) -> IncomingMessage:
+    """The sent message as a recipient here receives it (Bcc stays hidden, as on the wire)."""
+    return IncomingMessage(
+        sender=out.sender,
+        sender_name=out.sender_name,
+        to=list(out.to),
+        cc=list(out.cc),
+        subject=out.subject,
+        text=out.text if out.text is not None else html_to_text(out.html or ""),
+        html=out.html,
+        smtp_message_id=out.smtp_message_id,
+        in_reply_to=out.in_reply_to,
+        references=list(out.references),
+        attachments=list(out.attachments),
+        raw=raw,
+        headers={"reply-to": ", ".join(out.reply_to)} if out.reply_to else {},
+    )

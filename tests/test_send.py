@@ -1,0 +1,183 @@
+"""Sending through the API: local delivery, threading headers, the outbound queue, sender rules, idempotency."""
+
+from __future__ import annotations
+
+import email
+from email import policy
+
+import pytest
+
+from tests.mailtools import make_inbox
+
+
+@pytest.fixture
+def partner(dns_server) -> str:  # noqa: ANN001
+    """A remote domain with an MX record, so sends to it are accepted and queued."""
+    dns_server.publish("partner.test", "MX", "10 mx.partner.test.")
+    return "partner.test"
+
+
+def raw_of(running, message_id: str) -> email.message.EmailMessage:  # noqa: ANN001
+    """The stored RFC 5322 bytes of a message, parsed (what the outbound worker transmits)."""
+    services = running.server.services
+
+    def read() -> bytes:
+        row = services.database.one("SELECT raw_sha256 FROM messages WHERE id = ?", (message_id,))
+        return services.blobs.get(row["raw_sha256"])
+
+    return email.message_from_bytes(running.run(read), policy=policy.default)
+
+
+def rows(running, sql: str, *params: object) -> list[dict]:  # noqa: ANN001
+    services = running.server.services
+    return running.run(lambda: [dict(r) for r in services.database.query(sql, params)])
+
+
+def thread_messages(api, thread_id: str) -> list[dict]:  # noqa: ANN001
+    response = api.get(f"/v1/threads/{thread_id}/messages")
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+def test_two_inboxes_hold_a_threaded_conversation(running, api) -> None:
+    alice = make_inbox(api, name="Alice Example")
+    bob = make_inbox(api)
+    first = api.post("/v1/messages/send", json={
+        "to": bob["address"], "subject": "Lunch?", "text": "Tuesday at noon?", "html": "<p>Tuesday at noon?</p>",
+        "inboxId": alice["id"],
+    })
+    assert first.status_code == 200, first.text
+    sent = first.json()
+    assert "validation" not in sent
+    assert sent["data"]["status"] == "delivered"
+    assert sent["data"]["smtp_message_id"].endswith("@commune.localhost>")
+
+    [bob_thread] = api.get("/v1/threads", params={"inbox_id": bob["id"]}).json()["data"]
+    [received] = thread_messages(api, bob_thread["thread_id"])
+    assert received["direction"] == "inbound"
+    assert received["metadata"]["message_id"] == sent["data"]["smtp_message_id"]
+    assert received["content"] == "Tuesday at noon?"
+
+    reply = api.post("/v1/messages/send", json={
+        "to": [alice["address"]], "subject": "Re: Lunch?", "text": "Works for me.",
+        "inbox_id": bob["id"], "thread_id": bob_thread["thread_id"],
+    }).json()["data"]
+    assert reply["thread_id"] == bob_thread["thread_id"]
+    again = api.post("/v1/messages/send", json={
+        "to": bob["address"], "subject": "Re: Lunch?", "text": "See you.", "thread_id": sent["data"]["thread_id"],
+    }).json()["data"]
+    assert again["thread_id"] == sent["data"]["thread_id"]
+
+    alice_side = thread_messages(api, sent["data"]["thread_id"])
+    bob_side = thread_messages(api, bob_thread["thread_id"])
+    assert [m["direction"] for m in alice_side] == ["outbound", "inbound", "outbound"]
+    assert [m["direction"] for m in bob_side] == ["inbound", "outbound", "inbound"]
+    assert [m["content"] for m in alice_side] == [m["content"] for m in bob_side]
+    [summary] = api.get("/v1/threads", params={"inbox_id": alice["id"]}).json()["data"]
+    assert summary["message_count"] == 3 and summary["last_direction"] == "outbound"
+
+    mime = raw_of(running, again["message_id"])
+    assert mime["In-Reply-To"] == reply["smtp_message_id"]
+    assert mime["References"].split() == [sent["data"]["smtp_message_id"], reply["smtp_message_id"]]
+    assert mime["From"].addresses[0].display_name == "Alice Example"
+    assert mime["Message-ID"] == again["smtp_message_id"] and mime["Date"]
+    first_mime = raw_of(running, sent["data"]["id"])
+    assert first_mime.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in first_mime.iter_parts()] == ["text/plain", "text/html"]
+    events = rows(running, "SELECT event_type, recipient FROM delivery_events WHERE message_id = ?", sent["data"]["id"])
+    assert events == [{"event_type": "delivered", "recipient": bob["address"]}]
+
+
+def test_remote_recipients_are_queued_and_bcc_stays_out_of_headers(running, api, partner) -> None:
+    alice, hidden = make_inbox(api), make_inbox(api)
+    result = api.post("/v1/messages/send", json={
+        "to": f"Carol <carol@{partner}>", "cc": [f"dan@{partner}"], "bcc": [hidden["address"]],
+        "reply_to": "replies@partner.test", "subject": "Quarterly", "text": "Numbers attached soon.",
+        "inboxId": alice["id"], "headers": {"X-Campaign": "q3"},
+    })
+    assert result.status_code == 200, result.text
+    data = result.json()["data"]
+    assert data["status"] == "queued"
+    queued = rows(running, "SELECT recipient, status FROM outbound_queue WHERE message_id = ? ORDER BY recipient",
+                  data["id"])
+    assert queued == [{"recipient": f"carol@{partner}", "status": "queued"},
+                      {"recipient": f"dan@{partner}", "status": "queued"}]
+    mime = raw_of(running, data["id"])
+    assert "Bcc" not in mime and hidden["address"] not in mime.as_string()
+    assert mime["X-Campaign"] == "q3" and mime["Reply-To"] == "replies@partner.test"
+    assert mime["To"] == f"carol@{partner}" and mime["Cc"] == f"dan@{partner}"
+
+    [copy] = api.get("/v1/messages", params={"inbox_id": hidden["id"]}).json()["data"]
+    assert {p["role"] for p in copy["participants"]} == {"sender", "to", "cc"}
+    [mine] = api.get("/v1/messages", params={"inbox_id": alice["id"]}).json()["data"]
+    assert {"role": "bcc", "identity": hidden["address"]} in mine["participants"]
+    assert mine["metadata"]["delivery_status"] == "queued"
+
+
+def test_sender_resolution_and_other_organisations(running, api) -> None:
+    mine = make_inbox(api, local_part="agent")
+    body = {"to": mine["address"], "subject": "s", "text": "t"}
+    assert api.post("/v1/messages/send", json={**body, "from": f"Me <{mine['address']}>"}).status_code == 200
+    by_domain = api.post("/v1/messages/send", json={**body, "domainId": mine["domain_id"]})
+    assert by_domain.status_code == 200, by_domain.text
+    none = api.post("/v1/messages/send", json=body)
+    assert none.status_code == 400 and "inboxId" in none.json()["error"]
+    with running.client(running.new_key()) as stranger:
+        theirs = make_inbox(stranger)
+        sent = stranger.post("/v1/messages/send", json={**body, "inboxId": theirs["id"]}).json()["data"]
+        assert stranger.post("/v1/messages/send", json={**body, "from": mine["address"]}).status_code == 400
+        assert stranger.post("/v1/messages/send", json={**body, "inboxId": mine["id"]}).status_code == 404
+        lone = stranger.post("/v1/messages/send", json={**body, "domainId": mine["domain_id"]})
+        assert lone.status_code == 400 and "domainId" in lone.json()["error"]
+    assert api.post("/v1/messages/send", json={**body, "thread_id": sent["thread_id"]}).status_code == 404
+    other = make_inbox(api)
+    own_thread = api.post("/v1/messages/send", json={**body, "inboxId": other["id"]}).json()["data"]["thread_id"]
+    crossed = api.post("/v1/messages/send", json={**body, "inboxId": mine["id"], "thread_id": own_thread})
+    assert crossed.status_code == 400 and "thread_id" in crossed.json()["error"]
+
+
+@pytest.mark.parametrize("patch, field", [
+    ({"to": None}, "to"),
+    ({"to": 5}, "to"),
+    ({"to": []}, "to"),
+    ({"subject": "x" * 501}, "subject"),
+    ({"subject": None}, "subject"),
+    ({"text": None}, "text"),
+    ({"cc": [1]}, "cc"),
+    ({"headers": {"X-A": "a\r\nBcc: evil@x.test"}}, "headers"),
+    ({"headers": {"From": "ceo@x.test"}}, "headers"),
+    ({"headers": {"Bad Name": "x"}}, "headers"),
+    ({"attachments": "abc"}, "attachments"),
+    ({"reply_to": "not an address"}, "reply_to"),
+    ({"from": "nobody"}, "from"),
+    ({"thread_id": 7}, "thread_id"),
+])
+def test_bad_send_input_is_a_400_naming_the_field(running, api, patch, field) -> None:
+    inbox = make_inbox(api)
+    body = {"to": inbox["address"], "subject": "s", "text": "t", "inboxId": inbox["id"], **patch}
+    body = {k: v for k, v in body.items() if v is not None}
+    response = api.post("/v1/messages/send", json=body)
+    assert response.status_code == 400, response.text
+    assert field in response.json()["error"]
+
+
+def test_idempotency_key_replays_the_first_result(running, api) -> None:
+    inbox = make_inbox(api)
+    body = {"to": inbox["address"], "subject": "once", "text": "only once", "inboxId": inbox["id"]}
+    headers = {"Idempotency-Key": "order-4521-confirmation"}
+    first = api.post("/v1/messages/send", json=body, headers=headers)
+    second = api.post("/v1/messages/send", json=body, headers=headers)
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json()
+    messages = api.get("/v1/messages", params={"inbox_id": inbox["id"]}).json()["data"]
+    assert len(messages) == 2  # one sent copy and one local delivery, not four
+    with running.client(running.new_key()) as stranger:
+        theirs = make_inbox(stranger)
+        other = stranger.post("/v1/messages/send", headers=headers,
+                              json={**body, "to": theirs["address"], "inboxId": theirs["id"]})
+        assert other.json()["data"]["id"] != first.json()["data"]["id"]
+    failed = api.post("/v1/messages/send", json={**body, "to": "nobody@nowhere.invalid"},
+                      headers={"Idempotency-Key": "retry-me"})
+    assert failed.status_code == 400
+    retried = api.post("/v1/messages/send", json=body, headers={"Idempotency-Key": "retry-me"})
+    assert retried.status_code == 200
