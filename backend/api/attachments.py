@@ -1,0 +1,134 @@
+"""Attachments: upload (base64 JSON or raw bytes with `X-Filename`), metadata, signed download URLs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import mimetypes
+import re
+import time
+from urllib.parse import quote, unquote, urlencode
+
+from ..http.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
+from ..http.response import Response
+from ..http.router import Route
+from ..models.mail import UploadAttachment, attachment_json
+from ._common import Context, data, int_arg, parse_body
+
+SIGNATURE_PURPOSE = "attachment-download"
+MAX_EXPIRES_IN = 7 * 24 * 3600
+MIME_RE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*$")
+HOST_RE = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
+
+
+def _mime_type(given: str | None, filename: str) -> str:
+    if given:
+        value = given.split(";", 1)[0].strip().lower()
+        if not MIME_RE.match(value):
+            raise BadRequest("mime_type must look like 'type/subtype', e.g. application/pdf")
+        return value
+    return mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+def _decode_base64(content: str, limit: int) -> bytes:
+    text = "".join(content.split())
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    if len(text) * 3 // 4 > limit + 3:
+        raise PayloadTooLarge(f"content: attachments may be at most {limit} bytes")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("content must be base64-encoded file content") from None
+
+
+async def upload(ctx: Context) -> tuple[int, dict]:
+    request, limit = ctx.request, ctx.services.settings.max_attachment_bytes
+    raw_name = request.headers.get("x-filename")
+    if raw_name is not None:
+        # The official CLI posts the file itself, named by X-Filename, usually with no Content-Type.
+        filename = unquote(raw_name).strip()
+        if not filename:
+            raise BadRequest("X-Filename must name the file")
+        given = request.headers.get("content-type", "")
+        if given.startswith(("application/json", "application/x-www-form-urlencoded")):
+            given = ""
+        mime_type = _mime_type(given or None, filename)
+        content = request.body
+    else:
+        body = parse_body(request, UploadAttachment)
+        filename, content = body.filename, _decode_base64(body.content, limit)
+        mime_type = _mime_type(body.mime_type, filename)
+    if len(content) > limit:
+        raise PayloadTooLarge(f"content: attachments may be at most {limit} bytes")
+    if not content:
+        raise BadRequest("content is empty")
+    row = ctx.services.mail.create_attachment(ctx.org_id, filename, mime_type, content)
+    return 201, data(attachment_json(row))
+
+
+def own_attachment(ctx: Context, attachment_id: str) -> dict:
+    row = ctx.services.mail.get_attachment(ctx.org_id, attachment_id)
+    if row is None:
+        raise NotFound("Attachment not found")
+    return row
+
+
+async def get_attachment(ctx: Context) -> dict:
+    return data(attachment_json(own_attachment(ctx, ctx.params["attachment_id"])))
+
+
+def public_base(ctx: Context) -> str:
+    """The server's origin as the caller reached it (or the configured public URL)."""
+    configured = ctx.services.settings.public_url.rstrip("/")
+    if configured:
+        return configured
+    host = ctx.request.headers.get("host", "")
+    if not HOST_RE.match(host):
+        raise BadRequest("The Host header is missing or invalid, so no download URL can be built")
+    return f"http://{host}"
+
+
+async def attachment_url(ctx: Context) -> dict:
+    row = own_attachment(ctx, ctx.params["attachment_id"])
+    expires_in = int_arg(ctx.request, "expires_in", 3600, 1, MAX_EXPIRES_IN, "expiresIn")
+    expires = int(time.time()) + expires_in
+    signature = ctx.services.signer.sign(SIGNATURE_PURPOSE, row["id"], expires)
+    query = urlencode({"expires": expires, "signature": signature})
+    url = f"{public_base(ctx)}/v1/attachments/{quote(row['id'])}/download?{query}"
+    return data({"url": url, "expires_in": expires_in, "expires_at": expires, "filename": row["filename"],
+                 "mime_type": row["mime_type"], "size": row["size"]})
+
+
+async def download(ctx: Context) -> Response:
+    """The signed, keyless download: the signature is the credential; tampered or expired is a 403."""
+    attachment_id = ctx.params["attachment_id"]
+    try:
+        expires = int(ctx.request.arg("expires") or "")
+    except ValueError:
+        raise Forbidden("This download link is invalid") from None
+    verdict = ctx.services.signer.verify(SIGNATURE_PURPOSE, attachment_id, expires, ctx.request.arg("signature") or "")
+    if verdict == "expired":
+        raise Forbidden("This download link has expired")
+    if verdict != "ok":
+        raise Forbidden("This download link is invalid")
+    row = ctx.services.mail.get_attachment_any(attachment_id)
+    if row is None or not ctx.services.blobs.exists(row["sha256"]):
+        raise NotFound("Attachment not found")
+    fallback = re.sub(r'[^A-Za-z0-9._ -]', "_", row["filename"])
+    headers = {
+        "content-disposition": f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(row['filename'])}",
+        "x-content-type-options": "nosniff",
+        "cache-control": "private, no-store",
+    }
+    return Response(ctx.services.blobs.get(row["sha256"]), 200, headers, row["mime_type"])
+
+
+ROUTES = [
+    Route("POST", "/v1/attachments/upload", upload, "attachments:write", "Upload an attachment"),
+    Route("GET", "/v1/attachments/{attachment_id}", get_attachment, "attachments:read", "Attachment metadata"),
+    Route("GET", "/v1/attachments/{attachment_id}/url", attachment_url, "attachments:read",
+          "A signed, expiring download URL"),
+    Route("GET", "/v1/attachments/{attachment_id}/download", download, None,
+          "Download by signed URL (no API key)"),
+]
