@@ -258,7 +258,17 @@ CREATE INDEX threads_org_domain_order ON threads(org_id, domain_id, last_message
 CREATE INDEX messages_org_domain ON messages(org_id, domain_id, created_at, seq);
 """
 
-MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER]
+DELIVERY_LISTS = """
+ALTER TABLE suppressions ADD COLUMN detail TEXT NOT NULL DEFAULT '';
+CREATE INDEX suppressions_org_inbox ON suppressions(org_id, inbox_id, created_at, id);
+CREATE INDEX suppressions_org_domain ON suppressions(org_id, domain_id, created_at, id);
+CREATE INDEX delivery_events_org_type ON delivery_events(org_id, event_type, created_at, id);
+CREATE INDEX delivery_events_message_order ON delivery_events(message_id, created_at, id);
+CREATE INDEX delivery_events_inbox_order ON delivery_events(inbox_id, created_at, id);
+CREATE INDEX delivery_events_domain_order ON delivery_events(domain_id, created_at, id);
+"""
+
+MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
