@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -16,6 +15,7 @@ from backend.webhooks.targets import is_public
 from tests.conftest import start_server
 from tests.mailtools import ingest, make_inbox
 from tests.official_clients import run_cli
+from tests.waiting import wait_until
 from tests.webhook_receiver import HANG, WebhookReceiver
 
 
@@ -33,16 +33,6 @@ def fast(tmp_path_factory, dns_server):  # noqa: ANN001, ANN201
                           webhook_timeout=1.0, webhook_max_attempts=3)
     yield server
     server.stop()
-
-
-def wait_until(read: Callable[[], dict], done: Callable[[dict], bool], timeout: float = 15.0) -> dict:
-    """Re-read a resource until `done` holds (the worker runs asynchronously)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = read()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def delivery(client: httpx.Client, delivery_id: str) -> dict:
