@@ -62,7 +62,8 @@ class MailReads:
     ) -> list[sqlite3.Row]:
         """Up to `limit` threads, newest (or oldest) activity first, after the keyset `after`."""
         if inbox_id is not None:
-            where, params = "inbox_id = ? AND org_id = ?", [inbox_id, org_id]
+            # `+org_id` keeps the planner on the inbox index; the org check stays a plain filter.
+            where, params = "inbox_id = ? AND +org_id = ?", [inbox_id, org_id]
             if domain_id is not None:
                 where += " AND domain_id = ?"
                 params.append(domain_id)
@@ -73,11 +74,12 @@ class MailReads:
             f"SELECT * FROM threads WHERE {where}{cond}{order_by} LIMIT ?", (*params, *extra, limit)
         )
 
-    def thread_messages(self, thread_id: str, order: str, limit: int,
+    def thread_messages(self, org_id: str, thread_id: str, order: str, limit: int,
                         after: tuple[str, int] | None = None) -> list[sqlite3.Row]:
         cond, order_by, extra = _keyset(order, "created_at, seq", after)
         return self.database.query(
-            f"SELECT * FROM messages WHERE thread_id = ?{cond}{order_by} LIMIT ?", (thread_id, *extra, limit)
+            f"SELECT * FROM messages WHERE thread_id = ? AND +org_id = ?{cond}{order_by} LIMIT ?",
+            (thread_id, org_id, *extra, limit),
         )
 
     def last_message_ids(self, thread_id: str) -> tuple[str | None, list[str]]:
@@ -111,7 +113,7 @@ class MailReads:
         """Messages matching every given filter; the most selective one leads (its index is used)."""
         filters: list[tuple[str, Any]] = []
         if inbox_id is not None:
-            filters += [("inbox_id = ?", inbox_id), ("org_id = ?", org_id)]
+            filters += [("inbox_id = ?", inbox_id), ("+org_id = ?", org_id)]
         elif sender is not None:
             filters += [("org_id = ?", org_id), ("sender = ?", sender)]
         else:
