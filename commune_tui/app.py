@@ -1,0 +1,163 @@
+"""CommuneApp: owns the API client, the theme, global keys and live updates; `make_app` builds it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from .client import ApiError, CommuneClient
+from .config import Settings
+from .embedded import EmbeddedServer, first_run, start_embedded
+from .messages import MessageSent, NewMail
+from .models import Draft, Inbox
+from .theme import THEMES
+
+LIVE_EVENT_TYPES = ("message.", "thread.", "resync")
+
+
+class CommuneApp(App[None]):
+    """The terminal mail client."""
+
+    CSS_PATH = "commune.tcss"
+    TITLE = "Commune"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True, id="app.quit"),
+        Binding("f1", "toggle_help", "Keys", show=False, id="app.help"),
+        Binding("ctrl+t", "toggle_theme", "Light/dark", show=False, id="app.theme"),
+    ]
+
+    def __init__(self, settings: Settings, client: CommuneClient,
+                 embedded: EmbeddedServer | None = None, seed_first_run: bool = False) -> None:
+        super().__init__()
+        self.settings = settings
+        self.client = client
+        self.embedded = embedded
+        self.seed_first_run = seed_first_run
+        self.inboxes: list[Inbox] = []
+        self.live_mode = "off"
+        for theme in THEMES:
+            self.register_theme(theme)
+        self.theme = settings.theme
+        if settings.keymap:
+            self.set_keymap(settings.keymap)
+
+    def on_mount(self) -> None:
+        self.connect()
+
+    @work(group="connect", exclusive=True)
+    async def connect(self) -> None:
+        """Check the server and key, seed a first run, then open the mailboxes."""
+        from .screens.mail import MailScreen
+
+        try:
+            await self.client.list_domains()
+            if self.seed_first_run:
+                await first_run(self.client)
+        except ApiError as exc:
+            self.show_problem(exc)
+            return
+        await self.push_screen(MailScreen())
+        if self.settings.live_updates:
+            self.live_updates()
+
+    def show_problem(self, error: ApiError) -> None:
+        from .screens.problem import ProblemScreen
+
+        if not isinstance(self.screen, ProblemScreen):
+            self.push_screen(ProblemScreen(error, self.client.base_url))
+
+    def mail_screen(self) -> Screen | None:
+        from .screens.mail import MailScreen
+
+        found = [s for s in self.screen_stack if isinstance(s, MailScreen)]
+        return found[0] if found else None
+
+    def announce_new_mail(self) -> None:
+        screen = self.mail_screen()
+        if screen is not None:
+            screen.post_message(NewMail())
+
+    @work(group="live", exclusive=True)
+    async def live_updates(self) -> None:
+        """Follow the server's event stream; poll the thread lists while it is unavailable."""
+        last_id: str | None = None
+        while True:
+            if self.settings.use_event_stream:
+                try:
+                    self.live_mode = "stream"
+                    async for event in self.client.events(last_id):
+                        last_id = event.id or last_id
+                        if event.type.startswith(LIVE_EVENT_TYPES):
+                            self.announce_new_mail()
+                except ApiError as exc:
+                    if exc.status == 404:
+                        self.settings.use_event_stream = False
+                    self.live_mode = "poll"
+            self.live_mode = "poll"
+            await asyncio.sleep(self.settings.poll_interval)
+            self.announce_new_mail()
+
+    def on_message_sent(self, event: MessageSent) -> None:
+        self.announce_new_mail()
+
+    def open_composer(self, draft: Draft, forward_attachments: list[str] | None = None) -> None:
+        from .screens.compose import ComposeScreen
+
+        self.push_screen(ComposeScreen(draft, forward_attachments or []))
+
+    def open_search(self, inbox: Inbox | None) -> None:
+        from .screens.search import SearchScreen
+
+        self.push_screen(SearchScreen(inbox))
+
+    def open_domains(self) -> None:
+        from .screens.domains import DomainsScreen
+
+        self.push_screen(DomainsScreen())
+
+    def open_danger_zone(self) -> None:
+        from .screens.danger import DangerZoneScreen
+
+        self.push_screen(DangerZoneScreen())
+
+    def action_toggle_help(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "commune-light" if self.theme == "commune-dark" else "commune-dark"
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Compose", "Write a new message", lambda: self.open_composer(Draft()))
+        yield SystemCommand("Search", "Search threads", lambda: self.open_search(None))
+        yield SystemCommand("Domains", "Add domains, check DNS, create inboxes", self.open_domains)
+        yield SystemCommand("Refresh", "Fetch new mail now", self.announce_new_mail)
+        yield SystemCommand("Light/dark theme", "Switch between Commune light and dark",
+                            self.action_toggle_theme)
+        yield SystemCommand("Danger zone", "Delete an inbox's or the organisation's data",
+                            self.open_danger_zone)
+
+    async def on_unmount(self) -> None:
+        await self.client.close()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+
+
+def make_app(settings: Settings, client: CommuneClient | None = None) -> CommuneApp:
+    """Build the app the same way for the CLI, the tests and the screenshot script."""
+    embedded = None
+    if settings.embedded:
+        embedded = start_embedded(settings.data_dir)
+        settings.base_url, settings.api_key = embedded.base_url, embedded.api_key
+    if client is None:
+        client = CommuneClient(settings.base_url or "", settings.api_key or "")
+    return CommuneApp(settings, client, embedded, seed_first_run=embedded is not None)

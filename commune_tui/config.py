@@ -1,0 +1,58 @@
+"""Client settings: which server, which key, where data lives, and how the app behaves."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import platformdirs
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("commune", appauthor=False))
+
+
+def default_downloads_dir() -> Path:
+    downloads = Path.home() / "Downloads"
+    return downloads if downloads.is_dir() else Path.cwd()
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Settings:
+    """Everything `make_app` needs; tests and the screenshot script freeze the clock and polling."""
+
+    base_url: str | None = None
+    api_key: str | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+    downloads_dir: Path = field(default_factory=default_downloads_dir)
+    theme: str = "commune-dark"
+    keymap: dict[str, str] = field(default_factory=dict)
+    poll_interval: float = 3.0
+    use_event_stream: bool = True
+    live_updates: bool = True
+    page_size: int = 50
+    clock: Callable[[], datetime] = utc_now
+
+    @property
+    def embedded(self) -> bool:
+        return not self.base_url
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Settings":
+        """Environment (`COMMUNE_BASE_URL`, `COMMUNE_API_KEY`, `COMMUNE_DATA_DIR`) under explicit values."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {
+            "base_url": env.get("COMMUNE_BASE_URL") or None,
+            "api_key": env.get("COMMUNE_API_KEY") or None,
+        }
+        if env.get("COMMUNE_DATA_DIR"):
+            values["data_dir"] = Path(env["COMMUNE_DATA_DIR"]).expanduser()
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

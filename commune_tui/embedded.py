@@ -1,0 +1,81 @@
+"""The bundled server: started on loopback when no server is configured, seeded on the first run."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from .client import ApiError, CommuneClient
+
+DEFAULT_SMTP_PORT = 2525
+USER_LOCAL_PART = "me"
+WELCOME_LOCAL_PART = "welcome"
+
+WELCOME_TEXT = """\
+Welcome to Commune!
+
+This message came in through your own server, like any other mail.
+
+  j/k or arrows   move            enter   open a thread
+  tab             next pane       r / R   reply / reply all
+  c               compose         f       forward
+  /               search          ?       all keys
+  ctrl+p          command palette q       back / quit
+
+Domains (ctrl+d) is where you add your own domain, see the DNS records to publish
+and create more inboxes. Mail to any inbox here arrives over SMTP on this server.
+"""
+
+
+@dataclass
+class EmbeddedServer:
+    """A running bundled server and how to reach it."""
+
+    thread: object
+    base_url: str
+    api_key: str
+    smtp_port: int
+
+    def stop(self) -> None:
+        self.thread.stop()  # type: ignore[attr-defined]
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def start_embedded(data_dir: Path) -> EmbeddedServer:
+    """Start the bundled server in a background thread, HTTP on a free loopback port."""
+    from backend.config import Settings as ServerSettings
+    from backend.server import ServerThread
+
+    # The server logs to the terminal the app is about to take over; keep it quiet.
+    logging.getLogger("commune").setLevel(logging.WARNING)
+    smtp_port = DEFAULT_SMTP_PORT if port_is_free(DEFAULT_SMTP_PORT) else 0
+    settings = ServerSettings.load({"data_dir": data_dir, "host": "127.0.0.1", "port": 0,
+                                    "smtp_port": smtp_port})
+    thread = ServerThread(settings)
+    server = thread.start()
+    return EmbeddedServer(thread, server.base_url, server.admin_key, server.smtp_port or 0)
+
+
+async def first_run(client: CommuneClient) -> bool:
+    """On an empty server: the user's inbox and a welcome mail sent to it. True if it seeded."""
+    if await client.list_inboxes():
+        return False
+    me = await client.create_inbox(USER_LOCAL_PART, name="Me")
+    welcome = await client.create_inbox(WELCOME_LOCAL_PART, name="Commune")
+    try:
+        await client.send(inbox_id=welcome.id, to=[me.address], subject="Welcome to Commune",
+                          text=WELCOME_TEXT)
+    except ApiError as exc:
+        if exc.status != 404:  # a server without sending still gets its inbox
+            raise
+    return True

@@ -1,0 +1,35 @@
+"""App-wide messages: what one part of the client tells the others."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from .models import Inbox, ThreadSummary
+
+
+@dataclass
+class InboxSelected(Message):
+    inbox: Inbox
+
+
+@dataclass
+class ThreadSelected(Message):
+    thread: ThreadSummary
+
+
+@dataclass
+class NewMail(Message):
+    """Threads changed on the server; floods of these coalesce into one refresh."""
+
+    inbox_ids: frozenset[str] = frozenset()
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, NewMail)
+
+
+@dataclass
+class MessageSent(Message):
+    thread_id: str | None
+    inbox_id: str

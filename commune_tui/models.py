@@ -1,0 +1,183 @@
+"""The client's typed view of API objects; lenient about extra fields, strict about what it uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class DnsRecord(Model):
+    record: str | None = None
+    type: str | None = None
+    name: str | None = None
+    value: str | None = None
+    status: str | None = None
+    priority: int | None = None
+    ttl: str | int | None = None
+
+
+class InboxBrief(Model):
+    id: str
+    address: str | None = None
+
+
+class Domain(Model):
+    id: str
+    name: str = ""
+    status: str | None = None
+    region: str | None = None
+    shared: bool = False
+    records: list[DnsRecord] = Field(default_factory=list)
+    inboxes: list[InboxBrief] = Field(default_factory=list)
+
+    @field_validator("records", "inboxes", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return value or []
+
+
+class Webhook(Model):
+    endpoint: str | None = None
+    events: list[str] | None = None
+    secret: str | None = None
+
+
+class Inbox(Model):
+    id: str
+    address: str = ""
+    local_part: str = Field("", validation_alias=AliasChoices("localPart", "local_part"))
+    domain_id: str | None = None
+    domain_name: str | None = None
+    display_name: str | None = Field(None, validation_alias=AliasChoices("displayName", "display_name"))
+    webhook: Webhook | None = None
+
+
+class ThreadSummary(Model):
+    thread_id: str
+    subject: str | None = None
+    last_message_at: str
+    first_message_at: str | None = None
+    message_count: int = 0
+    snippet: str | None = None
+    last_direction: str | None = None
+    last_sender: str | None = None
+    inbox_id: str | None = None
+    domain_id: str | None = None
+    has_attachments: bool = False
+    unread_count: int = 0
+
+    @field_validator("message_count", "unread_count", mode="before")
+    @classmethod
+    def _none_is_zero(cls, value: Any) -> Any:
+        return value or 0
+
+
+class Participant(Model):
+    role: str
+    identity: str
+
+
+class Attachment(Model):
+    attachment_id: str
+    filename: str = "attachment"
+    mime_type: str = "application/octet-stream"
+    size: int = 0
+    message_id: str | None = None
+
+
+class Message(Model):
+    message_id: str
+    thread_id: str
+    direction: str = "inbound"
+    participants: list[Participant] = Field(default_factory=list)
+    content: str | None = None
+    content_html: str | None = None
+    attachments: list[str] = Field(default_factory=list)
+    created_at: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def addresses(self, role: str) -> list[str]:
+        return [p.identity for p in self.participants if p.role == role]
+
+    @property
+    def sender(self) -> str:
+        senders = self.addresses("sender")
+        return senders[0] if senders else ""
+
+    @property
+    def subject(self) -> str:
+        return str(self.metadata.get("subject") or "")
+
+
+class Page(Model):
+    """One page of a cursor-paged list."""
+
+    data: list[ThreadSummary] = Field(default_factory=list)
+    next_cursor: str | None = None
+    has_more: bool = False
+
+
+class Rejection(Model):
+    email: str
+    reason: str = ""
+
+
+class Validation(Model):
+    rejected: list[Rejection] = Field(default_factory=list)
+    warnings: list[Rejection] = Field(default_factory=list)
+    suppressed: list[str] = Field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.rejected or self.warnings or self.suppressed)
+
+
+class SendResult(Model):
+    id: str | None = None
+    message_id: str | None = None
+    thread_id: str | None = None
+    status: str | None = None
+    validation: Validation = Field(default_factory=Validation)
+
+
+class AttachmentUrl(Model):
+    url: str
+    filename: str = "attachment"
+    mime_type: str = Field("", validation_alias=AliasChoices("mime_type", "mimeType"))
+    size: int = 0
+
+
+class ServerEvent(Model):
+    """One event from the live stream."""
+
+    id: str | None = None
+    type: str = "message"
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeletionRequest(Model):
+    id: str
+    scope: str | None = None
+    status: str | None = None
+    preview: dict[str, Any] = Field(default_factory=dict)
+    confirmation_token: str | None = None
+    confirm_by: str | None = None
+    warning: str | None = None
+    deleted_counts: dict[str, Any] = Field(default_factory=dict)
+
+
+class Draft(Model):
+    """A message being written: what the composer edits and what a failed send keeps."""
+
+    inbox_id: str | None = None
+    to: str = ""
+    cc: str = ""
+    bcc: str = ""
+    subject: str = ""
+    body: str = ""
+    thread_id: str | None = None

@@ -1,0 +1,198 @@
+"""Domains: add one, see the DNS records to publish and their status, verify, create inboxes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ..client import ApiError
+from ..models import Domain, Inbox
+
+if TYPE_CHECKING:
+    from ..app import CommuneApp
+
+STATUS_STYLE = {"verified": "bold green", "pending": "yellow", "failed": "bold red", "not_started": "dim"}
+
+
+def status_text(status: str | None) -> Text:
+    value = status or "unknown"
+    return Text(value, style=STATUS_STYLE.get(value, ""))
+
+
+class DomainsScreen(Screen):
+    """Domains on the left; the highlighted domain's records and inboxes on the right."""
+
+    app: "CommuneApp"
+
+    BINDINGS = [
+        Binding("a", "add_domain", "Add domain", id="domains.add"),
+        Binding("v", "verify", "Verify DNS", id="domains.verify"),
+        Binding("n", "new_inbox", "New inbox", id="domains.new_inbox"),
+        Binding("q,escape", "app.pop_screen", "Back", id="domains.back"),
+        Binding("j", "cursor_down", "Down", show=False, id="domains.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="domains.up"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.domains: list[Domain] = []
+        self.inboxes: list[Inbox] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="domains-panes"):
+            yield DataTable(id="domain-table", cursor_type="row", classes="pane")
+            with Vertical(id="domain-detail"):
+                yield Static("", id="domain-summary")
+                yield DataTable(id="record-table", cursor_type="row", classes="pane")
+                yield DataTable(id="inbox-table", cursor_type="row", classes="pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "Domains"
+        domains = self.query_one("#domain-table", DataTable)
+        domains.border_title = "Domains"
+        domains.add_columns("Domain", "Status", "Inboxes")
+        records = self.query_one("#record-table", DataTable)
+        records.border_title = "DNS records to publish"
+        records.add_columns("Record", "Type", "Name", "Value", "Priority", "Status")
+        inboxes = self.query_one("#inbox-table", DataTable)
+        inboxes.border_title = "Inboxes"
+        inboxes.add_columns("Address", "Name", "Webhook")
+        domains.focus()
+        self.reload()
+
+    @property
+    def current(self) -> Domain | None:
+        table = self.query_one("#domain-table", DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next((d for d in self.domains if d.id == key), None)
+
+    @work(group="domains", exclusive=True)
+    async def reload(self, select: str | None = None) -> None:
+        try:
+            self.domains = await self.app.client.list_domains()
+            self.inboxes = await self.app.client.list_inboxes()
+        except ApiError as exc:
+            self.notify(f"Could not load domains: {exc.message}", severity="error")
+            return
+        self.app.inboxes = self.inboxes
+        table = self.query_one("#domain-table", DataTable)
+        keep = select or (self.current.id if self.current else None)
+        table.clear()
+        for domain in self.domains:
+            count = sum(1 for i in self.inboxes if i.domain_id == domain.id)
+            name = domain.name + ("  (shared)" if domain.shared else "")
+            table.add_row(name, status_text(domain.status), str(count), key=domain.id)
+        if keep and keep in {d.id for d in self.domains}:
+            table.move_cursor(row=table.get_row_index(keep), animate=False)
+        self.show_detail()
+
+    @on(DataTable.RowHighlighted, "#domain-table")
+    def domain_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_detail()
+
+    def show_detail(self) -> None:
+        domain = self.current
+        records = self.query_one("#record-table", DataTable)
+        inboxes = self.query_one("#inbox-table", DataTable)
+        records.clear()
+        inboxes.clear()
+        summary = self.query_one("#domain-summary", Static)
+        if domain is None:
+            summary.update("No domains yet: press a to add one.")
+            return
+        line = Text(domain.name, style="bold")
+        line.append("  status: ")
+        line.append_text(status_text(domain.status))
+        line.append("   a add · v verify · n new inbox", style="dim")
+        summary.update(line)
+        for index, record in enumerate(domain.records):
+            records.add_row(record.record or "", record.type or "", record.name or "",
+                            Text(record.value or "", overflow="ellipsis", no_wrap=True),
+                            "" if record.priority is None else str(record.priority),
+                            status_text(record.status), key=str(index))
+        for inbox in self.inboxes:
+            if inbox.domain_id == domain.id:
+                endpoint = inbox.webhook.endpoint if inbox.webhook and inbox.webhook.endpoint else ""
+                inboxes.add_row(inbox.address, inbox.display_name or "", endpoint, key=inbox.id)
+
+    def action_cursor_down(self) -> None:
+        self.query_one("#domain-table", DataTable).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one("#domain-table", DataTable).action_cursor_up()
+
+    def action_add_domain(self) -> None:
+        from ..dialogs.prompt import PromptDialog
+
+        def chosen(values: dict[str, str] | None) -> None:
+            if values:
+                self._create_domain(values["name"])
+
+        self.app.push_screen(PromptDialog("Add a domain", [("name", "Domain name", "example.com")],
+                                          required=("name",)), chosen)
+
+    @work(group="domain-write")
+    async def _create_domain(self, name: str) -> None:
+        try:
+            domain = await self.app.client.create_domain(name)
+        except ApiError as exc:
+            self.notify(f"Could not add {name}: {exc.message}", severity="error")
+            return
+        self.notify(f"Added {domain.name}: publish the records shown, then press v to verify.")
+        self.reload(select=domain.id)
+
+    @work(group="domain-write")
+    async def action_verify(self) -> None:
+        domain = self.current
+        if domain is None:
+            return
+        self.notify(f"Checking DNS for {domain.name}…")
+        try:
+            status = await self.app.client.verify_domain(domain.id)
+        except ApiError as exc:
+            self.notify(f"Verification failed: {exc.message}", severity="error")
+            return
+        severity = "information" if status == "verified" else "warning"
+        self.notify(f"{domain.name}: {status}", severity=severity)
+        self.reload(select=domain.id)
+
+    def action_new_inbox(self) -> None:
+        from ..dialogs.prompt import PromptDialog
+
+        domain = self.current
+        if domain is None:
+            self.notify("Add a domain first (a).", severity="warning")
+            return
+
+        def chosen(values: dict[str, str] | None) -> None:
+            if values:
+                self._create_inbox(domain, values)
+
+        self.app.push_screen(PromptDialog(f"New inbox on {domain.name}", [
+            ("local_part", "Address (before the @)", "support"),
+            ("name", "Display name", "Customer Support"),
+            ("webhook", "Webhook endpoint (optional)", "https://example.com/hooks/mail"),
+        ], required=("local_part",)), chosen)
+
+    @work(group="domain-write")
+    async def _create_inbox(self, domain: Domain, values: dict[str, str]) -> None:
+        try:
+            inbox = await self.app.client.create_inbox(values["local_part"], domain.id, values.get("name"),
+                                                       values.get("webhook") or None)
+        except ApiError as exc:
+            self.notify(f"Could not create the inbox: {exc.message}", severity="error")
+            return
+        self.notify(f"Created {inbox.address}")
+        self.app.announce_new_mail()
+        self.reload(select=domain.id)

@@ -1,0 +1,213 @@
+"""The main screen: mailboxes | threads | reader, kept current by live updates."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Header
+
+from ..client import ApiError
+from ..messages import InboxSelected, NewMail, ThreadSelected
+from ..models import Domain, Draft, Inbox, Message, Page, ThreadSummary
+from ..widgets.mailbox_tree import MailboxTree
+from ..widgets.reader import Reader
+from ..widgets.thread_list import ThreadList
+from .thread_actions import ThreadActions, load_thread
+
+if TYPE_CHECKING:
+    from ..app import CommuneApp
+
+LIVE_PAGE = 20
+
+
+def count_label(page: Page) -> str:
+    return f"{len(page.data)}+" if page.has_more else str(len(page.data))
+
+
+class MailScreen(ThreadActions):
+    """Browse and read: the screen the client opens on."""
+
+    app: "CommuneApp"
+
+    BINDINGS = [
+        Binding("c", "compose", "Compose", id="mail.compose", tooltip="Write a new message"),
+        Binding("slash", "search", "Search", id="mail.search", key_display="/"),
+        Binding("ctrl+d", "domains", "Domains", id="mail.domains"),
+        Binding("q", "quit_or_back", "Quit", id="mail.quit"),
+        Binding("question_mark", "help", "Help", id="mail.help", key_display="?"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inbox: Inbox | None = None
+        self.domains: list[Domain] = []
+        self.watermarks: dict[str, str] = {}
+        self.known_threads: dict[str, set[str]] = {}
+        self.more_threads: dict[str, bool] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="panes"):
+            yield MailboxTree(id="mailboxes", classes="pane")
+            with Vertical(id="right"):
+                yield ThreadList(self.app.settings.clock, self.app.settings.page_size, id="threads",
+                                 classes="pane")
+                yield Reader(id="reader", classes="pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#mailboxes").border_title = "Mailboxes"
+        self.query_one("#threads").border_title = "Threads"
+        self.query_one("#reader").border_title = "Message"
+        self.load_mailboxes()
+
+    @property
+    def tree(self) -> MailboxTree:
+        return self.query_one(MailboxTree)
+
+    @property
+    def thread_list(self) -> ThreadList:
+        return self.query_one(ThreadList)
+
+    @work(group="mailboxes", exclusive=True)
+    async def load_mailboxes(self) -> None:
+        """Domains and inboxes into the tree, with thread counts, then open the first inbox."""
+        client = self.app.client
+        try:
+            self.domains, inboxes = await asyncio.gather(client.list_domains(), client.list_inboxes())
+        except ApiError as exc:
+            self.app.show_problem(exc)
+            return
+        self.app.inboxes = inboxes
+        pages = await asyncio.gather(*(client.list_threads(inbox_id=i.id, limit=LIVE_PAGE) for i in inboxes),
+                                     return_exceptions=True)
+        for inbox, page in zip(inboxes, pages):
+            if isinstance(page, Page):
+                self._remember(inbox.id, page)
+                self.tree.counts[inbox.id] = count_label(page)
+        self.tree.set_mailboxes(self.domains, inboxes)
+        if inboxes and self.inbox is None:
+            preferred = next((i for i in inboxes if i.local_part == "me"), inboxes[0])
+            self.tree.select_inbox(preferred.id)
+        self.tree.focus()
+
+    def _remember(self, inbox_id: str, page: Page) -> None:
+        self.known_threads[inbox_id] = {t.thread_id for t in page.data}
+        self.more_threads[inbox_id] = page.has_more
+        newest = max((t.last_message_at for t in page.data), default="")
+        self.watermarks[inbox_id] = max(self.watermarks.get(inbox_id, ""), newest)
+
+    @on(InboxSelected)
+    def open_inbox(self, event: InboxSelected) -> None:
+        self.inbox = event.inbox
+        self.sub_title = event.inbox.address
+        self.tree.update_inbox(event.inbox.id, new=False)
+        self._load_inbox(event.inbox)
+
+    @work(group="inbox", exclusive=True)
+    async def _load_inbox(self, inbox: Inbox) -> None:
+        thread_list = self.thread_list
+        thread_list.loading = True
+        try:
+            async def loader(cursor: str | None) -> Page:
+                return await self.app.client.list_threads(inbox_id=inbox.id, cursor=cursor,
+                                                          limit=self.app.settings.page_size)
+
+            page = await loader(None)
+        except ApiError as exc:
+            self.notify(f"Could not load {inbox.address}: {exc.message}", severity="error")
+            return
+        finally:
+            thread_list.loading = False
+        thread_list.border_title = f"Threads · {inbox.address}"
+        thread_list.show(loader, page)
+
+    @on(ThreadSelected)
+    def open_thread(self, event: ThreadSelected) -> None:
+        self._show_thread(event.thread)
+
+    @work(group="reader", exclusive=True)
+    async def _show_thread(self, thread: ThreadSummary) -> None:
+        reader = self.query_one(Reader)
+        reader.loading = True
+        try:
+            messages, attachments = await load_thread(self.app, thread)
+        except ApiError as exc:
+            self.notify(f"Could not open the thread: {exc.message}", severity="error")
+            return
+        finally:
+            reader.loading = False
+        await reader.show(thread, messages, attachments)
+        reader.border_title = f"Message · {len(messages)} in thread"
+        self.thread_list.mark_read(thread.thread_id)
+        reader.focus()
+
+    async def thread_for_action(self) -> tuple[ThreadSummary, list[Message]] | None:
+        """From the thread list, act on the highlighted thread even when it is not open yet."""
+        reader = self.query_one(Reader)
+        highlighted = self.thread_list.current_thread
+        if self.focused is self.thread_list and highlighted is not None:
+            if reader.thread is None or reader.thread.thread_id != highlighted.thread_id:
+                messages, _ = await load_thread(self.app, highlighted)
+                return (highlighted, messages) if messages else None
+        return await super().thread_for_action()
+
+    @on(NewMail)
+    def on_new_mail(self, event: NewMail) -> None:
+        self.refresh_mail()
+
+    @work(group="refresh", exclusive=True)
+    async def refresh_mail(self) -> None:
+        """Pick up threads that changed since we last looked, without moving the cursor."""
+        client = self.app.client
+        try:
+            inboxes = await client.list_inboxes()
+            if {i.id for i in inboxes} != {i.id for i in self.app.inboxes}:
+                self.app.inboxes = inboxes
+                self.domains = await client.list_domains()
+                self.tree.set_mailboxes(self.domains, inboxes)
+            domain_ids = list(dict.fromkeys(i.domain_id for i in inboxes if i.domain_id))
+            pages = await asyncio.gather(*(client.list_threads(domain_id=d, limit=LIVE_PAGE)
+                                           for d in domain_ids))
+        except ApiError:
+            return  # the next event or poll tries again
+        changed = [t for page in pages for t in page.data
+                   if t.inbox_id and t.last_message_at > self.watermarks.get(t.inbox_id, "")]
+        for thread in sorted(changed, key=lambda t: t.last_message_at):
+            self._absorb(thread)
+
+    def _absorb(self, thread: ThreadSummary) -> None:
+        inbox_id = thread.inbox_id or ""
+        self.watermarks[inbox_id] = max(self.watermarks.get(inbox_id, ""), thread.last_message_at)
+        known = self.known_threads.setdefault(inbox_id, set())
+        if thread.thread_id not in known:
+            known.add(thread.thread_id)
+            suffix = "+" if self.more_threads.get(inbox_id) else ""
+            self.tree.update_inbox(inbox_id, count=f"{len(known)}{suffix}")
+        inbound = thread.last_direction != "outbound"
+        if self.inbox is not None and inbox_id == self.inbox.id:
+            self.thread_list.upsert([thread], mark_fresh=inbound)
+        elif inbound:
+            self.tree.update_inbox(inbox_id, new=True)
+        if inbound:
+            self.notify(f"{thread.subject or '(no subject)'}", title=f"New mail from {thread.last_sender}")
+
+    def action_compose(self) -> None:
+        self.app.open_composer(Draft(inbox_id=self.inbox.id if self.inbox else None))
+
+    def action_search(self) -> None:
+        self.app.open_search(self.inbox)
+
+    def action_domains(self) -> None:
+        self.app.open_domains()
+
+    def action_help(self) -> None:
+        self.app.action_toggle_help()
+
+    def action_quit_or_back(self) -> None:
+        self.app.exit()

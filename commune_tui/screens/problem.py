@@ -1,0 +1,66 @@
+"""What the user sees when the server cannot be reached or refuses the key: what happened, what to do."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Center, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from ..client import ApiError
+
+if TYPE_CHECKING:
+    from ..app import CommuneApp
+
+
+def advice(error: ApiError, base_url: str) -> tuple[str, str]:
+    """A title and the steps that fix it."""
+    if error.unreachable:
+        return (
+            f"Cannot reach the Commune server at {base_url}",
+            "Check that the server is running (`commune-server serve`) and that the address is right.\n"
+            "Pass it with --server URL or COMMUNE_BASE_URL, or start `commune-tui` without --server\n"
+            "to use the server built into the client.",
+        )
+    if error.refused_key:
+        return (
+            "The server refused the API key",
+            "The key is wrong, revoked, or lacks the read/write scopes.\n"
+            "Create one with `commune-server keys create --data-dir DIR` and pass it with\n"
+            "--api-key KEY or COMMUNE_API_KEY.",
+        )
+    return (f"The server answered with an error ({error.status})",
+            "Try again in a moment; if it keeps happening, check the server's log.")
+
+
+class ProblemScreen(Screen):
+    """Connection or authentication failure, with retry."""
+
+    app: "CommuneApp"
+
+    BINDINGS = [
+        Binding("r", "retry", "Retry", id="problem.retry"),
+        Binding("q", "app.quit", "Quit", id="problem.quit"),
+    ]
+
+    def __init__(self, error: ApiError, base_url: str) -> None:
+        super().__init__()
+        self.error = error
+        self.base_url = base_url
+
+    def compose(self) -> ComposeResult:
+        title, steps = advice(self.error, self.base_url)
+        with Center():
+            with Vertical(id="problem"):
+                yield Static(title, id="problem-title")
+                yield Static(steps, id="problem-steps")
+                yield Static(f"Details: {self.error.message}", id="problem-detail")
+                yield Static("Press r to try again, q to quit.", id="problem-keys")
+        yield Footer()
+
+    def action_retry(self) -> None:
+        self.dismiss()
+        self.app.connect()

@@ -1,0 +1,80 @@
+"""Search threads through the server; results open like any thread."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+
+from ..client import ApiError
+from ..messages import ThreadSelected
+from ..models import Inbox, Page
+from ..widgets.thread_list import ThreadList
+
+if TYPE_CHECKING:
+    from ..app import CommuneApp
+
+
+class SearchScreen(Screen):
+    """A query box over a result list; `enter` in the list opens the thread."""
+
+    app: "CommuneApp"
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="search.back"),
+        Binding("slash", "focus_query", "New search", key_display="/", id="search.query"),
+    ]
+
+    def __init__(self, inbox: Inbox | None) -> None:
+        super().__init__()
+        self.inbox = inbox
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        scope = f"in {self.inbox.address}" if self.inbox else "in all inboxes"
+        yield Input(placeholder=f"Search {scope}: words, sender, subject… (enter)", id="query")
+        yield Static("", id="search-status")
+        yield ThreadList(self.app.settings.clock, id="results", classes="pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#results").border_title = "Results"
+        self.query_one("#query").focus()
+
+    def action_focus_query(self) -> None:
+        self.query_one("#query").focus()
+
+    @on(Input.Submitted, "#query")
+    def run_search(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self._search(event.value.strip())
+
+    @work(exclusive=True)
+    async def _search(self, query: str) -> None:
+        status = self.query_one("#search-status", Static)
+        results = self.query_one(ThreadList)
+        status.update(f"Searching for “{query}”…")
+        try:
+            found = await self.app.client.search_threads(query, self.inbox.id if self.inbox else None)
+        except ApiError as exc:
+            status.update("")
+            self.notify(f"Search failed: {exc.message}", severity="error")
+            return
+
+        async def no_more_pages(cursor: str | None) -> Page:
+            return Page()
+
+        results.show(no_more_pages, Page(data=found))
+        status.update(f"{len(found)} thread{'s' if len(found) != 1 else ''} match “{query}”")
+        if found:
+            results.focus()
+
+    @on(ThreadSelected)
+    def open_result(self, event: ThreadSelected) -> None:
+        from .thread import ThreadScreen
+
+        self.app.push_screen(ThreadScreen(event.thread))

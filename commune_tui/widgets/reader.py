@@ -1,0 +1,100 @@
+"""The reader: a thread's messages oldest first, earlier ones folded to a header line."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widget import Widget
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Collapsible, Static
+
+from ..formatting import full_date, html_to_text
+from ..models import Attachment, Message, ThreadSummary
+from .attachments import AttachmentChip
+
+
+def message_body(message: Message) -> str:
+    """The text part, or the HTML part as readable text when there is no text part."""
+    if message.content and message.content.strip():
+        return message.content.rstrip()
+    if message.content_html:
+        return html_to_text(message.content_html)
+    return "(empty message)"
+
+
+def header_line(message: Message) -> str:
+    arrow = "→ " if message.direction == "outbound" else ""
+    return f"{arrow}{message.sender or 'unknown sender'}  ·  {full_date(message.created_at)}"
+
+
+class MessageView(Collapsible):
+    """One message: a header line that folds open to addresses, body and attachment chips."""
+
+    def __init__(self, message: Message, attachments: list[Attachment], collapsed: bool) -> None:
+        headers = Text()
+        for label, role in (("To", "to"), ("Cc", "cc")):
+            addresses = message.addresses(role)
+            if addresses:
+                headers.append(f"{label}: ", style="bold")
+                headers.append(", ".join(addresses) + "\n")
+        children: list[Widget] = [
+            Static(headers, classes="message-headers"),
+            Static(Text(message_body(message)), classes="message-body"),
+        ]
+        if attachments:
+            children.append(Horizontal(*(AttachmentChip(a, classes="chip") for a in attachments),
+                                       classes="attachment-bar"))
+        super().__init__(*children, title=header_line(message), collapsed=collapsed, classes="message")
+        self.message = message
+
+
+class Reader(VerticalScroll, can_focus=True):
+    """Shows one thread; reply, forward and attachment keys act on it."""
+
+    BINDINGS = [
+        Binding("j", "scroll_down", "Down", show=False, id="reader.down"),
+        Binding("k", "scroll_up", "Up", show=False, id="reader.up"),
+        Binding("g", "scroll_home", "Top", show=False, id="reader.top"),
+        Binding("G", "scroll_end", "Bottom", show=False, id="reader.bottom"),
+        Binding("r", "screen.reply", "Reply", id="reader.reply"),
+        Binding("R", "screen.reply_all", "Reply all", id="reader.reply_all"),
+        Binding("f", "screen.forward", "Forward", id="reader.forward"),
+        Binding("s", "screen.save_attachment", "Save attachment", id="reader.save"),
+        Binding("o", "screen.open_attachment", "Open attachment", id="reader.open"),
+    ]
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.thread: ThreadSummary | None = None
+        self.messages: list[Message] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static("Select a thread and press enter to read it.", classes="reader-empty")
+
+    async def show(self, thread: ThreadSummary, messages: list[Message],
+                   attachments: dict[str, Attachment]) -> None:
+        """Replace the content with `thread`; only the newest message is unfolded."""
+        self.thread, self.messages = thread, messages
+        await self.remove_children()
+        subject = messages[-1].subject if messages else ""
+        widgets: list[Static | MessageView] = [
+            Static(Text(thread.subject or subject or "(no subject)", style="bold"), classes="reader-subject")
+        ]
+        for index, message in enumerate(messages):
+            found = [attachments[a] for a in message.attachments if a in attachments]
+            widgets.append(MessageView(message, found, collapsed=index < len(messages) - 1))
+        await self.mount_all(widgets)
+        self.scroll_home(animate=False)
+
+    def current_attachment(self) -> Attachment | None:
+        """The focused chip's attachment, else the newest message's first one."""
+        focused = self.app.focused
+        if isinstance(focused, AttachmentChip):
+            return focused.attachment
+        for message in reversed(self.messages):
+            for attachment_id in message.attachments:
+                chips = [c for c in self.query(AttachmentChip) if c.attachment.attachment_id == attachment_id]
+                if chips:
+                    return chips[0].attachment
+        return None

@@ -1,0 +1,183 @@
+"""The thread list: one row per conversation, pages fetched through the API cursor as you scroll."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from rich.text import Text
+from textual import work
+from textual.binding import Binding
+from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
+
+from ..client import ApiError
+from ..formatting import compact_date
+from ..messages import ThreadSelected
+from ..models import Page, ThreadSummary
+
+PageLoader = Callable[[str | None], Awaitable[Page]]
+PREFETCH_ROWS = 15
+
+
+class SortableCell:
+    """A rendered cell that sorts by a hidden value (newest-first order by timestamp)."""
+
+    def __init__(self, text: Text, sort_value: tuple[str, str]) -> None:
+        self.text = text
+        self.sort_value = sort_value
+
+    def __rich__(self) -> Text:
+        return self.text
+
+
+class ThreadList(DataTable[object]):
+    """Threads of one mailbox, newest first; `enter` opens one."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False, id="threads.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="threads.up"),
+        Binding("g", "scroll_top", "Top", show=False, id="threads.top"),
+        Binding("G", "scroll_bottom", "Bottom", show=False, id="threads.bottom"),
+        Binding("r", "screen.reply", "Reply", id="threads.reply"),
+        Binding("R", "screen.reply_all", "Reply all", id="threads.reply_all"),
+        Binding("f", "screen.forward", "Forward", id="threads.forward"),
+    ]
+
+    def __init__(self, clock: Callable[[], datetime], page_size: int = 50, **kwargs: object) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
+        self.clock = clock
+        self.page_size = page_size
+        self.threads: dict[str, ThreadSummary] = {}
+        self.fresh: set[str] = set()
+        self.loader: PageLoader | None = None
+        self.next_cursor: str | None = None
+        self.has_more = False
+        self.loading_more = False
+
+    def on_mount(self) -> None:
+        self.add_column(" ", key="mark", width=3)
+        self.add_column("From", key="from", width=22)
+        self.add_column("Subject", key="subject", width=30)
+        self.add_column("#", key="count", width=3)
+        self.add_column("Date", key="date", width=10)
+        self.watch(self, "scroll_y", self._maybe_load_more, init=False)
+
+    def on_resize(self) -> None:
+        """Give the subject column whatever the fixed columns leave."""
+        fixed = sum(c.width for key, c in self.columns.items() if key.value != "subject")
+        padding = 2 * self.cell_padding * len(self.columns)
+        subject = self.columns.get(ColumnKey("subject"))
+        if subject is not None:
+            subject.auto_width = False
+            subject.width = max(10, self.scrollable_content_region.width - fixed - padding)
+            self.refresh()
+
+    def show(self, loader: PageLoader, page: Page) -> None:
+        """Replace the rows with the first page of a mailbox; later pages come from `loader`."""
+        self.loader = loader
+        self.clear()
+        self.threads.clear()
+        self.fresh.clear()
+        self._append(page)
+        if self.row_count:
+            self.move_cursor(row=0, animate=False)
+
+    def _append(self, page: Page) -> None:
+        self.next_cursor, self.has_more = page.next_cursor, page.has_more and bool(page.next_cursor)
+        for thread in page.data:
+            if thread.thread_id not in self.threads:
+                self.threads[thread.thread_id] = thread
+                self.add_row(*self._cells(thread), key=thread.thread_id)
+
+    def _cells(self, thread: ThreadSummary) -> list[object]:
+        unread = thread.unread_count > 0 or thread.thread_id in self.fresh
+        style = "bold" if unread else ""
+        mark = Text("●" if unread else " ", style="bold")
+        mark.append("@" if thread.has_attachments else " ")
+        mark.append("→" if thread.last_direction == "outbound" else " ")
+        sender = thread.last_sender or ""
+        who = Text(("to " if thread.last_direction == "outbound" else "") + sender, style=style,
+                   overflow="ellipsis", no_wrap=True)
+        subject = Text(thread.subject or "(no subject)", style=style, overflow="ellipsis", no_wrap=True)
+        if thread.snippet:
+            subject.append("  " + thread.snippet.replace("\n", " "), style="dim")
+        count = Text(str(thread.message_count) if thread.message_count > 1 else "", justify="right")
+        date = SortableCell(Text(compact_date(thread.last_message_at, self.clock()), justify="right"),
+                            (thread.last_message_at, thread.thread_id))
+        return [mark, who, subject, count, date]
+
+    def upsert(self, threads: list[ThreadSummary], mark_fresh: bool = True) -> None:
+        """Add or refresh threads in newest-first order; the highlighted thread stays highlighted."""
+        if not threads:
+            return
+        current = self.current_thread
+        for thread in threads:
+            known = self.threads.get(thread.thread_id)
+            if known is not None and known.last_message_at == thread.last_message_at:
+                continue
+            if mark_fresh:
+                self.fresh.add(thread.thread_id)
+            self.threads[thread.thread_id] = thread
+            if known is None:
+                self.add_row(*self._cells(thread), key=thread.thread_id)
+            else:
+                for column, value in zip(("mark", "from", "subject", "count", "date"), self._cells(thread)):
+                    self.update_cell(thread.thread_id, column, value)
+        self.sort("date", key=lambda cell: cell.sort_value, reverse=True)
+        if current is not None:
+            self.move_cursor(row=self.get_row_index(current.thread_id), animate=False, scroll=False)
+
+    def mark_read(self, thread_id: str) -> None:
+        thread = self.threads.get(thread_id)
+        if thread is None:
+            return
+        self.fresh.discard(thread_id)
+        thread.unread_count = 0
+        self.update_cell(thread_id, "mark", self._cells(thread)[0])
+
+    @property
+    def current_thread(self) -> ThreadSummary | None:
+        if not self.row_count:
+            return None
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        return self.threads.get(key) if key else None
+
+    def action_scroll_top(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_scroll_bottom(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row >= self.row_count - PREFETCH_ROWS:
+            self.load_more()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        thread = self.threads.get(event.row_key.value or "")
+        if thread is not None:
+            self.post_message(ThreadSelected(thread))
+
+    def _maybe_load_more(self) -> None:
+        if self.max_scroll_y - self.scroll_y <= PREFETCH_ROWS:
+            self.load_more()
+
+    def load_more(self) -> None:
+        if self.has_more and not self.loading_more and self.loader is not None:
+            self.loading_more = True
+            self._fetch_next(self.loader, self.next_cursor)
+
+    @work(group="thread-pages")
+    async def _fetch_next(self, loader: PageLoader, cursor: str | None) -> None:
+        try:
+            page = await loader(cursor)
+        except ApiError as exc:
+            self.notify(f"Could not load more threads: {exc.message}", severity="error")
+            return
+        finally:
+            self.loading_more = False
+        if loader is self.loader:
+            self._append(page)
