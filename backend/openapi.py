@@ -1,0 +1,309 @@
+"""The OpenAPI 3.1 document, built from the live route table so it cannot drift from the code.
+
+Every route in `app.routes` appears with its method, path parameters, summary and required scope
+(`x-required-scope`). `OPERATIONS` adds what the table cannot know: query parameters, request headers,
+the request body (the same pydantic model the handler validates with) and the success shape. A route
+without an entry still appears, with a generic JSON object as its body and response.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from . import __version__
+from .api.agent import CreateKey
+from .api.triage import AssignBody, StatusBody, Tags, ThreadPatch
+from .http.router import Route
+from .models.addressing import CreateDomain, CreateInbox, ExtractionSchema, UpdateInbox, WebhookConfig
+from .models.mail import SendMessage, UploadAttachment
+
+REF = "#/components/schemas/{model}"
+STR: dict[str, Any] = {"type": "string"}
+NULLABLE_STR: dict[str, Any] = {"type": ["string", "null"]}
+ANY_OBJECT: dict[str, Any] = {"type": "object"}
+ERROR_TEXT = {
+    400: "The request is invalid; `error` names the field at fault",
+    401: "Missing or invalid API key",
+    403: "The key lacks the scope this route needs",
+    404: "No such resource in the caller's organisation",
+    405: "The path exists but not with this method",
+    409: "The resource already exists or is being changed",
+    413: "The body or attachment is too large",
+    429: "Too many requests for this key",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter or request header."""
+
+    name: str
+    schema: dict[str, Any] = field(default_factory=lambda: dict(STR))
+    required: bool = False
+    description: str = ""
+    where: str = "query"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What one route takes and gives beyond its method and path."""
+
+    query: tuple[Param, ...] = ()
+    body: type[BaseModel] | None = None
+    response: dict[str, Any] = field(default_factory=lambda: dict(ANY_OBJECT))
+    status: int = 200
+    content_type: str = "application/json"
+    errors: tuple[int, ...] = ()
+    raw_upload: bool = False
+    """The body may also be the file itself (any media type), named by `X-Filename`."""
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _data(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": ["data"], "properties": {"data": schema}}
+
+
+def _list(name: str) -> dict[str, Any]:
+    return _data({"type": "array", "items": _ref(name)})
+
+
+def _page(name: str) -> dict[str, Any]:
+    schema = _list(name)
+    schema["properties"].update(next_cursor=NULLABLE_STR, has_more={"type": "boolean"})
+    schema["required"] = ["data", "has_more"]
+    return schema
+
+
+def _int(low: int, high: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+def _enum(*values: str) -> dict[str, Any]:
+    return {"type": "string", "enum": list(values)}
+
+
+def _limit(default: int, high: int) -> Param:
+    return Param("limit", {**_int(1, high), "default": default}, description="Page size")
+
+
+CURSOR = Param("cursor", description="`next_cursor` from the previous page, unchanged")
+ORDER = Param("order", _enum("asc", "desc"), description="Sort direction by time")
+INBOX_ID = Param("inbox_id", description="Only this inbox (alias inboxId)")
+DOMAIN_ID = Param("domain_id", description="Only this domain (alias domainId)")
+ID_OBJECT = {"type": "object", "required": ["id"], "properties": {"id": STR}}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": STR}},
+    "Domain": {"type": "object", "required": ["id", "name", "status"],
+               "properties": {"id": STR, "name": STR, "status": STR, "region": STR,
+                              "records": {"type": "array"}, "shared": {"type": "boolean"},
+                              "createdAt": STR, "inboxes": {"type": "array"}}},
+    "Inbox": {"type": "object", "required": ["id", "address", "domain_id"],
+              "properties": {"id": STR, "localPart": STR, "address": STR, "domain_id": STR,
+                             "displayName": NULLABLE_STR, "status": NULLABLE_STR,
+                             "webhook": {"type": ["object", "null"]}, "createdAt": STR}},
+    "Thread": {"type": "object", "required": ["thread_id", "message_count"],
+               "properties": {"thread_id": STR, "subject": NULLABLE_STR, "message_count": {"type": "integer"},
+                              "last_message_at": STR, "inbox_id": STR, "tags": {"type": "array"},
+                              "status": NULLABLE_STR, "assigned_to": NULLABLE_STR,
+                              "has_attachments": {"type": "boolean"}}},
+    "Message": {"type": "object", "required": ["id", "thread_id", "direction"],
+                "properties": {"id": STR, "message_id": STR, "thread_id": STR, "direction": STR,
+                               "participants": {"type": "array"}, "content": STR,
+                               "content_html": NULLABLE_STR, "attachments": {"type": "array"},
+                               "created_at": STR, "metadata": ANY_OBJECT}},
+    "Attachment": {"type": "object", "required": ["attachment_id", "filename", "size"],
+                   "properties": {"attachment_id": STR, "filename": STR, "mime_type": STR,
+                                  "size": {"type": "integer"}}},
+    "WebhookDelivery": {"type": "object", "required": ["id", "status", "event"],
+                        "properties": {"id": STR, "status": STR, "event": STR, "endpoint": STR,
+                                       "attemptCount": {"type": "integer"}}},
+    "ApiKey": {"type": "object", "required": ["id", "scopes", "status"],
+               "properties": {"id": STR, "name": STR, "keyPrefix": STR,
+                              "scopes": {"type": "array", "items": STR}, "status": STR}},
+    "SendResult": {"type": "object", "required": ["data"], "properties": {"data": ANY_OBJECT}},
+}
+
+OK = _data({"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}})
+IDS = "ids and filenames are opaque strings; another organisation's id is a 404"
+
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("GET", "/health"): Operation(response={"type": "object", "required": ["status"]}),
+    ("GET", "/v1/health"): Operation(response={"type": "object", "required": ["status"]}),
+    ("GET", "/v1/openapi.json"): Operation(response={"type": "object", "required": ["openapi", "paths"]}),
+    ("GET", "/v1/agent/org"): Operation(response=_data(ID_OBJECT)),
+    ("GET", "/v1/agent/api-keys"): Operation(response=_page("ApiKey")),
+    ("POST", "/v1/agent/api-keys"): Operation(body=CreateKey, status=201, response=_data(_ref("ApiKey"))),
+    ("DELETE", "/v1/agent/api-keys/{key_id}"): Operation(response=_data(ID_OBJECT)),
+    ("GET", "/v1/domains"): Operation(response=_list("Domain")),
+    ("POST", "/v1/domains"): Operation(body=CreateDomain, status=201, response=_data(_ref("Domain")),
+                                       errors=(409,)),
+    ("GET", "/v1/domains/{domain_id}"): Operation(response=_data(_ref("Domain"))),
+    ("GET", "/v1/domains/{domain_id}/records"): Operation(response=_data({"type": "array"})),
+    ("POST", "/v1/domains/{domain_id}/verify"): Operation(response=_data(ID_OBJECT)),
+    ("GET", "/v1/inboxes"): Operation(query=(DOMAIN_ID,), response=_list("Inbox")),
+    ("POST", "/v1/inboxes"): Operation(body=CreateInbox, status=201, response=_data(_ref("Inbox")),
+                                       errors=(409,)),
+    ("GET", "/v1/inboxes/{inbox_id}"): Operation(response=_data(_ref("Inbox"))),
+    ("PATCH", "/v1/inboxes/{inbox_id}"): Operation(body=UpdateInbox, response=_data(_ref("Inbox")),
+                                                   errors=(409,)),
+    ("GET", "/v1/domains/{domain_id}/inboxes"): Operation(response=_list("Inbox")),
+    ("POST", "/v1/domains/{domain_id}/inboxes"): Operation(body=CreateInbox, status=201,
+                                                           response=_data(_ref("Inbox")), errors=(409,)),
+    ("GET", "/v1/domains/{domain_id}/inboxes/{inbox_id}"): Operation(response=_data(_ref("Inbox"))),
+    ("PUT", "/v1/domains/{domain_id}/inboxes/{inbox_id}"): Operation(
+        body=UpdateInbox, response=_data(_ref("Inbox")), errors=(409,)),
+    ("DELETE", "/v1/domains/{domain_id}/inboxes/{inbox_id}"): Operation(response=OK),
+    ("POST", "/v1/domains/{domain_id}/inboxes/{inbox_id}/webhook"): Operation(
+        body=WebhookConfig, response=_data(_ref("Inbox"))),
+    ("POST", "/v1/domains/{domain_id}/inboxes/{inbox_id}/schema"): Operation(
+        body=ExtractionSchema, response=_data(_ref("Inbox"))),
+    ("DELETE", "/v1/domains/{domain_id}/inboxes/{inbox_id}/schema"): Operation(response=_data(_ref("Inbox"))),
+    ("PUT", "/v1/domains/{domain_id}/inboxes/{inbox_id}/extraction-schema"): Operation(
+        body=ExtractionSchema, response=_data(_ref("Inbox"))),
+    ("DELETE", "/v1/domains/{domain_id}/inboxes/{inbox_id}/extraction-schema"): Operation(
+        response=_data(_ref("Inbox"))),
+    ("GET", "/v1/threads"): Operation(query=(INBOX_ID, DOMAIN_ID, _limit(20, 100), CURSOR, ORDER),
+                                      response=_page("Thread")),
+    ("GET", "/v1/threads/{thread_id}"): Operation(response=_data(_ref("Thread"))),
+    ("PATCH", "/v1/threads/{thread_id}"): Operation(body=ThreadPatch, response=_data(_ref("Thread"))),
+    ("GET", "/v1/threads/{thread_id}/messages"): Operation(query=(_limit(50, 1000), CURSOR, ORDER),
+                                                           response=_page("Message")),
+    ("POST", "/v1/threads/{thread_id}/tags"): Operation(body=Tags, response=_data(_ref("Thread"))),
+    ("DELETE", "/v1/threads/{thread_id}/tags"): Operation(body=Tags, response=_data(_ref("Thread"))),
+    ("POST", "/v1/threads/{thread_id}/tags/remove"): Operation(body=Tags, response=_data(_ref("Thread"))),
+    ("GET", "/v1/threads/{thread_id}/metadata"): Operation(response=_data(ANY_OBJECT)),
+    ("PUT", "/v1/threads/{thread_id}/status"): Operation(body=StatusBody, response=_data(ANY_OBJECT)),
+    ("PUT", "/v1/threads/{thread_id}/assign"): Operation(body=AssignBody, response=_data(ANY_OBJECT)),
+    ("GET", "/v1/messages"): Operation(
+        query=(INBOX_ID, DOMAIN_ID, Param("sender", description="Only messages from this address"),
+               Param("before", description="ISO 8601 time"), Param("after", description="ISO 8601 time"),
+               _limit(50, 1000), CURSOR, ORDER),
+        response=_page("Message")),
+    ("POST", "/v1/messages/send"): Operation(
+        body=SendMessage, response=_ref("SendResult"), errors=(409, 413),
+        query=(Param("Idempotency-Key", {"type": "string", "maxLength": 255}, where="header",
+                     description="Repeat a send safely: the same key returns the first result"),)),
+    ("GET", "/v1/messages/wait"): Operation(
+        query=(INBOX_ID, Param("after", description="A message id (msg_…) or an ISO 8601 time"),
+               Param("direction", _enum("inbound", "outbound", "all")), _limit(50, 200),
+               Param("timeout", {"type": "number", "minimum": 0, "maximum": 60},
+                     description="Seconds to wait for a message")),
+        response={"type": "object", "required": ["data"],
+                  "properties": {"data": {"type": "array", "items": _ref("Message")}}}),
+    ("GET", "/v1/events"): Operation(
+        query=(INBOX_ID, DOMAIN_ID, Param("types", description="Comma-separated event types"),
+               Param("Last-Event-ID", where="header", description="Resume after this event id")),
+        content_type="text/event-stream", response=STR),
+    ("GET", "/v1/search/threads"): Operation(
+        query=(Param("q", {"type": "string", "minLength": 1}, required=True, description="Words to find"),
+               INBOX_ID, DOMAIN_ID, _limit(20, 100)),
+        response=_list("Thread")),
+    ("POST", "/v1/attachments/upload"): Operation(
+        body=UploadAttachment, status=201, response=_data(_ref("Attachment")), errors=(413,),
+        raw_upload=True, query=(Param("X-Filename", where="header",
+                                      description="The file name when the body is the file itself"),)),
+    ("GET", "/v1/attachments/{attachment_id}"): Operation(response=_data(_ref("Attachment"))),
+    ("GET", "/v1/attachments/{attachment_id}/url"): Operation(
+        query=(Param("expires_in", _int(1, 7 * 24 * 3600), description="Seconds the URL stays valid"),),
+        response=_data({"type": "object", "required": ["url"], "properties": {"url": STR}})),
+    ("GET", "/v1/attachments/{attachment_id}/download"): Operation(
+        query=(Param("expires", {"type": "integer"}, required=True),
+               Param("signature", required=True)),
+        content_type="application/octet-stream", response={"type": "string", "format": "binary"}),
+    ("GET", "/v1/webhooks/deliveries"): Operation(
+        query=(INBOX_ID, Param("status"), Param("endpoint"), _limit(50, 200), CURSOR),
+        response=_page("WebhookDelivery")),
+    ("GET", "/v1/webhooks/deliveries/{delivery_id}"): Operation(response=_data(_ref("WebhookDelivery"))),
+    ("POST", "/v1/webhooks/deliveries/{delivery_id}/retry"): Operation(
+        response=_data(_ref("WebhookDelivery"))),
+    ("GET", "/v1/webhooks/health"): Operation(query=(Param("period", _enum("24h", "7d", "30d", "90d")),)),
+}
+
+
+def _model_schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    """The model's validation schema (aliases as the wire spells them), nested models as components."""
+    schema = model.model_json_schema(by_alias=True, mode="validation", ref_template=REF)
+    components.update(schema.pop("$defs", {}))
+    components[model.__name__] = schema
+    return _ref(model.__name__)
+
+
+def _error(status: int) -> dict[str, Any]:
+    return {"description": ERROR_TEXT[status],
+            "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+def _operation(route: Route, op: Operation, components: dict[str, Any]) -> dict[str, Any]:
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
+         "description": IDS}
+        for name in route.params
+    ]
+    parameters += [
+        {"name": p.name, "in": p.where, "required": p.required, "schema": p.schema,
+         **({"description": p.description} if p.description else {})}
+        for p in op.query
+    ]
+    statuses = [400, 404, 405]
+    if route.scope is not None:
+        statuses += [401, 403, 429]
+    statuses += op.errors
+    doc: dict[str, Any] = {
+        "operationId": _operation_id(route),
+        "summary": route.summary or route.handler.__name__.replace("_", " "),
+        "x-required-scope": route.scope,
+        "security": [{"bearer": []}] if route.scope is not None else [],
+        "parameters": parameters,
+        "responses": {
+            str(op.status): {"description": "Success",
+                             "content": {op.content_type: {"schema": op.response}}},
+            **{str(s): _error(s) for s in sorted(set(statuses))},
+        },
+    }
+    if op.body is not None or route.method in ("POST", "PUT", "PATCH"):
+        schema = _model_schema(op.body, components) if op.body is not None else ANY_OBJECT
+        content: dict[str, Any] = {"application/json": {"schema": schema}}
+        if op.raw_upload:
+            content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+        # An empty body reads as `{}`, so a body is only required when the model has required fields.
+        required = op.body is not None and bool(op.body.model_json_schema().get("required"))
+        doc["requestBody"] = {"required": required, "content": content}
+    return doc
+
+
+def _operation_id(route: Route) -> str:
+    """A stable, unique id: the method and the path template spelled as one identifier."""
+    words = re.findall(r"[a-z0-9]+", route.template.lower().replace("-", "_"))
+    return "_".join([route.method.lower(), *words])
+
+
+def build_document(routes: list[Route], server_url: str | None = None) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document for these routes."""
+    components: dict[str, Any] = {name: dict(schema) for name, schema in SCHEMAS.items()}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        op = OPERATIONS.get((route.method, route.template), Operation())
+        paths.setdefault(route.template, {})[route.method.lower()] = _operation(route, op, components)
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "Commune API", "version": __version__,
+                 "description": "Self-hosted email for software agents. Errors are always "
+                                "`{\"error\": \"...\"}`; validation errors are 400."},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "An API key: `Authorization: Bearer <key>`"}},
+        },
+    }
+    if server_url:
+        document["servers"] = [{"url": server_url}]
+    return document
