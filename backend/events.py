@@ -46,6 +46,10 @@ class Subscription:
         return self.types is None or event.type in self.types
 
 
+STOPPING = Event(0, "server.stopping", "", {})
+"""Offered to every subscription when the server stops; never published to the backlog."""
+
+
 class EventBus:
     def __init__(self, backlog: int = BACKLOG) -> None:
         self._ids = itertools.count(1)
@@ -98,3 +102,10 @@ class EventBus:
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
             self.subscriptions.discard(sub)
+
+    def close(self) -> None:
+        """Tell every subscriber the server is stopping, so live streams end instead of holding shutdown."""
+        with self._lock:
+            targets = list(self.subscriptions)
+        for sub in targets:
+            sub.loop.call_soon_threadsafe(self._offer, sub, STOPPING)

@@ -70,6 +70,7 @@ class Server:
             await component(self)
 
     async def stop(self) -> None:
+        self.services.events.close()
         if self._http is not None:
             self._http.close()
         if self._http_state is not None:

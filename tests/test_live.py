@@ -108,18 +108,22 @@ def test_streams_are_confined_to_the_org_and_the_keys_scopes(running, api) -> No
     assert api.get("/v1/events", params={"types": "mail.exploded"}).status_code == 400
 
 
-def test_heartbeats_keep_an_idle_stream_alive(tmp_path, dns_server) -> None:
+def test_heartbeats_keep_an_idle_stream_alive_and_stopping_the_server_ends_it(tmp_path, dns_server) -> None:
     server = start_server(tmp_path, dns_server, sse_heartbeat=0.05, workers_enabled=False)
     try:
         with server.client() as client, client.stream("GET", "/v1/events", timeout=10) as response:
+            stream = frames(response)
             comments = []
-            for frame in frames(response):
+            for frame in stream:
                 comments.append(frame.get("comment"))
                 if comments.count("heartbeat") == 2:
                     break
-        assert comments[0] == "connected" and comments.count("heartbeat") == 2
+            server.stop()
+            rest = list(stream)  # the stream ends cleanly instead of holding the shutdown open
     finally:
         server.stop()
+    assert comments[0] == "connected" and comments.count("heartbeat") == 2
+    assert all("event" not in frame for frame in rest)
 
 
 def test_wait_returns_newer_mail_at_once_or_when_it_arrives(api) -> None:

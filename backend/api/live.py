@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 
 from ..auth import has_scope
-from ..events import Event, EventBus, Subscription
+from ..events import STOPPING, Event, EventBus, Subscription
 from ..http.errors import BadRequest, Forbidden, NotFound
 from ..http.response import Response
 from ..http.router import Route
@@ -86,6 +86,8 @@ async def _stream(bus: EventBus, sub: Subscription, heartbeat: float, resync: bo
             except asyncio.TimeoutError:
                 yield b": heartbeat\n\n"
                 continue
+            if event is STOPPING:
+                return
             if sub.dropped != dropped:
                 # This client fell behind and the queue overflowed: tell it to reload.
                 dropped = sub.dropped
@@ -161,7 +163,8 @@ async def wait_for_messages(ctx: Context) -> dict:
             if rows or remaining <= 0:
                 break
             try:
-                await asyncio.wait_for(sub.queue.get(), remaining)
+                if await asyncio.wait_for(sub.queue.get(), remaining) is STOPPING:
+                    break
             except asyncio.TimeoutError:
                 pass
     finally:
