@@ -40,7 +40,7 @@ def test_search_finds_threads_by_subject_body_and_sender(running, api) -> None:
 def test_query_syntax_cannot_break_search(running, api) -> None:
     inbox = make_inbox(api)
     ingest(running, inbox["id"], subject='He said "hi" (twice)', text="a-b c*d NEAR(x y)")
-    for q in ('"', 'hi"', "(twice", "c*", "NEAR(x", "a-b", "AND", "^", "subject:hi", "*"):
+    for q in ('"', 'hi"', "(twice", "c*", "NEAR(x", "a-b", "AND", "^", "subject:hi", "*", "\x00", "hi\x00there"):
         response = api.get("/v1/search/threads", params={"q": q, "inbox_id": inbox["id"]})
         assert response.status_code == 200, q
     found = api.get("/v1/search/threads", params={"q": '"hi"', "inbox_id": inbox["id"]}).json()["data"]

@@ -181,3 +181,17 @@ def test_idempotency_key_replays_the_first_result(running, api) -> None:
     assert failed.status_code == 400
     retried = api.post("/v1/messages/send", json=body, headers={"Idempotency-Key": "retry-me"})
     assert retried.status_code == 200
+
+
+def test_display_names_cannot_break_headers(running, api) -> None:
+    forged = api.post("/v1/inboxes", json={"local_part": "mallory", "name": "Mallory\r\nBcc: victim@partner.test"})
+    inbox = forged.json()["data"] if forged.status_code == 201 else make_inbox(api, name="Mallory")
+    sent = api.post("/v1/messages/send", json={
+        "to": inbox["address"], "subject": "Hello", "text": "t", "inboxId": inbox["id"]})
+    assert sent.status_code == 200, sent.text
+    mime = raw_of(running, sent.json()["data"]["id"])
+    assert "Bcc" not in mime and mime["From"].addresses[0].addr_spec == inbox["address"]
+    spoofed = api.post("/v1/messages/send", json={
+        "to": inbox["address"], "subject": "Hello", "text": "t",
+        "from": f"\"Mallory\r\nBcc: victim@partner.test\" <{inbox['address']}>"})
+    assert spoofed.status_code == 400 and "from" in spoofed.json()["error"]

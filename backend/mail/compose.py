@@ -53,8 +53,10 @@ def reply_references(parent_id: str | None, parent_refs: list[str]) -> list[str]
 
 
 def _address(addr: str, name: str | None = None) -> Address:
+    # Display names come from users; line breaks and control characters must never reach a header.
+    display = " ".join("".join(c if c.isprintable() else " " for c in name or "").split())
     local, _, domain = addr.rpartition("@")
-    return Address(display_name=name or "", username=local, domain=domain)
+    return Address(display_name=display, username=local, domain=domain)
 
 
 def compose(out: Outgoing) -> bytes:

@@ -28,7 +28,8 @@ def safe_filename(name: str) -> str:
 
 def fts_query(text: str) -> str:
     """The user's words as quoted FTS5 terms (implicit AND), so no input is FTS syntax."""
-    terms = text.split()
+    # NUL ends an FTS5 string early, so it is the one character quoting cannot neutralise.
+    terms = text.replace("\0", " ").split()
     return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
