@@ -268,7 +268,12 @@ CREATE INDEX delivery_events_inbox_order ON delivery_events(inbox_id, created_at
 CREATE INDEX delivery_events_domain_order ON delivery_events(domain_id, created_at, id);
 """
 
-MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS]
+DELETION_LOOKUPS = """
+CREATE INDEX messages_raw_sha ON messages(raw_sha256);
+CREATE INDEX audit_logs_org_action ON audit_logs(org_id, action, created_at, id);
+"""
+
+MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
