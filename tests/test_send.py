@@ -98,10 +98,12 @@ def test_remote_recipients_are_queued_and_bcc_stays_out_of_headers(running, api,
     assert result.status_code == 200, result.text
     data = result.json()["data"]
     assert data["status"] == "queued"
-    queued = rows(running, "SELECT recipient, status FROM outbound_queue WHERE message_id = ? ORDER BY recipient",
-                  data["id"])
-    assert queued == [{"recipient": f"carol@{partner}", "status": "queued"},
-                      {"recipient": f"dan@{partner}", "status": "queued"}]
+    # The outbound worker may already be working on these rows, so only who was queued is certain.
+    queued = rows(running, "SELECT recipient FROM outbound_queue WHERE message_id = ? ORDER BY recipient", data["id"])
+    assert queued == [{"recipient": f"carol@{partner}"}, {"recipient": f"dan@{partner}"}]
+    first_events = rows(running, "SELECT DISTINCT recipient FROM delivery_events WHERE message_id = ?"
+                        " AND event_type = 'queued' ORDER BY recipient", data["id"])
+    assert first_events == queued
     mime = raw_of(running, data["id"])
     assert "Bcc" not in mime and hidden["address"] not in mime.as_string()
     assert mime["X-Campaign"] == "q3" and mime["Reply-To"] == "replies@partner.test"
@@ -111,7 +113,7 @@ def test_remote_recipients_are_queued_and_bcc_stays_out_of_headers(running, api,
     assert {p["role"] for p in copy["participants"]} == {"sender", "to", "cc"}
     [mine] = api.get("/v1/messages", params={"inbox_id": alice["id"]}).json()["data"]
     assert {"role": "bcc", "identity": hidden["address"]} in mine["participants"]
-    assert mine["metadata"]["delivery_status"] == "queued"
+    assert mine["metadata"]["delivery_status"] != "delivered"
 
 
 def test_sender_resolution_and_other_organisations(running, api) -> None:
