@@ -175,6 +175,25 @@ def test_redirects_are_not_followed_and_large_answers_are_cut_off(fast, receiver
     assert all(h.path == "/hook" for h in receiver.requests)
 
 
+def test_a_stalled_receiver_holds_a_few_slots_only(tmp_path, dns_server) -> None:
+    server = start_server(tmp_path, dns_server, webhook_timeout=30)
+    stalled, healthy = WebhookReceiver(default=HANG), WebhookReceiver()
+    try:
+        with server.client(server.new_key()) as client:
+            slow_inbox = hooked_inbox(client, stalled.url)
+            quick_inbox = hooked_inbox(client, healthy.url.replace("127.0.0.1", "localhost"))
+            for n in range(8):
+                ingest(server, slow_inbox["id"], subject=f"stuck {n}", text="x")
+            stalled.wait_for(4)
+            ingest(server, quick_inbox["id"], subject="gets through", text="x")
+            assert json.loads(healthy.wait_for(1)[0].body)["subject"] == "gets through"
+        assert stalled.most_active == 4  # per-host cap: the other deliveries wait their turn
+    finally:
+        stalled.close()
+        healthy.close()
+        server.stop()
+
+
 def test_a_restart_in_the_middle_of_retries_loses_no_delivery(tmp_path, dns_server, receiver) -> None:
     receiver.plan = [500, HANG]
     first = start_server(tmp_path, dns_server, webhook_backoff=0.2, webhook_timeout=20)

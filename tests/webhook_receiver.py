@@ -25,6 +25,9 @@ class WebhookReceiver:
         self.default = default
         self.plan: list[object] = []
         self.requests: list[Received] = []
+        self.active = 0
+        self.most_active = 0
+        """The largest number of requests this receiver held open at the same time."""
         self._changed = threading.Condition()
         self._release = threading.Event()
         receiver = self
@@ -36,7 +39,16 @@ class WebhookReceiver:
                     step = receiver.plan.pop(0) if receiver.plan else receiver.default
                     receiver.requests.append(
                         Received({k.lower(): v for k, v in self.headers.items()}, body, self.path))
+                    receiver.active += 1
+                    receiver.most_active = max(receiver.most_active, receiver.active)
                     receiver._changed.notify_all()
+                try:
+                    self._answer(step)
+                finally:
+                    with receiver._changed:
+                        receiver.active -= 1
+
+            def _answer(self, step: object) -> None:
                 if step == HANG:
                     receiver._release.wait(30)
                     return

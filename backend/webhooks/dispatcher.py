@@ -11,7 +11,9 @@ import logging
 import random
 import sqlite3
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -27,6 +29,7 @@ log = logging.getLogger("commune.webhooks")
 
 POLL_SECONDS = 1.0
 CONCURRENCY = 16
+PER_HOST = 4
 MAX_RESPONSE_BYTES = 64 * 1024
 ERROR_SNIPPET = 300
 USER_AGENT = "Commune-Webhooks/1"
@@ -48,7 +51,7 @@ class WebhookDispatcher:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
-        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self.host_load: Counter[str] = Counter()
 
     # lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -98,29 +101,42 @@ class WebhookDispatcher:
     async def _run(self) -> None:
         while True:
             self._wakeup.clear()
+            held_back = False
             try:
-                self._dispatch_due()
+                held_back = self._dispatch_due()
             except Exception:
                 log.exception("webhook dispatcher failed to read due deliveries")
-            await self._sleep()
+            await self._sleep(held_back)
 
-    def _dispatch_due(self) -> None:
+    def _dispatch_due(self) -> bool:
+        """Start attempts for due deliveries; True when some had to wait for their host's slots."""
         free = CONCURRENCY - len(self.in_flight)
+        held_back = False
         if free <= 0:
-            return
-        for row in self.store.due(time.time(), free, set(self.in_flight)):
+            return held_back
+        for row in self.store.due(time.time(), free * 4, set(self.in_flight)):
+            host = (urlsplit(row["endpoint"]).hostname or "").lower()
+            if self.host_load[host] >= PER_HOST:
+                held_back = True
+                continue
+            if free == 0:
+                break
+            free -= 1
+            self.host_load[host] += 1
             task = asyncio.create_task(self._attempt(row))
             self.in_flight[row["id"]] = task
-            task.add_done_callback(lambda _t, key=row["id"]: self._finished(key))
+            task.add_done_callback(lambda _t, key=row["id"], host=host: self._finished(key, host))
+        return held_back
 
-    def _finished(self, delivery_id: str) -> None:
+    def _finished(self, delivery_id: str, host: str) -> None:
         self.in_flight.pop(delivery_id, None)
+        self.host_load[host] -= 1
         self.wake()
 
-    async def _sleep(self) -> None:
+    async def _sleep(self, held_back: bool) -> None:
         delay = POLL_SECONDS
         next_at = self.store.next_due_at(set(self.in_flight)) if len(self.in_flight) < CONCURRENCY else None
-        if next_at is not None:
+        if next_at is not None and not held_back:
             delay = max(0.0, min(delay, next_at - time.time()))
         try:
             await asyncio.wait_for(self._wakeup.wait(), delay)
@@ -129,23 +145,25 @@ class WebhookDispatcher:
 
     # one attempt ---------------------------------------------------------------------------------
     async def _attempt(self, row: dict) -> None:
-        async with self._slots:
-            number = row["attempts"] + 1
-            started = time.monotonic()
-            entry: dict = {"attempt": number, "at": now_iso(), "http_status": None, "error": None}
-            permanent = False
-            try:
-                entry["http_status"], entry["error"] = await self._post(row, number)
-            except (RefusedTarget, LookupError) as exc:
-                entry["error"], permanent = str(exc), True
-            except UnresolvedTarget as exc:
-                entry["error"] = str(exc)
-            except (httpx.TimeoutException, TimeoutError):
-                entry["error"] = f"timed out after {self.settings.webhook_timeout:g}s"
-            except httpx.HTTPError as exc:
-                entry["error"] = f"{exc.__class__.__name__}: {exc}"[:ERROR_SNIPPET]
-            entry["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
-            self._record(row, entry, permanent)
+        number = row["attempts"] + 1
+        started = time.monotonic()
+        entry: dict = {"attempt": number, "at": now_iso(), "http_status": None, "error": None}
+        permanent = False
+        try:
+            entry["http_status"], entry["error"] = await self._post(row, number)
+        except (RefusedTarget, LookupError) as exc:
+            entry["error"], permanent = str(exc), True
+        except UnresolvedTarget as exc:
+            entry["error"] = str(exc)
+        except (httpx.TimeoutException, TimeoutError):
+            entry["error"] = f"timed out after {self.settings.webhook_timeout:g}s"
+        except httpx.HTTPError as exc:
+            entry["error"] = f"{exc.__class__.__name__}: {exc}"[:ERROR_SNIPPET]
+        except Exception as exc:  # never let one odd delivery stop the worker; retry it later
+            log.exception("webhook %s attempt %s failed unexpectedly", row["id"], number)
+            entry["error"] = f"internal error: {exc.__class__.__name__}"
+        entry["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
+        self._record(row, entry, permanent)
 
     async def _post(self, row: dict, number: int) -> tuple[int, str | None]:
         """Send once; returns the HTTP status and an error text (None on a 2xx)."""

@@ -52,7 +52,10 @@ async def _addresses(host: str, resolver: dns.asyncresolver.Resolver) -> list[st
 
 async def vet(endpoint: str, resolver: dns.asyncresolver.Resolver, allow_private: bool) -> Target:
     """Where to send a webhook; raises RefusedTarget for a non-public host when private targets are off."""
-    url = httpx.URL(endpoint)
+    try:
+        url = httpx.URL(endpoint)
+    except httpx.InvalidURL as exc:
+        raise RefusedTarget(f"webhook endpoint is not a valid URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise RefusedTarget("webhook endpoint must be an http(s) URL")
     if allow_private:
