@@ -48,7 +48,13 @@ class Settings(BaseModel):
     webhook_backoff_max: float = Field(3600.0, gt=0)
     sse_heartbeat: float = Field(15.0, gt=0)
     delivery_max_age: float = 5 * 24 * 3600.0
+    delivery_backoff: float = Field(60.0, gt=0)
+    delivery_backoff_max: float = Field(4 * 3600.0, gt=0)
+    delivery_timeout: float = Field(60.0, gt=0)
+    delivery_concurrency: int = Field(20, ge=1)
+    smtp_direct_port: int = Field(25, ge=1, le=65535)
     workers_enabled: bool = True
+    retention_interval: float = Field(3600.0, gt=0)
     public_url: str = ""
 
     @field_validator("dns_servers", mode="before")

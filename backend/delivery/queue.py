@@ -1,0 +1,142 @@
+"""The outbound worker: sends each due `outbound_queue` row to its recipient and records what happened.
+
+All state lives in the table (status, attempts, next attempt time), so a restart resumes where the
+last run stopped; a row that was being sent when the process died is simply sent again. The worker
+polls twice a second and is woken at once when a send queues mail. Temporary failures come back
+with exponential backoff and jitter until `delivery_max_age`; 5xx answers bounce and suppress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+import time
+from typing import TYPE_CHECKING
+
+from ..events import EventBus
+from ..mail.dkim import sign_for_domain
+from ..store.delivery import QueueItem
+from ..util import parse_iso
+from .bounces import return_path
+from .transports import Outcome, Transport, make_transport
+
+if TYPE_CHECKING:
+    from ..server import Server
+    from ..services import Services
+
+log = logging.getLogger("commune.delivery")
+
+POLL_SECONDS = 0.5
+SUPPRESSION_REASONS = {"bounced": "hard_bounce", "failed": "permanent_failure"}
+
+
+def publish_status(events: EventBus, org_id: str, event: dict) -> None:
+    """Announce one delivery transition on the event bus."""
+    events.publish("delivery.status", org_id, event, event.get("inbox_id"), event.get("domain_id"))
+
+
+class OutboundWorker:
+    def __init__(self, services: "Services", transport: Transport) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.transport = transport
+        self.wake = asyncio.Event()
+        self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self.runner: asyncio.Task[None] | None = None
+        self.loop = asyncio.get_running_loop()
+
+    def on_new_message(self, conn: sqlite3.Connection, inbox: dict, message: dict) -> None:
+        """Ingest hook: a sent message may have queued rows, so look at the queue once the commit is done."""
+        if message.get("direction") == "outbound":
+            self.loop.call_soon_threadsafe(self.wake.set)
+
+    async def start(self) -> None:
+        self.runner = asyncio.create_task(self.run())
+
+    async def stop(self) -> None:
+        """Stop picking rows, give sends in progress a moment to finish, then cancel the rest."""
+        if self.runner is not None:
+            self.runner.cancel()
+            await asyncio.gather(self.runner, return_exceptions=True)
+        if self.in_flight:
+            await asyncio.wait(list(self.in_flight.values()), timeout=5)
+        for task in self.in_flight.values():
+            task.cancel()
+        await asyncio.gather(*self.in_flight.values(), return_exceptions=True)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                self.pick()
+            except Exception:
+                log.exception("reading the outbound queue failed")
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+
+    def pick(self) -> None:
+        """Start a send for every due row not already in progress, up to the concurrency limit."""
+        room = self.settings.delivery_concurrency - len(self.in_flight)
+        if room <= 0:
+            return
+        for item in self.services.delivery.due(time.time(), room + len(self.in_flight)):
+            if item.id in self.in_flight or room <= 0:
+                continue
+            room -= 1
+            task = asyncio.create_task(self.deliver(item))
+            self.in_flight[item.id] = task
+            task.add_done_callback(lambda _, key=item.id: self.finished(key))
+
+    def finished(self, key: str) -> None:
+        self.in_flight.pop(key, None)
+        self.wake.set()
+
+    async def deliver(self, item: QueueItem) -> None:
+        try:
+            outcome = await self.attempt(item)
+        except Exception as exc:  # a bug must not kill the worker or lose the row: retry later
+            log.exception("delivery of %s to %s failed unexpectedly", item.message_id, item.recipient)
+            outcome = Outcome("deferred", f"Internal error: {type(exc).__name__}")
+        self.record(item, outcome)
+
+    async def attempt(self, item: QueueItem) -> Outcome:
+        if self.services.delivery.is_suppressed(item.org_id, item.recipient):
+            return Outcome("failed", "Recipient is on the suppression list", suppress=False)
+        raw = self.services.blobs.get(item.raw_sha256) if item.raw_sha256 else None
+        if raw is None:
+            return Outcome("failed", "The message's content is missing", suppress=False)
+        domain = self.services.domains.get_domain_any(item.domain_id)
+        signed = sign_for_domain(raw, domain)
+        mail_from = return_path(item.id, domain["name"]) if domain else item.sender
+        return await self.transport.send(mail_from, item.recipient, signed)
+
+    def record(self, item: QueueItem, outcome: Outcome) -> None:
+        kind, detail, next_at = outcome.kind, outcome.detail, None
+        if kind == "deferred":
+            next_at = time.time() + self.backoff(item.attempts)
+            if next_at > parse_iso(item.created_at).timestamp() + self.settings.delivery_max_age:
+                kind, detail = "failed", f"Gave up retrying; last error: {detail}"
+        # Giving up after temporary failures says nothing about the address, so it is not suppressed.
+        reason = SUPPRESSION_REASONS.get(outcome.kind) if outcome.suppress else None
+        event = self.services.delivery.transition(item, kind, detail, next_at, reason)
+        publish_status(self.services.events, item.org_id, event)
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential delay from `delivery_backoff`, capped, with ±20 % jitter so retries spread out."""
+        delay = min(self.settings.delivery_backoff * 2 ** min(attempts, 30), self.settings.delivery_backoff_max)
+        return delay * random.uniform(0.8, 1.2)
+
+
+async def start(server: "Server") -> None:
+    """Component entry: run the outbound worker and wake it whenever a send is committed."""
+    services = server.services
+    if not services.settings.workers_enabled:
+        return
+    worker = OutboundWorker(services, make_transport(services.settings, services.resolver))
+    services.mail.tx_hooks.append(worker.on_new_message)
+    await worker.start()
+    server.on_stop(worker.stop)

@@ -1,0 +1,140 @@
+"""How a message leaves: through a configured smarthost, or straight to the recipient domain's MX hosts.
+
+Both speak SMTP with aiosmtplib and turn the remote's answer into an `Outcome`: `sent` (2xx),
+`deferred` (4xx, connection and DNS trouble: try again later), `bounced` (5xx from the remote) or
+`failed` (the domain cannot receive mail at all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiosmtplib
+import dns.asyncresolver
+import dns.exception
+import dns.resolver
+
+from ..config import Settings
+
+log = logging.getLogger("commune.delivery")
+
+
+@dataclass
+class Outcome:
+    kind: str
+    """`sent`, `deferred`, `bounced` or `failed`."""
+    detail: str
+    suppress: bool = True
+    """Whether a bounce or failure says the address itself is bad (and so suppresses it)."""
+
+
+class Transport(Protocol):
+    async def send(self, mail_from: str, recipient: str, raw: bytes) -> Outcome: ...
+
+
+def _mail_options(raw: bytes) -> list[str]:
+    return [] if raw.isascii() else ["BODY=8BITMIME"]
+
+
+async def _deliver(mail_from: str, recipient: str, raw: bytes, **connection: object) -> Outcome:
+    """One SMTP transaction; the remote's reply code decides between sent, deferred and bounced."""
+    try:
+        errors, response = await aiosmtplib.send(
+            raw, sender=mail_from, recipients=[recipient], mail_options=_mail_options(raw), **connection,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        refusal = exc.recipients[0]
+        kind = "bounced" if refusal.code >= 500 else "deferred"
+        return Outcome(kind, f"{refusal.code} {refusal.message}")
+    except aiosmtplib.SMTPResponseException as exc:
+        kind = "bounced" if exc.code >= 500 else "deferred"
+        return Outcome(kind, f"{exc.code} {exc.message}")
+    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        return Outcome("deferred", f"Connection failed: {exc or type(exc).__name__}")
+    if recipient in errors:
+        refusal = errors[recipient]
+        kind = "bounced" if refusal.code >= 500 else "deferred"
+        return Outcome(kind, f"{refusal.code} {refusal.message}")
+    return Outcome("sent", response)
+
+
+class SmarthostTransport:
+    """Everything goes to one relay (`host:port`), with optional STARTTLS or implicit TLS and AUTH."""
+
+    def __init__(self, settings: Settings) -> None:
+        host, _, port = settings.relay.rpartition(":")
+        if not host:
+            host, port = settings.relay, "25"
+        self.connection: dict[str, object] = {
+            "hostname": host.strip("[]"), "port": int(port), "timeout": settings.delivery_timeout,
+            "local_hostname": settings.hostname, "use_tls": settings.relay_tls == "tls",
+            "start_tls": True if settings.relay_tls == "starttls" else False,
+            "username": settings.relay_username or None, "password": settings.relay_password or None,
+        }
+
+    async def send(self, mail_from: str, recipient: str, raw: bytes) -> Outcome:
+        return await _deliver(mail_from, recipient, raw, **self.connection)
+
+
+class DirectTransport:
+    """MX hosts of the recipient's domain in preference order (the domain itself without MX), port 25."""
+
+    def __init__(self, settings: Settings, resolver: dns.asyncresolver.Resolver) -> None:
+        self.resolver = resolver
+        self.port = settings.smtp_direct_port
+        self.timeout = settings.delivery_timeout
+        self.local_hostname = settings.hostname
+
+    async def exchangers(self, domain: str) -> list[str]:
+        """Host names to try, best first; equal preferences in random order (RFC 5321 §5.1)."""
+        try:
+            answer = await self.resolver.resolve(domain, "MX")
+        except dns.resolver.NoAnswer:
+            return [domain]
+        records = sorted(answer, key=lambda r: (r.preference, random.random()))
+        return [str(r.exchange).rstrip(".") for r in records if str(r.exchange) not in (".", "")]
+
+    async def addresses(self, host: str) -> list[str]:
+        found: list[str] = []
+        for rtype in ("A", "AAAA"):
+            try:
+                found += [r.address for r in await self.resolver.resolve(host, rtype)]
+            except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+                continue
+        return found
+
+    async def send(self, mail_from: str, recipient: str, raw: bytes) -> Outcome:
+        domain = recipient.rsplit("@", 1)[-1]
+        try:
+            hosts = await self.exchangers(domain)
+        except dns.resolver.NXDOMAIN:
+            return Outcome("failed", f"Domain {domain} does not exist")
+        except dns.exception.DNSException as exc:
+            return Outcome("deferred", f"MX lookup for {domain} failed: {exc or type(exc).__name__}")
+        if not hosts:
+            return Outcome("failed", f"Domain {domain} does not accept mail (null MX)")
+        last = Outcome("deferred", f"No address found for the mail exchangers of {domain}")
+        for host in hosts:
+            try:
+                addresses = await self.addresses(host)
+            except dns.exception.DNSException as exc:
+                last = Outcome("deferred", f"Address lookup for {host} failed: {exc or type(exc).__name__}")
+                continue
+            for address in addresses:
+                # Opportunistic STARTTLS: MX certificates rarely match, and plain text is the alternative.
+                outcome = await _deliver(
+                    mail_from, recipient, raw, hostname=address, port=self.port, timeout=self.timeout,
+                    local_hostname=self.local_hostname, start_tls=None, validate_certs=False,
+                )
+                if outcome.kind != "deferred":
+                    return outcome
+                last = Outcome("deferred", f"{host}: {outcome.detail}")
+        return last
+
+
+def make_transport(settings: Settings, resolver: dns.asyncresolver.Resolver) -> Transport:
+    return SmarthostTransport(settings) if settings.relay else DirectTransport(settings, resolver)

@@ -1,0 +1,1 @@
+"""Inbound SMTP: the aiosmtpd listener and its group commit."""

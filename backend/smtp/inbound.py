@@ -1,0 +1,148 @@
+"""The inbound SMTP listener: aiosmtpd on the server's own event loop, filing mail by envelope recipient.
+
+A session's `DATA` is parsed and its bytes written to the blob store in a worker thread; the rows are
+then stored by `GroupCommit` on the loop, which puts every message that became ready while the last
+commit ran into the next single transaction. A session gets its `250` only after the commit that
+holds its message, and a retry of a message we already have (same inbox and Message-ID) gets `250`
+without a second copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from typing import TYPE_CHECKING
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from ..delivery.bounces import parse_dsn, parse_return_path
+from ..delivery.queue import publish_status
+from ..mail.parse import parse_message
+from ..store.mail import Prepared
+from .commit import GroupCommit
+
+if TYPE_CHECKING:
+    from ..server import Server
+    from ..services import Services
+
+log = logging.getLogger("commune.smtp")
+
+NO_SUCH_USER = "550 5.1.1 Recipient address rejected: no such mailbox here"
+TOO_MANY = "452 4.5.3 Too many recipients"
+TRY_LATER = "451 4.3.0 Temporary failure storing the message, please retry"
+
+
+class InboundHandler:
+    """aiosmtpd hooks: RCPT only for hosted inboxes and our return paths, DATA stored before the 250."""
+
+    def __init__(self, services: "Services", commit: GroupCommit) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.commit = commit
+
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd hook name)
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            return TOO_MANY
+        address = address.strip().lower()
+        if self._is_return_path(address) or self.services.domains.inbox_by_address(address) is not None:
+            if address not in envelope.rcpt_tos:
+                envelope.rcpt_tos.append(address)
+                envelope.rcpt_options.append(rcpt_options)
+            return "250 2.1.5 OK"
+        return NO_SUCH_USER
+
+    def _is_return_path(self, address: str) -> bool:
+        found = parse_return_path(address)
+        return found is not None and self.services.domains.domain_by_name(found[1]) is not None
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        raw = envelope.original_content or b""
+        bounces = [a for a in envelope.rcpt_tos if parse_return_path(a)]
+        inboxes = [i for i in (self.services.domains.inbox_by_address(a) for a in envelope.rcpt_tos
+                               if a not in bounces) if i is not None]
+        try:
+            if bounces:
+                self._record_bounces(raw, bounces)
+            if not inboxes:
+                return "250 2.0.0 OK"
+            prepared = await asyncio.get_running_loop().run_in_executor(
+                None, self._prepare, raw, envelope.mail_from or "", inboxes
+            )
+            ids = await self.commit.submit(prepared)
+        except Exception:
+            log.exception("storing a message from %s failed", envelope.mail_from)
+            return TRY_LATER
+        return f"250 2.0.0 OK {ids[0]}"
+
+    def _prepare(self, raw: bytes, mail_from: str, inboxes: list[dict]) -> list[Prepared]:
+        """Parse once and write the blobs (in a worker thread): one prepared copy per recipient inbox."""
+        message = parse_message(raw, mail_from, self.settings.hostname)
+        return [self.services.mail.prepare(inbox, message, "inbound") for inbox in inboxes]
+
+    def _record_bounces(self, raw: bytes, return_paths: list[str]) -> None:
+        """A failure report to a return path bounces the queue row that path names (one row per path)."""
+        reports = parse_dsn(raw)
+        if not reports:
+            log.info("mail to our return path that is not a failure report was dropped")
+            return
+        for address in return_paths:
+            queue_id, _ = parse_return_path(address)  # type: ignore[misc]
+            recorded = self.services.delivery.record_bounce_report(queue_id, reports[0].detail)
+            if recorded is not None:
+                publish_status(self.services.events, *recorded)
+
+
+class InboundSession(SMTP):
+    """One SMTP connection, registered while open so stopping the server can close it."""
+
+    def __init__(self, registry: set[SMTP], *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.registry = registry
+        registry.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.registry.discard(self)
+        super().connection_lost(error)
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def start(server: "Server") -> None:
+    """Listen for SMTP on the API's loop; stopping closes the port, then finishes in-flight commits."""
+    settings = server.settings
+    if not settings.smtp_enabled:
+        return
+    services = server.services
+    commit = GroupCommit(services.mail)
+    handler = InboundHandler(services, commit)
+    context = tls_context(settings.smtp_tls_cert, settings.smtp_tls_key) if settings.smtp_tls_cert else None
+    sessions: set[SMTP] = set()
+
+    def factory() -> SMTP:
+        return InboundSession(
+            sessions, handler, data_size_limit=settings.max_message_bytes, enable_SMTPUTF8=True,
+            decode_data=False, hostname=settings.hostname, ident="Commune ESMTP", tls_context=context,
+            timeout=settings.idle_timeout,
+        )
+
+    listener = await asyncio.get_running_loop().create_server(factory, settings.host, settings.smtp_port)
+    server.smtp_port = listener.sockets[0].getsockname()[1]
+    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    log.info("SMTP listening on %s:%s", host, server.smtp_port)
+
+    async def stop() -> None:
+        listener.close()
+        await commit.drain()
+        for session in list(sessions):
+            if session.transport is not None:
+                session.transport.close()
+        await listener.wait_closed()
+
+    server.on_stop(stop)

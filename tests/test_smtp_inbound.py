@@ -1,0 +1,215 @@
+"""Mail from the outside world over real SMTP into our listener, read back through the API."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import threading
+from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.conftest import Running, start_server
+from tests.mailtools import make_inbox
+
+
+def smtp(running: Running) -> smtplib.SMTP:
+    return smtplib.SMTP("127.0.0.1", running.server.smtp_port, timeout=10)
+
+
+def messages(api: httpx.Client, inbox_id: str) -> list[dict]:
+    response = api.get("/v1/messages", params={"inbox_id": inbox_id, "order": "asc"})
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+def mail(sender: str, to: str, subject: str, body: str, **headers: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(body)
+    return message
+
+
+def test_plain_message_is_filed_and_readable(running: Running, api: httpx.Client) -> None:
+    inbox = make_inbox(api)
+    with smtp(running) as client:
+        code, banner = client.ehlo("sender.example")
+        assert code == 250 and b"SIZE" in banner and b"8BITMIME" in banner and b"SMTPUTF8" in banner
+        refused = client.send_message(mail("Ann <ann@sender.example>", inbox["address"], "Hello", "First words",
+                                           Message_ID="<plain-1@sender.example>"))
+    assert refused == {}
+    [stored] = messages(api, inbox["id"])
+    assert stored["direction"] == "inbound"
+    assert stored["content"].strip() == "First words"
+    assert stored["metadata"]["subject"] == "Hello"
+    assert stored["metadata"]["message_id"] == "<plain-1@sender.example>"
+    assert {"role": "sender", "identity": "ann@sender.example"} in stored["participants"]
+
+
+def test_multipart_with_attachment_and_non_ascii(running: Running, api: httpx.Client) -> None:
+    inbox = make_inbox(api)
+    message = mail("Jürgen Groß <jurgen@sender.example>", inbox["address"], "Grüße aus Köln – 你好", "Hallo Wélt ✓")
+    message.add_alternative("<p>Hallo <b>Wélt</b> ✓</p>", subtype="html")
+    message.add_attachment(b"\x89PNG\r\n binary \x00 data", maintype="image", subtype="png",
+                           filename="../secret/bild ü.png")
+    with smtp(running) as client:
+        client.send_message(message)
+    [stored] = messages(api, inbox["id"])
+    assert stored["metadata"]["subject"] == "Grüße aus Köln – 你好"
+    assert "Hallo Wélt ✓" in stored["content"]
+    assert "<b>Wélt</b>" in stored["content_html"]
+    [attachment_id] = stored["attachments"]
+    attachment = api.get(f"/v1/attachments/{attachment_id}").json()["data"]
+    assert attachment["filename"] == "bild ü.png"
+    assert attachment["mime_type"] == "image/png"
+    assert attachment["size"] == len(b"\x89PNG\r\n binary \x00 data")
+    assert attachment["source"] == "email"
+
+
+def test_smtputf8_address_and_8bit_body(running: Running, api: httpx.Client) -> None:
+    inbox = make_inbox(api)
+    raw = (f"From: josé@exämple.test\r\nTo: {inbox['address']}\r\nSubject: ½ price\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nçà et là\r\n")
+    with smtp(running) as client:
+        client.ehlo()
+        client.sendmail("josé@exämple.test", [inbox["address"]], raw.encode(), mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+    [stored] = messages(api, inbox["id"])
+    assert "çà et là" in stored["content"]
+    assert stored["metadata"]["subject"] == "½ price"
+
+
+def test_reply_joins_the_thread_of_the_original(running: Running, api: httpx.Client) -> None:
+    inbox = make_inbox(api)
+    with smtp(running) as client:
+        client.send_message(mail("a@sender.example", inbox["address"], "Order 17", "Where is it?",
+                                 Message_ID="<order17@sender.example>"))
+        client.send_message(mail("b@other.example", inbox["address"], "Unrelated", "Hi",
+                                 Message_ID="<other@other.example>"))
+        client.send_message(mail("a@sender.example", inbox["address"], "Re: Order 17", "Still waiting",
+                                 Message_ID="<order17-2@sender.example>", In_Reply_To="<order17@sender.example>",
+                                 References="<order17@sender.example>"))
+    first, other, reply = messages(api, inbox["id"])
+    assert reply["thread_id"] == first["thread_id"]
+    assert other["thread_id"] != first["thread_id"]
+    assert reply["metadata"]["in_reply_to"] == "<order17@sender.example>"
+
+
+def test_unknown_recipient_and_relay_attempts_are_refused(running: Running, api: httpx.Client) -> None:
+    inbox = make_inbox(api)
+    domain = inbox["address"].split("@")[1]
+    with smtp(running) as client:
+        client.ehlo()
+        client.mail("spammer@evil.example")
+        assert client.rcpt(f"nobody-here@{domain}")[0] == 550
+        assert client.rcpt("victim@gmail.example")[0] == 550
+        assert client.rcpt(inbox["address"])[0] == 250
+        client.rset()
+    with smtp(running) as client, pytest.raises(smtplib.SMTPRecipientsRefused):
+        client.sendmail("spammer@evil.example", ["victim@gmail.example"], b"Subject: relay\r\n\r\nx")
+
+
+def test_retry_after_lost_250_is_acknowledged_without_a_duplicate(running: Running, api: httpx.Client) -> None:
+    inbox = make_inbox(api)
+    message = mail("a@sender.example", inbox["address"], "Once", "Only once", Message_ID="<once@sender.example>")
+    with smtp(running) as client:
+        assert client.send_message(message) == {}
+        assert client.send_message(message) == {}
+    assert len(messages(api, inbox["id"])) == 1
+
+
+def test_envelope_recipients_decide_the_inboxes(running: Running, api: httpx.Client) -> None:
+    first, second = make_inbox(api), make_inbox(api)
+    message = mail("a@sender.example", "list@lists.example", "To the list", "Bcc'd to us")
+    with smtp(running) as client:
+        client.send_message(message, to_addrs=[first["address"], second["address"]])
+    assert len(messages(api, first["id"])) == 1
+    assert len(messages(api, second["id"])) == 1
+
+
+@pytest.mark.parametrize("raw", [
+    b"no headers at all, just text",
+    b"From: a@sender.example\r\nContent-Type: multipart/mixed; boundary=\"zz\"\r\n\r\n--yy\r\nbroken\r\n",
+    b"From: \xff\xfe <a@sender.example>\r\nSubject: \xe9\r\nContent-Type: text/plain; charset=bogus\r\n\r\n\xe9t\xe9",
+])
+def test_broken_messages_are_stored_with_what_decodes(running: Running, api: httpx.Client, raw: bytes) -> None:
+    inbox = make_inbox(api)
+    with smtp(running) as client:
+        assert client.sendmail("envelope@sender.example", [inbox["address"]], raw) == {}
+    [stored] = messages(api, inbox["id"])
+    assert stored["participants"][0]["identity"] in ("a@sender.example", "envelope@sender.example")
+    assert stored["metadata"]["message_id"]
+
+
+def test_concurrent_sessions_are_all_committed_before_250(running: Running, api: httpx.Client) -> None:
+    inbox = make_inbox(api)
+    failures: list[BaseException] = []
+
+    def deliver(n: int) -> None:
+        try:
+            with smtp(running) as client:
+                for i in range(5):
+                    client.send_message(mail("a@sender.example", inbox["address"], f"Load {n}-{i}", "x",
+                                             Message_ID=f"<load-{n}-{i}@sender.example>"))
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    response = api.get("/v1/messages", params={"inbox_id": inbox["id"], "limit": 100}).json()
+    assert len(response["data"]) == 40
+
+
+def _self_signed(directory: Path) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx.commune.test")])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_limits_and_starttls_on_a_configured_server(tmp_path: Path, dns_server) -> None:  # noqa: ANN001
+    cert, key = _self_signed(tmp_path)
+    server = start_server(tmp_path / "data", dns_server, max_message_bytes=20_000, max_recipients=2,
+                          smtp_tls_cert=cert, smtp_tls_key=key)
+    try:
+        with server.client(server.new_key()) as api:
+            boxes = [make_inbox(api) for _ in range(3)]
+            with smtp(server) as client:
+                code, features = client.ehlo()
+                assert b"SIZE 20000" in features and b"STARTTLS" in features
+                client.starttls(context=ssl._create_unverified_context())
+                client.ehlo()
+                client.mail("a@sender.example")
+                assert client.rcpt(boxes[0]["address"])[0] == 250
+                assert client.rcpt(boxes[1]["address"])[0] == 250
+                assert client.rcpt(boxes[2]["address"])[0] == 452
+                assert client.data(b"Subject: two of three\r\n\r\nhello")[0] == 250
+                with pytest.raises(smtplib.SMTPSenderRefused) as too_big:
+                    client.sendmail("a@sender.example", [boxes[2]["address"]], b"Subject: big\r\n\r\n" + b"x" * 30_000)
+                assert too_big.value.smtp_code == 552
+            assert len(messages(api, boxes[0]["id"])) == 1
+            assert len(messages(api, boxes[1]["id"])) == 1
+            assert messages(api, boxes[2]["id"]) == []
+    finally:
+        server.stop()
