@@ -36,3 +36,20 @@ class AuditStore:
             with self.database.transaction() as tx:
                 tx.execute(sql, row)
         return entry_id
+
+    def list_entries(
+        self, org_id: str, action: str | None, after: tuple[str, str] | None, limit: int
+    ) -> list[dict]:
+        """Newest first, `limit` rows after the keyset `(created_at, id)` of the previous page."""
+        clauses, params = ["org_id = ?"], [org_id]
+        if action:
+            clauses.append("action = ?")
+            params.append(action)
+        if after is not None:
+            clauses.append("(created_at, id) < (?, ?)")
+            params.extend(after)
+        rows = self.database.query(
+            f"SELECT * FROM audit_logs WHERE {' AND '.join(clauses)} ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]

@@ -1,0 +1,150 @@
+"""Two-phase data deletion: a request with an exact preview and a signed token, then a confirmation.
+
+The token is an HMAC over the request id, the organisation and the expiry (`confirm_by`), so nothing
+secret is stored: it cannot be guessed, moved to another request or organisation, or used late.
+The official CLI's confirm sends no token; that call stays unsupported on purpose (400).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from datetime import datetime, timezone
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from ..http.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
+from ..http.router import Route
+from ..services import DEFAULT_ORG
+from ..store.deletion import SCOPES, WARNINGS, DeletionStore
+from ..util import iso, now_iso, parse_iso
+from ._common import Context, parse_body
+from .inboxes import own_inbox
+
+log = logging.getLogger("commune.deletion")
+
+CONFIRM_SECONDS = 3600
+TOKEN_PURPOSE = "data-deletion"
+
+
+class DeletionRequestBody(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, str_strip_whitespace=True)
+
+    scope: str | None = Field(None, max_length=32)
+    inbox_id: str | None = Field(None, validation_alias=AliasChoices("inbox_id", "inboxId"), max_length=200)
+    before: str | None = Field(None, max_length=64)
+
+
+def deletion_store(ctx: Context) -> DeletionStore:
+    return DeletionStore(ctx.services.database, ctx.services.blobs)
+
+
+def _expiry(confirm_by: str) -> int:
+    return int(parse_iso(confirm_by).timestamp())
+
+
+def confirmation_token(ctx: Context, request_id: str, confirm_by: str) -> str:
+    """The token for one request of the caller's organisation, valid until `confirm_by`."""
+    return ctx.services.signer.sign(TOKEN_PURPOSE, f"{ctx.org_id}/{request_id}", _expiry(confirm_by))
+
+
+def _params(ctx: Context, body: DeletionRequestBody) -> tuple[str, dict]:
+    """Validated scope and parameters; `inboxId` alone means the inbox scope (as the CLI sends it)."""
+    scope = body.scope or ("inbox" if body.inbox_id else None)
+    if scope is None:
+        raise BadRequest(f"scope is required: one of {', '.join(SCOPES)}")
+    if scope not in SCOPES:
+        raise BadRequest(f"scope must be one of {', '.join(SCOPES)}")
+    params: dict = {}
+    if body.inbox_id:
+        if scope == "organization":
+            raise BadRequest("inbox_id does not apply to scope 'organization'")
+        params["inbox_id"] = own_inbox(ctx, body.inbox_id)["id"]
+    elif scope == "inbox":
+        raise BadRequest("inbox_id is required for scope 'inbox'")
+    if body.before:
+        if scope != "messages":
+            raise BadRequest("before applies only to scope 'messages'")
+        try:
+            params["before"] = iso(parse_iso(body.before))
+        except ValueError:
+            raise BadRequest("before must be an ISO 8601 date or date-time, e.g. 2025-01-01T00:00:00Z") from None
+    if scope == "messages":
+        # Mail arriving after the preview is not part of what the caller reviewed.
+        params["until"] = now_iso()
+    if scope == "organization":
+        org = ctx.services.orgs.get_org(ctx.org_id)
+        if org is not None and org["name"] == DEFAULT_ORG:
+            raise Conflict("The server's default organization holds the admin key and cannot be deleted")
+    return scope, params
+
+
+async def create_request(ctx: Context) -> tuple[int, dict]:
+    body = parse_body(ctx.request, DeletionRequestBody)
+    scope, params = _params(ctx, body)
+    expires_at = int(time.time()) + CONFIRM_SECONDS
+    confirm_by = iso(datetime.fromtimestamp(expires_at, tz=timezone.utc))
+    detail = {"scope": scope, **{k: v for k, v in params.items() if k != "until"}}
+
+    def log_request(conn: sqlite3.Connection, request_id: str) -> None:
+        ctx.services.audit.record(ctx.org_id, ctx.key.id, "deletion.requested", "deletion_request", request_id,
+                                  detail, conn=conn)
+
+    created = deletion_store(ctx).create_request(ctx.org_id, scope, params, confirm_by, log_request)
+    if created is None:
+        raise Conflict("A deletion request is already pending for this organization; confirm it or let it expire")
+    created["confirmation_token"] = confirmation_token(ctx, created["id"], created["confirm_by"])
+    created["warning"] = WARNINGS[scope]
+    return 201, created
+
+
+async def confirm_request(ctx: Context) -> dict:
+    body = ctx.request.json_object()
+    token = body.get("confirmation_token", body.get("confirmationToken"))
+    if not isinstance(token, str) or not token.strip():
+        raise BadRequest("confirmation_token is required (it was returned when the deletion request was created)")
+    store = deletion_store(ctx)
+    found = store.get_request(ctx.org_id, ctx.params["deletion_id"])
+    if found is None:
+        raise NotFound("Deletion request not found")
+    if found["status"] == "completed":
+        raise Conflict("This deletion request was already completed")
+    verdict = ctx.services.signer.verify(
+        TOKEN_PURPOSE, f"{ctx.org_id}/{found['id']}", _expiry(found["confirm_by"]), token.strip()
+    )
+    if verdict == "invalid":
+        raise Forbidden("confirmation_token is not valid for this deletion request")
+    if verdict == "expired":
+        raise Gone(f"This deletion request expired at {found['confirm_by']}; create a new one")
+
+    def log_first(conn: sqlite3.Connection) -> None:
+        # Written before the purge: for the organization scope it is purged along with the rest.
+        ctx.services.audit.record(ctx.org_id, ctx.key.id, "deletion.confirmed", "deletion_request", found["id"],
+                                  {"scope": found["scope"], "preview": found["preview"]}, conn=conn)
+
+    done = store.execute_request(ctx.org_id, found["id"], log_first)
+    if done is None:
+        raise Conflict("This deletion request was already completed")
+    if done["scope"] == "organization":
+        ctx.services.keys.forget()
+    log.info("deletion %s (%s) of org %s completed: %s", done["id"], done["scope"], ctx.org_id,
+             {k: v for k, v in done["deleted_counts"].items() if v})
+    return done
+
+
+async def get_request(ctx: Context) -> dict:
+    found = deletion_store(ctx).get_request(ctx.org_id, ctx.params["deletion_id"])
+    if found is None:
+        raise NotFound("Deletion request not found")
+    return found
+
+
+ROUTES = [
+    Route("POST", "/v1/data/deletion-request", create_request, "data:delete",
+          "Request a deletion (preview and confirmation token)"),
+    Route("POST", "/v1/data/deletion-request/{deletion_id}/confirm", confirm_request, "data:delete",
+          "Confirm a deletion request"),
+    Route("GET", "/v1/data/deletion-request/{deletion_id}", get_request, "data:delete",
+          "Get a deletion request"),
+]

@@ -1,0 +1,292 @@
+"""Data deletion: what a scope covers, its exact preview, the purge itself and the request rows.
+
+A scope is turned into a `Plan`: one `(collection, table, predicate)` step per table. The preview
+counts rows with each predicate and the purge deletes with the very same predicate, in the same order,
+inside ONE transaction, so the preview is exactly what goes (nothing changes in between) and a failure
+anywhere leaves every row in place. Steps whose predicates look at `messages` run before the messages
+step. Blob files are unlinked only after the commit, and only when no remaining row references them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..mail.render import snippet
+from ..util import new_prefixed, now_iso
+from .blobs import BlobStore
+from .database import Database
+
+SCOPES = ("organization", "inbox", "messages")
+
+# The reference's collections. Those this server does not keep (no spam quarantine, DMARC reports,
+# alerts, sessions or verification tokens; keys belong to the organisation, not to user accounts,
+# so `users` is always 0) are reported as 0 so clients see the documented shape.
+REFERENCE_COLLECTIONS = (
+    "messages", "attachments", "domains", "inboxes", "webhook_deliveries", "delivery_events",
+    "blocked_spam", "thread_metadata", "dmarc_reports", "alerts", "suppressions", "spam_reports",
+    "audit_logs", "users", "api_keys", "sessions", "verification_tokens",
+)
+# Tables of ours the reference does not name; reported beside its collections.
+EXTRA_COLLECTIONS = ("outbound_queue", "idempotency_keys", "organizations")
+
+WARNINGS = {
+    "organization": "This will permanently delete ALL data for your organization including domains, inboxes,"
+                    " API keys, audit logs and the organization itself. This action cannot be undone.",
+    "inbox": "This will permanently delete the inbox and all of its data: messages, threads, attachments,"
+             " delivery events, webhook deliveries and suppressions. This action cannot be undone.",
+    "messages": "This will permanently delete the matching messages, their attachments and threads left"
+                " empty. This action cannot be undone.",
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    collection: str
+    table: str
+    where: str
+    params: tuple
+
+
+@dataclass
+class Plan:
+    steps: list[Step]
+    message_where: str
+    message_params: tuple
+    attachment_where: str
+    attachment_params: tuple
+    rebuild_threads: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _message_filter(org_id: str, params: dict) -> tuple[str, tuple]:
+    """Predicate on `messages` for a scope's parameters (inbox, `before`, and the request's own time)."""
+    clauses, values = ["messages.org_id = ?"], [org_id]
+    for column, key, op in (("inbox_id", "inbox_id", "="), ("created_at", "before", "<"),
+                            ("created_at", "until", "<=")):
+        if params.get(key):
+            clauses.append(f"messages.{column} {op} ?")
+            values.append(params[key])
+    return " AND ".join(clauses), tuple(values)
+
+
+def plan(org_id: str, scope: str, params: dict) -> Plan:
+    """The steps a scope takes, in execution order."""
+    if scope == "organization":
+        own = ("org_id = ?", (org_id,))
+        tables = [("attachments", "attachments"), ("thread_metadata", "threads"),
+                  ("outbound_queue", "outbound_queue"), ("delivery_events", "delivery_events"),
+                  ("webhook_deliveries", "webhook_deliveries"), ("suppressions", "suppressions"),
+                  ("idempotency_keys", "idempotency_keys"), ("messages", "messages"),
+                  ("inboxes", "inboxes"), ("domains", "domains"), ("api_keys", "api_keys"),
+                  ("audit_logs", "audit_logs")]
+        steps = [Step(name, table, *own) for name, table in tables]
+        steps.append(Step("organizations", "orgs", "id = ?", (org_id,)))
+        return Plan(steps, "messages.org_id = ?", (org_id,), "org_id = ?", (org_id,))
+
+    msg_where, msg_params = _message_filter(org_id, params)
+    of_messages = f"SELECT messages.id FROM messages WHERE {msg_where}"
+    # Uploaded files carry no message id; they belong to the messages that list them.
+    listed = f"SELECT j.value FROM messages, json_each(messages.attachment_ids) AS j WHERE {msg_where}"
+    att_where = f"org_id = ? AND (message_id IN ({of_messages}) OR (message_id IS NULL AND id IN ({listed})))"
+    att_params = (org_id, *msg_params, *msg_params)
+    queue = Step("outbound_queue", "outbound_queue", f"org_id = ? AND message_id IN ({of_messages})",
+                 (org_id, *msg_params))
+    messages = Step("messages", "messages", msg_where, msg_params)
+
+    if scope == "inbox":
+        inbox_id = params["inbox_id"]
+        att_where = f"({att_where}) OR (org_id = ? AND inbox_id = ?)"
+        att_params = (*att_params, org_id, inbox_id)
+        by_inbox = ("org_id = ? AND inbox_id = ?", (org_id, inbox_id))
+        steps = [
+            Step("attachments", "attachments", att_where, att_params),
+            queue,
+            Step("delivery_events", "delivery_events",
+                 f"org_id = ? AND (inbox_id = ? OR message_id IN ({of_messages}))",
+                 (org_id, inbox_id, *msg_params)),
+            Step("thread_metadata", "threads", *by_inbox),
+            Step("webhook_deliveries", "webhook_deliveries", *by_inbox),
+            Step("suppressions", "suppressions", *by_inbox),
+            messages,
+            Step("inboxes", "inboxes", "org_id = ? AND id = ?", (org_id, inbox_id)),
+        ]
+        return Plan(steps, msg_where, msg_params, att_where, att_params)
+
+    emptied = (f"org_id = ? AND id IN (SELECT messages.thread_id FROM messages WHERE {msg_where})"
+               f" AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.thread_id = threads.id"
+               f" AND NOT ({msg_where}))")
+    steps = [
+        Step("attachments", "attachments", att_where, att_params),
+        queue,
+        Step("thread_metadata", "threads", emptied, (org_id, *msg_params, *msg_params)),
+        messages,
+    ]
+    return Plan(steps, msg_where, msg_params, att_where, att_params, rebuild_threads=True)
+
+
+def _empty_counts() -> dict[str, int]:
+    return {name: 0 for name in (*REFERENCE_COLLECTIONS, *EXTRA_COLLECTIONS)}
+
+
+def preview(conn: sqlite3.Connection, the_plan: Plan) -> dict[str, int]:
+    """Rows each step would delete, counted with the purge's own predicates."""
+    counts = _empty_counts()
+    for step in the_plan.steps:
+        counts[step.collection] += conn.execute(
+            f"SELECT COUNT(*) FROM {step.table} WHERE {step.where}", step.params
+        ).fetchone()[0]
+    return counts
+
+
+def purge(conn: sqlite3.Connection, the_plan: Plan) -> tuple[dict[str, int], list[str]]:
+    """Delete every step's rows inside the caller's transaction; returns counts and candidate blobs."""
+    blobs = [row[0] for row in conn.execute(
+        f"SELECT sha256 FROM attachments WHERE {the_plan.attachment_where}"
+        f" UNION SELECT raw_sha256 FROM messages WHERE {the_plan.message_where} AND raw_sha256 IS NOT NULL",
+        (*the_plan.attachment_params, *the_plan.message_params),
+    )]
+    touched = []
+    if the_plan.rebuild_threads:
+        touched = [row[0] for row in conn.execute(
+            f"SELECT DISTINCT messages.thread_id FROM messages WHERE {the_plan.message_where}",
+            the_plan.message_params,
+        )]
+    counts = _empty_counts()
+    for step in the_plan.steps:
+        counts[step.collection] += conn.execute(
+            f"DELETE FROM {step.table} WHERE {step.where}", step.params
+        ).rowcount
+    if touched:
+        _rebuild_threads(conn, touched)
+    return counts, blobs
+
+
+def _rebuild_threads(conn: sqlite3.Connection, thread_ids: list[str]) -> None:
+    """Bring the summaries of threads that lost some messages back in line with what remains."""
+    rows = conn.execute(
+        "SELECT thread_id, n, first_at, last_at, with_files, direction, sender, text_body, html_body FROM ("
+        " SELECT messages.*, COUNT(*) OVER w AS n, MIN(created_at) OVER w AS first_at,"
+        " MAX(created_at) OVER w AS last_at, MAX(attachment_ids != '[]') OVER w AS with_files,"
+        " ROW_NUMBER() OVER (PARTITION BY thread_id ORDER BY created_at DESC, seq DESC) AS pos"
+        " FROM messages WHERE thread_id IN (SELECT value FROM json_each(?))"
+        " WINDOW w AS (PARTITION BY thread_id)) WHERE pos = 1",
+        (json.dumps(thread_ids),),
+    ).fetchall()
+    conn.executemany(
+        "UPDATE threads SET message_count = ?, first_message_at = ?, last_message_at = ?, has_attachments = ?,"
+        " last_direction = ?, last_sender = ?, snippet = ? WHERE id = ?",
+        [(r["n"], r["first_at"], r["last_at"], r["with_files"], r["direction"], r["sender"],
+          snippet(r["text_body"], r["html_body"]), r["thread_id"]) for r in rows],
+    )
+
+
+def unlink_unreferenced(conn: sqlite3.Connection, blobs: BlobStore, candidates: list[str]) -> int:
+    """Delete the blob files among `candidates` that no attachment or raw message still references."""
+    if not candidates:
+        return 0
+    still_used = {row[0] for row in conn.execute(
+        "SELECT value FROM json_each(?) WHERE EXISTS (SELECT 1 FROM attachments WHERE sha256 = value)"
+        " OR EXISTS (SELECT 1 FROM messages WHERE raw_sha256 = value)",
+        (json.dumps(candidates),),
+    )}
+    gone = [digest for digest in candidates if digest not in still_used]
+    for digest in gone:
+        blobs.delete(digest)
+    return len(gone)
+
+
+def _request_json(row: sqlite3.Row) -> dict:
+    item = {
+        "id": row["id"], "scope": row["scope"], "status": row["status"], "preview": json.loads(row["preview"]),
+        "confirm_by": row["confirm_by"], "created_at": row["created_at"],
+    }
+    params = json.loads(row["params"])
+    for key in ("inbox_id", "before"):
+        if params.get(key):
+            item[key] = params[key]
+    if row["status"] == "pending" and row["confirm_by"] <= now_iso():
+        item["status"] = "expired"
+    if row["deleted_counts"] is not None:
+        item["deleted_counts"] = json.loads(row["deleted_counts"])
+        item["confirmed_at"] = row["confirmed_at"]
+        item["completed_at"] = row["completed_at"]
+    return item
+
+
+class DeletionStore:
+    """Deletion requests and their execution; the API and the retention worker share it."""
+
+    def __init__(self, database: Database, blobs: BlobStore) -> None:
+        self.database = database
+        self.blobs = blobs
+
+    def active_request(self, conn: sqlite3.Connection, org_id: str) -> sqlite3.Row | None:
+        return conn.execute(
+            "SELECT id FROM deletion_requests WHERE org_id = ? AND status = 'pending' AND confirm_by > ?",
+            (org_id, now_iso()),
+        ).fetchone()
+
+    def create_request(
+        self, org_id: str, scope: str, params: dict, confirm_by: str,
+        log: Callable[[sqlite3.Connection, str], None],
+    ) -> dict | None:
+        """Store a pending request with its preview; None when the organisation already has an active one.
+
+        `log(conn, request_id)` writes the audit entry first, so an organization preview counts it, plus
+        the one entry the confirmation will write before the purge.
+        """
+        request_id = new_prefixed("del", 10)
+        with self.database.transaction() as conn:
+            if self.active_request(conn, org_id) is not None:
+                return None
+            log(conn, request_id)
+            counts = preview(conn, plan(org_id, scope, params))
+            if scope == "organization":
+                counts["audit_logs"] += 1
+            conn.execute(
+                "INSERT INTO deletion_requests (id, org_id, scope, params, status, preview, confirm_by, created_at)"
+                " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
+                (request_id, org_id, scope, json.dumps(params), json.dumps(counts), confirm_by, now_iso()),
+            )
+        return self.get_request(org_id, request_id)
+
+    def get_request(self, org_id: str, request_id: str) -> dict | None:
+        row = self.database.one(
+            "SELECT * FROM deletion_requests WHERE id = ? AND org_id = ?", (request_id, org_id)
+        )
+        return _request_json(row) if row else None
+
+    def execute_request(
+        self, org_id: str, request_id: str, before_purge: Callable[[sqlite3.Connection], None]
+    ) -> dict | None:
+        """Run a pending request in one transaction; `before_purge(conn)` runs first (the audit entry).
+
+        None when the request is no longer pending (a concurrent confirm got there first).
+        """
+        with self.database.transaction() as conn:
+            row = conn.execute(
+                "SELECT * FROM deletion_requests WHERE id = ? AND org_id = ? AND status = 'pending'",
+                (request_id, org_id),
+            ).fetchone()
+            if row is None:
+                return None
+            confirmed_at = now_iso()
+            before_purge(conn)
+            counts, candidates = purge(conn, plan(org_id, row["scope"], json.loads(row["params"])))
+            conn.execute(
+                "UPDATE deletion_requests SET status = 'completed', deleted_counts = ?, confirmed_at = ?,"
+                " completed_at = ? WHERE id = ?",
+                (json.dumps(counts), confirmed_at, now_iso(), request_id),
+            )
+        unlink_unreferenced(self.database.conn, self.blobs, candidates)
+        return self.get_request(org_id, request_id)
+
+    def delete_messages(self, org_id: str, params: dict) -> dict[str, int]:
+        """Delete messages now, without a request (retention); one transaction."""
+        with self.database.transaction() as conn:
+            counts, candidates = purge(conn, plan(org_id, "messages", params))
+        unlink_unreferenced(self.database.conn, self.blobs, candidates)
+        return counts
