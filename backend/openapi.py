@@ -208,8 +208,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         response=_list("Thread")),
     ("POST", "/v1/attachments/upload"): Operation(
         body=UploadAttachment, status=201, response=_data(_ref("Attachment")), errors=(413,),
-        raw_upload=True, query=(Param("X-Filename", where="header",
-                                      description="The file name when the body is the file itself"),)),
+        raw_upload=True),
     ("GET", "/v1/attachments/{attachment_id}"): Operation(response=_data(_ref("Attachment"))),
     ("GET", "/v1/attachments/{attachment_id}/url"): Operation(
         query=(Param("expires_in", _int(1, 7 * 24 * 3600), description="Seconds the URL stays valid"),),
@@ -217,7 +216,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/attachments/{attachment_id}/download"): Operation(
         query=(Param("expires", {"type": "integer"}, required=True),
                Param("signature", required=True)),
-        content_type="application/octet-stream", response={"type": "string", "format": "binary"}),
+        content_type="application/octet-stream", response={"type": "string", "format": "binary"},
+        errors=(403,)),
     ("GET", "/v1/webhooks/deliveries"): Operation(
         query=(INBOX_ID, Param("status"), Param("endpoint"), _limit(50, 200), CURSOR),
         response=_page("WebhookDelivery")),
@@ -272,7 +272,11 @@ def _operation(route: Route, op: Operation, components: dict[str, Any]) -> dict[
         schema = _model_schema(op.body, components) if op.body is not None else ANY_OBJECT
         content: dict[str, Any] = {"application/json": {"schema": schema}}
         if op.raw_upload:
-            content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+            # Not a header parameter: with X-Filename present any body is taken as the file itself.
+            content["application/octet-stream"] = {
+                "schema": {"type": "string", "format": "binary"},
+                "x-requires-header": "X-Filename: the file's name (percent-encoded)",
+            }
         # An empty body reads as `{}`, so a body is only required when the model has required fields.
         required = op.body is not None and bool(op.body.model_json_schema().get("required"))
         doc["requestBody"] = {"required": required, "content": content}
