@@ -100,14 +100,14 @@ async def create_request(ctx: Context) -> tuple[int, dict]:
 
 
 async def confirm_request(ctx: Context) -> dict:
-    body = ctx.request.json_object()
-    token = body.get("confirmation_token", body.get("confirmationToken"))
-    if not isinstance(token, str) or not token.strip():
-        raise BadRequest("confirmation_token is required (it was returned when the deletion request was created)")
     store = deletion_store(ctx)
     found = store.get_request(ctx.org_id, ctx.params["deletion_id"])
     if found is None:
         raise NotFound("Deletion request not found")
+    body = ctx.request.json_object()
+    token = body.get("confirmation_token", body.get("confirmationToken"))
+    if not isinstance(token, str) or not token.strip():
+        raise BadRequest("confirmation_token is required (it was returned when the deletion request was created)")
     if found["status"] == "completed":
         raise Conflict("This deletion request was already completed")
     verdict = ctx.services.signer.verify(
