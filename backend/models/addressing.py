@@ -21,6 +21,13 @@ def validate_domain_name(value: str) -> str:
     return name
 
 
+def validate_display_name(value: str | None) -> str | None:
+    """A display name goes into the From header of every send: no line breaks or control characters."""
+    if value is not None and any(not c.isprintable() for c in value):
+        raise ValueError("must be a single line without control characters")
+    return value
+
+
 def validate_local_part(value: str) -> str:
     local = value.strip()
     if not local or len(local) > 64 or not LOCAL_RE.match(local):
@@ -79,6 +86,11 @@ class CreateInbox(Strict):
     def _local(cls, value: str) -> str:
         return validate_local_part(value)
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return validate_display_name(value)
+
 
 class UpdateInbox(Strict):
     local_part: str | None = Field(
@@ -95,6 +107,11 @@ class UpdateInbox(Strict):
     @classmethod
     def _local(cls, value: str | None) -> str | None:
         return validate_local_part(value) if value is not None else None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return validate_display_name(value)
 
     @field_validator("status")
     @classmethod
