@@ -1,0 +1,81 @@
+"""`commune-server serve` as a real child process on free loopback ports, for signal and crash tests."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+HTTP_RE = re.compile(r"HTTP listening on http://127\.0\.0\.1:(\d+)")
+SMTP_RE = re.compile(r"SMTP listening on 127\.0\.0\.1:(\d+)")
+
+
+class ServerProcess:
+    """One server process; `.port`, `.smtp_port`, `.admin_key` once `start()` returns."""
+
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        self.data_dir = data_dir
+        self.args = args
+        self.proc: subprocess.Popen[str] | None = None
+        self.log: list[str] = []
+        self.port = 0
+        self.smtp_port = 0
+
+    def start(self, timeout: float = 30.0) -> "ServerProcess":
+        self.log = []
+        self.port = self.smtp_port = 0
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "backend", "serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1",
+             "--port", "0", "--smtp-port", "0", "--rate-limit", "0", *self.args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        threading.Thread(target=self._collect, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not (self.port and self.smtp_port):
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited during start:\n" + "".join(self.log))
+            time.sleep(0.05)
+        if not (self.port and self.smtp_port):
+            raise RuntimeError("server did not start listening:\n" + "".join(self.log))
+        return self
+
+    def _collect(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log.append(line)
+            if found := HTTP_RE.search(line):
+                self.port = int(found.group(1))
+            if found := SMTP_RE.search(line):
+                self.smtp_port = int(found.group(1))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_key(self) -> str:
+        return (self.data_dir / "admin.key").read_text().strip()
+
+    def client(self, key: str | None = None, timeout: float = 30.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key or self.admin_key}"},
+                            timeout=timeout)
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        """Kill the process if it still runs (test cleanup)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
