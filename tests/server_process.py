@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -18,9 +19,10 @@ SMTP_RE = re.compile(r"SMTP listening on 127\.0\.0\.1:(\d+)")
 class ServerProcess:
     """One server process; `.port`, `.smtp_port`, `.admin_key` once `start()` returns."""
 
-    def __init__(self, data_dir: Path, *args: str) -> None:
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.args = args
+        self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
         self.log: list[str] = []
         self.port = 0
@@ -33,7 +35,7 @@ class ServerProcess:
             [sys.executable, "-m", "backend", "serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1",
              "--port", "0", "--smtp-port", "0", "--rate-limit", "0", *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=Path(__file__).resolve().parent.parent, env=self.env,
         )
         threading.Thread(target=self._collect, daemon=True).start()
         deadline = time.monotonic() + timeout
