@@ -13,17 +13,15 @@ import argparse
 import importlib.util
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CACHE_DIR, Figure, ServerProcess, print_table
+from bench.common import CACHE_DIR, Figure, ServerProcess, free_port, print_table, wait_listening
 from bench.seed import Seeded, seed
 
 CONNECTIONS = 32
@@ -69,30 +67,13 @@ def wrk(url: str, duration: float, headers: dict[str, str] | None = None) -> Wrk
     return WrkResult(rps, p50, p99, errors)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_listening(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on port {port}")
-
-
 def run_reference(info: Seeded, duration: float) -> WrkResult:
     """wrk against the uvicorn + Starlette reference serving the same query, in its own process."""
-    port = _free_port()
+    port = free_port()
     script = Path(__file__).with_name("reference_app.py")
     proc = subprocess.Popen([sys.executable, str(script), info.data_dir, str(port), info.org_id])
     try:
-        _wait_listening(port)
+        wait_listening(port)
         url = f"http://127.0.0.1:{port}/v1/threads?inbox_id={info.inbox_id}&limit=20"
         wrk(url, 1)
         return wrk(url, duration)

@@ -55,6 +55,8 @@ class Seeded:
     first_thread_id: str
     middle_thread_id: str
     last_thread_id: str
+    seconds: float = 0.0
+    """How long the bulk seeding took."""
     common_word: str = COMMON_WORD
     rare_word: str = RARE_WORD
 
@@ -87,6 +89,7 @@ def _thread_id(number: int) -> str:
 
 def seed(data_dir: Path, messages: int, per_thread: int = 4, seed_value: int = 1) -> Seeded:
     """Fill a fresh data directory with `messages` messages in one inbox, `per_thread` to a thread."""
+    began = time.perf_counter()
     data_dir = Path(data_dir)
     existing = Seeded.load(data_dir)
     if existing is not None and existing.messages == messages:
@@ -116,7 +119,7 @@ def seed(data_dir: Path, messages: int, per_thread: int = 4, seed_value: int = 1
         data_dir=str(data_dir), messages=messages, threads=threads, key=key, org_id=org["id"],
         inbox_id=inbox["id"], inbox_address=inbox["address"], domain_id=inbox["domain_id"],
         first_thread_id=_thread_id(threads - 1), middle_thread_id=_thread_id(threads // 2),
-        last_thread_id=_thread_id(0),
+        last_thread_id=_thread_id(0), seconds=round(time.perf_counter() - began, 2),
     )
     (data_dir / INFO_FILE).write_text(json.dumps(asdict(info), indent=2))
     return info
@@ -180,9 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--per-thread", type=int, default=4)
     args = parser.parse_args(argv)
-    began = time.perf_counter()
     info = seed(args.data_dir, args.messages, args.per_thread)
-    print(f"seeded {info.messages} messages in {info.threads} threads in {time.perf_counter() - began:.1f} s")
+    print(f"seeded {info.messages} messages in {info.threads} threads in {info.seconds:.1f} s")
     print(f"inbox {info.inbox_address} ({info.inbox_id}); API key on the last line")
     print(info.key)
     return 0

@@ -1,0 +1,132 @@
+"""Send path: `POST /v1/messages/send` to a local recipient and to an external one relayed to a local sink.
+
+The server runs with `--relay` pointing at an aiosmtpd sink in this process (which notes when each
+message arrives) and `--dns-servers` at the test DNS server (so the external domain has an MX). For each
+kind: requests/s and p50/p99 of the API call with 8 concurrent clients; for the external kind also the
+end-to-end time from the request to the sink having the message.
+
+    python3 bench/send_bench.py [--quick] [--requests 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from aiosmtpd.controller import Controller
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import Figure, ServerProcess, free_port, percentile, print_table
+from tests.dnsserver import TestDNSServer
+
+CLIENTS = 8
+EXTERNAL_DOMAIN = "external.bench.example"
+SUBJECT = re.compile(rb"^Subject: (bench-\S+)", re.MULTILINE | re.IGNORECASE)
+
+
+class ArrivalSink:
+    """An aiosmtpd handler that accepts everything and notes when each bench subject arrived."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+        found = SUBJECT.search(envelope.original_content or b"")  # type: ignore[attr-defined]
+        if found:
+            with self.lock:
+                self.arrived.setdefault(found.group(1).decode(), time.perf_counter())
+        return "250 OK"
+
+
+async def send_all(url: str, key: str, sender_inbox: str, recipient: str, count: int,
+                   tag: str) -> tuple[list[float], dict[str, float], float]:
+    """`count` sends from CLIENTS concurrent clients; latencies, start time per subject, elapsed."""
+    latencies: list[float] = []
+    started: dict[str, float] = {}
+    numbers = iter(range(count))
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+        async def worker() -> None:
+            for number in numbers:
+                subject = f"bench-{tag}-{number}"
+                began = time.perf_counter()
+                started[subject] = began
+                response = await client.post("/v1/messages/send", json={
+                    "to": [recipient], "subject": subject, "text": f"Benchmark message {number}.\n" * 20,
+                    "inbox_id": sender_inbox,
+                })
+                if response.status_code != 200:
+                    raise RuntimeError(f"send answered {response.status_code}: {response.text}")
+                latencies.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CLIENTS)))
+    return latencies, started, time.perf_counter() - began
+
+
+def _summary(latencies: list[float], elapsed: float) -> str:
+    return (f"{len(latencies) / elapsed:,.0f} req/s, p50 {percentile(latencies, 0.5) * 1000:.1f} ms,"
+            f" p99 {percentile(latencies, 0.99) * 1000:.1f} ms")
+
+
+def run(quick: bool = False, requests: int | None = None) -> list[Figure]:
+    """Local and external sends against a fresh server; returns the figures."""
+    count = requests or (100 if quick else 400)
+    sink = ArrivalSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    dns = TestDNSServer().start()
+    dns.publish(EXTERNAL_DOMAIN, "MX", f"10 mx.{EXTERNAL_DOMAIN}.")
+    figures: list[Figure] = []
+    try:
+        relay = f"127.0.0.1:{controller.port}"
+        with tempfile.TemporaryDirectory(prefix="commune-send-bench-") as tmp:
+            data_dir = Path(tmp)
+            server = ServerProcess(data_dir, "--relay", relay, "--dns-servers", dns.address)
+            with server.start():
+                key = (data_dir / "admin.key").read_text().strip()
+                with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as api:
+                    sender = api.post("/v1/inboxes", json={"local_part": "sender"}).json()["data"]
+                    local = api.post("/v1/inboxes", json={"local_part": "receiver"}).json()["data"]
+                asyncio.run(send_all(server.url, key, sender["id"], local["address"], 20, "warm"))
+                latencies, _, elapsed = asyncio.run(
+                    send_all(server.url, key, sender["id"], local["address"], count, "local"))
+                figures.append(Figure("send to a local recipient", _summary(latencies, elapsed)))
+                latencies, started, elapsed = asyncio.run(
+                    send_all(server.url, key, sender["id"], f"someone@{EXTERNAL_DOMAIN}", count, "external"))
+                figures.append(Figure("send to an external recipient (relay)", _summary(latencies, elapsed)))
+                deadline = time.monotonic() + 60
+                while len(sink.arrived) < count and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                ends = [sink.arrived[s] - began for s, began in started.items() if s in sink.arrived]
+                figures.append(Figure(
+                    "send external: request to sink has it",
+                    f"p50 {percentile(ends, 0.5) * 1000:.1f} ms, p99 {percentile(ends, 0.99) * 1000:.1f} ms"
+                    f" ({len(ends)} of {count} arrived)",
+                ))
+    finally:
+        dns.stop()
+        controller.stop()
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="100 sends of each kind")
+    parser.add_argument("--requests", type=int, help="sends of each kind (default 400)")
+    args = parser.parse_args(argv)
+    print_table(run(args.quick, args.requests), "Send path")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
