@@ -13,6 +13,7 @@ import pytest
 from backend.config import Settings
 from backend.server import Server, ServerThread
 from tests.dnsserver import TestDNSServer
+from tests.smtp_sink import SmtpSink
 
 _counter = itertools.count()
 
@@ -88,6 +89,14 @@ def start_server(data_dir: Path, dns_server: TestDNSServer, **overrides: object)
     thread = ServerThread(make_settings(data_dir, dns_server, **overrides))
     thread.start()
     return Running(thread)
+
+
+@pytest.fixture(scope="session")
+def smtp_sink() -> Iterator[SmtpSink]:
+    """A local SMTP server standing in for remote mail servers; tell it how to answer with `answer(...)`."""
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
 
 
 @pytest.fixture(scope="session")

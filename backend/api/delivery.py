@@ -77,7 +77,8 @@ async def list_suppressions(ctx: Context) -> dict:
         address = normalise_address(email)
         if address is None:
             raise BadRequest("email must be an email address")
-        filters["email"] = address
+        # Suppressions apply to the whole organisation, so an address lookup ignores where it came from.
+        filters = {"email": address}
     return newest_first_page(ctx, "suppressions", filters, ctx.services.delivery.list_suppressions,
                              suppression_json)
 

@@ -9,6 +9,7 @@ with exponential backoff and jitter until `delivery_max_age`; 5xx answers bounce
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import sqlite3
@@ -46,6 +47,7 @@ class OutboundWorker:
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.runner: asyncio.Task[None] | None = None
         self.loop = asyncio.get_running_loop()
+        self.stopping = False
 
     def on_new_message(self, conn: sqlite3.Connection, inbox: dict, message: dict) -> None:
         """Ingest hook: a sent message may have queued rows, so look at the queue once the commit is done."""
@@ -57,9 +59,12 @@ class OutboundWorker:
 
     async def stop(self) -> None:
         """Stop picking rows, give sends in progress a moment to finish, then cancel the rest."""
+        # A flag rather than cancelling the runner: on Python 3.11 `wait_for` can swallow a cancellation
+        # that arrives just as the wake event fires.
+        self.stopping = True
+        self.wake.set()
         if self.runner is not None:
-            self.runner.cancel()
-            await asyncio.gather(self.runner, return_exceptions=True)
+            await self.runner
         if self.in_flight:
             await asyncio.wait(list(self.in_flight.values()), timeout=5)
         for task in self.in_flight.values():
@@ -67,16 +72,14 @@ class OutboundWorker:
         await asyncio.gather(*self.in_flight.values(), return_exceptions=True)
 
     async def run(self) -> None:
-        while True:
+        while not self.stopping:
             try:
                 self.pick()
             except Exception:
                 log.exception("reading the outbound queue failed")
             self.wake.clear()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
-            except asyncio.TimeoutError:
-                pass
 
     def pick(self) -> None:
         """Start a send for every due row not already in progress, up to the concurrency limit."""
