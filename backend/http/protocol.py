@@ -26,6 +26,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
 MAX_PIPELINED = 32
 COALESCE_BYTES = 256 * 1024
+SWEEP_SECONDS = 0.25
 
 
 class ConnectionLimits:
@@ -54,9 +55,25 @@ class HttpServerState:
         self.connections: set[HttpProtocol] = set()
         self.shutting_down = False
         self.drained = asyncio.Event()
+        self.sweep_seconds = min(SWEEP_SECONDS, limits.header_timeout / 4, limits.idle_timeout / 4,
+                                 limits.body_timeout / 4)
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def factory(self) -> "HttpProtocol":
         return HttpProtocol(self)
+
+    def add(self, conn: "HttpProtocol") -> None:
+        self.connections.add(conn)
+        if self._sweeper is None:
+            self._sweeper = conn.loop.call_later(self.sweep_seconds, self._sweep, conn.loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Time out connections past their deadline; one timer for all instead of one per request phase."""
+        now = loop.time()
+        for conn in [c for c in self.connections if c.deadline is not None and c.deadline <= now]:
+            conn.deadline = None
+            conn.timed_out()
+        self._sweeper = loop.call_later(self.sweep_seconds, self._sweep, loop) if self.connections else None
 
     async def shutdown(self, timeout: float = 10.0) -> None:
         """Stop taking requests, let in-flight ones finish, then close every connection."""
@@ -87,7 +104,8 @@ class HttpProtocol(asyncio.Protocol):
         self.reading_paused = False
         self.write_ready = asyncio.Event()
         self.write_ready.set()
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline: float | None = None
+        """Loop time at which the current phase (headers, body, idle) times out; checked by the sweeper."""
         self._reset_message()
 
     # connection lifecycle -------------------------------------------------------------
@@ -98,7 +116,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.state.shutting_down or len(self.state.connections) >= self.state.max_connections:
             self._send_error_and_close(503, "Server is busy, try again later")
             return
-        self.state.connections.add(self)
+        self.state.add(self)
         self._arm(self.limits.idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -133,16 +151,12 @@ class HttpProtocol(asyncio.Protocol):
 
     # timers -----------------------------------------------------------------------------
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self.timer = self.loop.call_later(seconds, self._timed_out)
+        self.deadline = self.loop.time() + seconds
 
     def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = None
 
-    def _timed_out(self) -> None:
-        self.timer = None
+    def timed_out(self) -> None:
         if self._in_message and self._message_started_writing is False:
             self._send_error_and_close(408, "Request timed out")
         else:
