@@ -1,8 +1,10 @@
 """Raw RFC 5322 bytes from strangers → `IncomingMessage`, decoding what can be decoded and never raising.
 
-The stdlib `email` package with `policy.default` does the MIME work; every step that can trip over a
-broken message (bad boundaries, unknown charsets, undecodable headers, NUL bytes) falls back to a
-lossy but safe value instead of failing, so an accepted message is always stored.
+Parsing is on the SMTP hot path, so it uses the `email` package's fast `compat32` parser (a tenth of
+`policy.default`'s cost per message) and decodes only what is stored: encoded-word headers, addresses,
+text and HTML bodies by their charset, attachments. Every step that can trip over a broken message
+(bad boundaries, unknown charsets, 8-bit headers, NUL bytes) falls back to a lossy but safe value, so
+an accepted message is always stored.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import re
 import uuid
 from email import policy
-from email.message import EmailMessage, Message
+from email.header import decode_header, make_header
+from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
@@ -29,48 +32,58 @@ def parse_message(raw: bytes, envelope_sender: str = "", hostname: str = "localh
     """Decode a raw message; a missing Message-ID is generated on `hostname`."""
     raw = raw.replace(b"\x00", b"")
     try:
-        message = BytesParser(policy=policy.default).parsebytes(raw)
+        message = BytesParser(policy=policy.compat32).parsebytes(raw)
     except Exception:  # the parser is lenient, but a pathological input must not stop ingest
-        message = EmailMessage(policy=policy.default)
-        message.set_content(raw.decode("utf-8", "replace"))
-    name, sender = _sender(message, envelope_sender)
+        message = Message()
+        message.set_payload(raw.decode("utf-8", "replace"), "utf-8")
+    headers = _raw_headers(message)
+    name, sender = _sender(headers.get("from", ""), envelope_sender)
     text, html, attachments = _bodies(message)
-    message_id = _first_msgid(_header(message, "message-id"))
+    message_id = _first_msgid(headers.get("message-id", ""))
     return IncomingMessage(
         sender=sender,
         sender_name=name or None,
-        to=_addresses(message, "to"),
-        cc=_addresses(message, "cc"),
-        subject=_clean(_header(message, "subject"))[:998],
+        to=_addresses(headers.get("to", "")),
+        cc=_addresses(headers.get("cc", "")),
+        subject=_clean(decoded(headers.get("subject", "")))[:998],
         text=text,
         html=html,
         smtp_message_id=message_id or f"<{uuid.uuid4()}@{hostname}>",
-        in_reply_to=_first_msgid(_header(message, "in-reply-to")),
-        references=_MSGID.findall(_header(message, "references"))[-MAX_REFERENCES:],
+        in_reply_to=_first_msgid(headers.get("in-reply-to", "")),
+        references=_MSGID.findall(headers.get("references", ""))[-MAX_REFERENCES:],
         attachments=attachments,
         raw=raw,
-        date=_date(_header(message, "date")),
-        headers=_kept_headers(message),
+        date=_date(headers.get("date", "")),
+        headers={k: _clean(decoded(headers[k])) for k in ("reply-to", "auto-submitted", "list-id") if k in headers},
     )
 
 
-def _header(message: Message, name: str) -> str:
-    """One header as text; a header the policy cannot parse falls back to its raw value."""
+def _raw_headers(message: Message) -> dict[str, str]:
+    """The first value of each header as text; raw 8-bit bytes are read as UTF-8, else Latin-1."""
+    found: dict[str, str] = {}
+    for key, value in message.raw_items():
+        key = str(key).lower()
+        if key in found:
+            continue
+        text = str(value)[:MAX_HEADER_CHARS]
+        if not text.isascii():
+            data = text.encode("utf-8", "surrogateescape")
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                text = data.decode("latin-1")
+        found[key] = text
+    return found
+
+
+def decoded(value: str) -> str:
+    """RFC 2047 encoded words decoded; a malformed or unknown-charset word stays as it was."""
+    if "=?" not in value:
+        return value
     try:
-        value = message.get(name)
+        return str(make_header(decode_header(value)))
     except Exception:
-        value = None
-        for key, raw_value in message.raw_items():
-            if key.lower() == name:
-                value = raw_value
-                break
-    if value is None:
-        return ""
-    try:
-        text = str(value)
-    except Exception:
-        text = repr(value)
-    return text[:MAX_HEADER_CHARS]
+        return value
 
 
 def _clean(text: str) -> str:
@@ -82,22 +95,18 @@ def _bare(address: str) -> str:
     return address if "@" in address and " " not in address else ""
 
 
-def _sender(message: Message, envelope_sender: str) -> tuple[str, str]:
-    name, address = parseaddr(_header(message, "from"))
+def _sender(value: str, envelope_sender: str) -> tuple[str, str]:
+    name, address = parseaddr(value)
+    name = _clean(decoded(name))
     bare = _bare(address)
     if not bare:
-        return _clean(name), _bare(envelope_sender) or _clean(envelope_sender).lower()
-    return _clean(name), bare
+        return name, _bare(envelope_sender) or _clean(envelope_sender).lower()
+    return name, bare
 
 
-def _addresses(message: Message, name: str) -> list[str]:
-    values = []
-    try:
-        values = [_header(message, name)] if name in message else []
-    except Exception:
-        values = []
-    found = []
-    for _, address in getaddresses(values):
+def _addresses(value: str) -> list[str]:
+    found: list[str] = []
+    for _, address in getaddresses([value]) if value else []:
         bare = _bare(address)
         if bare and bare not in found:
             found.append(bare)
@@ -116,15 +125,6 @@ def _date(value: str) -> str | None:
         return iso(parsedate_to_datetime(value))
     except Exception:
         return None
-
-
-def _kept_headers(message: Message) -> dict[str, str]:
-    headers = {}
-    for name in ("reply-to", "auto-submitted", "list-id"):
-        value = _clean(_header(message, name))
-        if value:
-            headers[name] = value
-    return headers
 
 
 def _text(part: Message) -> str:
@@ -157,7 +157,7 @@ def _binary(part: Message) -> bytes:
 
 def _filename(part: Message) -> str:
     try:
-        return part.get_filename() or ""
+        return decoded(str(part.get_filename() or ""))
     except Exception:
         return ""
 

@@ -1,6 +1,6 @@
 """Group commit for SMTP ingest: every message ready while the previous commit ran goes into the next one.
 
-Parsing and blob writes (the slow, fsync'd part) happen in worker threads before a message gets here;
+Parsing and blob writes (each fsync'd, in parallel worker threads) happen before a message gets here;
 what is left is the row inserts, which run on the event loop in one short WAL transaction for the whole
 group, so the shared connection is never used from two threads at once. A group that fails is retried
 one session at a time, so one bad message cannot cost the others their `250`.
@@ -18,8 +18,6 @@ class GroupCommit:
         self.mail = mail
         self.pending: list[tuple[list[Prepared], asyncio.Future[list[str]]]] = []
         self.flusher: asyncio.Task[None] | None = None
-        self.commits = 0
-        """Transactions committed so far (the benchmark divides messages by it)."""
 
     async def submit(self, prepared: list[Prepared]) -> list[str]:
         """Store one session's copies; returns their message ids once the transaction has committed."""
@@ -51,7 +49,6 @@ class GroupCommit:
             elif not group[0][1].done():
                 group[0][1].set_exception(exc)
             return
-        self.commits += 1
         position = 0
         for prepared, future in group:
             ids = [s.message["message_id"] for s in stored[position:position + len(prepared)]]

@@ -120,6 +120,8 @@ async def start(server: "Server") -> None:
     if not settings.smtp_enabled:
         return
     services = server.services
+    # aiosmtpd logs every connection and command at INFO: under load that halves ingest throughput.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     commit = GroupCommit(services.mail)
     handler = InboundHandler(services, commit)
     context = tls_context(settings.smtp_tls_cert, settings.smtp_tls_key) if settings.smtp_tls_cert else None
