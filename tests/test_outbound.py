@@ -149,13 +149,18 @@ def test_direct_delivery_follows_the_mx_records(tmp_path: Path, dns_server, smtp
     # The preferred exchanger has no address, so delivery must fall through to the next one.
     dns_server.publish("direct.test", "MX", "20 mx-main.direct.test.", "10 mx-gone.direct.test.")
     dns_server.publish("mx-main.direct.test", "A", "127.0.0.1")
+    dns_server.publish("a-only.test", "A", "127.0.0.1")
     server = start_server(tmp_path, dns_server, smtp_direct_port=smtp_sink.port)
     try:
         with server.client(server.new_key()) as api:
             inbox = make_inbox(api)
             sent = send(api, to="erin@direct.test", subject="Straight to MX", text="hi", inboxId=inbox["id"])
             wait_for_event(api, sent["id"], "sent")
+            # Without MX records the domain's own address is the exchanger (RFC 5321 §5.1).
+            fallback = send(api, to="gus@a-only.test", subject="No MX", text="hi", inboxId=inbox["id"])
+            wait_for_event(api, fallback["id"], "sent")
         assert received_by(smtp_sink, "erin@direct.test")["Subject"] == "Straight to MX"
+        assert received_by(smtp_sink, "gus@a-only.test")["Subject"] == "No MX"
     finally:
         server.stop()
 
@@ -197,3 +202,15 @@ def test_gives_up_after_the_maximum_age(tmp_path: Path, dns_server) -> None:  # 
             assert api.get("/v1/delivery/suppressions", params={"email": "x@never.test"}).json()["data"] == []
     finally:
         server.stop()
+
+
+def test_delivery_transitions_are_live_events(relayed: Running, out_api: httpx.Client) -> None:
+    inbox = make_inbox(out_api)
+    key = out_api.headers["Authorization"]
+    with httpx.Client(base_url=relayed.url, headers={"Authorization": key}, timeout=10) as live, \
+            live.stream("GET", "/v1/events", params={"types": "delivery.status"}) as stream:
+        lines = stream.iter_lines()
+        assert next(lines).startswith(": connected")
+        sent = send(out_api, to=f"frank@{PARTNER}", subject="Live", text="x", inboxId=inbox["id"])
+        data = next(line for line in lines if line.startswith("data: ") and sent["id"] in line)
+    assert '"event_type":"sent"' in data and f"frank@{PARTNER}" in data
