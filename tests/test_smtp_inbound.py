@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
 import ssl
 import threading
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from backend.smtp.inbound import read_data
 from tests.conftest import Running, start_server
 from tests.mailtools import make_inbox
 
@@ -208,8 +210,35 @@ def test_limits_and_starttls_on_a_configured_server(tmp_path: Path, dns_server) 
                 with pytest.raises(smtplib.SMTPSenderRefused) as too_big:
                     client.sendmail("a@sender.example", [boxes[2]["address"]], b"Subject: big\r\n\r\n" + b"x" * 30_000)
                 assert too_big.value.smtp_code == 552
+                # Without a SIZE announcement the limit is enforced while the data arrives.
+                client.mail("a@sender.example")
+                client.rcpt(boxes[2]["address"])
+                assert client.data(b"Subject: big\r\n\r\n" + b"y" * 30_000)[0] == 552
+                assert client.noop()[0] == 250
             assert len(messages(api, boxes[0]["id"])) == 1
             assert len(messages(api, boxes[1]["id"])) == 1
             assert messages(api, boxes[2]["id"]) == []
     finally:
         server.stop()
+
+
+def test_dot_stuffed_lines_arrive_intact(running: Running, api: httpx.Client) -> None:
+    inbox = make_inbox(api)
+    body = ".starts with a dot\n.\n..two dots\nend"
+    with smtp(running) as client:
+        client.send_message(mail("a@sender.example", inbox["address"], "Dots", body))
+    [stored] = messages(api, inbox["id"])
+    assert stored["content"].replace("\r\n", "\n").strip() == body
+
+
+def test_data_end_split_across_reads() -> None:
+    async def read(*pieces: bytes, limit: int | None = None) -> bytes | None:
+        reader = asyncio.StreamReader()
+        for piece in pieces:
+            reader.feed_data(piece)
+        return await read_data(reader, limit)
+
+    assert asyncio.run(read(b"Subject: x\r\n\r\nhi\r\n.", b"\r\n")) == b"Subject: x\r\n\r\nhi\r\n"
+    assert asyncio.run(read(b".\r\n")) == b""
+    assert asyncio.run(read(b"..lead\r\n.\r\n")) == b".lead\r\n"
+    assert asyncio.run(read(b"a" * 50 + b"\r\n", b"b" * 50 + b"\r\n.\r\n", limit=60)) is None
