@@ -170,6 +170,19 @@ def test_messages_arriving_after_the_preview_are_kept(running, org) -> None:  # 
     assert [m["message_id"] for m in remaining] == [late["message_id"]]
 
 
+def test_messages_scope_can_be_limited_to_one_inbox(running, org) -> None:  # noqa: ANN001
+    emptied, kept = make_inbox(org.api), make_inbox(org.api)
+    mail(running, emptied, "goes")
+    stays = mail(running, kept, "stays")
+    before = counts(running, org.id)
+    result = confirm(org.api, request(org.api, scope="messages", inbox_id=emptied["id"])).json()
+    assert_exact(before, counts(running, org.id), result)
+    assert result["deleted_counts"]["messages"] == 1 and result["deleted_counts"]["inboxes"] == 0
+    assert org.api.get("/v1/messages", params={"inbox_id": emptied["id"]}).json()["data"] == []
+    assert org.api.get("/v1/messages", params={"inbox_id": kept["id"]}).json()["data"][0]["message_id"] == \
+        stays["message_id"]
+
+
 def test_inbox_scope_removes_the_inbox_and_everything_in_it(running, org) -> None:  # noqa: ANN001
     doomed = make_inbox(org.api, webhook={"endpoint": "http://127.0.0.1:9/hook"})
     kept = make_inbox(org.api)
