@@ -1,7 +1,9 @@
 """Read side of the mail store: keyset-paged lists, thread messages, search, attachments.
 
 Every list is one indexed range scan: equality on the filter columns, then the keyset written as a
-row value `(a, b) < (?, ?)` so the cost of a page does not depend on how deep it is.
+row value `(a, b) < (?, ?)` so the cost of a page does not depend on how deep it is. Where the
+filter column has a better index than `org_id`, the org check is written `+org_id`: still a filter
+on every row, but no longer a candidate index the planner could wrongly prefer.
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ class MailReads:
             return []
         ids = list(wanted)
         marks = ",".join("?" * len(ids))
-        rows = self.database.query(f"SELECT * FROM threads WHERE org_id = ? AND id IN ({marks})", (org_id, *ids))
+        rows = self.database.query(f"SELECT * FROM threads WHERE +org_id = ? AND id IN ({marks})", (org_id, *ids))
         by_id = {row["id"]: row for row in rows}
         return [by_id[i] for i in ids if i in by_id]
 
@@ -188,6 +190,7 @@ class MailReads:
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
-        rows = self.database.query(f"SELECT * FROM attachments WHERE org_id = ? AND id IN ({marks})", (org_id, *ids))
+        rows = self.database.query(f"SELECT * FROM attachments WHERE +org_id = ? AND id IN ({marks})",
+                                   (org_id, *ids))
         by_id = {row["id"]: dict(row) for row in rows}
         return [by_id[i] for i in ids if i in by_id]
