@@ -397,6 +397,34 @@ def test_audit_log_pages_filters_and_stays_in_the_organisation(running, org, oth
     assert len(other.admin.get("/v1/audit-logs").json()["data"]) == 1
 
 
+def test_security_relevant_actions_are_audited_with_key_and_target(running, org) -> None:  # noqa: ANN001
+    admin = org.admin
+    domain = admin.post("/v1/domains", json={"name": f"{org.name}.example"}).json()["data"]
+    admin.post(f"/v1/domains/{domain['id']}/verify")
+    inbox = make_inbox(admin)
+    admin.patch(f"/v1/inboxes/{inbox['id']}", json={"name": "Desk"})
+    admin.patch(f"/v1/inboxes/{inbox['id']}", json={"webhook": {"endpoint": "http://127.0.0.1:9/h"}})
+    admin.delete(f"/v1/domains/{inbox['domain_id']}/inboxes/{inbox['id']}")
+    key = admin.post("/v1/agent/api-keys", json={"name": "temp", "scopes": ["read"]}).json()["data"]
+    admin.delete(f"/v1/agent/api-keys/{key['id']}")
+    admin.post("/v1/delivery/suppressions", json={"email": "x@example.net"})
+    admin.delete("/v1/delivery/suppressions/x@example.net")
+    created = request(admin, scope="messages")
+    confirm(admin, created)
+
+    entries = admin.get("/v1/audit-logs", params={"limit": 200}).json()["data"]
+    targets = {e["action"]: e["target_id"] for e in entries}
+    assert targets == {
+        "domain.created": domain["id"], "domain.verified": domain["id"], "inbox.created": inbox["id"],
+        "inbox.updated": inbox["id"], "webhook.changed": inbox["id"], "inbox.deleted": inbox["id"],
+        "key.created": key["id"], "key.revoked": key["id"], "suppression.added": "x@example.net",
+        "suppression.removed": "x@example.net", "deletion.requested": created["id"],
+        "deletion.confirmed": created["id"],
+    }
+    admin_key_id = entries[0]["key_id"]
+    assert admin_key_id and all(e["key_id"] == admin_key_id and e["created_at"] for e in entries)
+
+
 def test_retention_deletes_old_messages_with_the_deletion_code(running, org) -> None:  # noqa: ANN001
     kept_inbox, short_inbox = make_inbox(org.api), make_inbox(org.api)
     patched = org.api.patch(f"/v1/inboxes/{short_inbox['id']}", json={"retention_days": 30})
