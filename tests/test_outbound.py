@@ -122,6 +122,14 @@ def test_permanent_failure_bounces_and_suppresses(out_api: httpx.Client, smtp_si
     assert "suppressed" in again.json()["error"]
 
 
+def test_policy_rejection_bounces_without_suppressing(out_api: httpx.Client, smtp_sink: SmtpSink) -> None:
+    inbox = make_inbox(out_api)
+    smtp_sink.answer("550 5.7.1 Message rejected as spam")
+    sent = send(out_api, to=f"picky@{PARTNER}", subject="Offer", text="Buy", inboxId=inbox["id"])
+    wait_for_event(out_api, sent["id"], "bounced")
+    assert out_api.get("/v1/delivery/suppressions", params={"email": f"picky@{PARTNER}"}).json()["data"] == []
+
+
 def test_bounce_report_to_the_return_path_is_recorded(relayed: Running, out_api: httpx.Client,
                                                       smtp_sink: SmtpSink) -> None:
     inbox = make_inbox(out_api)

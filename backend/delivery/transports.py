@@ -8,8 +8,8 @@ Both speak SMTP with aiosmtplib and turn the remote's answer into an `Outcome`: 
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,7 +20,7 @@ import dns.resolver
 
 from ..config import Settings
 
-log = logging.getLogger("commune.delivery")
+_ENHANCED = re.compile(r"^5\.(\d{1,3})\.(\d{1,3})\b")
 
 
 @dataclass
@@ -36,6 +36,18 @@ class Transport(Protocol):
     async def send(self, mail_from: str, recipient: str, raw: bytes) -> Outcome: ...
 
 
+def _refusal(code: int, message: str) -> Outcome:
+    """A remote's non-2xx answer: 4xx defers; 5xx bounces, suppressing only when the mailbox itself is bad."""
+    detail = f"{code} {message}".strip()
+    if code < 500:
+        return Outcome("deferred", detail)
+    # Enhanced codes 5.1.x (bad address) and 5.2.1 (mailbox disabled) are about the recipient;
+    # others, e.g. 5.7.1 policy or spam rejections, are about this message and say nothing of the address.
+    enhanced = _ENHANCED.match(message.strip())
+    about_address = enhanced is None or enhanced[1] == "1" or (enhanced[1], enhanced[2]) == ("2", "1")
+    return Outcome("bounced", detail, suppress=about_address)
+
+
 def _mail_options(raw: bytes) -> list[str]:
     return [] if raw.isascii() else ["BODY=8BITMIME"]
 
@@ -47,18 +59,13 @@ async def _deliver(mail_from: str, recipient: str, raw: bytes, **connection: obj
             raw, sender=mail_from, recipients=[recipient], mail_options=_mail_options(raw), **connection,
         )
     except aiosmtplib.SMTPRecipientsRefused as exc:
-        refusal = exc.recipients[0]
-        kind = "bounced" if refusal.code >= 500 else "deferred"
-        return Outcome(kind, f"{refusal.code} {refusal.message}")
+        return _refusal(exc.recipients[0].code, exc.recipients[0].message)
     except aiosmtplib.SMTPResponseException as exc:
-        kind = "bounced" if exc.code >= 500 else "deferred"
-        return Outcome(kind, f"{exc.code} {exc.message}")
+        return _refusal(exc.code, exc.message)
     except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
         return Outcome("deferred", f"Connection failed: {exc or type(exc).__name__}")
     if recipient in errors:
-        refusal = errors[recipient]
-        kind = "bounced" if refusal.code >= 500 else "deferred"
-        return Outcome(kind, f"{refusal.code} {refusal.message}")
+        return _refusal(errors[recipient].code, errors[recipient].message)
     return Outcome("sent", response)
 
 

@@ -66,12 +66,6 @@ class DeliveryStore:
         )
         return [QueueItem(**dict(row)) for row in rows]
 
-    def next_due_at(self) -> float | None:
-        row = self.database.one(
-            "SELECT MIN(next_attempt_at) AS at FROM outbound_queue WHERE status IN ('queued', 'deferred')"
-        )
-        return row["at"] if row else None
-
     def transition(
         self, item: QueueItem, event_type: str, detail: str, next_attempt_at: float | None = None,
         suppress_reason: str | None = None,
