@@ -197,3 +197,20 @@ def test_display_names_cannot_break_headers(running, api) -> None:
         "to": inbox["address"], "subject": "Hello", "text": "t",
         "from": f"\"Mallory\r\nBcc: victim@partner.test\" <{inbox['address']}>"})
     assert spoofed.status_code == 400 and "from" in spoofed.json()["error"]
+
+
+def test_an_idempotency_key_older_than_a_day_sends_again(running, api) -> None:
+    inbox = make_inbox(api)
+    body = {"to": inbox["address"], "subject": "daily", "text": "report", "inboxId": inbox["id"]}
+    headers = {"Idempotency-Key": "daily-report"}
+    first = api.post("/v1/messages/send", json=body, headers=headers).json()["data"]
+    services = running.server.services
+
+    def age_keys() -> None:
+        with services.database.transaction() as conn:
+            conn.execute("UPDATE idempotency_keys SET created_at = created_at - 25 * 3600 WHERE key = 'daily-report'")
+
+    running.run(age_keys)
+    second = api.post("/v1/messages/send", json=body, headers=headers).json()["data"]
+    assert second["id"] != first["id"]
+    assert api.post("/v1/messages/send", json=body, headers=headers).json()["data"]["id"] == second["id"]

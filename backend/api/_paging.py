@@ -15,6 +15,7 @@ from ..util import parse_iso
 
 
 def encode_cursor(scope: str, order: str, key: tuple[Any, Any]) -> str:
+    """An opaque cursor (URL-safe base64 JSON) for the row after which the next page starts."""
     payload = json.dumps({"s": scope, "o": order, "k": list(key)}, separators=(",", ":"))
     return base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode()
 

@@ -43,6 +43,7 @@ def _decode_base64(content: str, limit: int) -> bytes:
 
 
 async def upload(ctx: Context) -> tuple[int, dict]:
+    """`POST /v1/attachments/upload`: base64 JSON, or the raw file named by `X-Filename`."""
     request, limit = ctx.request, ctx.services.settings.max_attachment_bytes
     raw_name = request.headers.get("x-filename")
     if raw_name is not None:
@@ -68,6 +69,7 @@ async def upload(ctx: Context) -> tuple[int, dict]:
 
 
 def own_attachment(ctx: Context, attachment_id: str) -> dict:
+    """The caller's attachment; anyone else's (or none) is a 404."""
     row = ctx.services.mail.get_attachment(ctx.org_id, attachment_id)
     if row is None:
         raise NotFound("Attachment not found")
@@ -75,6 +77,7 @@ def own_attachment(ctx: Context, attachment_id: str) -> dict:
 
 
 async def get_attachment(ctx: Context) -> dict:
+    """`GET /v1/attachments/{id}`: metadata only."""
     return data(attachment_json(own_attachment(ctx, ctx.params["attachment_id"])))
 
 
@@ -90,6 +93,7 @@ def public_base(ctx: Context) -> str:
 
 
 async def attachment_url(ctx: Context) -> dict:
+    """`GET /v1/attachments/{id}/url`: an absolute download URL signed until `expires_in` seconds from now."""
     row = own_attachment(ctx, ctx.params["attachment_id"])
     expires_in = int_arg(ctx.request, "expires_in", 3600, 1, MAX_EXPIRES_IN, "expiresIn")
     expires = int(time.time()) + expires_in

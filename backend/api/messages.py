@@ -35,6 +35,7 @@ def date_arg(ctx: Context, name: str) -> str | None:
 
 
 async def list_messages(ctx: Context) -> dict:
+    """`GET /v1/messages`: filtered by inbox, domain and/or sender, newest first, keyset-paged."""
     inbox_id, domain_id = mailbox_filter(ctx, required=False)
     sender = (ctx.request.arg("sender") or "").strip().lower() or None
     if inbox_id is None and domain_id is None and sender is None:
@@ -99,6 +100,7 @@ def load_attachments(ctx: Context, ids: list[str]) -> list[IncomingAttachment]:
 
 
 def nobody_left(validation: dict) -> str:
+    """The 400 message when validation leaves no recipient: each address with its reason."""
     reasons = [f"{r['email']} ({r['reason']})" for r in validation["rejected"]]
     reasons += [f"{email} (suppressed)" for email in validation["suppressed"]]
     return "No valid recipients: " + "; ".join(reasons)
@@ -144,6 +146,7 @@ async def _send(ctx: Context, body: SendMessage) -> dict:
 
 
 async def send_message(ctx: Context) -> dict:
+    """`POST /v1/messages/send`; a repeated `Idempotency-Key` (24 h) answers the first result again."""
     body = parse_body(ctx.request, SendMessage)
     key = ctx.request.headers.get("idempotency-key", "").strip()
     if not key:

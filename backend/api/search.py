@@ -12,6 +12,7 @@ MAX_QUERY = 500
 
 
 async def search_threads(ctx: Context) -> dict:
+    """`GET /v1/search/threads`: threads whose messages match every word of `q`, newest match first."""
     text = (ctx.request.arg("q", "query") or "").strip()
     if not text:
         raise BadRequest("q is required: the words to search for")

@@ -25,6 +25,7 @@ def mailbox_filter(ctx: Context, required: bool = True) -> tuple[str | None, str
 
 
 def own_thread(ctx: Context, thread_id: str) -> dict:
+    """The caller's thread; anyone else's (or none) is a 404."""
     row = ctx.services.mail.get_thread(ctx.org_id, thread_id)
     if row is None:
         raise NotFound("Thread not found")
@@ -32,6 +33,7 @@ def own_thread(ctx: Context, thread_id: str) -> dict:
 
 
 async def list_threads(ctx: Context) -> dict:
+    """`GET /v1/threads`: by last activity, keyset-paged with an opaque cursor."""
     inbox_id, domain_id = mailbox_filter(ctx)
     limit = int_arg(ctx.request, "limit", 20, 1, 100)
     order = order_arg(ctx.request, "desc")
@@ -43,6 +45,7 @@ async def list_threads(ctx: Context) -> dict:
 
 
 async def thread_messages(ctx: Context) -> dict:
+    """`GET /v1/threads/{id}/messages`: oldest first unless `order=desc`."""
     thread = own_thread(ctx, ctx.params["thread_id"])
     limit = int_arg(ctx.request, "limit", 50, 1, 1000)
     order = order_arg(ctx.request, "asc")

@@ -52,6 +52,8 @@ def is_disposable(domain: str) -> bool:
 
 @dataclass
 class ValidationResult:
+    """How each recipient fared; `report()` is the send response's `validation` block."""
+
     accepted: list[str] = field(default_factory=list)
     local: list[str] = field(default_factory=list)
     """The accepted addresses that are inboxes on this server (delivered without the network)."""
@@ -62,6 +64,7 @@ class ValidationResult:
 
     @property
     def noteworthy(self) -> bool:
+        """True when the response must carry the `validation` block."""
         return bool(self.rejected or self.warnings or self.suppressed)
 
     def report(self) -> dict:
@@ -110,6 +113,8 @@ class MxCache:
 
 
 class RecipientValidator:
+    """Validates a send's recipients; one per server, so the MX cache is shared by every request."""
+
     def __init__(self, database: Database, resolver: dns.asyncresolver.Resolver) -> None:
         self.database = database
         self.mx = MxCache(resolver)

@@ -41,6 +41,7 @@ class Outgoing:
 
 
 def new_smtp_message_id(domain: str) -> str:
+    """A globally unique Message-ID on the sender's domain, angle brackets included."""
     return f"<{uuid.uuid4()}@{domain}>"
 
 

@@ -57,12 +57,15 @@ class Stored:
 
 
 class MailStore(MailReads):
+    """Writes of the mail aggregate (messages, threads, attachments, idempotency keys) over `MailReads`."""
+
     def __init__(self, database: Database, blobs: BlobStore, events: EventBus) -> None:
         super().__init__(database)
         self.blobs = blobs
         self.events = events
         self.tx_hooks: list[TxHook] = []
         """Called inside the ingest transaction as `hook(conn, inbox, message_json)` for each new message."""
+        self._purge_keys_after = 0.0
 
     # ingest ---------------------------------------------------------------------------------
     def ingest(self, inbox: dict, msg: IncomingMessage, direction: str = "inbound") -> tuple[dict, bool]:
@@ -243,6 +246,10 @@ class MailStore(MailReads):
         or PENDING while the first request with this key is still running."""
         now = time.time()
         with self.database.transaction() as conn:
+            if now >= self._purge_keys_after:
+                # Hourly, so the table holds about a day of keys and the sweep stays small.
+                conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (now - IDEMPOTENCY_SECONDS,))
+                self._purge_keys_after = now + 3600
             found = conn.execute(
                 "SELECT response, created_at FROM idempotency_keys WHERE org_id = ? AND key = ?", (org_id, key)
             ).fetchone()
@@ -255,6 +262,7 @@ class MailStore(MailReads):
         return None
 
     def save_idempotency_key(self, org_id: str, key: str, response: dict) -> None:
+        """Record the response a claimed key's first request produced, for its repeats."""
         with self.database.transaction() as conn:
             conn.execute(
                 "UPDATE idempotency_keys SET response = ? WHERE org_id = ? AND key = ?",

@@ -47,11 +47,14 @@ def _keyset(order: str, columns: str, after: tuple | None) -> tuple[str, str, tu
 
 
 class MailReads:
+    """Queries of the mail aggregate; every one filters on the caller's organisation."""
+
     def __init__(self, database: Database) -> None:
         self.database = database
 
     # threads -------------------------------------------------------------------------------
     def get_thread(self, org_id: str, thread_id: str) -> sqlite3.Row | None:
+        """One thread of the organisation, or None."""
         return self.database.one("SELECT * FROM threads WHERE id = ? AND org_id = ?", (thread_id, org_id))
 
     def list_threads(
@@ -79,6 +82,7 @@ class MailReads:
 
     def thread_messages(self, org_id: str, thread_id: str, order: str, limit: int,
                         after: tuple[str, int] | None = None) -> list[sqlite3.Row]:
+        """A page of a thread's messages in time order, after the keyset `after`."""
         cond, order_by, extra = _keyset(order, "created_at, seq", after)
         return self.database.query(
             f"SELECT * FROM messages WHERE thread_id = ? AND +org_id = ?{cond}{order_by} LIMIT ?",
@@ -98,6 +102,7 @@ class MailReads:
 
     # messages --------------------------------------------------------------------------------
     def get_message(self, org_id: str, message_id: str) -> sqlite3.Row | None:
+        """One message of the organisation, or None."""
         return self.database.one("SELECT * FROM messages WHERE id = ? AND org_id = ?", (message_id, org_id))
 
     def list_messages(
@@ -177,6 +182,7 @@ class MailReads:
 
     # attachments ------------------------------------------------------------------------------
     def get_attachment(self, org_id: str, attachment_id: str) -> dict | None:
+        """One attachment of the organisation, or None."""
         row = self.database.one("SELECT * FROM attachments WHERE id = ? AND org_id = ?", (attachment_id, org_id))
         return dict(row) if row else None
 
