@@ -85,6 +85,10 @@ def test_bad_uploads_are_400_and_oversize_is_413(tmp_path, dns_server, api) -> N
         response = api.post("/v1/attachments/upload", json=body)
         assert response.status_code == 400, body
         assert field in response.json()["error"]
+    uploaded = upload(api)
+    for expires_in in ("0", "abc", str(8 * 24 * 3600)):
+        response = api.get(f"/v1/attachments/{uploaded['attachment_id']}/url", params={"expires_in": expires_in})
+        assert response.status_code == 400 and "expires_in" in response.json()["error"]
     small = start_server(tmp_path, dns_server, max_attachment_bytes=1000)
     try:
         with small.client() as client:

@@ -153,6 +153,7 @@ def test_sender_resolution_and_other_organisations(running, api) -> None:
     ({"reply_to": "not an address"}, "reply_to"),
     ({"from": "nobody"}, "from"),
     ({"thread_id": 7}, "thread_id"),
+    ({"bcc": [f"r{n}@commune.localhost" for n in range(101)]}, "bcc"),
 ])
 def test_bad_send_input_is_a_400_naming_the_field(running, api, patch, field) -> None:
     inbox = make_inbox(api)

@@ -171,3 +171,15 @@ def test_message_list_filters(running, api) -> None:
     assert bad.status_code == 400 and "before" in bad.json()["error"]
     assert api.get("/v1/messages").status_code == 400
     assert api.get("/v1/messages", params={"inbox_id": inbox["id"], "limit": 1001}).status_code == 400
+
+
+def test_a_reply_from_outside_joins_the_thread_of_the_message_it_answers(running, api, dns_server) -> None:
+    dns_server.publish("outside.test", "MX", "10 mx.outside.test.")
+    inbox = make_inbox(api)
+    sent = api.post("/v1/messages/send", json={"to": "pat@outside.test", "subject": "Proposal", "text": "Attached",
+                                               "inboxId": inbox["id"]}).json()["data"]
+    answer, _ = ingest(running, inbox["id"], subject="Re: Proposal", text="Looks good", sender="pat@outside.test",
+                       smtp_message_id="<r1@outside.test>", references=[sent["smtp_message_id"]])
+    assert answer["thread_id"] == sent["thread_id"]
+    [thread] = api.get("/v1/threads", params={"inbox_id": inbox["id"]}).json()["data"]
+    assert (thread["message_count"], thread["last_direction"], thread["snippet"]) == (2, "inbound", "Looks good")

@@ -113,7 +113,11 @@ async def _send(ctx: Context, body: SendMessage) -> dict:
     reply_to = [normalise_address(a) for a in body.reply_to]
     if None in reply_to:
         raise BadRequest("reply_to: every entry must be a valid email address")
-    checked = await ctx.services.validator.validate(ctx.org_id, [*body.to, *body.cc, *body.bcc])
+    recipients = [*body.to, *body.cc, *body.bcc]
+    limit = ctx.services.settings.max_recipients
+    if len(recipients) > limit:
+        raise BadRequest(f"to, cc and bcc: at most {limit} recipients per message")
+    checked = await ctx.services.validator.validate(ctx.org_id, recipients)
     if not checked.accepted:
         raise BadRequest(nobody_left(checked.report()))
     accepted = set(checked.accepted)
