@@ -300,7 +300,8 @@ def build_document(routes: list[Route], server_url: str | None = None) -> dict[s
         "openapi": "3.1.0",
         "info": {"title": "Commune API", "version": __version__,
                  "description": "Self-hosted email for software agents. Errors are always "
-                                "`{\"error\": \"...\"}`; validation errors are 400."},
+                                "`{\"error\": \"...\"}`; validation errors are 400. "
+                                "Surrounding whitespace in body strings is ignored before validation."},
         "paths": paths,
         "components": {
             "schemas": components,
