@@ -136,6 +136,10 @@ class ThreadList(DataTable[object]):
         thread.unread_count = 0
         self.update_cell(thread_id, "mark", self._cells(thread)[0])
 
+    def ordered(self) -> list[ThreadSummary]:
+        """The threads in the order shown."""
+        return [self.threads[row.key.value] for row in self.ordered_rows if row.key.value in self.threads]
+
     @property
     def current_thread(self) -> ThreadSummary | None:
         if not self.row_count:

@@ -1,0 +1,36 @@
+"""Waiting for the app in flow tests: settle workers and screens before asserting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from textual.pilot import Pilot
+from textual.widgets import DirectoryTree
+from textual.worker import WorkerCancelled
+
+
+async def settle(pilot: Pilot, rounds: int = 3) -> None:
+    """Let pending workers finish and the screen refresh."""
+    for _ in range(rounds):
+        # The live-update worker and a directory tree's loader run for as long as their owner does.
+        pending = [w for w in pilot.app.workers
+                   if w.group != "live" and not isinstance(w.node, DirectoryTree)]
+        try:
+            if pending:  # an empty list would mean "every worker" to wait_for_complete
+                await asyncio.wait_for(pilot.app.workers.wait_for_complete(pending), 15)
+        except WorkerCancelled:
+            pass  # superseded by a newer exclusive worker, which the next round waits for
+        except asyncio.TimeoutError:
+            raise AssertionError(f"workers still running: {pending}") from None
+        await pilot.pause()
+
+
+async def wait_until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll `condition` while the app runs; fail with a clear message if it never holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("the app never reached the expected state")
+        await pilot.pause(0.05)

@@ -1,0 +1,127 @@
+"""Flows through the real server: read, reply, compose with an attachment, search, live mail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, TextArea
+
+from commune_tui.screens.compose import ComposeScreen
+from commune_tui.screens.mail import MailScreen
+from commune_tui.screens.thread import ThreadScreen
+from commune_tui.widgets.reader import MessageView, Reader
+from commune_tui.widgets.thread_list import ThreadList
+from tests.tui.conftest import Mailbox
+from tests.tui.helpers import settle, wait_until
+from tests.tui.seeding import messages_of, send, threads_of
+
+
+pytestmark = pytest.mark.anyio
+
+
+def select_thread(app, subject: str) -> None:  # noqa: ANN001
+    threads = app.screen.query_one(ThreadList)
+    row = next(i for i, t in enumerate(threads.ordered()) if t.subject == subject)
+    threads.move_cursor(row=row, animate=False)
+    threads.focus()
+
+
+async def test_read_a_thread_and_reply(mailbox: Mailbox, tmp_path: Path) -> None:
+    app = mailbox.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, MailScreen)
+        assert app.screen.inbox.id == mailbox.seeded.me["id"]
+        select_thread(app, "Lunch on Thursday?")
+        await pilot.press("enter")
+        await settle(pilot)
+        reader = app.screen.query_one(Reader)
+        assert reader.thread.subject == "Lunch on Thursday?"
+        assert "Dock Street" in str(reader.query_one(".message-body").render())
+        await pilot.press("r")
+        await settle(pilot)
+        composer = app.screen
+        assert isinstance(composer, ComposeScreen)
+        assert composer.query_one("#to", Input).value == mailbox.seeded.others["bob"]["address"]
+        assert composer.query_one("#subject", Input).value == "Re: Lunch on Thursday?"
+        await pilot.press(*"See you then.")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, MailScreen)
+
+    thread_id = mailbox.seeded.threads["Lunch on Thursday?"]
+    stored = messages_of(mailbox.user, thread_id)
+    assert [m["direction"] for m in stored] == ["inbound", "outbound"]
+    reply = stored[-1]
+    assert reply["content"].startswith("See you then.")
+    assert "> Are you free for lunch on Thursday?" in reply["content"]
+    bob_threads = threads_of(mailbox.others, mailbox.seeded.others["bob"]["id"])
+    assert [(t["message_count"], t["last_direction"]) for t in bob_threads] == [(2, "inbound")]
+
+
+async def test_compose_with_attachment_reaches_recipient(mailbox: Mailbox, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    document = tmp_path / "minutes.txt"
+    document.write_text("Minutes of the planning meeting\n" * 50)
+    alice = mailbox.seeded.others["alice"]
+    app = mailbox.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        composer = app.screen
+        assert isinstance(composer, ComposeScreen)
+        composer.query_one("#to", Input).value = alice["address"]
+        composer.query_one("#subject", Input).value = "Meeting minutes"
+        composer.query_one("#body", TextArea).text = "Minutes attached.\n"
+        await pilot.press("ctrl+a")
+        await settle(pilot)
+        app.screen.query_one("#attach-path", Input).value = str(document)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert [u.state for u in composer.uploads] == ["✓ uploaded"]
+        assert composer.uploads[0].attachment.size == document.stat().st_size
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, MailScreen)
+
+    received = [t for t in threads_of(mailbox.others, alice["id"]) if t["subject"] == "Meeting minutes"]
+    assert len(received) == 1 and received[0]["has_attachments"]
+    message = messages_of(mailbox.others, received[0]["thread_id"])[0]
+    assert message["direction"] == "inbound"
+    meta = mailbox.others.get(f"/v1/attachments/{message['attachments'][0]}").json()["data"]
+    assert meta["filename"] == "minutes.txt" and meta["size"] == document.stat().st_size
+
+
+async def test_search_opens_results_like_any_thread(mailbox: Mailbox, tmp_path: Path) -> None:
+    app = mailbox.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash")
+        await pilot.press(*"kernel", "enter")
+        await settle(pilot)
+        results = app.screen.query_one(ThreadList)
+        assert [t.subject for t in results.ordered()] == ["Server maintenance window"]
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ThreadScreen)
+        views = app.screen.query(MessageView)
+        assert len(views) == 1 and "kernel update" in str(views.first().query_one(".message-body").render())
+
+
+async def test_new_mail_shows_up_live_without_moving_the_cursor(mailbox: Mailbox, tmp_path: Path) -> None:
+    app = mailbox.app(tmp_path, live_updates=True)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, MailScreen)
+                         and app.screen.query_one(ThreadList).row_count == 4)
+        threads = app.screen.query_one(ThreadList)
+        select_thread(app, "Lunch on Thursday?")
+        carol = mailbox.seeded.others["carol"]
+        send(mailbox.others, carol["id"], mailbox.seeded.me["address"], "Fresh news", "Just arrived.")
+        await wait_until(pilot, lambda: threads.row_count == 5)
+        assert threads.ordered()[0].subject == "Fresh news"
+        assert threads.current_thread.subject == "Lunch on Thursday?"
+        assert any(carol["address"] in (n.title or "") for n in app._notifications)
+        assert app.live_mode == "stream"
