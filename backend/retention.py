@@ -21,8 +21,25 @@ if TYPE_CHECKING:
 log = logging.getLogger("commune.retention")
 
 
-def apply_retention(services: "Services") -> int:
-    """One sweep over every inbox with a retention period; returns how many messages were deleted."""
+BATCH = 1000
+
+
+def _batch_end(services: "Services", inbox_id: str, cutoff: str) -> str | None:
+    """Arrival time of the BATCH-th oldest expired message (or of the last one, when there are fewer)."""
+    row = services.database.one(
+        "SELECT created_at FROM (SELECT created_at FROM messages WHERE inbox_id = ? AND created_at < ?"
+        " ORDER BY created_at LIMIT ?) ORDER BY created_at DESC LIMIT 1",
+        (inbox_id, cutoff, BATCH),
+    )
+    return row[0] if row else None
+
+
+async def apply_retention(services: "Services") -> int:
+    """One sweep over every inbox with a retention period; returns how many messages were deleted.
+
+    Expired mail goes in batches of about BATCH messages, one transaction each, yielding the event loop
+    in between, so a first sweep over a large inbox does not stall the server.
+    """
     store = DeletionStore(services.database, services.blobs)
     inboxes = services.database.query(
         "SELECT id, org_id, retention_days FROM inboxes WHERE retention_days IS NOT NULL AND retention_days > 0"
@@ -30,18 +47,23 @@ def apply_retention(services: "Services") -> int:
     total = 0
     for inbox in inboxes:
         cutoff = iso(utcnow() - timedelta(days=inbox["retention_days"]))
-        counts = store.delete_messages(inbox["org_id"], {"inbox_id": inbox["id"], "before": cutoff})
-        if counts["messages"]:
-            total += counts["messages"]
+        deleted: dict[str, int] = {}
+        while (until := _batch_end(services, inbox["id"], cutoff)) is not None:
+            params = {"inbox_id": inbox["id"], "before": cutoff, "until": until}
+            for name, count in store.delete_messages(inbox["org_id"], params).items():
+                deleted[name] = deleted.get(name, 0) + count
+            await asyncio.sleep(0)
+        if deleted.get("messages"):
+            total += deleted["messages"]
             services.audit.record(inbox["org_id"], None, "retention.applied", "inbox", inbox["id"],
-                                  {"before": cutoff, "deleted_counts": {k: v for k, v in counts.items() if v}})
+                                  {"before": cutoff, "deleted_counts": {k: v for k, v in deleted.items() if v}})
     return total
 
 
 async def _run(services: "Services") -> None:
     while True:
         try:
-            deleted = apply_retention(services)
+            deleted = await apply_retention(services)
             if deleted:
                 log.info("retention deleted %d message(s)", deleted)
         except Exception:

@@ -425,7 +425,8 @@ def test_security_relevant_actions_are_audited_with_key_and_target(running, org)
     assert admin_key_id and all(e["key_id"] == admin_key_id and e["created_at"] for e in entries)
 
 
-def test_retention_deletes_old_messages_with_the_deletion_code(running, org) -> None:  # noqa: ANN001
+def test_retention_deletes_old_messages_with_the_deletion_code(running, org, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr("backend.retention.BATCH", 2)
     kept_inbox, short_inbox = make_inbox(org.api), make_inbox(org.api)
     patched = org.api.patch(f"/v1/inboxes/{short_inbox['id']}", json={"retention_days": 30})
     assert patched.status_code == 200, patched.text
@@ -433,8 +434,9 @@ def test_retention_deletes_old_messages_with_the_deletion_code(running, org) -> 
     old = mail(running, short_inbox, "old", [old_bytes])
     recent = mail(running, short_inbox, "recent")
     untouched = mail(running, kept_inbox, "no retention here")
-    backdate(running, old["message_id"], OLD)
-    backdate(running, untouched["message_id"], OLD)
+    expired = (old, untouched, mail(running, short_inbox, "old 2"), mail(running, short_inbox, "old 3"))
+    for minutes, message in enumerate(expired):  # distinct times, so the sweep needs two batches
+        backdate(running, message["message_id"], iso(parse_iso(OLD) - timedelta(minutes=minutes)))
 
     running.run(lambda: apply_retention(running.server.services))
     remaining = org.api.get("/v1/messages", params={"inbox_id": short_inbox["id"]}).json()["data"]
@@ -443,7 +445,7 @@ def test_retention_deletes_old_messages_with_the_deletion_code(running, org) -> 
     assert not blob_exists(running, old_bytes)
     assert len(org.api.get("/v1/messages", params={"inbox_id": kept_inbox["id"]}).json()["data"]) == 1
     logged = org.admin.get("/v1/audit-logs", params={"action": "retention.applied"}).json()["data"]
-    assert logged[0]["target_id"] == short_inbox["id"] and logged[0]["detail"]["deleted_counts"]["messages"] == 1
+    assert logged[0]["target_id"] == short_inbox["id"] and logged[0]["detail"]["deleted_counts"]["messages"] == 3
 
 
 def test_retention_worker_runs_on_its_interval(tmp_path, dns_server) -> None:  # noqa: ANN001
