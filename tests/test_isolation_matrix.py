@@ -21,7 +21,7 @@ from tests.mailtools import ingest
 from tests.waiting import wait_until
 
 ROUTES = all_routes()
-FILTERS = ("inbox_id", "domain_id", "thread_id", "message_id")
+FILTERS = ("inbox_id", "domain_id", "thread_id", "message_id", "email")
 # A body every mutating route can parse, so a refusal cannot come from validation instead of ownership.
 BODY = {
     "local_part": "intruder", "name": "intruder", "status": "closed", "tags": ["intruder"],
