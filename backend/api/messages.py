@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from email.utils import parseaddr
 
 from ..delivery.outbox import submit
@@ -85,7 +86,7 @@ def resolve_sender(ctx: Context, body: SendMessage, thread: dict | None) -> tupl
     return inbox, name or inbox.get("display_name") or None
 
 
-def load_attachments(ctx: Context, ids: list[str]) -> list[IncomingAttachment]:
+async def load_attachments(ctx: Context, ids: list[str]) -> list[IncomingAttachment]:
     """The caller's attachments by id with their bytes; another organisation's id is a 404."""
     unique = list(dict.fromkeys(ids))
     rows = ctx.services.mail.attachments_by_ids(ctx.org_id, unique)
@@ -96,7 +97,11 @@ def load_attachments(ctx: Context, ids: list[str]) -> list[IncomingAttachment]:
     if sum(row["size"] for row in rows) > ctx.services.settings.max_message_bytes:
         raise PayloadTooLarge("attachments: together they exceed the maximum message size")
     blobs = ctx.services.blobs
-    return [IncomingAttachment(row["filename"], row["mime_type"], blobs.get(row["sha256"])) for row in rows]
+
+    def read() -> list[IncomingAttachment]:
+        return [IncomingAttachment(row["filename"], row["mime_type"], blobs.get(row["sha256"])) for row in rows]
+
+    return await asyncio.to_thread(read) if rows else []
 
 
 def nobody_left(validation: dict) -> str:
@@ -109,7 +114,7 @@ def nobody_left(validation: dict) -> str:
 async def _send(ctx: Context, body: SendMessage) -> dict:
     thread = own_thread(ctx, body.thread_id) if body.thread_id else None
     inbox, sender_name = resolve_sender(ctx, body, thread)
-    attachments = load_attachments(ctx, body.attachments)
+    attachments = await load_attachments(ctx, body.attachments)
     reply_to = [normalise_address(a) for a in body.reply_to]
     if None in reply_to:
         raise BadRequest("reply_to: every entry must be a valid email address")
@@ -135,7 +140,7 @@ async def _send(ctx: Context, body: SendMessage) -> dict:
         bcc=keep(body.bcc), reply_to=reply_to, subject=body.subject, text=body.text, html=body.html,  # type: ignore[arg-type]
         in_reply_to=in_reply_to, references=references, attachments=attachments, headers=body.headers,
     )
-    message = submit(ctx.services.mail, ctx.services.domains, inbox, out, checked.accepted, checked.local,
+    message = await submit(ctx.services.mail, ctx.services.domains, inbox, out, checked.accepted, checked.local,
                      thread["id"] if thread else None, list(dict.fromkeys(body.attachments)))
     result = data({
         "id": message["message_id"],

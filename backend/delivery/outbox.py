@@ -8,13 +8,14 @@ in one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from dataclasses import replace
 
 from ..mail.compose import Outgoing, as_incoming, compose
 from ..store.domains import DomainStore
-from ..store.mail import MailStore, Stored
+from ..store.mail import MailStore, Prepared, Stored
 from ..util import new_prefixed, now_iso
 
 LOCAL_DETAIL = "Delivered locally to an inbox on this server"
@@ -31,7 +32,7 @@ def record_delivery_event(
     )
 
 
-def submit(
+async def submit(
     mail: MailStore,
     domains: DomainStore,
     sender_inbox: dict,
@@ -42,15 +43,20 @@ def submit(
     attachment_ids: list[str],
 ) -> dict:
     """Store, deliver locally and queue one sent message; returns the sender's copy as message JSON."""
-    raw = compose(out)
     remote = [r for r in recipients if r not in set(local)]
     status = "queued" if remote else "delivered"
-    sent_copy = replace(as_incoming(out, raw), bcc=list(out.bcc))
-    prepared = [mail.prepare(sender_inbox, sent_copy, "outbound", thread_id=thread_id,
-                             attachment_ids=attachment_ids, delivery_status=status)]
     local_inboxes = [inbox for inbox in (domains.inbox_by_address(a) for a in local) if inbox is not None]
-    received = as_incoming(out, raw)
-    prepared += [mail.prepare(inbox, received, "inbound") for inbox in local_inboxes]
+
+    def build() -> list[Prepared]:
+        """Composing and the fsync'd blob writes, off the event loop (they cost milliseconds)."""
+        raw = compose(out)
+        sent_copy = replace(as_incoming(out, raw), bcc=list(out.bcc))
+        received = as_incoming(out, raw)
+        return [mail.prepare(sender_inbox, sent_copy, "outbound", thread_id=thread_id,
+                             attachment_ids=attachment_ids, delivery_status=status),
+                *(mail.prepare(inbox, received, "inbound") for inbox in local_inboxes)]
+
+    prepared = await asyncio.to_thread(build)
 
     def hand_off(conn: sqlite3.Connection, stored: list[Stored]) -> None:
         message = stored[0].message
