@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from datetime import datetime, timezone
+from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 
-from ..delivery.bounces import parse_dsn, parse_return_path
+from ..delivery.bounces import BounceReport, parse_dsn, parse_return_path
 from ..delivery.queue import publish_status
 from ..mail.parse import parse_message
 from ..store.mail import Prepared
@@ -65,28 +67,38 @@ class InboundHandler:
         bounces = [a for a in envelope.rcpt_tos if parse_return_path(a)]
         inboxes = [i for i in (self.services.domains.inbox_by_address(a) for a in envelope.rcpt_tos
                                if a not in bounces) if i is not None]
+        loop = asyncio.get_running_loop()
         try:
             if bounces:
-                self._record_bounces(raw, bounces)
+                self._record_bounces(await loop.run_in_executor(None, parse_dsn, raw), bounces)
             if not inboxes:
                 return "250 2.0.0 OK"
-            prepared = await asyncio.get_running_loop().run_in_executor(
-                None, self._prepare, raw, envelope.mail_from or "", inboxes
-            )
+            traced = self._received(session, envelope) + raw
+            prepared = await loop.run_in_executor(None, self._prepare, traced, envelope.mail_from or "", inboxes)
             ids = await self.commit.submit(prepared)
         except Exception:
             log.exception("storing a message from %s failed", envelope.mail_from)
             return TRY_LATER
         return f"250 2.0.0 OK {ids[0]}"
 
+    def _received(self, session: Session, envelope: Envelope) -> bytes:
+        """The trace header a receiving server adds (RFC 5321 §4.4)."""
+        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+        helo = str(session.host_name or "unknown").replace("\r", "").replace("\n", "")[:255]
+        protocol = ("UTF8SMTP" if envelope.smtp_utf8 else "ESMTP") + ("S" if session.ssl else "")
+        recipient = f"\r\n\tfor <{envelope.rcpt_tos[0]}>" if len(envelope.rcpt_tos) == 1 else ""
+        stamp = format_datetime(datetime.now(timezone.utc))
+        line = (f"Received: from {helo} ([{peer}])\r\n\tby {self.settings.hostname} (Commune) with {protocol}"
+                f"{recipient}; {stamp}\r\n")
+        return line.encode("utf-8", "replace")
+
     def _prepare(self, raw: bytes, mail_from: str, inboxes: list[dict]) -> list[Prepared]:
         """Parse once and write the blobs (in a worker thread): one prepared copy per recipient inbox."""
         message = parse_message(raw, mail_from, self.settings.hostname)
         return [self.services.mail.prepare(inbox, message, "inbound") for inbox in inboxes]
 
-    def _record_bounces(self, raw: bytes, return_paths: list[str]) -> None:
+    def _record_bounces(self, reports: list[BounceReport] | None, return_paths: list[str]) -> None:
         """A failure report to a return path bounces the queue row that path names (one row per path)."""
-        reports = parse_dsn(raw)
         if not reports:
             log.info("mail to our return path that is not a failure report was dropped")
             return
