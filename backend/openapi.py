@@ -16,10 +16,13 @@ from pydantic import BaseModel
 
 from . import __version__
 from .api.agent import CreateKey
+from .api.deletion import DeletionRequestBody
+from .api.delivery import AddSuppression
 from .api.triage import AssignBody, StatusBody, Tags, ThreadPatch
 from .http.router import Route
 from .models.addressing import CreateDomain, CreateInbox, ExtractionSchema, UpdateInbox, WebhookConfig
 from .models.mail import SendMessage, UploadAttachment
+from .store.delivery import EVENT_TYPES
 
 REF = "#/components/schemas/{model}"
 STR: dict[str, Any] = {"type": "string"}
@@ -32,6 +35,7 @@ ERROR_TEXT = {
     404: "No such resource in the caller's organisation",
     405: "The path exists but not with this method",
     409: "The resource already exists or is being changed",
+    410: "The resource has expired",
     413: "The body or attachment is too large",
     429: "Too many requests for this key",
 }
@@ -129,6 +133,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                "properties": {"id": STR, "name": STR, "keyPrefix": STR,
                               "scopes": {"type": "array", "items": STR}, "status": STR}},
     "SendResult": {"type": "object", "required": ["data"], "properties": {"data": ANY_OBJECT}},
+    "AuditEntry": {"type": "object", "required": ["id", "action"], "properties": {"id": STR, "action": STR}},
+    "DeliveryEvent": {"type": "object", "required": ["id"], "properties": {"id": STR}},
+    "Suppression": {"type": "object", "required": ["email"], "properties": {"email": STR}},
 }
 
 OK = _data({"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}})
@@ -225,6 +232,29 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/webhooks/deliveries/{delivery_id}/retry"): Operation(
         response=_data(_ref("WebhookDelivery"))),
     ("GET", "/v1/webhooks/health"): Operation(query=(Param("period", _enum("24h", "7d", "30d", "90d")),)),
+    ("GET", "/v1/audit-logs"): Operation(
+        query=(Param("action", {"type": "string", "maxLength": 100}), _limit(50, 200), CURSOR),
+        response=_page("AuditEntry")),
+    ("POST", "/v1/data/deletion-request"): Operation(
+        body=DeletionRequestBody, status=201, errors=(409,),
+        response={"type": "object", "required": ["id", "confirmation_token"],
+                  "properties": {"id": STR, "confirmation_token": STR}}),
+    ("POST", "/v1/data/deletion-request/{deletion_id}/confirm"): Operation(errors=(409, 410)),
+    ("GET", "/v1/data/deletion-request/{deletion_id}"): Operation(response=ID_OBJECT),
+    ("GET", "/v1/delivery/events"): Operation(
+        query=(INBOX_ID, DOMAIN_ID, Param("message_id", description="Only this message's events"),
+               Param("event_type", _enum(*EVENT_TYPES)), _limit(50, 500), CURSOR),
+        response=_page("DeliveryEvent")),
+    ("GET", "/v1/delivery/suppressions"): Operation(
+        query=(INBOX_ID, DOMAIN_ID, Param("email", description="Only this address"), _limit(50, 500), CURSOR),
+        response=_page("Suppression")),
+    ("POST", "/v1/delivery/suppressions"): Operation(body=AddSuppression, status=201,
+                                                     response=_data(_ref("Suppression"))),
+    ("DELETE", "/v1/delivery/suppressions/{email}"): Operation(response=OK),
+    ("GET", "/v1/delivery/metrics"): Operation(
+        query=(INBOX_ID, DOMAIN_ID, Param("period", {"type": "string", "pattern": r"^\s*[0-9]{1,4}[hdwHDW]\s*$"},
+                                           description="A span such as 24h, 7d or 4w (at most 366d)")),
+        response=_data(ANY_OBJECT)),
 }
 
 

@@ -37,6 +37,12 @@ def test_every_route_appears_with_its_scope_and_path_parameters(running) -> None
     assert documented_operations == len(routes)
 
 
+def test_no_description_outlives_its_route(running) -> None:
+    from backend.openapi import OPERATIONS
+
+    assert set(OPERATIONS) <= {(r.method, r.template) for r in running.server.app.routes}
+
+
 def test_errors_share_one_schema_and_scoped_routes_document_auth_failures(running) -> None:
     document = _document(running)
     assert document["components"]["schemas"]["Error"]["required"] == ["error"]
