@@ -228,10 +228,9 @@ class MailStore(MailReads):
         return thread_json(found)
 
     # attachments ------------------------------------------------------------------------------
-    def create_attachment(self, org_id: str, filename: str, mime_type: str, content: bytes) -> dict:
-        """Store uploaded bytes (content-addressed) and their metadata row."""
-        sha = self.blobs.put(content)
-        row = (new_attachment_id(), org_id, safe_filename(filename), mime_type, len(content), sha, now_iso())
+    def create_attachment(self, org_id: str, filename: str, mime_type: str, size: int, sha256: str) -> dict:
+        """The metadata row of an upload whose bytes are already in the blob store."""
+        row = (new_attachment_id(), org_id, safe_filename(filename), mime_type, size, sha256, now_iso())
         with self.database.transaction() as conn:
             conn.execute(
                 "INSERT INTO attachments (id, org_id, filename, mime_type, size, sha256, source, created_at)"
