@@ -109,13 +109,20 @@ class OutboundWorker:
     async def attempt(self, item: QueueItem) -> Outcome:
         if self.services.delivery.is_suppressed(item.org_id, item.recipient):
             return Outcome("failed", "Recipient is on the suppression list", suppress=False)
-        raw = self.services.blobs.get(item.raw_sha256) if item.raw_sha256 else None
-        if raw is None:
-            return Outcome("failed", "The message's content is missing", suppress=False)
         domain = self.services.domains.get_domain_any(item.domain_id)
-        signed = sign_for_domain(raw, domain)
+        # Reading and signing a large message takes long enough to matter, so it happens in a thread.
+        signed = await asyncio.get_running_loop().run_in_executor(None, self.signed_bytes, item, domain)
+        if signed is None:
+            return Outcome("failed", "The message's content is missing", suppress=False)
         mail_from = return_path(item.id, domain["name"]) if domain else item.sender
         return await self.transport.send(mail_from, item.recipient, signed)
+
+    def signed_bytes(self, item: QueueItem, domain: dict | None) -> bytes | None:
+        """The stored message, DKIM-signed for its domain; None when its bytes are gone."""
+        blobs = self.services.blobs
+        if not item.raw_sha256 or not blobs.exists(item.raw_sha256):
+            return None
+        return sign_for_domain(blobs.get(item.raw_sha256), domain)
 
     def record(self, item: QueueItem, outcome: Outcome) -> None:
         kind, detail, next_at = outcome.kind, outcome.detail, None
