@@ -135,7 +135,8 @@ async def download(ctx: Context) -> Response:
         "x-content-type-options": "nosniff",
         "cache-control": "private, no-store",
     }
-    return Response(ctx.services.blobs.get(row["sha256"]), 200, headers, row["mime_type"])
+    content = await asyncio.to_thread(ctx.services.blobs.get, row["sha256"])
+    return Response(content, 200, headers, row["mime_type"])
 
 
 ROUTES = [
