@@ -114,7 +114,6 @@ def nobody_left(validation: dict) -> str:
 async def _send(ctx: Context, body: SendMessage) -> dict:
     thread = own_thread(ctx, body.thread_id) if body.thread_id else None
     inbox, sender_name = resolve_sender(ctx, body, thread)
-    attachments = await load_attachments(ctx, body.attachments)
     reply_to = [normalise_address(a) for a in body.reply_to]
     if None in reply_to:
         raise BadRequest("reply_to: every entry must be a valid email address")
@@ -122,6 +121,7 @@ async def _send(ctx: Context, body: SendMessage) -> dict:
     limit = ctx.services.settings.max_recipients
     if len(recipients) > limit:
         raise BadRequest(f"to, cc and bcc: at most {limit} recipients per message")
+    attachments = await load_attachments(ctx, body.attachments)
     checked = await ctx.services.validator.validate(ctx.org_id, recipients)
     if not checked.accepted:
         raise BadRequest(nobody_left(checked.report()))
