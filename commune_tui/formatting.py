@@ -92,7 +92,7 @@ def forward_text(body: str, sender: str, subject: str, when: str | None) -> str:
 
 
 class _TextExtractor(HTMLParser):
-    BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre"}
+    BLOCKS = {"p", "div", "br", "ul", "ol", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre"}
     SKIP = {"script", "style", "head", "title"}
 
     def __init__(self) -> None:
@@ -107,7 +107,7 @@ class _TextExtractor(HTMLParser):
         elif tag in self.BLOCKS:
             self.parts.append("\n")
         if tag == "li":
-            self.parts.append("• ")
+            self.parts.append("\n• ")
         if tag == "a":
             self.links.append(dict(attrs).get("href") or "")
 

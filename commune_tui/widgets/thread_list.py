@@ -141,6 +141,11 @@ class ThreadList(DataTable[object]):
         return [self.threads[row.key.value] for row in self.ordered_rows if row.key.value in self.threads]
 
     @property
+    def prefetch_rows(self) -> int:
+        """How close to the end the cursor or scroll may come before the next page is fetched."""
+        return min(PREFETCH_ROWS, self.page_size // 2)
+
+    @property
     def current_thread(self) -> ThreadSummary | None:
         if not self.row_count:
             return None
@@ -156,7 +161,7 @@ class ThreadList(DataTable[object]):
             self.move_cursor(row=self.row_count - 1)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.cursor_row >= self.row_count - PREFETCH_ROWS:
+        if event.cursor_row >= self.row_count - self.prefetch_rows:
             self.load_more()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -166,7 +171,7 @@ class ThreadList(DataTable[object]):
             self.post_message(ThreadSelected(thread))
 
     def _maybe_load_more(self) -> None:
-        if self.max_scroll_y - self.scroll_y <= PREFETCH_ROWS:
+        if self.max_scroll_y - self.scroll_y <= self.prefetch_rows:
             self.load_more()
 
     def load_more(self) -> None:
