@@ -3,7 +3,8 @@
 Runs `commune-server serve` in its own process, drives it for `--duration` seconds (two equal halves),
 and prints errors, requests and messages per second, and the server's open file descriptors and
 resident memory before, between and after the halves. Growth in the second half, once caches are warm,
-would be a leak. Slow clients ride along and must be cut off without hurting the rest.
+would be a leak. Every fourth SMTP message is hostile MIME (deep nesting, thousands of headers, broken
+base64), and slowloris clients ride along; they must be cut off without hurting the rest.
 
     python -m bench.load_test                      # 60 s, 300 connections, 20 SMTP sessions
     python -m bench.load_test --duration 10 --connections 100 --smtp 5
@@ -76,6 +77,22 @@ async def http_client(port: int, request: bytes, stop: float, tally: Tally) -> N
         writer.close()
 
 
+def _nested(depth: int) -> str:
+    part = "Content-Type: text/plain\r\n\r\ndeep\r\n"
+    for level in range(depth):
+        part = (f'Content-Type: multipart/mixed; boundary="b{level}"\r\n\r\n'
+                f"--b{level}\r\n{part}\r\n--b{level}--\r\n")
+    return part
+
+
+# Every fourth message is hostile, so memory and fds are watched under the parser's worst cases too.
+HOSTILE = [
+    _nested(200),
+    "".join(f"X-Filler-{n}: {n}\r\n" for n in range(2000)) + "\r\nmany headers\r\n",
+    "Content-Type: text/plain; charset=x-unknown\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64",
+]
+
+
 async def smtp_session(port: int, recipient: str, stop: float, tally: Tally, worker: int) -> None:
     """One SMTP connection delivering messages one after another until `stop`."""
     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=30)
@@ -84,9 +101,9 @@ async def smtp_session(port: int, recipient: str, stop: float, tally: Tally, wor
         number = 0
         while time.monotonic() < stop:
             number += 1
+            rest = HOSTILE[number // 4 % len(HOSTILE)] if number % 4 == 0 else "\r\n" + "body line\r\n" * 40
             message = (f"From: load@example.net\r\nTo: {recipient}\r\nSubject: load {worker}-{number}\r\n"
-                       f"Message-ID: <load-{worker}-{number}-{time.time_ns()}@example.net>\r\n\r\n"
-                       + "body line\r\n" * 40)
+                       f"Message-ID: <load-{worker}-{number}-{time.time_ns()}@example.net>\r\n" + rest)
             await client.sendmail("load@example.net", [recipient], message.encode())
             tally.messages += 1
         await client.quit()
