@@ -25,7 +25,16 @@ class SinkHandler:
         self.replies: list[str] = []
         """Replies for the next DATA commands, used up in order; `250` once empty."""
         self.rcpt_reply: str | None = None
+        self.greetings = 0
+        """EHLOs seen: one per connection a client opened."""
         self.lock = threading.Lock()
+
+    async def handle_EHLO(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        self.greetings += 1
+        return responses
 
     async def handle_RCPT(  # noqa: N802
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]

@@ -96,6 +96,15 @@ def test_sent_mail_arrives_signed_threaded_and_with_attachments(relayed: Running
     assert {m["metadata"]["delivery_status"] for m in stored} == {"sent"}
 
 
+def test_relay_connections_are_reused(out_api: httpx.Client, smtp_sink: SmtpSink) -> None:
+    inbox = make_inbox(out_api)
+    before = smtp_sink.handler.greetings
+    for n in range(3):
+        sent = send(out_api, to=f"reuse{n}@{PARTNER}", subject=f"Reuse {n}", text="x", inboxId=inbox["id"])
+        wait_for_event(out_api, sent["id"], "sent")
+    assert smtp_sink.handler.greetings - before <= 1
+
+
 def test_temporary_failure_is_deferred_then_sent(out_api: httpx.Client, smtp_sink: SmtpSink) -> None:
     inbox = make_inbox(out_api)
     smtp_sink.answer("451 4.3.0 Greylisted, try again")

@@ -70,6 +70,7 @@ class OutboundWorker:
         for task in self.in_flight.values():
             task.cancel()
         await asyncio.gather(*self.in_flight.values(), return_exceptions=True)
+        await self.transport.close()
 
     async def run(self) -> None:
         while not self.stopping:

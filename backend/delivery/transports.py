@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +21,7 @@ import dns.resolver
 
 from ..config import Settings
 
+IDLE_SECONDS = 30.0
 _ENHANCED = re.compile(r"^5\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -34,6 +36,8 @@ class Outcome:
 
 class Transport(Protocol):
     async def send(self, mail_from: str, recipient: str, raw: bytes) -> Outcome: ...
+
+    async def close(self) -> None: ...
 
 
 def _refusal(code: int, message: str) -> Outcome:
@@ -52,12 +56,12 @@ def _mail_options(raw: bytes) -> list[str]:
     return [] if raw.isascii() else ["BODY=8BITMIME"]
 
 
-async def _deliver(mail_from: str, recipient: str, raw: bytes, **connection: object) -> Outcome:
-    """One SMTP transaction; the remote's reply code decides between sent, deferred and bounced."""
+async def _attempt(client: aiosmtplib.SMTP, mail_from: str, recipient: str, raw: bytes) -> Outcome:
+    """One SMTP transaction (connecting first if needed); the remote's reply code decides the outcome."""
     try:
-        errors, response = await aiosmtplib.send(
-            raw, sender=mail_from, recipients=[recipient], mail_options=_mail_options(raw), **connection,
-        )
+        if not client.is_connected:
+            await client.connect()
+        errors, response = await client.sendmail(mail_from, [recipient], raw, mail_options=_mail_options(raw))
     except aiosmtplib.SMTPRecipientsRefused as exc:
         return _refusal(exc.recipients[0].code, exc.recipients[0].message)
     except aiosmtplib.SMTPResponseException as exc:
@@ -69,8 +73,19 @@ async def _deliver(mail_from: str, recipient: str, raw: bytes, **connection: obj
     return Outcome("sent", response)
 
 
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+        client.close()
+
+
 class SmarthostTransport:
-    """Everything goes to one relay (`host:port`), with optional STARTTLS or implicit TLS and AUTH."""
+    """Everything goes to one relay (`host:port`), with optional STARTTLS or implicit TLS and AUTH.
+
+    Connections are kept open between messages (up to `delivery_concurrency`, for `IDLE_SECONDS`), so a
+    busy queue pays for TCP, TLS and AUTH once rather than per recipient.
+    """
 
     def __init__(self, settings: Settings) -> None:
         host, _, port = settings.relay.rpartition(":")
@@ -82,9 +97,35 @@ class SmarthostTransport:
             "start_tls": True if settings.relay_tls == "starttls" else False,
             "username": settings.relay_username or None, "password": settings.relay_password or None,
         }
+        self.max_idle = settings.delivery_concurrency
+        self.idle: list[tuple[aiosmtplib.SMTP, float]] = []
 
     async def send(self, mail_from: str, recipient: str, raw: bytes) -> Outcome:
-        return await _deliver(mail_from, recipient, raw, **self.connection)
+        client = await self._reuse() or aiosmtplib.SMTP(**self.connection)  # type: ignore[arg-type]
+        outcome = await _attempt(client, mail_from, recipient, raw)
+        if outcome.kind != "deferred" and client.is_connected and len(self.idle) < self.max_idle:
+            self.idle.append((client, time.monotonic()))
+        else:
+            await _quit(client)
+        return outcome
+
+    async def _reuse(self) -> aiosmtplib.SMTP | None:
+        """An idle connection that still answers RSET; stale ones are closed on the way."""
+        while self.idle:
+            client, since = self.idle.pop()
+            if time.monotonic() - since > IDLE_SECONDS:
+                await _quit(client)
+                continue
+            try:
+                await client.rset()
+                return client
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+                client.close()
+        return None
+
+    async def close(self) -> None:
+        idle, self.idle = self.idle, []
+        await asyncio.gather(*(_quit(client) for client, _ in idle))
 
 
 class DirectTransport:
@@ -133,14 +174,18 @@ class DirectTransport:
                 continue
             for address in addresses:
                 # Opportunistic STARTTLS: MX certificates rarely match, and plain text is the alternative.
-                outcome = await _deliver(
-                    mail_from, recipient, raw, hostname=address, port=self.port, timeout=self.timeout,
-                    local_hostname=self.local_hostname, start_tls=None, validate_certs=False,
-                )
+                client = aiosmtplib.SMTP(hostname=address, port=self.port, timeout=self.timeout,
+                                         local_hostname=self.local_hostname, start_tls=None, validate_certs=False)
+                outcome = await _attempt(client, mail_from, recipient, raw)
+                await _quit(client)
                 if outcome.kind != "deferred":
                     return outcome
                 last = Outcome("deferred", f"{host}: {outcome.detail}")
         return last
+
+
+    async def close(self) -> None:
+        """Nothing to close: every delivery uses its own connection to that domain's exchanger."""
 
 
 def make_transport(settings: Settings, resolver: dns.asyncresolver.Resolver) -> Transport:
