@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from tests.conftest import Running, start_server
 from tests.mailtools import make_inbox
-from tests.official_clients import run_cli
+from tests.official_clients import mcp_tools, run_cli
 from tests.smtp_sink import SmtpSink, wait_until
 
 REMOTE = "remote-api.test"
@@ -158,3 +159,13 @@ def test_official_cli_delivery_commands(server: Running, org: dict, tmp_path: Pa
     assert code == 0 and printed["suppressed"] is False
     code, printed = run_cli(server.url, org["key"], tmp_path, "delivery", "metrics", "--inbox-id", org["inbox"]["id"])
     assert code == 0 and printed["data"]["bounced"] == 1
+
+
+def test_official_mcp_delivery_tools(server: Running, org: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = mcp_tools(monkeypatch, server.url, org["key"])
+    stats = json.loads(tools.get_deliverability_stats(inbox_id=org["inbox"]["id"]))
+    assert stats["sent"] == 2 and stats["bounced"] == 1 and stats["bounce_rate"] == pytest.approx(0.25)
+    suppressed = json.loads(tools.get_suppressions(inbox_id=org["inbox"]["id"]))
+    assert [s["email"] for s in suppressed] == [f"bad@{REMOTE}"]
+    events = json.loads(tools.get_delivery_events(message_id=org["ids"][0]))
+    assert sorted(e["event_type"] for e in events) == ["queued", "sent"]
