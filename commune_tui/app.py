@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -49,6 +49,11 @@ class CommuneApp(App[None]):
 
     def on_mount(self) -> None:
         self.connect()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        # Tests and screenshots turn blinking off so every capture of a screen is identical.
+        if not self.settings.cursor_blink and hasattr(event.widget, "cursor_blink"):
+            event.widget.cursor_blink = False  # type: ignore[attr-defined]
 
     @work(group="connect", exclusive=True)
     async def connect(self) -> None:

@@ -38,6 +38,7 @@ class Settings:
     use_event_stream: bool = True
     live_updates: bool = True
     page_size: int = 50
+    cursor_blink: bool = True
     clock: Callable[[], datetime] = utc_now
 
     @property

@@ -79,17 +79,17 @@ class ComposeScreen(Screen):
             with Horizontal(classes="field"):
                 yield Label("From", classes="field-label")
                 yield Select(options, value=inbox_id or (options[0][1] if options else Select.BLANK),
-                             allow_blank=not options, id="from", prompt="choose an inbox")
+                             allow_blank=not options, id="from", prompt="choose an inbox", compact=True)
             for name, label, value, required in (("to", "To", d.to, True), ("cc", "Cc", d.cc, False),
                                                  ("bcc", "Bcc", d.bcc, False)):
                 with Horizontal(classes="field"):
                     yield Label(label, classes="field-label")
-                    yield Input(value, id=name, placeholder="name@example.com, …",
+                    yield Input(value, id=name, placeholder="name@example.com, …", compact=True,
                                 validators=[Addresses(required)], validate_on=["changed", "blur"])
                 yield Label("", id=f"{name}-error", classes="field-error")
             with Horizontal(classes="field"):
                 yield Label("Subject", classes="field-label")
-                yield Input(d.subject, id="subject", placeholder="Subject")
+                yield Input(d.subject, id="subject", placeholder="Subject", compact=True)
             yield TextArea(d.body, id="body", soft_wrap=True, show_line_numbers=False)
             yield OptionList(id="attachments")
         yield Footer()
@@ -108,7 +108,9 @@ class ComposeScreen(Screen):
     def show_address_errors(self, event: Input.Changed) -> None:
         if event.input.id in ("to", "cc", "bcc") and event.validation_result is not None:
             errors = event.validation_result.failure_descriptions
-            self.query_one(f"#{event.input.id}-error", Label).update(errors[0] if errors else "")
+            label = self.query_one(f"#{event.input.id}-error", Label)
+            label.update(errors[0] if errors else "")
+            label.set_class(bool(errors), "shown")
 
     # Attachments
 

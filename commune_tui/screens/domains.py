@@ -62,7 +62,7 @@ class DomainsScreen(Screen):
         domains.add_columns("Domain", "Status", "Inboxes")
         records = self.query_one("#record-table", DataTable)
         records.border_title = "DNS records to publish"
-        records.add_columns("Record", "Type", "Name", "Value", "Priority", "Status")
+        records.add_columns("Status", "Record", "Type", "Name", "Priority", "Value")
         inboxes = self.query_one("#inbox-table", DataTable)
         inboxes.border_title = "Inboxes"
         inboxes.add_columns("Address", "Name", "Webhook")
@@ -117,10 +117,9 @@ class DomainsScreen(Screen):
         line.append("   a add · v verify · n new inbox", style="dim")
         summary.update(line)
         for index, record in enumerate(domain.records):
-            records.add_row(record.record or "", record.type or "", record.name or "",
-                            Text(record.value or "", overflow="ellipsis", no_wrap=True),
-                            "" if record.priority is None else str(record.priority),
-                            status_text(record.status), key=str(index))
+            records.add_row(status_text(record.status), record.record or "", record.type or "",
+                            record.name or "", "" if record.priority is None else str(record.priority),
+                            record.value or "", key=str(index))
         for inbox in self.inboxes:
             if inbox.domain_id == domain.id:
                 endpoint = inbox.webhook.endpoint if inbox.webhook and inbox.webhook.endpoint else ""

@@ -7,19 +7,19 @@ from typing import TYPE_CHECKING
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from ..client import ApiError
 from ..messages import ThreadSelected
-from ..models import Inbox, Page
+from ..models import Inbox, Message, Page, ThreadSummary
 from ..widgets.thread_list import ThreadList
+from .thread_actions import ThreadActions, load_thread
 
 if TYPE_CHECKING:
     from ..app import CommuneApp
 
 
-class SearchScreen(Screen):
+class SearchScreen(ThreadActions):
     """A query box over a result list; `enter` in the list opens the thread."""
 
     app: "CommuneApp"
@@ -72,6 +72,15 @@ class SearchScreen(Screen):
         status.update(f"{len(found)} thread{'s' if len(found) != 1 else ''} match “{query}”")
         if found:
             results.focus()
+
+    async def thread_for_action(self) -> tuple[ThreadSummary, list[Message]] | None:
+        """Reply or forward straight from the highlighted result."""
+        thread = self.query_one(ThreadList).current_thread
+        if thread is None:
+            self.notify("Search first, then pick a result.", severity="warning")
+            return None
+        messages, _ = await load_thread(self.app, thread)
+        return (thread, messages) if messages else None
 
     @on(ThreadSelected)
     def open_result(self, event: ThreadSelected) -> None:

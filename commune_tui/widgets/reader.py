@@ -60,8 +60,8 @@ class Reader(VerticalScroll, can_focus=True):
         Binding("r", "screen.reply", "Reply", id="reader.reply"),
         Binding("R", "screen.reply_all", "Reply all", id="reader.reply_all"),
         Binding("f", "screen.forward", "Forward", id="reader.forward"),
-        Binding("s", "screen.save_attachment", "Save attachment", id="reader.save"),
-        Binding("o", "screen.open_attachment", "Open attachment", id="reader.open"),
+        Binding("s", "screen.save_attachment", "Save", id="reader.save", tooltip="Save the attachment"),
+        Binding("o", "screen.open_attachment", "Open", id="reader.open", tooltip="Open the attachment"),
     ]
 
     def __init__(self, **kwargs: object) -> None:

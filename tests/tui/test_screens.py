@@ -57,7 +57,7 @@ async def test_domains_screen_adds_a_domain_and_an_inbox_with_webhook(mailbox: M
         assert screen.current is not None and screen.current.name == name
         records = screen.query_one("#record-table", DataTable)
         assert records.row_count >= 3
-        kinds = {str(records.get_row_at(i)[1]) for i in range(records.row_count)}
+        kinds = {str(records.get_row_at(i)[2]) for i in range(records.row_count)}
         assert {"MX", "TXT"} <= kinds
         await pilot.press("n")
         await settle(pilot)
