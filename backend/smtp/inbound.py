@@ -10,6 +10,7 @@ without a second copy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from datetime import datetime, timezone
@@ -35,6 +36,7 @@ TOO_MANY = "452 4.5.3 Too many recipients"
 TRY_LATER = "451 4.3.0 Temporary failure storing the message, please retry"
 DATA_END = b"\r\n.\r\n"
 DATA_BLOCK = 256 * 1024
+STOP_GRACE_SECONDS = 10.0
 
 
 class InboundHandler:
@@ -44,6 +46,10 @@ class InboundHandler:
         self.services = services
         self.settings = services.settings
         self.commit = commit
+        self.storing = 0
+        self.idle = asyncio.Event()
+        """Set while no session is between the end of its DATA and its reply (what stopping waits for)."""
+        self.idle.set()
 
     async def handle_RCPT(  # noqa: N802 (aiosmtpd hook name)
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -68,6 +74,8 @@ class InboundHandler:
         inboxes = [i for i in (self.services.domains.inbox_by_address(a) for a in envelope.rcpt_tos
                                if a not in bounces) if i is not None]
         loop = asyncio.get_running_loop()
+        self.storing += 1
+        self.idle.clear()
         try:
             if bounces:
                 self._record_bounces(await loop.run_in_executor(None, parse_dsn, raw), bounces)
@@ -79,6 +87,10 @@ class InboundHandler:
         except Exception:
             log.exception("storing a message from %s failed", envelope.mail_from)
             return TRY_LATER
+        finally:
+            self.storing -= 1
+            if not self.storing:
+                self.idle.set()
         return f"250 2.0.0 OK {ids[0]}"
 
     def _received(self, session: Session, envelope: Envelope) -> bytes:
@@ -212,6 +224,8 @@ async def start(server: "Server") -> None:
 
     async def stop() -> None:
         listener.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(handler.idle.wait(), STOP_GRACE_SECONDS)
         await commit.drain()
         for session in list(sessions):
             if session.transport is not None:
