@@ -183,6 +183,32 @@ def test_messages_scope_can_be_limited_to_one_inbox(running, org) -> None:  # no
         stays["message_id"]
 
 
+def test_an_upload_stays_while_a_remaining_message_lists_it(running, org) -> None:  # noqa: ANN001
+    sender, recipient = make_inbox(org.api), make_inbox(org.api)
+    content = b"uploaded and sent twice " * 20
+    upload = org.api.post("/v1/attachments/upload", json={
+        "content": base64.b64encode(content).decode(), "filename": "twice.txt", "mime_type": "text/plain"})
+    upload_id = upload.json()["data"]["attachment_id"]
+    for subject in ("first", "second"):
+        sent = org.api.post("/v1/messages/send", json={
+            "to": recipient["address"], "subject": subject, "text": "see file", "inboxId": sender["id"],
+            "attachments": [upload_id]})
+        assert sent.status_code == 200, sent.text
+    first = [m for m in org.api.get("/v1/messages", params={"inbox_id": sender["id"]}).json()["data"]
+             if m["metadata"]["subject"] == "first"][0]
+    backdate(running, first["message_id"], OLD)
+
+    partial = request(org.api, scope="messages", inbox_id=sender["id"], before=iso(utcnow() - timedelta(days=1)))
+    assert partial["preview"]["messages"] == 1 and partial["preview"]["attachments"] == 0
+    confirm(org.api, partial)
+    assert org.api.get(f"/v1/attachments/{upload_id}").status_code == 200
+    rest = request(org.api, scope="messages", inbox_id=sender["id"])
+    assert rest["preview"]["messages"] == 1 and rest["preview"]["attachments"] == 1
+    confirm(org.api, rest)
+    assert org.api.get(f"/v1/attachments/{upload_id}").status_code == 404
+    assert blob_exists(running, content)  # the recipient's copy still holds the same bytes
+
+
 def test_inbox_scope_removes_the_inbox_and_everything_in_it(running, org) -> None:  # noqa: ANN001
     doomed = make_inbox(org.api, webhook={"endpoint": "http://127.0.0.1:9/hook"})
     kept = make_inbox(org.api)

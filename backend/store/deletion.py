@@ -1,10 +1,12 @@
 """Data deletion: what a scope covers, its exact preview, the purge itself and the request rows.
 
 A scope is turned into a `Plan`: one `(collection, table, predicate)` step per table. The preview
-counts rows with each predicate and the purge deletes with the very same predicate, in the same order,
-inside ONE transaction, so the preview is exactly what goes (nothing changes in between) and a failure
-anywhere leaves every row in place. Steps whose predicates look at `messages` run before the messages
-step. Blob files are unlinked only after the commit, and only when no remaining row references them.
+counts with each step's predicate and the purge deletes with the very same predicate, so what was
+previewed is what goes (the `messages` scope is pinned to the request's time, so later mail is not
+swept up). The purge runs in ONE transaction: a failure anywhere leaves every row in place. Steps whose
+predicates look at `messages` run before the messages step. Blob files are unlinked only after the
+commit, and only when no remaining row references them; content that arrives again while a deletion
+is unlinking it can lose its file (ingest writes blobs before its own transaction), a narrow window.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..mail.render import snippet
 from ..util import new_prefixed, now_iso
@@ -58,7 +60,6 @@ class Plan:
     attachment_where: str
     attachment_params: tuple
     rebuild_threads: bool = False
-    counts: dict[str, int] = field(default_factory=dict)
 
 
 def _message_filter(org_id: str, params: dict) -> tuple[str, tuple]:
@@ -72,7 +73,7 @@ def _message_filter(org_id: str, params: dict) -> tuple[str, tuple]:
     return " AND ".join(clauses), tuple(values)
 
 
-def plan(org_id: str, scope: str, params: dict) -> Plan:
+def plan_for(org_id: str, scope: str, params: dict) -> Plan:
     """The steps a scope takes, in execution order."""
     if scope == "organization":
         own = ("org_id = ?", (org_id,))
@@ -88,10 +89,13 @@ def plan(org_id: str, scope: str, params: dict) -> Plan:
 
     msg_where, msg_params = _message_filter(org_id, params)
     of_messages = f"SELECT messages.id FROM messages WHERE {msg_where}"
-    # Uploaded files carry no message id; they belong to the messages that list them.
-    listed = f"SELECT j.value FROM messages, json_each(messages.attachment_ids) AS j WHERE {msg_where}"
-    att_where = f"org_id = ? AND (message_id IN ({of_messages}) OR (message_id IS NULL AND id IN ({listed})))"
-    att_params = (org_id, *msg_params, *msg_params)
+    # Uploaded files carry no message id; they go with the messages that list them, unless a message
+    # that stays lists them too.
+    listed = "SELECT j.value FROM messages, json_each(messages.attachment_ids) AS j WHERE {}"
+    att_where = (f"org_id = ? AND (message_id IN ({of_messages}) OR (message_id IS NULL"
+                 f" AND id IN ({listed.format(msg_where)})"
+                 f" AND id NOT IN ({listed.format(f'messages.org_id = ? AND NOT ({msg_where})')})))")
+    att_params = (org_id, *msg_params, *msg_params, org_id, *msg_params)
     queue = Step("outbound_queue", "outbound_queue", f"org_id = ? AND message_id IN ({of_messages})",
                  (org_id, *msg_params))
     messages = Step("messages", "messages", msg_where, msg_params)
@@ -131,31 +135,31 @@ def _empty_counts() -> dict[str, int]:
     return {name: 0 for name in (*REFERENCE_COLLECTIONS, *EXTRA_COLLECTIONS)}
 
 
-def preview(conn: sqlite3.Connection, the_plan: Plan) -> dict[str, int]:
+def preview(conn: sqlite3.Connection, plan: Plan) -> dict[str, int]:
     """Rows each step would delete, counted with the purge's own predicates."""
     counts = _empty_counts()
-    for step in the_plan.steps:
+    for step in plan.steps:
         counts[step.collection] += conn.execute(
             f"SELECT COUNT(*) FROM {step.table} WHERE {step.where}", step.params
         ).fetchone()[0]
     return counts
 
 
-def purge(conn: sqlite3.Connection, the_plan: Plan) -> tuple[dict[str, int], list[str]]:
+def purge(conn: sqlite3.Connection, plan: Plan) -> tuple[dict[str, int], list[str]]:
     """Delete every step's rows inside the caller's transaction; returns counts and candidate blobs."""
     blobs = [row[0] for row in conn.execute(
-        f"SELECT sha256 FROM attachments WHERE {the_plan.attachment_where}"
-        f" UNION SELECT raw_sha256 FROM messages WHERE {the_plan.message_where} AND raw_sha256 IS NOT NULL",
-        (*the_plan.attachment_params, *the_plan.message_params),
+        f"SELECT sha256 FROM attachments WHERE {plan.attachment_where}"
+        f" UNION SELECT raw_sha256 FROM messages WHERE {plan.message_where} AND raw_sha256 IS NOT NULL",
+        (*plan.attachment_params, *plan.message_params),
     )]
     touched = []
-    if the_plan.rebuild_threads:
+    if plan.rebuild_threads:
         touched = [row[0] for row in conn.execute(
-            f"SELECT DISTINCT messages.thread_id FROM messages WHERE {the_plan.message_where}",
-            the_plan.message_params,
+            f"SELECT DISTINCT messages.thread_id FROM messages WHERE {plan.message_where}",
+            plan.message_params,
         )]
     counts = _empty_counts()
-    for step in the_plan.steps:
+    for step in plan.steps:
         counts[step.collection] += conn.execute(
             f"DELETE FROM {step.table} WHERE {step.where}", step.params
         ).rowcount
@@ -243,7 +247,7 @@ class DeletionStore:
             if self.active_request(conn, org_id) is not None:
                 return None
             log(conn, request_id)
-            counts = preview(conn, plan(org_id, scope, params))
+            counts = preview(conn, plan_for(org_id, scope, params))
             if scope == "organization":
                 counts["audit_logs"] += 1
             conn.execute(
@@ -275,7 +279,7 @@ class DeletionStore:
                 return None
             confirmed_at = now_iso()
             before_purge(conn)
-            counts, candidates = purge(conn, plan(org_id, row["scope"], json.loads(row["params"])))
+            counts, candidates = purge(conn, plan_for(org_id, row["scope"], json.loads(row["params"])))
             conn.execute(
                 "UPDATE deletion_requests SET status = 'completed', deleted_counts = ?, confirmed_at = ?,"
                 " completed_at = ? WHERE id = ?",
@@ -287,6 +291,6 @@ class DeletionStore:
     def delete_messages(self, org_id: str, params: dict) -> dict[str, int]:
         """Delete messages now, without a request (retention); one transaction."""
         with self.database.transaction() as conn:
-            counts, candidates = purge(conn, plan(org_id, "messages", params))
+            counts, candidates = purge(conn, plan_for(org_id, "messages", params))
         unlink_unreferenced(self.database.conn, self.blobs, candidates)
         return counts
