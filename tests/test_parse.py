@@ -86,3 +86,11 @@ def test_html_only_keeps_html() -> None:
     raw = b"From: a@b.test\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<b>Hi</b> there"
     msg = parse_message(raw, "", "h")
     assert msg.html == "<b>Hi</b> there"
+
+
+def test_attachment_count_is_capped_but_raw_is_kept() -> None:
+    parts = b"".join(b"--b\r\nContent-Type: application/octet-stream\r\n\r\nx\r\n" for _ in range(2000))
+    raw = b"From: a@b.test\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" + parts + b"--b--\r\n"
+    msg = parse_message(raw, "", "h")
+    assert len(msg.attachments) == 500
+    assert msg.raw == raw

@@ -26,6 +26,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Headers longer than this are cut: a legitimate header is far shorter, and a huge one is an attack.
 MAX_HEADER_CHARS = 16_000
 MAX_REFERENCES = 100
+# Parts beyond this stay in the raw message only: thousands of tiny parts are an attack, not mail.
+MAX_ATTACHMENTS = 500
 
 
 def parse_message(raw: bytes, envelope_sender: str = "", hostname: str = "localhost") -> IncomingMessage:
@@ -186,6 +188,8 @@ def _bodies(message: Message) -> tuple[str, str | None, list[IncomingAttachment]
             continue
         content_type = part.get_content_type()
         if _is_attachment(part):
+            if len(attachments) >= MAX_ATTACHMENTS:
+                continue
             attachments.append(IncomingAttachment(
                 filename=safe_filename(_filename(part)), mime_type=content_type, content=_binary(part),
             ))
