@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import email
 import itertools
+from email import policy
+from email.message import EmailMessage
 
 import httpx
 
@@ -41,3 +44,14 @@ def ingest_many(running, inbox_id: str, messages: list[dict]) -> list[tuple[dict
         return services.mail.ingest_many([(inbox, IncomingMessage(**m)) for m in messages])
 
     return running.run(work)
+
+
+def raw_of(running, message_id: str) -> EmailMessage:  # noqa: ANN001
+    """The stored RFC 5322 bytes of a message, parsed (what the outbound worker transmits)."""
+    services = running.server.services
+
+    def read() -> bytes:
+        row = services.database.one("SELECT raw_sha256 FROM messages WHERE id = ?", (message_id,))
+        return services.blobs.get(row["raw_sha256"])
+
+    return email.message_from_bytes(running.run(read), policy=policy.default)  # type: ignore[return-value]

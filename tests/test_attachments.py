@@ -10,7 +10,7 @@ import httpx
 from commune.types import Attachment, AttachmentUpload, AttachmentUrl
 
 from tests.conftest import start_server
-from tests.mailtools import make_inbox
+from tests.mailtools import make_inbox, raw_of
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 4
 
@@ -112,6 +112,10 @@ def test_send_with_attachment_between_inboxes(running, api) -> None:
         "attachments": [uploaded["attachment_id"]],
     })
     assert sent.status_code == 200, sent.text
+    mime = raw_of(running, sent.json()["data"]["id"])
+    assert mime.get_content_type() == "multipart/mixed"
+    [part] = list(mime.iter_attachments())
+    assert (part.get_filename(), part.get_content_type(), part.get_content()) == ("invoice.pdf", "application/pdf", PDF)
     [outbound] = api.get("/v1/messages", params={"inbox_id": alice["id"]}).json()["data"]
     assert outbound["attachments"] == [uploaded["attachment_id"]]
     [received] = api.get("/v1/messages", params={"inbox_id": bob["id"]}).json()["data"]

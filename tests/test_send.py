@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import email
-from email import policy
-
 import pytest
 
-from tests.mailtools import make_inbox
+from tests.mailtools import make_inbox, raw_of
 
 
 @pytest.fixture
@@ -15,17 +12,6 @@ def partner(dns_server) -> str:  # noqa: ANN001
     """A remote domain with an MX record, so sends to it are accepted and queued."""
     dns_server.publish("partner.test", "MX", "10 mx.partner.test.")
     return "partner.test"
-
-
-def raw_of(running, message_id: str) -> email.message.EmailMessage:  # noqa: ANN001
-    """The stored RFC 5322 bytes of a message, parsed (what the outbound worker transmits)."""
-    services = running.server.services
-
-    def read() -> bytes:
-        row = services.database.one("SELECT raw_sha256 FROM messages WHERE id = ?", (message_id,))
-        return services.blobs.get(row["raw_sha256"])
-
-    return email.message_from_bytes(running.run(read), policy=policy.default)
 
 
 def rows(running, sql: str, *params: object) -> list[dict]:  # noqa: ANN001
