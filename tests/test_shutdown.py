@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import smtplib
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +37,19 @@ def _refused(port: int) -> bool:
     return False
 
 
+def _health(server: ServerProcess) -> bool:
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        return client.get("/health").status_code == 200
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    sock.close()
+    return received
+
+
 def _wait_until(condition, timeout: float = 20.0) -> bool:  # noqa: ANN001
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -49,30 +61,23 @@ def _wait_until(condition, timeout: float = 20.0) -> bool:  # noqa: ANN001
 
 def test_sigterm_finishes_in_flight_http_requests_and_refuses_new_ones(server: ServerProcess) -> None:
     inbox = _inbox(server, "longpoll")
-    results: dict[str, object] = {}
-
-    def long_poll() -> None:
-        with server.client() as api:
-            results["wait"] = api.get("/v1/messages/wait", params={"inbox_id": inbox["id"], "timeout": "2"})
-
-    poller = threading.Thread(target=long_poll)
-    poller.start()
+    auth = b"Authorization: Bearer " + server.admin_key.encode() + b"\r\n"
+    poll = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+    poll.sendall(b"GET /v1/messages/wait?timeout=2&inbox_id=" + inbox["id"].encode() + b" HTTP/1.1\r\n"
+                 b"Host: x\r\n" + auth + b"\r\n")
     body = b'{"local_part": "halfway"}'
     half = socket.create_connection(("127.0.0.1", server.port), timeout=20)
-    half.sendall(b"POST /v1/inboxes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Authorization: Bearer " + server.admin_key.encode() +
-                 b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10])
-    time.sleep(0.3)  # let the long-poll reach the server before the signal
+    half.sendall(b"POST /v1/inboxes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + auth
+                 + b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+    # Connections are accepted in order: once a later one is answered, both earlier ones are in flight.
+    assert _health(server)
     server.signal(signal.SIGTERM)
     assert _wait_until(lambda: _refused(server.port)), "the HTTP port still accepts after SIGTERM"
     half.sendall(body[10:])
-    answer = half.recv(65536)
-    half.close()
-    assert answer.startswith(b"HTTP/1.1 201 "), answer
-    assert b"connection: close" in answer.lower()
-    poller.join(20)
-    wait = results["wait"]
-    assert isinstance(wait, httpx.Response) and wait.status_code == 200, wait
+    for sock, status in ((half, b"201"), (poll, b"200")):
+        answer = _read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer
+        assert b"connection: close" in answer.lower()
     assert server.wait(30) == 0, "".join(server.log)
 
     server.start()  # the same data directory: the half-sent inbox was really stored
