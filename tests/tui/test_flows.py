@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import smtplib
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -125,3 +128,27 @@ async def test_new_mail_shows_up_live_without_moving_the_cursor(mailbox: Mailbox
         assert threads.current_thread.subject == "Lunch on Thursday?"
         assert any(carol["address"] in (n.title or "") for n in app._notifications)
         assert app.live_mode == "stream"
+
+
+def deliver_over_smtp(port: int, sender: str, recipient: str, subject: str, body: str) -> None:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = f"Erin Walsh <{sender}>", recipient, subject
+    message.set_content(body)
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        smtp.send_message(message)
+
+
+async def test_mail_sent_in_over_smtp_shows_up_live(mailbox: Mailbox, tmp_path: Path) -> None:
+    app = mailbox.app(tmp_path, live_updates=True)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, MailScreen)
+                         and app.screen.query_one(ThreadList).row_count == 4)
+        threads = app.screen.query_one(ThreadList)
+        select_thread(app, "Server maintenance window")
+        await asyncio.to_thread(deliver_over_smtp, mailbox.running.server.smtp_port, "erin@outside.test",
+                                mailbox.seeded.me["address"], "Invoice 2291", "Please find the invoice.")
+        await wait_until(pilot, lambda: threads.row_count == 5)
+        newest = threads.ordered()[0]
+        assert (newest.subject, newest.last_sender) == ("Invoice 2291", "erin@outside.test")
+        assert threads.current_thread.subject == "Server maintenance window"
+        assert any("erin@outside.test" in (n.title or "") for n in app._notifications)
