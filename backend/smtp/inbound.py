@@ -80,7 +80,8 @@ class InboundHandler:
             if bounces:
                 self._record_bounces(await loop.run_in_executor(None, parse_dsn, raw), bounces)
             if not inboxes:
-                return "250 2.0.0 OK"
+                # Only return paths, or every inbox was deleted since RCPT: never a 250 for mail we drop.
+                return "250 2.0.0 OK" if bounces else NO_SUCH_USER
             traced = self._received(session, envelope) + raw
             prepared = await loop.run_in_executor(None, self._prepare, traced, envelope.mail_from or "", inboxes)
             ids = await self.commit.submit(prepared)
