@@ -22,6 +22,7 @@ from ..store.database import Database
 
 POSITIVE_TTL = 600.0
 NEGATIVE_TTL = 120.0
+MAX_CACHED_DOMAINS = 10_000
 NO_MX = "No MX records found"
 NULL_MX = "Domain does not accept mail (null MX)"
 BAD_SYNTAX = "Invalid email address"
@@ -90,8 +91,18 @@ class MxCache:
         except dns.exception.DNSException:
             return None, LOOKUP_FAILED
         ttl = POSITIVE_TTL if reason is None else NEGATIVE_TTL
+        if len(self._entries) >= MAX_CACHED_DOMAINS:
+            self._evict()
         self._entries[domain] = (time.monotonic() + ttl, reason)
         return reason, None
+
+    def _evict(self) -> None:
+        """Drop expired verdicts, then the oldest half if that was not enough (memory stays bounded)."""
+        now = time.monotonic()
+        self._entries = {d: e for d, e in self._entries.items() if e[0] > now}
+        if len(self._entries) >= MAX_CACHED_DOMAINS:
+            keep = list(self._entries.items())[len(self._entries) // 2:]
+            self._entries = dict(keep)
 
     async def _lookup(self, domain: str) -> str | None:
         try:
