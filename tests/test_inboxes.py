@@ -114,3 +114,25 @@ def test_another_organisations_inbox_is_404_everywhere(running, api) -> None:
         listed = stranger.get(f"/v1/domains/{shared['domain_id']}/inboxes")
         assert listed.status_code == 200 and listed.json() == {"data": []}
     assert api.get(f"/v1/inboxes/{inbox['id']}").status_code == 200
+
+
+def test_deleting_an_inbox_removes_its_mail(running, api) -> None:
+    sender = api.post("/v1/inboxes", json={"local_part": f"from-{uuid.uuid4().hex[:6]}"}).json()["data"]
+    doomed = api.post("/v1/inboxes", json={"local_part": f"doomed-{uuid.uuid4().hex[:6]}"}).json()["data"]
+    sent = api.post("/v1/messages/send", json={"to": doomed["address"], "subject": "bye", "text": "soon gone",
+                                               "inboxId": sender["id"]})
+    assert sent.status_code == 200, sent.text
+    threads = api.get("/v1/threads", params={"inbox_id": doomed["id"]}).json()["data"]
+    assert len(threads) == 1
+
+    assert api.delete(f"/v1/domains/{doomed['domain_id']}/inboxes/{doomed['id']}").json() == {"data": {"ok": True}}
+
+    def leftovers() -> tuple[int, int]:
+        db = running.server.services.database
+        return (db.one("SELECT COUNT(*) FROM messages WHERE inbox_id = ?", (doomed["id"],))[0],
+                db.one("SELECT COUNT(*) FROM threads WHERE inbox_id = ?", (doomed["id"],))[0])
+
+    assert running.run(leftovers) == (0, 0)
+    assert api.get("/v1/threads", params={"inbox_id": doomed["id"]}).status_code == 404
+    # the sender's copy of the conversation is untouched
+    assert len(api.get("/v1/threads", params={"inbox_id": sender["id"]}).json()["data"]) == 1

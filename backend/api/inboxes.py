@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import sqlite3
 
 from ..http.errors import BadRequest, Conflict, NotFound
 from ..http.router import Route
@@ -13,6 +14,7 @@ from ..models.addressing import (
     WebhookConfig,
     inbox_json,
 )
+from ..store.deletion import DeletionStore
 from ._common import Context, data, parse_body
 from .domains import visible_domain
 
@@ -129,10 +131,15 @@ async def set_webhook(ctx: Context) -> dict:
 
 
 async def delete_inbox(ctx: Context) -> dict:
+    """Delete the inbox with its threads, messages, attachments and delivery records, in one transaction."""
     inbox = own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))
-    ctx.services.domains.delete_inbox(ctx.org_id, inbox["id"])
-    ctx.services.audit.record(ctx.org_id, ctx.key.id, "inbox.deleted", "inbox", inbox["id"],
-                              {"address": inbox["address"]})
+    store = DeletionStore(ctx.services.database, ctx.services.blobs)
+
+    def audit(conn: sqlite3.Connection) -> None:
+        ctx.services.audit.record(ctx.org_id, ctx.key.id, "inbox.deleted", "inbox", inbox["id"],
+                                  {"address": inbox["address"]}, conn=conn)
+
+    store.delete_inbox(ctx.org_id, inbox["id"], audit)
     return data({"ok": True})
 
 

@@ -288,6 +288,14 @@ class DeletionStore:
         unlink_unreferenced(self.database.conn, self.blobs, candidates)
         return self.get_request(org_id, request_id)
 
+    def delete_inbox(self, org_id: str, inbox_id: str, before_purge: Callable[[sqlite3.Connection], None]) -> dict[str, int]:
+        """Delete an inbox with all its data at once (the inbox DELETE route); one transaction."""
+        with self.database.transaction() as conn:
+            before_purge(conn)
+            counts, candidates = purge(conn, plan_for(org_id, "inbox", {"inbox_id": inbox_id}))
+        unlink_unreferenced(self.database.conn, self.blobs, candidates)
+        return counts
+
     def delete_messages(self, org_id: str, params: dict) -> dict[str, int]:
         """Delete messages now, without a request (retention); one transaction."""
         with self.database.transaction() as conn:

@@ -191,8 +191,3 @@ class DomainStore:
                     {**columns, "_id": inbox_id, "_org": org_id},
                 )
         return self.get_inbox(org_id, inbox_id)
-
-    def delete_inbox(self, org_id: str, inbox_id: str) -> bool:
-        with self.database.transaction() as conn:
-            cursor = conn.execute("DELETE FROM inboxes WHERE id = ? AND org_id = ?", (inbox_id, org_id))
-        return cursor.rowcount > 0
