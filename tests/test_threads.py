@@ -167,8 +167,9 @@ def test_message_list_filters(running, api) -> None:
     rest = api.get("/v1/messages", params={"inbox_id": inbox["id"], "limit": 1, "cursor": paged["next_cursor"]})
     assert [m["metadata"]["subject"] for m in rest.json()["data"]] == ["one"]
 
-    bad = api.get("/v1/messages", params={"inbox_id": inbox["id"], "before": "yesterday"})
-    assert bad.status_code == 400 and "before" in bad.json()["error"]
+    for value in ("yesterday", "2025-13-01", "9999-12-31T23:59:59-14:00"):
+        bad = api.get("/v1/messages", params={"inbox_id": inbox["id"], "before": value})
+        assert bad.status_code == 400 and "before" in bad.json()["error"]
     assert api.get("/v1/messages").status_code == 400
     assert api.get("/v1/messages", params={"inbox_id": inbox["id"], "limit": 1001}).status_code == 400
 

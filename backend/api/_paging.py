@@ -31,7 +31,7 @@ def decode_cursor(cursor: str | None, scope: str, order: str, second: type) -> t
         valid = isinstance(first, str) and type(last) is second and isinstance(payload["s"], str)
         if valid:
             parse_iso(first)
-    except (ValueError, binascii.Error, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, OverflowError, binascii.Error, KeyError, TypeError, UnicodeDecodeError):
         raise BadRequest("cursor is malformed; pass next_cursor from the previous page unchanged") from None
     if not valid:
         raise BadRequest("cursor is malformed; pass next_cursor from the previous page unchanged")

@@ -31,7 +31,7 @@ def date_arg(ctx: Context, name: str) -> str | None:
         return None
     try:
         return iso(parse_iso(raw))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise BadRequest(f"{name} must be an ISO 8601 date, e.g. 2025-03-15T08:26:31Z") from None
 
 
