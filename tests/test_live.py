@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import smtplib
 import threading
 from collections.abc import Iterator
+from email.message import EmailMessage
 
 import httpx
 import pytest
@@ -48,14 +50,22 @@ def send(api: httpx.Client, sender: dict, to: dict, subject: str) -> dict:
     return response.json()["data"]
 
 
-def test_stream_shows_mail_arriving_and_thread_changes(api) -> None:
-    alice, bob, carol = make_inbox(api), make_inbox(api), make_inbox(api)
+def smtp_deliver(running, to: dict, subject: str) -> None:  # noqa: ANN001
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "dave@example.net", to["address"], subject
+    mail.set_content(f"body of {subject}")
+    with smtplib.SMTP("127.0.0.1", running.server.smtp_port, timeout=10) as smtp:
+        smtp.send_message(mail)
+
+
+def test_stream_shows_mail_arriving_over_smtp_and_thread_changes(running, api) -> None:
+    bob, carol = make_inbox(api), make_inbox(api)
     with api.stream("GET", "/v1/events", params={"inbox_id": bob["id"]}, timeout=10) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         stream = frames(response)
-        send(api, alice, carol, "not for bob")
-        send(api, alice, bob, "hello bob")
+        smtp_deliver(running, carol, "not for bob")
+        smtp_deliver(running, bob, "hello bob")
         received, updated = next_events(stream, 2)
         assert received["event"] == "message.received"
         message = Message.model_validate(received["data"]["message"])

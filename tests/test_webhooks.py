@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import smtplib
 from collections.abc import Iterator
+from email.message import EmailMessage
 
 import httpx
 import pytest
@@ -54,19 +56,24 @@ def verified(hit, secret: str) -> dict:  # noqa: ANN001
     return json.loads(hit.body)
 
 
-def test_incoming_mail_is_posted_signed_with_the_full_message(running, api, receiver) -> None:
+def test_mail_arriving_over_smtp_is_posted_signed_with_the_full_message(running, api, receiver) -> None:
     inbox = hooked_inbox(api, receiver.url, ["inbound"])
     secret = inbox["webhook"]["secret"]
-    message, _ = ingest(running, inbox["id"], sender="alice@example.net", to=[inbox["address"]],
-                        subject="Order #42", text="Where is my parcel?", smtp_message_id="<o42@example.net>",
-                        attachments=[("label.pdf", "application/pdf", b"%PDF-1.4 label")])
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "Alice <alice@example.net>", inbox["address"], "Order #42"
+    mail["Message-ID"] = "<o42@example.net>"
+    mail.set_content("Where is my parcel?\n")
+    mail.add_attachment(b"%PDF-1.4 label", maintype="application", subtype="pdf", filename="label.pdf")
+    with smtplib.SMTP("127.0.0.1", running.server.smtp_port, timeout=10) as smtp:
+        smtp.send_message(mail, from_addr="alice@example.net", to_addrs=[inbox["address"]])
+    message = api.get("/v1/messages", params={"inbox_id": inbox["id"]}).json()["data"][0]
     hit = receiver.wait_for(1)[0]
     payload = verified(hit, secret)
     assert hit.headers["content-type"] == "application/json"
     assert hit.headers["x-commune-attempt"] == "1"
     assert payload["sender"] == "alice@example.net"
     assert payload["subject"] == "Order #42"
-    assert payload["text"] == "Where is my parcel?"
+    assert payload["text"].strip() == "Where is my parcel?"
     assert payload["thread_id"] == message["thread_id"]
     assert payload["inboxId"] == inbox["id"] and payload["inboxAddress"] == inbox["address"]
     assert payload["event"] == "inbound" and payload["type"] == "email.received"
