@@ -52,6 +52,7 @@ class WebhookDispatcher:
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
         self.host_load: Counter[str] = Counter()
+        self._stopping = False
 
     # lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -63,6 +64,9 @@ class WebhookDispatcher:
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     async def stop(self) -> None:
+        # A flag as well as the cancel: on Python 3.11 `wait_for` can swallow a cancellation.
+        self._stopping = True
+        self.wake()
         if self.wake in self.store.listeners:
             self.store.listeners.remove(self.wake)
         tasks = [t for t in (self._task, *self.in_flight.values()) if t is not None]
@@ -99,7 +103,7 @@ class WebhookDispatcher:
 
     # the loop ------------------------------------------------------------------------------------
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wakeup.clear()
             held_back = False
             try:
