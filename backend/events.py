@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +53,9 @@ STOPPING = Event(0, "server.stopping", "", {})
 
 class EventBus:
     def __init__(self, backlog: int = BACKLOG) -> None:
-        self._ids = itertools.count(1)
+        # Ids start at the clock (ms) so they keep growing across restarts: a Last-Event-ID from an
+        # earlier run is then older than the backlog, and the stream can tell the client to resync.
+        self._ids = itertools.count(int(time.time() * 1000))
         self._lock = threading.Lock()
         self.backlog: deque[Event] = deque(maxlen=backlog)
         self.subscriptions: set[Subscription] = set()

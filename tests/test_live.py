@@ -91,6 +91,9 @@ def test_last_event_id_resumes_where_the_client_left_off(api) -> None:
     with api.stream("GET", "/v1/events", params=params, headers=headers, timeout=10) as response:
         missed = next_events(frames(response), 2)
     assert [m["data"]["message"]["metadata"]["subject"] for m in missed] == ["second", "third"]
+    with api.stream("GET", "/v1/events", params=params, headers={"Last-Event-ID": "1"}, timeout=10) as response:
+        (stale,) = next_events(frames(response), 1)
+    assert stale["event"] == "resync"  # an id from an earlier run: the client must reload
     bad = api.get("/v1/events", params=params, headers={"Last-Event-ID": "yesterday"})
     assert bad.status_code == 400 and "Last-Event-ID" in bad.json()["error"]
 

@@ -67,10 +67,13 @@ def sse_frame(event: Event) -> bytes:
 
 
 def _missed_backlog(bus: EventBus, last_event_id: int | None) -> bool:
-    """True when events after `last_event_id` have already left the bounded backlog."""
-    if last_event_id is None or not bus.backlog:
+    """True when the events after `last_event_id` cannot be replayed: they left the bounded backlog,
+    or the id comes from an earlier run of the server."""
+    if last_event_id is None:
         return False
-    return bus.backlog[0].id > last_event_id + 1
+    if not bus.backlog:
+        return True
+    return not bus.backlog[0].id <= last_event_id + 1 <= bus.backlog[-1].id + 1
 
 
 async def _stream(bus: EventBus, sub: Subscription, heartbeat: float, resync: bool) -> AsyncIterator[bytes]:
