@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import smtplib
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -17,6 +18,7 @@ from backend.webhooks.targets import is_public
 from tests.conftest import start_server
 from tests.mailtools import ingest, make_inbox
 from tests.official_clients import run_cli
+from tests.server_process import ServerProcess
 from tests.waiting import wait_until
 from tests.webhook_receiver import HANG, WebhookReceiver
 
@@ -277,3 +279,36 @@ def test_delivery_log_filters_pages_and_stays_inside_the_org(running, api, recei
         assert stranger.get("/v1/webhooks/deliveries", params={"inbox_id": inbox["id"]}).status_code == 404
         assert stranger.get("/v1/webhooks/deliveries").json()["data"] == []
         assert stranger.get("/v1/webhooks/health").json()["success_rate"] is None
+
+
+def test_sigkill_with_deliveries_in_flight_loses_none(tmp_path, dns_server) -> None:
+    hanging = WebhookReceiver(default=HANG)
+    proc = ServerProcess(tmp_path, "--dns-servers", dns_server.address, env={"COMMUNE_WEBHOOK_BACKOFF": "0.1"})
+    try:
+        proc.start()
+        with proc.client() as client:
+            inbox = hooked_inbox(client, hanging.url)
+        accepted = []
+        with smtplib.SMTP("127.0.0.1", proc.smtp_port, timeout=10) as smtp:
+            for n in range(10):
+                mail = EmailMessage()
+                mail["From"], mail["To"], mail["Subject"] = "bob@example.net", inbox["address"], f"crash {n}"
+                mail.set_content("x")
+                smtp.send_message(mail)  # raises unless the server answered 250
+                accepted.append(f"crash {n}")
+        hanging.wait_for(4)  # attempts in flight, none answered
+        proc.signal(signal.SIGKILL)
+        proc.wait(10)
+
+        hanging.default = 200
+        before = len(hanging.requests)
+        proc.start()
+        with proc.client() as client:
+            rows = wait_until(lambda: client.get("/v1/webhooks/deliveries").json()["data"],
+                              lambda d: len(d) == 10 and all(r["status"] == "success" for r in d))
+    finally:
+        proc.stop()
+        hanging.close()
+    assert len(rows) == 10 and {r["status"] for r in rows} == {"success"}
+    answered = [json.loads(h.body)["subject"] for h in hanging.requests[before:]]
+    assert sorted(answered) == sorted(accepted)
