@@ -26,8 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     from .app import make_app
 
     args = parse_args(argv)
-    settings = Settings.from_env(base_url=args.server, api_key=args.api_key, data_dir=args.data_dir,
-                                 theme=args.theme, poll_interval=args.poll_interval)
+    try:
+        settings = Settings.from_env(base_url=args.server, api_key=args.api_key, data_dir=args.data_dir,
+                                     theme=args.theme, poll_interval=args.poll_interval)
+    except ValueError as exc:
+        print(f"commune-tui: {exc}", file=sys.stderr)
+        return 2
     if settings.base_url and not settings.api_key:
         print("commune-tui: --server needs an API key: pass --api-key KEY or set COMMUNE_API_KEY.",
               file=sys.stderr)

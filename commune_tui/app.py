@@ -15,6 +15,7 @@ from .config import Settings
 from .embedded import EmbeddedServer, first_run, start_embedded
 from .messages import MessageSent, NewMail
 from .models import Draft, Inbox
+from .read_state import ReadState
 from .theme import THEMES
 
 LIVE_EVENT_TYPES = ("message.", "thread.", "resync")
@@ -40,6 +41,7 @@ class CommuneApp(App[None]):
         self.embedded = embedded
         self.seed_first_run = seed_first_run
         self.inboxes: list[Inbox] = []
+        self.read_state = ReadState.for_server(settings.state_dir, client.base_url)
         self.live_mode = "off"
         for theme in THEMES:
             self.register_theme(theme)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +21,26 @@ def default_downloads_dir() -> Path:
     return downloads if downloads.is_dir() else Path.cwd()
 
 
+def default_state_dir() -> Path:
+    return Path(platformdirs.user_state_dir("commune-tui", appauthor=False))
+
+
+def default_keymap_path() -> Path:
+    return Path(platformdirs.user_config_dir("commune-tui", appauthor=False)) / "keymap.toml"
+
+
+def load_keymap(path: Path) -> dict[str, str]:
+    """Binding id → keys from a TOML file's `[keys]` table, e.g. `"threads.reply" = "ctrl+r"`."""
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            table = tomllib.load(handle).get("keys", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read the keymap {path}: {exc}") from exc
+    return {str(k): str(v) for k, v in table.items() if isinstance(v, str)}
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -32,6 +53,7 @@ class Settings:
     api_key: str | None = None
     data_dir: Path = field(default_factory=default_data_dir)
     downloads_dir: Path = field(default_factory=default_downloads_dir)
+    state_dir: Path = field(default_factory=default_state_dir)
     theme: str = "commune-dark"
     keymap: dict[str, str] = field(default_factory=dict)
     poll_interval: float = 3.0
@@ -47,7 +69,10 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Settings":
-        """Environment (`COMMUNE_BASE_URL`, `COMMUNE_API_KEY`, `COMMUNE_DATA_DIR`) under explicit values."""
+        """Environment (`COMMUNE_BASE_URL`, `COMMUNE_API_KEY`, `COMMUNE_DATA_DIR`) under explicit values.
+
+        Key remaps come from `COMMUNE_TUI_KEYMAP` (a TOML file) or the default keymap.toml.
+        """
         env = os.environ if environ is None else environ
         values: dict[str, object] = {
             "base_url": env.get("COMMUNE_BASE_URL") or None,
@@ -55,5 +80,7 @@ class Settings:
         }
         if env.get("COMMUNE_DATA_DIR"):
             values["data_dir"] = Path(env["COMMUNE_DATA_DIR"]).expanduser()
+        keymap_path = Path(env["COMMUNE_TUI_KEYMAP"]) if env.get("COMMUNE_TUI_KEYMAP") else default_keymap_path()
+        values["keymap"] = load_keymap(keymap_path)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

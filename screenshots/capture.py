@@ -96,7 +96,7 @@ def main() -> int:
         attachment = Path(folder) / "review-notes.pdf"
         attachment.write_bytes(b"%PDF-1.4 review notes " * 900)
         try:
-            settings = Settings(base_url=url, api_key=key, data_dir=Path(folder) / "client",
+            settings = Settings(base_url=url, api_key=key, data_dir=Path(folder) / "client", state_dir=Path(folder) / "state",
                                 live_updates=False, cursor_blink=False,
                                 clock=lambda: datetime.now(timezone.utc))
             asyncio.run(capture(make_app(settings), attachment))

@@ -16,17 +16,13 @@ from ..messages import InboxSelected, NewMail, ThreadSelected
 from ..models import Domain, Draft, Inbox, Message, Page, ThreadSummary
 from ..widgets.mailbox_tree import MailboxTree
 from ..widgets.reader import Reader
-from ..widgets.thread_list import ThreadList
+from ..widgets.thread_list import ThreadList, is_unread
 from .thread_actions import ThreadActions, load_thread
 
 if TYPE_CHECKING:
     from ..app import CommuneApp
 
 LIVE_PAGE = 20
-
-
-def count_label(page: Page) -> str:
-    return f"{len(page.data)}+" if page.has_more else str(len(page.data))
 
 
 class MailScreen(ThreadActions):
@@ -49,14 +45,15 @@ class MailScreen(ThreadActions):
         self.watermarks: dict[str, str] = {}
         self.known_threads: dict[str, set[str]] = {}
         self.more_threads: dict[str, bool] = {}
+        self.unread: dict[str, set[str]] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="panes"):
             yield MailboxTree(id="mailboxes", classes="pane")
             with Vertical(id="right"):
-                yield ThreadList(self.app.settings.clock, self.app.settings.page_size, id="threads",
-                                 classes="pane")
+                yield ThreadList(self.app.settings.clock, self.app.read_state, self.app.settings.page_size,
+                                 id="threads", classes="pane")
                 yield Reader(id="reader", classes="pane")
         yield Footer()
 
@@ -89,15 +86,23 @@ class MailScreen(ThreadActions):
         for inbox, page in zip(inboxes, pages):
             if isinstance(page, Page):
                 self._remember(inbox.id, page)
-                self.tree.counts[inbox.id] = count_label(page)
+                self.tree.counts[inbox.id] = self.count_label(inbox.id)
         self.tree.set_mailboxes(self.domains, inboxes)
         if inboxes and self.inbox is None:
             preferred = next((i for i in inboxes if i.local_part == "me"), inboxes[0])
             self.tree.select_inbox(preferred.id)
         self.tree.focus()
 
+    def count_label(self, inbox_id: str) -> str:
+        """`12` threads, `50+` when there are more than the first page, and how many are unread."""
+        known = len(self.known_threads.get(inbox_id, ()))
+        label = f"{known}+" if self.more_threads.get(inbox_id) else str(known)
+        unread = len(self.unread.get(inbox_id, ()))
+        return f"{label} ({unread} new)" if unread else label
+
     def _remember(self, inbox_id: str, page: Page) -> None:
         self.known_threads[inbox_id] = {t.thread_id for t in page.data}
+        self.unread[inbox_id] = {t.thread_id for t in page.data if is_unread(t, self.app.read_state)}
         self.more_threads[inbox_id] = page.has_more
         newest = max((t.last_message_at for t in page.data), default="")
         self.watermarks[inbox_id] = max(self.watermarks.get(inbox_id, ""), newest)
@@ -145,6 +150,10 @@ class MailScreen(ThreadActions):
         await reader.show(thread, messages, attachments)
         reader.border_title = f"Message · {len(messages)} in thread"
         self.thread_list.mark_read(thread.thread_id)
+        inbox_id = thread.inbox_id or ""
+        if thread.thread_id in self.unread.get(inbox_id, set()):
+            self.unread[inbox_id].discard(thread.thread_id)
+            self.tree.update_inbox(inbox_id, count=self.count_label(inbox_id))
         reader.focus()
 
     async def thread_for_action(self) -> tuple[ThreadSummary, list[Message]] | None:
@@ -184,12 +193,11 @@ class MailScreen(ThreadActions):
     def _absorb(self, thread: ThreadSummary) -> None:
         inbox_id = thread.inbox_id or ""
         self.watermarks[inbox_id] = max(self.watermarks.get(inbox_id, ""), thread.last_message_at)
-        known = self.known_threads.setdefault(inbox_id, set())
-        if thread.thread_id not in known:
-            known.add(thread.thread_id)
-            suffix = "+" if self.more_threads.get(inbox_id) else ""
-            self.tree.update_inbox(inbox_id, count=f"{len(known)}{suffix}")
         inbound = thread.last_direction != "outbound"
+        self.known_threads.setdefault(inbox_id, set()).add(thread.thread_id)
+        if inbound:
+            self.unread.setdefault(inbox_id, set()).add(thread.thread_id)
+        self.tree.update_inbox(inbox_id, count=self.count_label(inbox_id))
         if self.inbox is not None and inbox_id == self.inbox.id:
             self.thread_list.upsert([thread], mark_fresh=inbound)
         elif inbound:

@@ -15,9 +15,14 @@ from ..client import ApiError
 from ..formatting import compact_date
 from ..messages import ThreadSelected
 from ..models import Page, ThreadSummary
+from ..read_state import ReadState
 
 PageLoader = Callable[[str | None], Awaitable[Page]]
 PREFETCH_ROWS = 15
+
+
+def is_unread(thread: ThreadSummary, read_state: ReadState) -> bool:
+    return thread.unread_count > 0 and not read_state.is_read(thread.thread_id, thread.last_message_at)
 
 
 class SortableCell:
@@ -44,9 +49,11 @@ class ThreadList(DataTable[object]):
         Binding("f", "screen.forward", "Forward", id="threads.forward"),
     ]
 
-    def __init__(self, clock: Callable[[], datetime], page_size: int = 50, **kwargs: object) -> None:
+    def __init__(self, clock: Callable[[], datetime], read_state: ReadState, page_size: int = 50,
+                 **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
         self.clock = clock
+        self.read_state = read_state
         self.page_size = page_size
         self.threads: dict[str, ThreadSummary] = {}
         self.fresh: set[str] = set()
@@ -91,7 +98,7 @@ class ThreadList(DataTable[object]):
                 self.add_row(*self._cells(thread), key=thread.thread_id)
 
     def _cells(self, thread: ThreadSummary) -> list[object]:
-        unread = thread.unread_count > 0 or thread.thread_id in self.fresh
+        unread = is_unread(thread, self.read_state) or thread.thread_id in self.fresh
         style = "bold" if unread else ""
         mark = Text("●" if unread else " ", style="bold")
         mark.append("@" if thread.has_attachments else " ")
@@ -133,7 +140,7 @@ class ThreadList(DataTable[object]):
         if thread is None:
             return
         self.fresh.discard(thread_id)
-        thread.unread_count = 0
+        self.read_state.mark(thread_id, thread.last_message_at)
         self.update_cell(thread_id, "mark", self._cells(thread)[0])
 
     def ordered(self) -> list[ThreadSummary]:

@@ -8,6 +8,7 @@ import pytest
 from textual.widgets import DataTable, Input, Label, TextArea
 
 from commune_tui import editor
+from commune_tui.config import load_keymap
 from commune_tui.screens.compose import ComposeScreen
 from commune_tui.screens.domains import DomainsScreen
 from commune_tui.screens.mail import MailScreen
@@ -120,3 +121,38 @@ async def test_polling_picks_up_new_mail_when_there_is_no_event_stream(mailbox: 
         await wait_until(pilot, lambda: support["id"] in tree.new_mail)
         assert app.screen.query_one(ThreadList).row_count == 4
         assert app.live_mode == "poll"
+
+
+async def test_remapped_key_opens_the_composer(mailbox: Mailbox, tmp_path: Path) -> None:
+    keymap = tmp_path / "keymap.toml"
+    keymap.write_text('[keys]\n"mail.compose" = "n"\n')
+    settings_keymap = load_keymap(keymap)
+    app = mailbox.app(tmp_path, keymap=settings_keymap)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        assert isinstance(app.screen, MailScreen)
+        await pilot.press("n")
+        await settle(pilot)
+        assert isinstance(app.screen, ComposeScreen)
+
+
+async def test_read_threads_stay_read_on_the_next_start(mailbox: Mailbox, tmp_path: Path) -> None:
+    subject = "Lunch on Thursday?"
+    app = mailbox.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        tree = app.screen.query_one("#mailboxes")
+        assert tree.counts[mailbox.seeded.me["id"]] == "4 (4 new)"
+        threads = app.screen.query_one(ThreadList)
+        threads.move_cursor(row=[t.subject for t in threads.ordered()].index(subject), animate=False)
+        threads.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert tree.counts[mailbox.seeded.me["id"]] == "4 (3 new)"
+
+    again = mailbox.app(tmp_path)
+    async with again.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        assert again.screen.query_one("#mailboxes").counts[mailbox.seeded.me["id"]] == "4 (3 new)"
