@@ -89,7 +89,7 @@ def test_bad_uploads_are_400_and_oversize_is_413(tmp_path, dns_server, api) -> N
     for expires_in in ("0", "abc", str(8 * 24 * 3600)):
         response = api.get(f"/v1/attachments/{uploaded['attachment_id']}/url", params={"expires_in": expires_in})
         assert response.status_code == 400 and "expires_in" in response.json()["error"]
-    small = start_server(tmp_path, dns_server, max_attachment_bytes=1000)
+    small = start_server(tmp_path, dns_server, max_attachment_bytes=1000, public_url="https://mail.example.test/")
     try:
         with small.client() as client:
             too_big = client.post("/v1/attachments/upload", json={
@@ -100,6 +100,8 @@ def test_bad_uploads_are_400_and_oversize_is_413(tmp_path, dns_server, api) -> N
             fits = client.post("/v1/attachments/upload", json={
                 "content": base64.b64encode(b"x" * 1000).decode(), "filename": "ok.bin"})
             assert fits.status_code == 201
+            link = client.get(f"/v1/attachments/{fits.json()['data']['attachment_id']}/url").json()["data"]
+            assert link["url"].startswith("https://mail.example.test/v1/attachments/")
     finally:
         small.stop()
 
