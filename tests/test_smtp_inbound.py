@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 from backend.smtp.inbound import read_data
 from tests.conftest import Running, start_server
 from tests.mailtools import make_inbox
+from tests.smtp_sink import wait_until
 
 
 def smtp(running: Running) -> smtplib.SMTP:
@@ -247,3 +248,26 @@ def test_data_end_split_across_reads() -> None:
     assert asyncio.run(read(b".\r\n")) == b""
     assert asyncio.run(read(b"..lead\r\n.\r\n")) == b".lead\r\n"
     assert asyncio.run(read(b"a" * 50 + b"\r\n", b"b" * 50 + b"\r\n.\r\n", limit=60)) is None
+
+
+def test_connection_cap_refuses_with_421_and_recovers(tmp_path: Path, dns_server) -> None:  # noqa: ANN001
+    server = start_server(tmp_path, dns_server, max_connections=3)
+    try:
+        held = [smtp(server) for _ in range(3)]
+        with pytest.raises(smtplib.SMTPConnectError) as refused:
+            smtp(server)
+        assert refused.value.smtp_code == 421
+        held.pop().quit()
+        wait_until(lambda: _greets(server))
+        for client in held:
+            client.quit()
+    finally:
+        server.stop()
+
+
+def _greets(server: Running) -> bool:
+    try:
+        with smtp(server) as client:
+            return client.noop()[0] == 250
+    except smtplib.SMTPConnectError:
+        return False

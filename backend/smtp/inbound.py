@@ -46,10 +46,19 @@ class InboundHandler:
         self.services = services
         self.settings = services.settings
         self.commit = commit
-        self.storing = 0
+        self.in_data = 0
         self.idle = asyncio.Event()
-        """Set while no session is between the end of its DATA and its reply (what stopping waits for)."""
+        """Set while no session is between its DATA command and our reply (what stopping waits for)."""
         self.idle.set()
+
+    def data_started(self) -> None:
+        self.in_data += 1
+        self.idle.clear()
+
+    def data_ended(self) -> None:
+        self.in_data -= 1
+        if not self.in_data:
+            self.idle.set()
 
     async def handle_RCPT(  # noqa: N802 (aiosmtpd hook name)
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -74,8 +83,6 @@ class InboundHandler:
         inboxes = [i for i in (self.services.domains.inbox_by_address(a) for a in envelope.rcpt_tos
                                if a not in bounces) if i is not None]
         loop = asyncio.get_running_loop()
-        self.storing += 1
-        self.idle.clear()
         try:
             if bounces:
                 self._record_bounces(await loop.run_in_executor(None, parse_dsn, raw), bounces)
@@ -88,10 +95,6 @@ class InboundHandler:
         except Exception:
             log.exception("storing a message from %s failed", envelope.mail_from)
             return TRY_LATER
-        finally:
-            self.storing -= 1
-            if not self.storing:
-                self.idle.set()
         return f"250 2.0.0 OK {ids[0]}"
 
     def _received(self, session: Session, envelope: Envelope) -> bytes:
@@ -129,12 +132,25 @@ class InboundSession(SMTP):
     and reading them one by one on the event loop stalls every API request behind it.
     """
 
-    def __init__(self, registry: set[SMTP], *args: object, **kwargs: object) -> None:
+    def __init__(self, registry: set[SMTP], cap: int, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.registry = registry
-        registry.add(self)
+        self.cap = cap
+        self.refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if len(self.registry) >= self.cap:
+            # Over the cap: say why (RFC 5321 §3.8) and hang up before any session state exists.
+            self.refused = True
+            transport.write(b"421 4.7.0 Too many connections, try again later\r\n")  # type: ignore[attr-defined]
+            transport.close()
+            return
+        self.registry.add(self)
+        super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self.refused:
+            return
         self.registry.discard(self)
         super().connection_lost(error)
 
@@ -149,16 +165,21 @@ class InboundSession(SMTP):
         if arg:
             await self.push("501 Syntax: DATA")
             return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
-        content = await read_data(self._reader, self.data_size_limit)
-        if content is None:
+        handler: InboundHandler = self.event_handler
+        handler.data_started()
+        try:
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            content = await read_data(self._reader, self.data_size_limit)
+            if content is None:
+                self._set_post_data_state()
+                await self.push("552 Error: Too much mail data")
+                return
+            self.envelope.content = self.envelope.original_content = content
+            status = await self._call_handler_hook("DATA")
             self._set_post_data_state()
-            await self.push("552 Error: Too much mail data")
-            return
-        self.envelope.content = self.envelope.original_content = content
-        status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
-        await self.push("250 OK" if status is MISSING else status)
+            await self.push("250 OK" if status is MISSING else status)
+        finally:
+            handler.data_ended()
 
 
 async def read_data(reader: asyncio.StreamReader, limit: int | None) -> bytes | None:
@@ -199,7 +220,7 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
 
 
 async def start(server: "Server") -> None:
-    """Listen for SMTP on the API's loop; stopping closes the port, then finishes in-flight commits."""
+    """Listen for SMTP on the API's loop; stopping closes the port, lets sessions in DATA finish, then commits."""
     settings = server.settings
     if not settings.smtp_enabled:
         return
@@ -213,9 +234,9 @@ async def start(server: "Server") -> None:
 
     def factory() -> SMTP:
         return InboundSession(
-            sessions, handler, data_size_limit=settings.max_message_bytes, enable_SMTPUTF8=True,
-            decode_data=False, hostname=settings.hostname, ident="Commune ESMTP", tls_context=context,
-            timeout=settings.idle_timeout,
+            sessions, settings.max_connections, handler, data_size_limit=settings.max_message_bytes,
+            enable_SMTPUTF8=True, decode_data=False, hostname=settings.hostname, ident="Commune ESMTP",
+            tls_context=context, timeout=settings.idle_timeout,
         )
 
     listener = await asyncio.get_running_loop().create_server(factory, settings.host, settings.smtp_port)
