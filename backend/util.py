@@ -29,7 +29,10 @@ def parse_iso(value: str) -> datetime:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-14:00 lies past year 9999 in UTC
+        raise ValueError(f"{value!r} is out of range") from exc
 
 
 def new_uuid() -> str:
