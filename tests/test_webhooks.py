@@ -171,6 +171,26 @@ def test_gives_up_after_the_attempt_limit_and_a_manual_retry_delivers(fast, rece
         assert checks["webhooks"]["status"] == "pass"
 
 
+def test_a_corrected_endpoint_receives_the_retried_delivery(fast, receiver) -> None:
+    broken = WebhookReceiver(default=404)
+    try:
+        with fast.client(fast.new_key()) as client:
+            inbox = hooked_inbox(client, broken.url)
+            ingest(fast, inbox["id"], subject="lost?", text="x")
+            delivery_id = broken.wait_for(1)[0].headers["x-commune-delivery-id"]
+            wait_until(lambda: delivery(client, delivery_id), lambda d: d["status"] == "failed")
+            fixed = client.put(f"/v1/domains/{inbox['domain_id']}/inboxes/{inbox['id']}",
+                               json={"webhook": {"endpoint": receiver.url}}).json()["data"]
+            assert fixed["webhook"]["secret"] == inbox["webhook"]["secret"]
+            client.post(f"/v1/webhooks/deliveries/{delivery_id}/retry")
+            hit = receiver.wait_for(1)[0]
+            shown = wait_until(lambda: delivery(client, delivery_id), lambda d: d["status"] == "success")
+    finally:
+        broken.close()
+    assert verified(hit, inbox["webhook"]["secret"])["subject"] == "lost?"
+    assert shown["status"] == "success" and shown["endpoint"] == receiver.url
+
+
 def test_redirects_are_not_followed_and_large_answers_are_cut_off(fast, receiver) -> None:
     receiver.plan = [(302, b"", {"location": "http://127.0.0.1:1/elsewhere"}), (200, b"x" * 2_000_000, {})]
     with fast.client(fast.new_key()) as client:

@@ -70,11 +70,18 @@ class WebhookStore:
         )
         return next((r["next_attempt_at"] for r in rows if r["id"] not in skip), None)
 
-    def signing_secret(self, inbox_id: str) -> str | None:
-        row = self.database.one("SELECT webhook_secret FROM inboxes WHERE id = ?", (inbox_id,))
-        return row["webhook_secret"] if row else None
+    def current_webhook(self, inbox_id: str) -> tuple[str, str] | None:
+        """The inbox's webhook endpoint and signing secret now, or None if it has none any more."""
+        row = self.database.one(
+            "SELECT webhook_endpoint, webhook_secret FROM inboxes WHERE id = ?", (inbox_id,)
+        )
+        if row is None or not row["webhook_endpoint"] or not row["webhook_secret"]:
+            return None
+        return row["webhook_endpoint"], row["webhook_secret"]
 
-    def record_attempt(self, delivery_id: str, entry: dict, status: str, next_attempt_at: float | None) -> None:
+    def record_attempt(
+        self, delivery_id: str, endpoint: str, entry: dict, status: str, next_attempt_at: float | None
+    ) -> None:
         """Append one attempt to the log and move the delivery to its new status and schedule."""
         stamp = now_iso()
         with self.database.transaction() as conn:
@@ -87,10 +94,10 @@ class WebhookStore:
             log.append(entry)
             conn.execute(
                 "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,"
-                " http_status = ?, last_error = ?, latency_ms = ?, attempt_log = ?, updated_at = ?,"
+                " endpoint = ?, http_status = ?, last_error = ?, latency_ms = ?, attempt_log = ?, updated_at = ?,"
                 " delivered_at = CASE WHEN ? = 'success' THEN ? ELSE delivered_at END WHERE id = ?",
                 (
-                    status, next_attempt_at, entry.get("http_status"), entry.get("error"),
+                    status, next_attempt_at, endpoint, entry.get("http_status"), entry.get("error"),
                     entry.get("latency_ms"), json.dumps(log), stamp, status, stamp, delivery_id,
                 ),
             )

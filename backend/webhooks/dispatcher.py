@@ -172,9 +172,11 @@ class WebhookDispatcher:
     async def _post(self, row: dict, number: int) -> tuple[int, str | None]:
         """Send once; returns the HTTP status and an error text (None on a 2xx)."""
         assert self._client is not None
-        secret = self.store.signing_secret(row["inbox_id"])
-        if not secret:
+        current = self.store.current_webhook(row["inbox_id"])
+        if current is None:
             raise LookupError("the inbox or its webhook no longer exists")
+        # A corrected endpoint applies to deliveries still pending or retried by hand.
+        row["endpoint"], secret = current
         target = await vet(row["endpoint"], self.services.resolver, self.settings.webhook_allow_private)
         body = row["payload"].encode("utf-8")
         timestamp = int(time.time() * 1000)  # fresh on every attempt, signed with the body
@@ -219,7 +221,8 @@ class WebhookDispatcher:
             delay = backoff(self.settings.webhook_backoff, self.settings.webhook_backoff_max, failures)
             entry["retry_in"] = round(delay, 3)
             status, next_at = "pending", time.time() + delay
-        self.store.record_attempt(row["id"], entry, status, next_at)
+        entry["endpoint"] = row["endpoint"]
+        self.store.record_attempt(row["id"], row["endpoint"], entry, status, next_at)
         if not ok:
             log.info("webhook %s attempt %s failed: %s", row["id"], entry["attempt"], entry["error"])
 
