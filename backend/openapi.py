@@ -319,14 +319,14 @@ def _operation_id(route: Route) -> str:
     return "_".join([route.method.lower(), *words])
 
 
-def build_document(routes: list[Route], server_url: str | None = None) -> dict[str, Any]:
+def build_document(routes: list[Route]) -> dict[str, Any]:
     """The whole OpenAPI 3.1 document for these routes."""
     components: dict[str, Any] = {name: dict(schema) for name, schema in SCHEMAS.items()}
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         op = OPERATIONS.get((route.method, route.template), Operation())
         paths.setdefault(route.template, {})[route.method.lower()] = _operation(route, op, components)
-    document: dict[str, Any] = {
+    return {
         "openapi": "3.1.0",
         "info": {"title": "Commune API", "version": __version__,
                  "description": "Self-hosted email for software agents. Errors are always "
@@ -339,6 +339,3 @@ def build_document(routes: list[Route], server_url: str | None = None) -> dict[s
                                            "description": "An API key: `Authorization: Bearer <key>`"}},
         },
     }
-    if server_url:
-        document["servers"] = [{"url": server_url}]
-    return document
