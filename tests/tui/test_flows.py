@@ -8,8 +8,9 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input, TextArea
+from textual.widgets import Input, OptionList, TextArea
 
+from commune_tui.dialogs.send_report import SendReportDialog
 from commune_tui.screens.compose import ComposeScreen
 from commune_tui.screens.mail import MailScreen
 from commune_tui.screens.thread import ThreadScreen
@@ -86,6 +87,18 @@ async def test_compose_with_attachment_reaches_recipient(mailbox: Mailbox, tmp_p
         await settle(pilot)
         assert [u.state for u in composer.uploads] == ["✓ uploaded"]
         assert composer.uploads[0].attachment.size == document.stat().st_size
+        mistake = tmp_path / "wrong-file.txt"
+        mistake.write_text("not this one")
+        await pilot.press("ctrl+a")
+        await settle(pilot)
+        app.screen.query_one("#attach-path", Input).value = str(mistake)
+        await pilot.press("enter")
+        await settle(pilot)
+        attachments = composer.query_one("#attachments", OptionList)
+        attachments.focus()
+        attachments.highlighted = 1
+        await pilot.press("delete")
+        assert [u.name for u in composer.uploads] == ["minutes.txt"]
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert isinstance(app.screen, MailScreen)
@@ -96,6 +109,38 @@ async def test_compose_with_attachment_reaches_recipient(mailbox: Mailbox, tmp_p
     assert message["direction"] == "inbound"
     meta = mailbox.others.get(f"/v1/attachments/{message['attachments'][0]}").json()["data"]
     assert meta["filename"] == "minutes.txt" and meta["size"] == document.stat().st_size
+
+
+async def test_save_attachment_writes_the_file(mailbox: Mailbox, tmp_path: Path) -> None:
+    app = mailbox.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        select_thread(app, "Quarterly report draft")
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+    saved = tmp_path / "downloads" / "report-q1.pdf"
+    assert saved.read_bytes() == b"%PDF-1.4 quarterly report " * 400
+
+
+async def test_send_report_names_rejected_recipients(mailbox: Mailbox, tmp_path: Path) -> None:
+    alice = mailbox.seeded.others["alice"]
+    app = mailbox.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        composer = app.screen
+        composer.query_one("#to", Input).value = f"{alice['address']}, nobody@nowhere.invalid"
+        composer.query_one("#subject", Input).value = "Two recipients"
+        composer.query_one("#body", TextArea).text = "One of you exists."
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, SendReportDialog)
+        report = str(app.screen.query_one("#send-report").render())
+        assert "nobody@nowhere.invalid" in report and "not sent" in report
+    assert any(t["subject"] == "Two recipients" for t in threads_of(mailbox.others, alice["id"]))
 
 
 async def test_search_opens_results_like_any_thread(mailbox: Mailbox, tmp_path: Path) -> None:

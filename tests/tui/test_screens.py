@@ -13,7 +13,6 @@ from commune_tui.screens.compose import ComposeScreen
 from commune_tui.screens.domains import DomainsScreen
 from commune_tui.screens.mail import MailScreen
 from commune_tui.widgets.thread_list import ThreadList
-from tests.conftest import Running
 from tests.tui.conftest import Mailbox
 from tests.tui.helpers import settle, wait_until
 from tests.tui.seeding import send
@@ -40,8 +39,8 @@ async def test_thread_list_pages_through_the_cursor_as_you_scroll(mailbox: Mailb
         assert subjects[-1] == "Quarterly report draft"
 
 
-async def test_domains_screen_adds_a_domain_and_an_inbox_with_webhook(mailbox: Mailbox, running: Running,
-                                                                      tmp_path: Path) -> None:
+async def test_domains_screen_adds_verifies_and_creates_an_inbox(mailbox: Mailbox, dns_server,  # noqa: ANN001
+                                                                 tmp_path: Path) -> None:
     name = f"shop{id(tmp_path) % 100000}.example"
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
@@ -60,6 +59,17 @@ async def test_domains_screen_adds_a_domain_and_an_inbox_with_webhook(mailbox: M
         assert records.row_count >= 3
         kinds = {str(records.get_row_at(i)[2]) for i in range(records.row_count)}
         assert {"MX", "TXT"} <= kinds
+        for record in screen.current.records:
+            if record.type == "MX":
+                dns_server.publish(record.name, "MX", f"10 {record.value}.")
+            else:
+                value = record.value or ""
+                dns_server.publish(record.name, "TXT", " ".join(f'"{value[i:i + 200]}"'
+                                                                for i in range(0, len(value), 200)))
+        await pilot.press("v")
+        await settle(pilot)
+        statuses = {str(records.get_row_at(i)[0]) for i in range(records.row_count)}
+        assert screen.current.status == "verified" and statuses == {"verified"}
         await pilot.press("n")
         await settle(pilot)
         app.screen.query_one("#field-local_part", Input).value = "orders"
