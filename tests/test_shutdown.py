@@ -86,8 +86,6 @@ def test_sigterm_finishes_in_flight_http_requests_and_refuses_new_ones(server: S
     assert "halfway@commune.localhost" in addresses
 
 
-@pytest.mark.xfail(strict=False, reason="backend/smtp/inbound.py stop() waits only for sessions whose "
-                   "DATA is complete; a client still sending DATA is cut off (reported)")
 def test_sigterm_lets_an_smtp_transaction_in_data_finish(server: ServerProcess) -> None:
     inbox = _inbox(server, "slowdata")
     smtp = smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=20)

@@ -120,7 +120,6 @@ def test_slow_smtp_data_is_cut_off_while_other_sessions_deliver(strict: Running)
     assert subjects == ["fast"]
 
 
-@pytest.mark.xfail(strict=False, reason="backend/smtp/inbound.py has no connection cap yet (reported)")
 def test_smtp_connection_cap_refuses_extra_sessions(strict: Running) -> None:
     held = [smtplib.SMTP("127.0.0.1", strict.server.smtp_port, timeout=10) for _ in range(CAP)]
     try:
