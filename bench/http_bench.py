@@ -67,19 +67,22 @@ def wrk(url: str, duration: float, headers: dict[str, str] | None = None) -> Wrk
     return WrkResult(rps, p50, p99, errors)
 
 
-def run_reference(info: Seeded, duration: float) -> WrkResult:
-    """wrk against the uvicorn + Starlette reference serving the same query, in its own process."""
-    port = free_port()
-    script = Path(__file__).with_name("reference_app.py")
-    proc = subprocess.Popen([sys.executable, str(script), info.data_dir, str(port), info.org_id])
-    try:
-        wait_listening(port)
-        url = f"http://127.0.0.1:{port}/v1/threads?inbox_id={info.inbox_id}&limit=20"
-        wrk(url, 1)
-        return wrk(url, duration)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+class ReferenceServer:
+    """The uvicorn + Starlette reference (`reference_app.py`) serving the same query, in its own process."""
+
+    def __init__(self, info: Seeded) -> None:
+        self.port = free_port()
+        script = Path(__file__).with_name("reference_app.py")
+        self.proc = subprocess.Popen([sys.executable, str(script), info.data_dir, str(self.port), info.org_id])
+        self.url = f"http://127.0.0.1:{self.port}/v1/threads?inbox_id={info.inbox_id}&limit=20"
+
+    def __enter__(self) -> "ReferenceServer":
+        wait_listening(self.port)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 def _row(name: str, result: WrkResult) -> Figure:
@@ -88,10 +91,12 @@ def _row(name: str, result: WrkResult) -> Figure:
     return Figure(name, value)
 
 
-def run(quick: bool = False, duration: float | None = None, messages: int | None = None) -> list[Figure]:
+def run(quick: bool = False, duration: float | None = None, messages: int | None = None,
+        rounds: int | None = None) -> list[Figure]:
     """Seed (or reuse) a mailbox, run every endpoint and the reference, return the figures."""
     ensure_tools()
     duration = duration or (3.0 if quick else 10.0)
+    rounds = rounds or (1 if quick else 3)
     messages = messages or 10_000
     info = seed(CACHE_DIR / f"mailbox-{messages}", messages)
     auth = {"Authorization": f"Bearer {info.key}"}
@@ -101,16 +106,26 @@ def run(quick: bool = False, duration: float | None = None, messages: int | None
         ("GET /v1/threads/{id}/messages", f"/v1/threads/{info.middle_thread_id}/messages"),
     ]
     results: dict[str, WrkResult] = {}
-    with ServerProcess(Path(info.data_dir)).start() as server:
+    pairs: list[tuple[WrkResult, WrkResult]] = []
+    with ServerProcess(Path(info.data_dir)).start() as server, ReferenceServer(info) as reference_server:
         for name, path in endpoints:
             wrk(server.url + path, 1, auth)
             results[name] = wrk(server.url + path, duration, auth)
-    reference = run_reference(info, duration)
-    ours = results["GET /v1/threads?limit=20"]
-    ratio = ours.rps / reference.rps if reference.rps else 0.0
+        wrk(reference_server.url, 1)
+        # Ours and the reference alternate, so a neighbour's load on the machine falls on both sides.
+        for _ in range(rounds):
+            pairs.append((wrk(server.url + endpoints[1][1], duration, auth), wrk(reference_server.url, duration)))
+    ratios = [o.rps / r.rps if r.rps else 0.0 for o, r in pairs]
+    # The pair with the median ratio stands for the run; every ratio is printed beside it.
+    median = sorted(range(len(pairs)), key=lambda i: ratios[i])[len(pairs) // 2]
+    ours, reference = pairs[median]
+    ratio = ratios[median]
+    results["GET /v1/threads?limit=20"] = ours
     figures = [_row(f"http {name}", result) for name, result in results.items()]
     figures.append(_row("http reference (uvicorn+Starlette, no auth) thread list", reference))
-    figures.append(Figure("http thread list: ours / reference req/s", f"{ratio:.2f}x", ">= 1.5x", ratio >= 1.5))
+    every = ", ".join(f"{r:.2f}" for r in ratios)
+    figures.append(Figure(f"http thread list: ours / reference req/s (median of {every})", f"{ratio:.2f}x",
+                          ">= 1.5x", ratio >= 1.5))
     figures.append(Figure("http thread list p99 at 32 connections", f"{ours.p99 * 1000:.2f} ms", "< 10 ms",
                           ours.p99 < 0.010))
     return figures
@@ -121,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 s per run instead of 10 s")
     parser.add_argument("--duration", type=float, help="seconds per wrk run")
     parser.add_argument("--messages", type=int, help="mailbox size to seed (default 10 000)")
+    parser.add_argument("--rounds", type=int, help="alternating ours/reference thread-list pairs (default 3)")
     args = parser.parse_args(argv)
-    print_table(run(args.quick, args.duration, args.messages), "HTTP API")
+    print_table(run(args.quick, args.duration, args.messages, args.rounds), "HTTP API")
     return 0
 
 
