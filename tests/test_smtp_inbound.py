@@ -6,6 +6,7 @@ import asyncio
 import smtplib
 import ssl
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from pathlib import Path
@@ -271,3 +272,27 @@ def _greets(server: Running) -> bool:
             return client.noop()[0] == 250
     except smtplib.SMTPConnectError:
         return False
+
+
+def test_a_slow_large_message_survives_the_idle_timeout(tmp_path: Path, dns_server) -> None:  # noqa: ANN001
+    server = start_server(tmp_path, dns_server, idle_timeout=1.0)
+    try:
+        with server.client(server.new_key()) as api:
+            inbox = make_inbox(api)
+            with smtp(server) as client:
+                client.ehlo()
+                assert client.mail("a@sender.example")[0] == 250
+                assert client.rcpt(inbox["address"])[0] == 250
+                client.putcmd("data")
+                assert client.getreply()[0] == 354
+                client.send(b"Subject: slow but steady\r\n\r\n")
+                # Each piece is more than the progress step, and the whole takes longer than the timeout.
+                for _ in range(4):
+                    client.send((b"z" * 998 + b"\r\n") * 80)
+                    time.sleep(0.5)
+                client.send(b".\r\n")
+                assert client.getreply()[0] == 250
+            [stored] = messages(api, inbox["id"])
+            assert stored["metadata"]["subject"] == "slow but steady"
+    finally:
+        server.stop()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
@@ -37,6 +38,7 @@ TRY_LATER = "451 4.3.0 Temporary failure storing the message, please retry"
 DATA_END = b"\r\n.\r\n"
 DATA_BLOCK = 256 * 1024
 STOP_GRACE_SECONDS = 10.0
+PROGRESS_BYTES = 64 * 1024
 
 
 class InboundHandler:
@@ -169,7 +171,7 @@ class InboundSession(SMTP):
         handler.data_started()
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")
-            content = await read_data(self._reader, self.data_size_limit)
+            content = await read_data(self._reader, self.data_size_limit, self._reset_timeout)
             if content is None:
                 self._set_post_data_state()
                 await self.push("552 Error: Too much mail data")
@@ -182,12 +184,17 @@ class InboundSession(SMTP):
             handler.data_ended()
 
 
-async def read_data(reader: asyncio.StreamReader, limit: int | None) -> bytes | None:
+async def read_data(
+    reader: asyncio.StreamReader, limit: int | None, progress: Callable[[], None] | None = None
+) -> bytes | None:
     """The message up to the lone dot, dot-unstuffed; None when it is larger than `limit` (read to the end anyway).
 
-    We do not offer PIPELINING, so a client sends nothing after the dot before our reply; anything it
-    does send there is dropped.
+    `progress` is called each time another `PROGRESS_BYTES` have arrived: the session's idle timer is
+    restarted only by real progress, so a large message on a slow link gets through while a client
+    trickling a byte at a time is still cut off. We do not offer PIPELINING, so a client sends nothing
+    after the dot before our reply; anything it does send there is dropped.
     """
+    received = 0
     # A line break in front makes the first line follow the same end and dot-stuffing rules as the rest.
     data = bytearray(b"\r\n")
     discarded = 0
@@ -195,6 +202,10 @@ async def read_data(reader: asyncio.StreamReader, limit: int | None) -> bytes | 
         block = await reader.read(DATA_BLOCK)
         if not block:
             raise ConnectionResetError("connection closed during DATA")
+        received += len(block)
+        if progress is not None and received >= PROGRESS_BYTES:
+            received = 0
+            progress()
         scan_from = max(len(data) - len(DATA_END) + 1, 0)
         data += block
         end = data.find(DATA_END, scan_from)
