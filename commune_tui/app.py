@@ -16,6 +16,12 @@ from .embedded import EmbeddedServer, first_run, start_embedded
 from .messages import MessageSent, NewMail
 from .models import Draft, Inbox
 from .read_state import ReadState
+from .screens.compose import ComposeScreen
+from .screens.danger import DangerZoneScreen
+from .screens.domains import DomainsScreen
+from .screens.mail import MailScreen
+from .screens.problem import ProblemScreen
+from .screens.search import SearchScreen
 from .theme import THEMES
 
 LIVE_EVENT_TYPES = ("message.", "thread.", "resync")
@@ -60,8 +66,6 @@ class CommuneApp(App[None]):
     @work(group="connect", exclusive=True)
     async def connect(self) -> None:
         """Check the server and key, seed a first run, then open the mailboxes."""
-        from .screens.mail import MailScreen
-
         try:
             await self.client.list_domains()
             if self.seed_first_run:
@@ -74,14 +78,10 @@ class CommuneApp(App[None]):
             self.live_updates()
 
     def show_problem(self, error: ApiError) -> None:
-        from .screens.problem import ProblemScreen
-
         if not isinstance(self.screen, ProblemScreen):
             self.push_screen(ProblemScreen(error, self.client.base_url))
 
     def mail_screen(self) -> Screen | None:
-        from .screens.mail import MailScreen
-
         found = [s for s in self.screen_stack if isinstance(s, MailScreen)]
         return found[0] if found else None
 
@@ -114,23 +114,15 @@ class CommuneApp(App[None]):
         self.announce_new_mail()
 
     def open_composer(self, draft: Draft, forward_attachments: list[str] | None = None) -> None:
-        from .screens.compose import ComposeScreen
-
         self.push_screen(ComposeScreen(draft, forward_attachments or []))
 
     def open_search(self, inbox: Inbox | None) -> None:
-        from .screens.search import SearchScreen
-
         self.push_screen(SearchScreen(inbox))
 
     def open_domains(self) -> None:
-        from .screens.domains import DomainsScreen
-
         self.push_screen(DomainsScreen())
 
     def open_danger_zone(self) -> None:
-        from .screens.danger import DangerZoneScreen
-
         self.push_screen(DangerZoneScreen())
 
     def action_toggle_help(self) -> None:

@@ -6,8 +6,12 @@ import logging
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .client import ApiError, CommuneClient
+
+if TYPE_CHECKING:
+    from backend.server import ServerThread
 
 DEFAULT_SMTP_PORT = 2525
 USER_LOCAL_PART = "me"
@@ -33,13 +37,13 @@ and create more inboxes. Mail to any inbox here arrives over SMTP on this server
 class EmbeddedServer:
     """A running bundled server and how to reach it."""
 
-    thread: object
+    thread: ServerThread
     base_url: str
     api_key: str
     smtp_port: int
 
     def stop(self) -> None:
-        self.thread.stop()  # type: ignore[attr-defined]
+        self.thread.stop()
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -53,6 +57,7 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 def start_embedded(data_dir: Path) -> EmbeddedServer:
     """Start the bundled server in a background thread, HTTP on a free loopback port."""
+    # Imported here: a client pointed at a remote server never needs the server's modules.
     from backend.config import Settings as ServerSettings
     from backend.server import ServerThread
 

@@ -16,7 +16,11 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Footer, Header, Input, Label, OptionList, Select, TextArea
 from textual.widgets.option_list import Option
 
+from .. import editor
 from ..client import ApiError
+from ..dialogs.attach_file import AttachFileDialog
+from ..dialogs.confirm import ConfirmDialog
+from ..dialogs.send_report import SendReportDialog
 from ..formatting import human_size, invalid_addresses, split_addresses
 from ..messages import MessageSent
 from ..models import Attachment, Draft
@@ -128,8 +132,6 @@ class ComposeScreen(Screen):
             options.highlighted = min(highlighted, len(self.uploads) - 1)
 
     def action_attach(self) -> None:
-        from ..dialogs.attach_file import AttachFileDialog
-
         def chosen(path: Path | None) -> None:
             if path is not None:
                 upload = Upload(key=f"u{len(self.uploads)}-{path.name}", name=path.name,
@@ -181,8 +183,6 @@ class ComposeScreen(Screen):
         )
 
     def action_edit_body(self) -> None:
-        from .. import editor
-
         body = self.query_one("#body", TextArea)
         body.text = editor.edit_text(self.app, body.text)
 
@@ -218,8 +218,6 @@ class ComposeScreen(Screen):
 
     @work(group="send", exclusive=True)
     async def _send(self, draft: Draft) -> None:
-        from ..dialogs.send_report import SendReportDialog
-
         self.query_one("#composer").loading = True
         try:
             result = await self.app.client.send(
@@ -243,8 +241,6 @@ class ComposeScreen(Screen):
             self.app.push_screen(SendReportDialog(result.validation))
 
     def action_discard(self) -> None:
-        from ..dialogs.confirm import ConfirmDialog
-
         draft = self.current_draft()
         if draft.body.strip() == self.draft.body.strip() and draft.to == self.draft.to and not self.uploads:
             self.dismiss()

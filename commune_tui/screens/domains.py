@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ..client import ApiError
+from ..dialogs.prompt import PromptDialog
 from ..models import Domain, Inbox
 
 if TYPE_CHECKING:
@@ -132,8 +133,6 @@ class DomainsScreen(Screen):
         self.query_one("#domain-table", DataTable).action_cursor_up()
 
     def action_add_domain(self) -> None:
-        from ..dialogs.prompt import PromptDialog
-
         def chosen(values: dict[str, str] | None) -> None:
             if values:
                 self._create_domain(values["name"])
@@ -167,8 +166,6 @@ class DomainsScreen(Screen):
         self.reload(select=domain.id)
 
     def action_new_inbox(self) -> None:
-        from ..dialogs.prompt import PromptDialog
-
         domain = self.current
         if domain is None:
             self.notify("Add a domain first (a).", severity="warning")

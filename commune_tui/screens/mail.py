@@ -34,7 +34,7 @@ class MailScreen(ThreadActions):
         Binding("c", "compose", "Compose", id="mail.compose", tooltip="Write a new message"),
         Binding("slash", "search", "Search", id="mail.search", key_display="/"),
         Binding("ctrl+d", "domains", "Domains", id="mail.domains"),
-        Binding("q", "quit_or_back", "Quit", id="mail.quit"),
+        Binding("q", "app.quit", "Quit", id="mail.quit"),
         Binding("question_mark", "help", "Help", id="mail.help", key_display="?"),
     ]
 
@@ -216,6 +216,3 @@ class MailScreen(ThreadActions):
 
     def action_help(self) -> None:
         self.app.action_toggle_help()
-
-    def action_quit_or_back(self) -> None:
-        self.app.exit()

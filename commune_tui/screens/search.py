@@ -13,6 +13,7 @@ from ..client import ApiError
 from ..messages import ThreadSelected
 from ..models import Inbox, Message, Page, ThreadSummary
 from ..widgets.thread_list import ThreadList
+from .thread import ThreadScreen
 from .thread_actions import ThreadActions, load_thread
 
 if TYPE_CHECKING:
@@ -84,6 +85,4 @@ class SearchScreen(ThreadActions):
 
     @on(ThreadSelected)
     def open_result(self, event: ThreadSelected) -> None:
-        from .thread import ThreadScreen
-
         self.app.push_screen(ThreadScreen(event.thread))

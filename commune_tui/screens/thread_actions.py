@@ -56,7 +56,7 @@ class ThreadActions(Screen):
 
     def reply_draft(self, thread: ThreadSummary, messages: list[Message], everyone: bool) -> Draft:
         inbox_id = thread.inbox_id or messages[-1].metadata.get("inbox_id")
-        own = {a.address.lower() for a in self.app.inboxes if a.id == inbox_id}
+        own = {inbox.address.lower() for inbox in self.app.inboxes if inbox.id == inbox_id}
         original = next((m for m in reversed(messages) if m.direction == "inbound"), messages[-1])
         if original.direction == "inbound":
             to = [original.sender]

@@ -49,7 +49,7 @@ async def test_read_a_thread_and_reply(mailbox: Mailbox, tmp_path: Path) -> None
         assert isinstance(composer, ComposeScreen)
         assert composer.query_one("#to", Input).value == mailbox.seeded.others["bob"]["address"]
         assert composer.query_one("#subject", Input).value == "Re: Lunch on Thursday?"
-        await pilot.press(*"See you then.")
+        await pilot.press(*"Fine.")
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert isinstance(app.screen, MailScreen)
@@ -58,7 +58,7 @@ async def test_read_a_thread_and_reply(mailbox: Mailbox, tmp_path: Path) -> None
     stored = messages_of(mailbox.user, thread_id)
     assert [m["direction"] for m in stored] == ["inbound", "outbound"]
     reply = stored[-1]
-    assert reply["content"].startswith("See you then.")
+    assert reply["content"].startswith("Fine.")
     assert "> Are you free for lunch on Thursday?" in reply["content"]
     bob_threads = threads_of(mailbox.others, mailbox.seeded.others["bob"]["id"])
     assert [(t["message_count"], t["last_direction"]) for t in bob_threads] == [(2, "inbound")]
@@ -148,7 +148,8 @@ async def test_search_opens_results_like_any_thread(mailbox: Mailbox, tmp_path: 
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
         await pilot.press("slash")
-        await pilot.press(*"kernel", "enter")
+        app.screen.query_one("#query", Input).value = "kernel"
+        await pilot.press("enter")
         await settle(pilot)
         results = app.screen.query_one(ThreadList)
         assert [t.subject for t in results.ordered()] == ["Server maintenance window"]
