@@ -19,6 +19,7 @@ from tests.conftest import start_server
 from tests.mailtools import ingest, make_inbox
 from tests.official_clients import run_cli
 from tests.server_process import ServerProcess
+from tests.smtp_sink import SmtpSink
 from tests.waiting import wait_until
 from tests.webhook_receiver import HANG, WebhookReceiver
 
@@ -332,3 +333,36 @@ def test_sigkill_with_deliveries_in_flight_loses_none(tmp_path, dns_server) -> N
     assert len(rows) == 10 and {r["status"] for r in rows} == {"success"}
     answered = [json.loads(h.body)["subject"] for h in hanging.requests[before:]]
     assert sorted(answered) == sorted(accepted)
+
+
+def test_delivery_outcomes_reach_inboxes_that_subscribed(tmp_path, dns_server, receiver) -> None:
+    sink = SmtpSink().start()
+    dns_server.publish("partner-hooks.test", "MX", "10 mx.partner-hooks.test.")
+    server = start_server(tmp_path, dns_server, relay=f"127.0.0.1:{sink.port}")
+    try:
+        with server.client(server.new_key()) as client:
+            sender = hooked_inbox(client, receiver.url, ["delivery", "bounce"])
+            quiet, local = hooked_inbox(client, receiver.url), make_inbox(client)
+
+            def send(source: dict, to: str, subject: str) -> None:
+                response = client.post("/v1/messages/send", json={"inboxId": source["id"], "to": [to],
+                                                                  "subject": subject, "text": "x"})
+                assert response.status_code in (200, 201), response.text
+
+            send(quiet, local["address"], "inbound-only inbox: no outcome webhook")
+            send(sender, local["address"], "local")
+            send(sender, "carol@partner-hooks.test", "relayed")
+            payloads = [verified(h, sender["webhook"]["secret"]) for h in receiver.wait_for(2)]
+            sink.answer("550 5.1.1 no such user")
+            send(sender, "nobody@partner-hooks.test", "bounced")
+            payloads.append(verified(receiver.wait_for(3)[2], sender["webhook"]["secret"]))
+            quiet_rows = client.get("/v1/webhooks/deliveries", params={"inbox_id": quiet["id"]}).json()["data"]
+    finally:
+        server.stop()
+        sink.stop()
+    outcomes = sorted((p["type"], p["recipient"]) for p in payloads)
+    assert outcomes == [("email.bounced", "nobody@partner-hooks.test"), ("email.delivered", local["address"]),
+                        ("email.sent", "carol@partner-hooks.test")]
+    assert all(p["inboxId"] == sender["id"] and p["message_id"].startswith("msg_") for p in payloads)
+    assert {p["event"] for p in payloads} == {"delivery", "bounce"}
+    assert quiet_rows == []

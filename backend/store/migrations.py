@@ -273,7 +273,15 @@ CREATE INDEX messages_raw_sha ON messages(raw_sha256);
 CREATE INDEX audit_logs_org_action ON audit_logs(org_id, action, created_at, id);
 """
 
-MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS]
+WEBHOOK_CURSORS = """
+CREATE TABLE webhook_cursors (
+    name TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+"""
+
+MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
+                         WEBHOOK_CURSORS]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

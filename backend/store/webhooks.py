@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 
 from ..util import new_prefixed, now_iso
@@ -23,6 +24,7 @@ class WebhookStore:
         self.database = database
         self.listeners: list[Callable[[], None]] = []
         """Called when a delivery becomes due now (the dispatcher wakes up instead of waiting to poll)."""
+        self._outcomes_seen: int | None = None
 
     def _notify(self) -> None:
         for listener in self.listeners:
@@ -50,6 +52,45 @@ class WebhookStore:
         )
         self._notify()
         return delivery_id
+
+    def queue_delivery_outcomes(self, build: Callable[[dict], tuple[str, str] | None], batch: int = 500) -> int:
+        """Queue webhooks for delivery events recorded since the last scan.
+
+        A cursor on `delivery_events.rowid` moves in the same transaction as the rows it queues, so
+        every outcome is queued exactly once, across crashes. `build(event)` returns the webhook's
+        event name and payload, or None when the inbox does not want it. Returns how many were queued.
+        """
+        newest = self.database.one("SELECT MAX(rowid) FROM delivery_events")[0] or 0
+        if newest == self._outcomes_seen:
+            return 0  # nothing new: no write transaction on every turn of the dispatcher
+        queued = 0
+        with self.database.transaction() as conn:
+            top = conn.execute("SELECT MAX(rowid) FROM delivery_events").fetchone()[0] or 0
+            found = conn.execute("SELECT position FROM webhook_cursors WHERE name = 'delivery_events'").fetchone()
+            start = found[0] if found is not None else top  # a new server does not replay history
+            end = min(top, start + batch)
+            rows = conn.execute(
+                "SELECT e.*, i.address, i.webhook_endpoint, i.webhook_events FROM delivery_events e"
+                " JOIN inboxes i ON i.id = e.inbox_id WHERE e.rowid > ? AND e.rowid <= ?"
+                " AND i.webhook_endpoint IS NOT NULL ORDER BY e.rowid",
+                (start, end),
+            ).fetchall()
+            for row in rows:
+                event = dict(row)
+                event["webhook_events"] = json.loads(event["webhook_events"] or "[]")
+                built = build(event)
+                if built is not None:
+                    self.enqueue(conn, event["org_id"], event["inbox_id"], event["message_id"],
+                                 event["webhook_endpoint"], built[0], built[1], time.time())
+                    queued += 1
+            # Deleted rows can lower MAX(rowid); the cursor follows it so new rowids are not skipped.
+            conn.execute(
+                "INSERT INTO webhook_cursors (name, position) VALUES ('delivery_events', ?)"
+                " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                (end,),
+            )
+        self._outcomes_seen = end
+        return queued
 
     # the dispatcher's side -------------------------------------------------------------
     def due(self, now: float, limit: int, skip: set[str]) -> list[dict]:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..util import now_iso
-from .payload import attachment_rows, encode, inbound_payload, signature, wants_inbound
+from .payload import attachment_rows, encode, inbound_payload, outcome_payload, signature, wants_inbound
 from .targets import RefusedTarget, UnresolvedTarget, vet
 
 if TYPE_CHECKING:
@@ -107,6 +107,7 @@ class WebhookDispatcher:
             self._wakeup.clear()
             held_back = False
             try:
+                self.store.queue_delivery_outcomes(outcome_payload)
                 held_back = self._dispatch_due()
             except Exception:
                 log.exception("webhook dispatcher failed to read due deliveries")

@@ -16,6 +16,39 @@ def wants_inbound(events: list[str] | None) -> bool:
     return not events or any(e in INBOUND_EVENTS for e in events)
 
 
+# Delivery outcomes an inbox can subscribe to: the SDK's short names and the dotted ones both work.
+OUTCOMES = {
+    "sent": ("delivery", "email.sent"),
+    "delivered": ("delivery", "email.delivered"),
+    "bounced": ("bounce", "email.bounced"),
+    "failed": ("bounce", "email.bounced"),
+}
+
+
+def outcome_payload(event: dict[str, Any]) -> tuple[str, str] | None:
+    """For a delivery event of an inbox with a webhook: the webhook's event name and payload text,
+    or None when the inbox did not subscribe to this outcome."""
+    names = OUTCOMES.get(event["event_type"])
+    subscribed = event.get("webhook_events") or []
+    if names is None or not any(name in subscribed for name in names):
+        return None
+    short, dotted = names
+    payload = {
+        "event": short,
+        "type": dotted,
+        "domainId": event["domain_id"],
+        "inboxId": event["inbox_id"],
+        "inboxAddress": event["address"],
+        "message_id": event["message_id"],
+        "event_id": event["id"],
+        "event_type": event["event_type"],
+        "recipient": event["recipient"],
+        "detail": event["detail"],
+        "timestamp": event["created_at"],
+    }
+    return dotted, encode(payload)
+
+
 def attachment_rows(conn: sqlite3.Connection, org_id: str, attachment_ids: list[str]) -> list[dict[str, Any]]:
     """Metadata of a message's attachments, in the message's order (one query)."""
     if not attachment_ids:
