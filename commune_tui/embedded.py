@@ -61,8 +61,14 @@ def start_embedded(data_dir: Path) -> EmbeddedServer:
     from backend.config import Settings as ServerSettings
     from backend.server import ServerThread
 
-    # The server logs to the terminal the app is about to take over; keep it quiet.
-    logging.getLogger("commune").setLevel(logging.WARNING)
+    # The app is about to take over the terminal, so the server logs to a file in its data dir.
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server_log = logging.getLogger("commune")
+    handler = logging.FileHandler(data_dir / "server.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    server_log.addHandler(handler)
+    server_log.setLevel(logging.INFO)
+    server_log.propagate = False
     smtp_port = DEFAULT_SMTP_PORT if port_is_free(DEFAULT_SMTP_PORT) else 0
     settings = ServerSettings.load({"data_dir": data_dir, "host": "127.0.0.1", "port": 0,
                                     "smtp_port": smtp_port})

@@ -1,10 +1,11 @@
-"""Paging, the domains screen, composer checks, the editor round trip and polling without a stream."""
+"""Paging, domains, composer checks, the editor, key remaps, read marks, the palette, polling."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from textual.command import CommandList
 from textual.widgets import DataTable, Input, Label, TextArea
 
 from commune_tui import editor
@@ -166,3 +167,16 @@ async def test_read_threads_stay_read_on_the_next_start(mailbox: Mailbox, tmp_pa
     async with again.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
         assert again.screen.query_one("#mailboxes").counts[mailbox.seeded.me["id"]] == "4 (3 new)"
+
+
+async def test_command_palette_opens_the_domains_screen(mailbox: Mailbox, tmp_path: Path) -> None:
+    app = mailbox.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        await pilot.press(*"domains")
+        await wait_until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, DomainsScreen)
