@@ -72,4 +72,7 @@ async def submit(
             )
             record_delivery_event(conn, message, recipient, "queued")
 
-    return mail.store_all(prepared, after=hand_off)[0].message
+    message = mail.store_all(prepared, after=hand_off)[0].message
+    # The 200 promises the message is stored: flush the WAL off the event loop before answering.
+    await asyncio.to_thread(mail.database.fsync_wal)
+    return message

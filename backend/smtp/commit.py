@@ -37,21 +37,32 @@ class GroupCommit:
             # One turn of the loop lets sessions whose parse just finished join this group.
             await asyncio.sleep(0)
             group, self.pending = self.pending, []
-            self._commit(group)
+            answers = self._commit(group)
+            # The 250 promises the message is on disk: one fsync of the WAL, off the loop, for the group.
+            try:
+                await asyncio.to_thread(self.mail.database.fsync_wal)
+            except OSError as exc:
+                answers = [(future, exc) for future, _ in answers]
+            for future, outcome in answers:
+                if future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
 
-    def _commit(self, group: list[tuple[list[Prepared], asyncio.Future[list[str]]]]) -> None:
+    def _commit(self, group: list[tuple[list[Prepared], asyncio.Future[list[str]]]]
+                ) -> list[tuple[asyncio.Future[list[str]], list[str] | BaseException]]:
+        """Commit the group (or, if that fails, each session alone); the answer for each session."""
         try:
             stored = self.mail.store_all([p for prepared, _ in group for p in prepared])
         except Exception as exc:
             if len(group) > 1:
-                for one in group:
-                    self._commit([one])
-            elif not group[0][1].done():
-                group[0][1].set_exception(exc)
-            return
+                return [answer for one in group for answer in self._commit([one])]
+            return [(group[0][1], exc)]
+        answers: list[tuple[asyncio.Future[list[str]], list[str] | BaseException]] = []
         position = 0
         for prepared, future in group:
-            ids = [s.message["message_id"] for s in stored[position:position + len(prepared)]]
+            answers.append((future, [s.message["message_id"] for s in stored[position:position + len(prepared)]]))
             position += len(prepared)
-            if not future.done():
-                future.set_result(ids)
+        return answers
