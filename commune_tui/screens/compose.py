@@ -65,6 +65,8 @@ class ComposeScreen(Screen):
         Binding("ctrl+e", "edit_body", "$EDITOR", priority=True, id="compose.editor"),
         Binding("ctrl+a", "attach", "Attach", priority=True, id="compose.attach"),
         Binding("escape", "discard", "Discard", id="compose.discard"),
+        # Inputs and the body consume `delete` themselves, so this only fires on the attachment list.
+        Binding("delete", "remove_attachment", "Remove attachment", show=False, id="compose.remove"),
     ]
 
     def __init__(self, draft: Draft, forward_attachments: list[str] | None = None) -> None:
@@ -163,13 +165,11 @@ class ComposeScreen(Screen):
                                        state="✓ forwarded", attachment=attachment))
         self._render_uploads()
 
-    def on_key(self, event: object) -> None:
-        key = getattr(event, "key", "")
+    def action_remove_attachment(self) -> None:
         options = self.query_one("#attachments", OptionList)
-        if key == "delete" and self.focused is options and options.highlighted is not None:
+        if self.focused is options and options.highlighted is not None and self.uploads:
             del self.uploads[options.highlighted]
             self._render_uploads()
-            event.stop()  # type: ignore[attr-defined]
 
     # Body and sending
 

@@ -137,7 +137,7 @@ class MailScreen(ThreadActions):
         self._show_thread(event.thread)
 
     @work(group="reader", exclusive=True)
-    async def _show_thread(self, thread: ThreadSummary) -> None:
+    async def _show_thread(self, thread: ThreadSummary, focus: bool = True) -> None:
         reader = self.query_one(Reader)
         reader.loading = True
         try:
@@ -154,7 +154,8 @@ class MailScreen(ThreadActions):
         if thread.thread_id in self.unread.get(inbox_id, set()):
             self.unread[inbox_id].discard(thread.thread_id)
             self.tree.update_inbox(inbox_id, count=self.count_label(inbox_id))
-        reader.focus()
+        if focus:
+            reader.focus()
 
     async def thread_for_action(self) -> tuple[ThreadSummary, list[Message]] | None:
         """From the thread list, act on the highlighted thread even when it is not open yet."""
@@ -200,6 +201,9 @@ class MailScreen(ThreadActions):
         self.tree.update_inbox(inbox_id, count=self.count_label(inbox_id))
         if self.inbox is not None and inbox_id == self.inbox.id:
             self.thread_list.upsert([thread], mark_fresh=inbound)
+            reader = self.query_one(Reader)
+            if reader.thread is not None and reader.thread.thread_id == thread.thread_id:
+                self._show_thread(thread, focus=False)  # the open thread grew: show the new message
         elif inbound:
             self.tree.update_inbox(inbox_id, new=True)
         if inbound:
