@@ -21,15 +21,15 @@ def advice(error: ApiError, base_url: str) -> tuple[str, str]:
     if error.unreachable:
         return (
             f"Cannot reach the Commune server at {base_url}",
-            "Check that the server is running (`commune-server serve`) and that the address is right.\n"
-            "Pass it with --server URL or COMMUNE_BASE_URL, or start `commune-tui` without --server\n"
+            "Check that the server is running (`commune-server serve`) and that the address is right. "
+            "Pass it with --server URL or COMMUNE_BASE_URL, or start `commune-tui` without --server "
             "to use the server built into the client.",
         )
     if error.refused_key:
         return (
             "The server refused the API key",
-            "The key is wrong, revoked, or lacks the read/write scopes.\n"
-            "Create one with `commune-server keys create --data-dir DIR` and pass it with\n"
+            "The key is wrong, revoked, or lacks the read/write scopes. "
+            "Create one with `commune-server keys create --data-dir DIR` and pass it with "
             "--api-key KEY or COMMUNE_API_KEY.",
         )
     return (f"The server answered with an error ({error.status})",

@@ -169,10 +169,14 @@ async def test_read_threads_stay_read_on_the_next_start(mailbox: Mailbox, tmp_pa
         assert again.screen.query_one("#mailboxes").counts[mailbox.seeded.me["id"]] == "4 (3 new)"
 
 
-async def test_command_palette_opens_the_domains_screen(mailbox: Mailbox, tmp_path: Path) -> None:
+async def test_help_panel_and_command_palette(mailbox: Mailbox, tmp_path: Path) -> None:
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
+        await pilot.press("question_mark")
+        assert app.screen.query("HelpPanel")
+        await pilot.press("question_mark")
+        assert not app.screen.query("HelpPanel")
         await pilot.press("ctrl+p")
         await settle(pilot)
         await pilot.press(*"domains")

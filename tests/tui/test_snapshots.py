@@ -109,3 +109,10 @@ class TestOtherScreens:
 
     def test_domains(self, snap_compare, snapshot_app: CommuneApp) -> None:  # noqa: ANN001
         assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=domains)
+
+
+class TestProblemScreen:
+    def test_unreachable_server(self, snap_compare, seeded_server, tmp_path: Path) -> None:  # noqa: ANN001
+        running, key, _ = seeded_server
+        settings = app_settings(running, key, tmp_path, base_url="http://127.0.0.1:9", cursor_blink=False)
+        assert snap_compare(make_app(settings), terminal_size=SIZE, run_before=opened)
