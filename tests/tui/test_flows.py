@@ -111,6 +111,27 @@ async def test_compose_with_attachment_reaches_recipient(mailbox: Mailbox, tmp_p
     assert meta["filename"] == "minutes.txt" and meta["size"] == document.stat().st_size
 
 
+async def test_forward_carries_the_attachment(mailbox: Mailbox, tmp_path: Path) -> None:
+    bob = mailbox.seeded.others["bob"]
+    app = mailbox.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        select_thread(app, "Quarterly report draft")
+        await pilot.press("f")
+        await settle(pilot)
+        composer = app.screen
+        assert isinstance(composer, ComposeScreen)
+        assert composer.query_one("#subject", Input).value == "Fwd: Quarterly report draft"
+        assert [(u.name, u.state) for u in composer.uploads] == [("report-q1.pdf", "✓ forwarded")]
+        assert "---------- Forwarded message ----------" in composer.query_one("#body", TextArea).text
+        composer.query_one("#to", Input).value = bob["address"]
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, MailScreen)
+    received = [t for t in threads_of(mailbox.others, bob["id"]) if t["subject"].startswith("Fwd:")]
+    assert len(received) == 1 and received[0]["has_attachments"]
+
+
 async def test_save_attachment_writes_the_file(mailbox: Mailbox, tmp_path: Path) -> None:
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
