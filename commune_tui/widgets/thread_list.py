@@ -103,9 +103,9 @@ class ThreadList(DataTable[object]):
         mark = Text("●" if unread else " ", style="bold")
         mark.append("@" if thread.has_attachments else " ")
         mark.append("→" if thread.last_direction == "outbound" else " ")
-        sender = thread.last_sender or ""
-        who = Text(("to " if thread.last_direction == "outbound" else "") + sender, style=style,
-                   overflow="ellipsis", no_wrap=True)
+        # The newest message of a thread you answered last is yours; the → mark says so too.
+        sender = "You" if thread.last_direction == "outbound" else (thread.last_sender or "")
+        who = Text(sender, style=style, overflow="ellipsis", no_wrap=True)
         subject = Text(thread.subject or "(no subject)", style=style, overflow="ellipsis", no_wrap=True)
         if thread.snippet:
             subject.append("  " + thread.snippet.replace("\n", " "), style="dim")
