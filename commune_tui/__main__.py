@@ -10,6 +10,7 @@ from .config import Settings
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: server, key, data dir, theme, polling."""
     parser = argparse.ArgumentParser(prog="commune-tui", description="Commune terminal mail client.")
     parser.add_argument("--server", metavar="URL",
                         help="Commune server to use (env COMMUNE_BASE_URL); default: the bundled server")
@@ -23,6 +24,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the client; returns the process exit code."""
     from .app import make_app
 
     args = parse_args(argv)

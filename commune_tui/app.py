@@ -78,14 +78,17 @@ class CommuneApp(App[None]):
             self.live_updates()
 
     def show_problem(self, error: ApiError) -> None:
+        """Cover the app with the screen that explains a connection or key failure."""
         if not isinstance(self.screen, ProblemScreen):
             self.push_screen(ProblemScreen(error, self.client.base_url))
 
     def mail_screen(self) -> Screen | None:
+        """The main screen, if it is on the stack."""
         found = [s for s in self.screen_stack if isinstance(s, MailScreen)]
         return found[0] if found else None
 
     def announce_new_mail(self) -> None:
+        """Ask the main screen to look for changed threads now."""
         screen = self.mail_screen()
         if screen is not None:
             screen.post_message(NewMail())
@@ -114,15 +117,19 @@ class CommuneApp(App[None]):
         self.announce_new_mail()
 
     def open_composer(self, draft: Draft, forward_attachments: list[str] | None = None) -> None:
+        """Open the composer on a draft (new, reply or forward)."""
         self.push_screen(ComposeScreen(draft, forward_attachments or []))
 
     def open_search(self, inbox: Inbox | None) -> None:
+        """Open search, scoped to `inbox` when given."""
         self.push_screen(SearchScreen(inbox))
 
     def open_domains(self) -> None:
+        """Open the domains screen."""
         self.push_screen(DomainsScreen())
 
     def open_danger_zone(self) -> None:
+        """Open the two-phase deletion screen."""
         self.push_screen(DangerZoneScreen())
 
     def action_toggle_help(self) -> None:
@@ -135,6 +142,7 @@ class CommuneApp(App[None]):
         self.theme = "commune-light" if self.theme == "commune-dark" else "commune-dark"
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Command palette entries for the main actions."""
         yield from super().get_system_commands(screen)
         yield SystemCommand("Compose", "Write a new message", lambda: self.open_composer(Draft()))
         yield SystemCommand("Search", "Search threads", lambda: self.open_search(None))

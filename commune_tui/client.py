@@ -72,6 +72,7 @@ class CommuneClient:
         )
 
     async def close(self) -> None:
+        """Close the connection pool."""
         await self.http.aclose()
 
     async def _call(self, method: str, path: str, *, json_body: Any = None,
@@ -95,12 +96,15 @@ class CommuneClient:
     # Domains and inboxes
 
     async def list_domains(self) -> list[Domain]:
+        """`GET /v1/domains`."""
         return [Domain.model_validate(d) for d in await self._data("GET", "/v1/domains")]
 
     async def create_domain(self, name: str) -> Domain:
+        """`POST /v1/domains`."""
         return Domain.model_validate(await self._data("POST", "/v1/domains", json_body={"name": name}))
 
     async def domain_records(self, domain_id: str) -> list[DnsRecord]:
+        """`GET /v1/domains/{id}/records`: the DNS records to publish."""
         rows = await self._data("GET", f"/v1/domains/{domain_id}/records")
         return [DnsRecord.model_validate(r) for r in rows]
 
@@ -110,11 +114,13 @@ class CommuneClient:
         return str(result.get("status") or "")
 
     async def list_inboxes(self, domain_id: str | None = None) -> list[Inbox]:
+        """`GET /v1/inboxes`, optionally one domain's."""
         rows = await self._data("GET", "/v1/inboxes", params={"domain_id": domain_id})
         return [Inbox.model_validate(i) for i in rows]
 
     async def create_inbox(self, local_part: str, domain_id: str | None = None, name: str | None = None,
                            webhook_endpoint: str | None = None) -> Inbox:
+        """`POST /v1/inboxes`, with an optional webhook endpoint."""
         body: dict[str, Any] = {"local_part": local_part}
         if domain_id:
             body["domain_id"] = domain_id
@@ -128,12 +134,14 @@ class CommuneClient:
 
     async def list_threads(self, inbox_id: str | None = None, domain_id: str | None = None,
                            cursor: str | None = None, limit: int = 50) -> Page:
+        """`GET /v1/threads`: one newest-first page after `cursor`."""
         body = await self._call("GET", "/v1/threads", params={
             "inbox_id": inbox_id, "domain_id": domain_id, "cursor": cursor, "limit": limit, "order": "desc",
         })
         return Page.model_validate(body)
 
     async def thread_messages(self, thread_id: str) -> list[Message]:
+        """`GET /v1/threads/{id}/messages`, oldest first, every page."""
         messages: list[Message] = []
         cursor: str | None = None
         while True:
@@ -146,6 +154,7 @@ class CommuneClient:
 
     async def search_threads(self, query: str, inbox_id: str | None = None,
                              limit: int = 50) -> list[ThreadSummary]:
+        """`GET /v1/search/threads`."""
         rows = await self._data("GET", "/v1/search/threads",
                                 params={"q": query, "inbox_id": inbox_id, "limit": limit})
         return [ThreadSummary.model_validate({"last_message_at": r.get("last_activity", ""), **r})
@@ -154,6 +163,7 @@ class CommuneClient:
     async def send(self, *, inbox_id: str, to: list[str], subject: str, text: str,
                    cc: list[str] | None = None, bcc: list[str] | None = None,
                    thread_id: str | None = None, attachments: list[str] | None = None) -> SendResult:
+        """`POST /v1/messages/send`; the result carries the recipient `validation`."""
         body: dict[str, Any] = {"inboxId": inbox_id, "to": to, "subject": subject, "text": text}
         for key, value in (("cc", cc), ("bcc", bcc), ("thread_id", thread_id), ("attachments", attachments)):
             if value:
@@ -166,15 +176,18 @@ class CommuneClient:
     # Attachments
 
     async def upload_attachment(self, path: Path) -> Attachment:
+        """`POST /v1/attachments/upload` of a local file (base64 JSON)."""
         content = await _read_file(path)
         mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         body = {"content": base64.b64encode(content).decode(), "filename": path.name, "mime_type": mime}
         return Attachment.model_validate(await self._data("POST", "/v1/attachments/upload", json_body=body))
 
     async def get_attachment(self, attachment_id: str) -> Attachment:
+        """`GET /v1/attachments/{id}`: metadata only."""
         return Attachment.model_validate(await self._data("GET", f"/v1/attachments/{attachment_id}"))
 
     async def attachment_url(self, attachment_id: str) -> AttachmentUrl:
+        """`GET /v1/attachments/{id}/url`: a short-lived signed download link."""
         body = await self._data("GET", f"/v1/attachments/{attachment_id}/url", params={"expires_in": 300})
         return AttachmentUrl.model_validate(body)
 
@@ -192,6 +205,7 @@ class CommuneClient:
     # Data deletion
 
     async def request_deletion(self, scope: str, inbox_id: str | None = None) -> DeletionRequest:
+        """`POST /v1/data/deletion-request`: a preview and a token, nothing deleted."""
         body: dict[str, Any] = {"scope": scope}
         if inbox_id:
             body["inbox_id"] = inbox_id
@@ -199,6 +213,7 @@ class CommuneClient:
             await self._data("POST", "/v1/data/deletion-request", json_body=body))
 
     async def confirm_deletion(self, request_id: str, token: str) -> DeletionRequest:
+        """`POST /v1/data/deletion-request/{id}/confirm` with the token."""
         body = await self._data("POST", f"/v1/data/deletion-request/{request_id}/confirm",
                                 json_body={"confirmation_token": token})
         return DeletionRequest.model_validate(body)

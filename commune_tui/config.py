@@ -80,7 +80,7 @@ class Settings:
         }
         if env.get("COMMUNE_DATA_DIR"):
             values["data_dir"] = Path(env["COMMUNE_DATA_DIR"]).expanduser()
-        keymap_path = Path(env["COMMUNE_TUI_KEYMAP"]) if env.get("COMMUNE_TUI_KEYMAP") else default_keymap_path()
-        values["keymap"] = load_keymap(keymap_path)
+        keymap = env.get("COMMUNE_TUI_KEYMAP")
+        values["keymap"] = load_keymap(Path(keymap) if keymap else default_keymap_path())
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -43,8 +43,10 @@ def start_seeded_server(folder: Path, dns: TestDNSServer) -> tuple[ServerThread,
                 services.keys.create(others["id"], ["read", "write"], "seed")[0])
 
     user_key, others_key = thread.call(keys())  # type: ignore[misc]
-    with httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {user_key}"}) as user, \
-            httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {others_key}"}) as others:
+    def client(key: str) -> httpx.Client:
+        return httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {key}"})
+
+    with client(user_key) as user, client(others_key) as others:
         seed_mailbox(user, others, others_key)
     return thread, server.base_url, user_key
 
@@ -96,8 +98,8 @@ def main() -> int:
         attachment = Path(folder) / "review-notes.pdf"
         attachment.write_bytes(b"%PDF-1.4 review notes " * 900)
         try:
-            settings = Settings(base_url=url, api_key=key, data_dir=Path(folder) / "client", state_dir=Path(folder) / "state",
-                                live_updates=False, cursor_blink=False,
+            settings = Settings(base_url=url, api_key=key, data_dir=Path(folder) / "client",
+                                state_dir=Path(folder) / "state", live_updates=False, cursor_blink=False,
                                 clock=lambda: datetime.now(timezone.utc))
             asyncio.run(capture(make_app(settings), attachment))
         finally:

@@ -14,7 +14,8 @@ class PromptDialog(ModalScreen[dict[str, str] | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
 
-    def __init__(self, title: str, fields: list[tuple[str, str, str]], required: tuple[str, ...] = ()) -> None:
+    def __init__(self, title: str, fields: list[tuple[str, str, str]],
+                 required: tuple[str, ...] = ()) -> None:
         """`fields` are (name, label, placeholder); names in `required` must not be empty."""
         super().__init__()
         self.title_text = title

@@ -174,6 +174,7 @@ class ComposeScreen(Screen):
     # Body and sending
 
     def current_draft(self) -> Draft:
+        """The draft as the fields hold it now."""
         select = self.query_one("#from", Select)
         return Draft(
             inbox_id=select.value if isinstance(select.value, str) else None,

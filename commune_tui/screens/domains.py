@@ -80,6 +80,7 @@ class DomainsScreen(Screen):
 
     @work(group="domains", exclusive=True)
     async def reload(self, select: str | None = None) -> None:
+        """Fetch domains and inboxes again, keeping (or moving to) a domain."""
         try:
             self.domains = await self.app.client.list_domains()
             self.inboxes = await self.app.client.list_inboxes()
@@ -103,6 +104,7 @@ class DomainsScreen(Screen):
         self.show_detail()
 
     def show_detail(self) -> None:
+        """Records and inboxes of the highlighted domain."""
         domain = self.current
         records = self.query_one("#record-table", DataTable)
         inboxes = self.query_one("#inbox-table", DataTable)

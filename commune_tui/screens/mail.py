@@ -109,6 +109,7 @@ class MailScreen(ThreadActions):
 
     @on(InboxSelected)
     def open_inbox(self, event: InboxSelected) -> None:
+        """Show the chosen inbox's threads and clear its new-mail marker."""
         self.inbox = event.inbox
         self.sub_title = event.inbox.address
         self.tree.update_inbox(event.inbox.id, new=False)
@@ -134,6 +135,7 @@ class MailScreen(ThreadActions):
 
     @on(ThreadSelected)
     def open_thread(self, event: ThreadSelected) -> None:
+        """Open the chosen thread in the reader."""
         self._show_thread(event.thread)
 
     @work(group="reader", exclusive=True)

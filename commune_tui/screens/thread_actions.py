@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from ..app import CommuneApp
 
 
-async def load_thread(app: "CommuneApp", thread: ThreadSummary) -> tuple[list[Message], dict[str, Attachment]]:
+async def load_thread(app: "CommuneApp",
+                      thread: ThreadSummary) -> tuple[list[Message], dict[str, Attachment]]:
     """A thread's messages and the metadata of every attachment they carry."""
     messages = await app.client.thread_messages(thread.thread_id)
     ids = [a for m in messages for a in m.attachments]
@@ -55,6 +56,7 @@ class ThreadActions(Screen):
         return reader.thread, reader.messages
 
     def reply_draft(self, thread: ThreadSummary, messages: list[Message], everyone: bool) -> Draft:
+        """A reply to the newest inbound message, quoted; `everyone` adds the other recipients."""
         inbox_id = thread.inbox_id or messages[-1].metadata.get("inbox_id")
         own = {inbox.address.lower() for inbox in self.app.inboxes if inbox.id == inbox_id}
         original = next((m for m in reversed(messages) if m.direction == "inbound"), messages[-1])

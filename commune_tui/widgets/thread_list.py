@@ -136,6 +136,7 @@ class ThreadList(DataTable[object]):
             self.move_cursor(row=self.get_row_index(current.thread_id), animate=False, scroll=False)
 
     def mark_read(self, thread_id: str) -> None:
+        """Drop the unread mark and remember the thread as read."""
         thread = self.threads.get(thread_id)
         if thread is None:
             return
@@ -182,6 +183,7 @@ class ThreadList(DataTable[object]):
             self.load_more()
 
     def load_more(self) -> None:
+        """Fetch the next page unless one is on its way or there is none."""
         if self.has_more and not self.loading_more and self.loader is not None:
             self.loading_more = True
             self._fetch_next(self.loader, self.next_cursor)

@@ -22,7 +22,8 @@ def app_settings(running: Running, key: str, tmp_path: Path, **overrides: object
     """Settings for a test app: frozen clock, downloads into tmp_path, no live updates unless asked."""
     values: dict[str, object] = {
         "base_url": running.url, "api_key": key, "data_dir": tmp_path / "data",
-        "downloads_dir": tmp_path / "downloads", "state_dir": tmp_path / "state", "keymap": {}, "live_updates": False, "poll_interval": 0.2,
+        "downloads_dir": tmp_path / "downloads", "state_dir": tmp_path / "state", "keymap": {},
+        "live_updates": False, "poll_interval": 0.2,
         "clock": lambda: FROZEN_NOW,
     }
     values.update(overrides)

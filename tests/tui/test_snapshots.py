@@ -29,7 +29,8 @@ def frozen_stamps() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def seeded_server(tmp_path_factory: pytest.TempPathFactory, dns_server) -> Iterator[tuple[Running, str, Seeded]]:  # noqa: ANN001
+def seeded_server(tmp_path_factory: pytest.TempPathFactory,
+                  dns_server) -> Iterator[tuple[Running, str, Seeded]]:  # noqa: ANN001
     import backend.store.mail as mail_store
 
     running = start_server(tmp_path_factory.mktemp("snapshots"), dns_server)

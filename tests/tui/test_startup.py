@@ -55,8 +55,11 @@ async def test_refused_key_says_what_to_do_and_retry_works(running: Running, tmp
 
 
 async def test_first_run_opens_a_ready_inbox_with_a_welcome_message(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "commune", downloads_dir=tmp_path, state_dir=tmp_path, live_updates=False)
-    app = make_app(settings)
+    def fresh_settings() -> Settings:
+        return Settings(data_dir=tmp_path / "commune", downloads_dir=tmp_path, state_dir=tmp_path,
+                        live_updates=False)
+
+    app = make_app(fresh_settings())
     assert app.embedded is not None and app.embedded.base_url.startswith("http://127.0.0.1:")
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
@@ -69,7 +72,7 @@ async def test_first_run_opens_a_ready_inbox_with_a_welcome_message(tmp_path: Pa
         assert screen.query_one(MailboxTree).inbox_nodes
     assert (tmp_path / "commune" / "admin.key").exists()
 
-    again = make_app(Settings(data_dir=tmp_path / "commune", downloads_dir=tmp_path, state_dir=tmp_path, live_updates=False))
+    again = make_app(fresh_settings())
     async with again.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
         await wait_until(pilot, lambda: isinstance(again.screen, MailScreen)
