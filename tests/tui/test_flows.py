@@ -132,6 +132,26 @@ async def test_forward_carries_the_attachment(mailbox: Mailbox, tmp_path: Path) 
     assert len(received) == 1 and received[0]["has_attachments"]
 
 
+async def test_reader_folds_earlier_messages_and_shows_html_as_text(mailbox: Mailbox, tmp_path: Path) -> None:
+    carol = mailbox.seeded.others["carol"]
+    thread_id = mailbox.seeded.threads["Server maintenance window"]
+    sent = mailbox.user.post("/v1/messages/send", json={
+        "inboxId": mailbox.seeded.me["id"], "to": [carol["address"]], "thread_id": thread_id,
+        "subject": "Re: Server maintenance window",
+        "html": "<p>Thanks for the <b>warning</b>.</p><ul><li>queue</li><li>retry</li></ul>"})
+    assert sent.status_code == 200, sent.text
+    app = mailbox.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        select_thread(app, "Server maintenance window")
+        await pilot.press("enter")
+        await settle(pilot)
+        views = list(app.screen.query(MessageView))
+        assert [v.collapsed for v in views] == [True, False]
+        body = str(views[-1].query_one(".message-body").render())
+        assert "Thanks for the warning." in body and "retry" in body and "<" not in body
+
+
 async def test_save_attachment_writes_the_file(mailbox: Mailbox, tmp_path: Path) -> None:
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
