@@ -128,6 +128,19 @@ def test_unknown_recipient_and_relay_attempts_are_refused(running: Running, api:
         client.sendmail("spammer@evil.example", ["victim@gmail.example"], b"Subject: relay\r\n\r\nx")
 
 
+def test_paused_inbox_defers_and_disabled_inbox_refuses(running: Running, api: httpx.Client) -> None:
+    inbox = make_inbox(api)
+    path = f"/v1/inboxes/{inbox['id']}"
+    for status, code in [("paused", 450), ("disabled", 550), ("active", 250)]:
+        assert api.patch(path, json={"status": status}).status_code == 200
+        with smtp(running) as client:
+            client.ehlo()
+            client.mail("someone@sender.example")
+            assert client.rcpt(inbox["address"])[0] == code, status
+            client.rset()
+    assert messages(api, inbox["id"]) == []
+
+
 def test_retry_after_lost_250_is_acknowledged_without_a_duplicate(running: Running, api: httpx.Client) -> None:
     inbox = make_inbox(api)
     message = mail("a@sender.example", inbox["address"], "Once", "Only once", Message_ID="<once@sender.example>")

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("commune.smtp")
 
 NO_SUCH_USER = "550 5.1.1 Recipient address rejected: no such mailbox here"
+MAILBOX_DISABLED = "550 5.2.1 Mailbox disabled, not accepting messages"
+MAILBOX_PAUSED = "450 4.2.1 Mailbox temporarily unavailable, try again later"
 TOO_MANY = "452 4.5.3 Too many recipients"
 TRY_LATER = "451 4.3.0 Temporary failure storing the message, please retry"
 DATA_END = b"\r\n.\r\n"
@@ -68,7 +70,12 @@ class InboundHandler:
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             return TOO_MANY
         address = address.strip().lower()
-        if self._is_return_path(address) or self.services.domains.inbox_by_address(address) is not None:
+        inbox = None if self._is_return_path(address) else self.services.domains.inbox_by_address(address)
+        if inbox is not None and inbox.get("status") == "disabled":
+            return MAILBOX_DISABLED
+        if inbox is not None and inbox.get("status") == "paused":
+            return MAILBOX_PAUSED
+        if inbox is not None or self._is_return_path(address):
             if address not in envelope.rcpt_tos:
                 envelope.rcpt_tos.append(address)
                 envelope.rcpt_options.append(rcpt_options)
