@@ -14,13 +14,21 @@ from ..models import Attachment, Message, ThreadSummary
 from .attachments import AttachmentChip
 
 
+MAX_BODY_CHARS = 200_000
+
+
 def message_body(message: Message) -> str:
     """The text part, or the HTML part as readable text when there is no text part."""
     if message.content and message.content.strip():
-        return message.content.rstrip()
-    if message.content_html:
-        return html_to_text(message.content_html)
-    return "(empty message)"
+        body = message.content.rstrip()
+    elif message.content_html:
+        body = html_to_text(message.content_html)
+    else:
+        return "(empty message)"
+    if len(body) > MAX_BODY_CHARS:
+        # Laying out megabytes of text would freeze the terminal for seconds at every redraw.
+        return body[:MAX_BODY_CHARS] + f"\n\n[… {len(body) - MAX_BODY_CHARS} more characters not shown]"
+    return body
 
 
 def header_line(message: Message) -> str:
