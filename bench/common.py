@@ -12,6 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = Path(os.environ.get("COMMUNE_BENCH_CACHE", Path(tempfile.gettempdir()) / "commune-bench"))
@@ -92,7 +93,7 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, want_smtp: bool = False, timeout: float = 60.0) -> "ServerProcess":
+    def start(self, want_smtp: bool = False, timeout: float = 60.0) -> ServerProcess:
         log_path = self.data_dir / "bench-server.log"
         log_file = log_path.open("wb")
         command = [sys.executable, "-m", "backend", "serve", "--data-dir", str(self.data_dir), "--port", "0",
@@ -133,7 +134,7 @@ class ServerProcess:
                 self.proc.wait()
         self.proc = None
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -76,7 +77,7 @@ class ReferenceServer:
         self.proc = subprocess.Popen([sys.executable, str(script), info.data_dir, str(self.port), info.org_id])
         self.url = f"http://127.0.0.1:{self.port}/v1/threads?inbox_id={info.inbox_id}&limit=20"
 
-    def __enter__(self) -> "ReferenceServer":
+    def __enter__(self) -> Self:
         wait_listening(self.port)
         return self
 

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         try:
             found = BENCHES[name](args.quick, args.full)
-        except Exception as exc:  # one broken benchmark must not hide the others' figures
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others' figures
             traceback.print_exc()
             found = [Figure(f"{name}: FAILED", f"{type(exc).__name__}: {exc}"[:120], "", False)]
         print_table(found, f"{name} ({time.perf_counter() - started:.0f} s)")

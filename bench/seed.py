@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -35,7 +35,7 @@ RARE_WORD = "quetzalcoatl"
 """In RARE_COUNT messages spread evenly through the mailbox."""
 RARE_COUNT = 5
 BATCH = 50_000
-START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+START = datetime(2024, 1, 1, tzinfo=UTC)
 FTS_TRIGGER = next(s for s in INITIAL.split("CREATE TRIGGER ")[1:] if s.startswith("messages_fts_insert"))
 FTS_TRIGGER = "CREATE TRIGGER " + FTS_TRIGGER[: FTS_TRIGGER.index("END;") + 3]
 
@@ -61,7 +61,7 @@ class Seeded:
     rare_word: str = RARE_WORD
 
     @classmethod
-    def load(cls, data_dir: Path) -> "Seeded | None":
+    def load(cls, data_dir: Path) -> Seeded | None:
         path = Path(data_dir) / INFO_FILE
         if not path.exists():
             return None
@@ -75,10 +75,14 @@ def _stamp(seconds: int) -> str:
 
 def _bodies(count: int, rng: random.Random) -> list[str]:
     """A pool of plausible bodies (a few hundred words' vocabulary), reused round-robin."""
-    vocabulary = ("the a to of and in for on with at by from about project invoice report schedule update "
-                  "customer order shipping account review draft budget team quarter release deploy server "
-                  "login password reset ticket support refund contract sign attached please thanks regards "
-                  "tomorrow today monday friday week month deadline question answer status build test").split()
+    vocabulary = [
+        "the", "a", "to", "of", "and", "in", "for", "on", "with", "at", "by", "from", "about",
+        "project", "invoice", "report", "schedule", "update", "customer", "order", "shipping",
+        "account", "review", "draft", "budget", "team", "quarter", "release", "deploy", "server",
+        "login", "password", "reset", "ticket", "support", "refund", "contract", "sign", "attached",
+        "please", "thanks", "regards", "tomorrow", "today", "monday", "friday", "week", "month",
+        "deadline", "question", "answer", "status", "build", "test"
+    ]
     vocabulary += [f"term{n}" for n in range(2000)]
     return [" ".join(rng.choices(vocabulary, k=60)) for _ in range(count)]
 

@@ -40,7 +40,7 @@ class ArrivalSink:
         self.arrived: dict[str, float] = {}
         self.lock = threading.Lock()
 
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
         found = SUBJECT.search(envelope.original_content or b"")  # type: ignore[attr-defined]
         if found:
             with self.lock:

@@ -36,7 +36,10 @@ from bench.common import Figure, ServerProcess, free_port, percentile, print_tab
 
 CONNECTIONS = 32
 SENDER = "load@bench.example.org"
-WORDS = "the quick brown fox reports on the quarterly budget review and the release schedule".split()
+WORDS = [
+    "the", "quick", "brown", "fox", "reports", "on", "the", "quarterly", "budget", "review", "and",
+    "the", "release", "schedule"
+]
 
 
 @dataclass

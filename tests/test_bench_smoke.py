@@ -10,7 +10,7 @@ from bench.seed import Seeded, seed
 from tests.conftest import start_server
 
 
-def test_seeded_mailbox_is_served_by_the_api(tmp_path: Path, dns_server) -> None:  # noqa: ANN001
+def test_seeded_mailbox_is_served_by_the_api(tmp_path: Path, dns_server) -> None:
     info = seed(tmp_path, 400, per_thread=4)
     assert Seeded.load(tmp_path) == info
     running = start_server(tmp_path, dns_server)

@@ -353,7 +353,7 @@ def _resume(step: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any
     while True:
         try:
             yield waiting
-        except BaseException as exc:  # a cancellation (or anything thrown in) goes on to the coroutine
+        except BaseException as exc:  # noqa: BLE001 - cancellation and the like go on to the coroutine
             advance, value = step.throw, exc
         else:
             advance, value = step.send, None
