@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import types
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httptools
@@ -187,13 +186,6 @@ class HttpProtocol(asyncio.Protocol):
                 self._send_error_and_close(400, f"Malformed HTTP request: {exc}")
         except _Rejected:
             pass
-        else:
-            # Only once the parser is done with the bytes: a request it then refuses (an upgrade) never runs.
-            if self.queue and (self.worker is None or self.worker.done()):
-                if len(self.queue) == 1:
-                    self._respond_now()
-                else:
-                    self.worker = self.loop.create_task(self._run_queue())
 
     def on_message_begin(self) -> None:
         self._reset_message()
@@ -251,6 +243,8 @@ class HttpProtocol(asyncio.Protocol):
         if len(self.queue) >= MAX_PIPELINED and not self.reading_paused and self.transport:
             self.reading_paused = True
             self.transport.pause_reading()
+        if self.worker is None or self.worker.done():
+            self.worker = self.loop.create_task(self._run_queue())
 
     def _reject(self, status: int, message: str) -> None:
         self._rejected = True
@@ -258,52 +252,28 @@ class HttpProtocol(asyncio.Protocol):
         raise _Rejected
 
     # responding -------------------------------------------------------------------------------
-    def _respond_now(self) -> None:
-        """Answer the only queued request right here, up to the handler's first real wait.
-
-        Most handlers never wait (their reads are short queries on the loop), so the answer leaves
-        without a task or another turn of the loop: a third of the cost of a small request.
-        """
-        request, keep_alive = self.queue.popleft()
-        step = self._respond_then_drain(request, keep_alive)
-        try:
-            waiting = step.send(None)
-        except StopIteration:
-            return
-        self.worker = self.loop.create_task(_finish(step, waiting))
-
-    async def _respond_then_drain(self, request: Request, keep_alive: bool) -> None:
-        if await self._respond(request, keep_alive):
-            await self._run_queue()
-
     async def _run_queue(self) -> None:
         while self.queue and not self.closed:
             request, keep_alive = self.queue.popleft()
             if self.reading_paused and len(self.queue) < MAX_PIPELINED // 2 and self.transport:
                 self.reading_paused = False
                 self.transport.resume_reading()
-            if not await self._respond(request, keep_alive):
+            try:
+                response = await self.state.handler(request)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the app has its own boundary; this is the last line of defence
+                log.exception("unhandled error in HTTP handler")
+                response = Response.error("Internal server error", 500)
+            keep_alive = keep_alive and not self.closing
+            await self._write_response(request, response, keep_alive)
+            if not keep_alive:
+                self._close()
                 return
         if self.closing and not self._in_message:
             self._close()
         elif not self.closed and not self._in_message:
             self._arm(self.limits.idle_timeout)
-
-    async def _respond(self, request: Request, keep_alive: bool) -> bool:
-        """Run the app for one request and write its response; False once the connection is closing."""
-        try:
-            response = await self.state.handler(request)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the app has its own boundary; this is the last line of defence
-            log.exception("unhandled error in HTTP handler")
-            response = Response.error("Internal server error", 500)
-        keep_alive = keep_alive and not self.closing
-        await self._write_response(request, response, keep_alive)
-        if not keep_alive:
-            self._close()
-            return False
-        return True
 
     async def _write_response(self, request: Request, response: Response, keep_alive: bool) -> None:
         if self.closed or self.transport is None:
@@ -345,26 +315,6 @@ class HttpProtocol(asyncio.Protocol):
         response = Response.error(message, status)
         self.transport.write(response.head_bytes(keep_alive=False) + response.body)
         self._close()
-
-
-@types.coroutine
-def _resume(step: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any, None]:
-    """Drive a coroutine that suspended on `waiting` outside any task, exactly as its task would."""
-    while True:
-        try:
-            yield waiting
-        except BaseException as exc:  # noqa: BLE001 - cancellation and the like go on to the coroutine
-            advance, value = step.throw, exc
-        else:
-            advance, value = step.send, None
-        try:
-            waiting = advance(value)
-        except StopIteration:
-            return
-
-
-async def _finish(step: Coroutine[Any, Any, None], waiting: Any) -> None:
-    await _resume(step, waiting)
 
 
 class _Rejected(Exception):
