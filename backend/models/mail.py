@@ -106,6 +106,9 @@ class UploadAttachment(BaseModel):
 
 
 def _loads(value: str | None, default: Any) -> Any:
+    # Most stored lists (tags, references, attachments) are empty: skip the decoder for those.
+    if value == "[]":
+        return []
     return json.loads(value) if value else default
 
 

@@ -35,6 +35,18 @@ def fts_query(text: str) -> str:
     return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
+def _dicts(database: Database, sql: str, params: tuple) -> list[dict[str, Any]]:
+    """Rows as plain dicts: a page maps every column by name, and a dict lookup costs a third of a Row's."""
+    cursor = database.conn.cursor()
+    cursor.row_factory = None
+    try:
+        cursor.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
 def _keyset(order: str, columns: str, after: tuple | None) -> tuple[str, str, tuple]:
     """The row-value condition and ORDER BY for one page in `order`, continuing after `after`."""
     direction = "DESC" if order == "desc" else "ASC"
@@ -65,7 +77,7 @@ class MailReads:
         order: str,
         limit: int,
         after: tuple[str, str] | None = None,
-    ) -> list[sqlite3.Row]:
+    ) -> list[dict[str, Any]]:
         """Up to `limit` threads, newest (or oldest) activity first, after the keyset `after`."""
         if inbox_id is not None:
             # `+org_id` keeps the planner on the inbox index; the org check stays a plain filter.
@@ -76,16 +88,16 @@ class MailReads:
         else:
             where, params = "org_id = ? AND domain_id = ?", [org_id, domain_id]
         cond, order_by, extra = _keyset(order, "last_message_at, id", after)
-        return self.database.query(
-            f"SELECT * FROM threads WHERE {where}{cond}{order_by} LIMIT ?", (*params, *extra, limit)
+        return _dicts(
+            self.database, f"SELECT * FROM threads WHERE {where}{cond}{order_by} LIMIT ?", (*params, *extra, limit)
         )
 
     def thread_messages(self, org_id: str, thread_id: str, order: str, limit: int,
-                        after: tuple[str, int] | None = None) -> list[sqlite3.Row]:
+                        after: tuple[str, int] | None = None) -> list[dict[str, Any]]:
         """A page of a thread's messages in time order, after the keyset `after`."""
         cond, order_by, extra = _keyset(order, "created_at, seq", after)
-        return self.database.query(
-            f"SELECT * FROM messages WHERE thread_id = ? AND +org_id = ?{cond}{order_by} LIMIT ?",
+        return _dicts(
+            self.database, f"SELECT * FROM messages WHERE thread_id = ? AND +org_id = ?{cond}{order_by} LIMIT ?",
             (thread_id, org_id, *extra, limit),
         )
 
