@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import ssl
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -31,6 +32,11 @@ if TYPE_CHECKING:
     from ..services import Services
 
 log = logging.getLogger("commune.smtp")
+# A bracketed dot-atom address, what nearly every client sends: `<local@domain>` and its parameters.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+SIMPLE_PATH = re.compile(
+    rf"\s*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>\s*(.*)\Z", re.DOTALL
+)
 
 NO_SUCH_USER = "550 5.1.1 Recipient address rejected: no such mailbox here"
 MAILBOX_DISABLED = "550 5.2.1 Mailbox disabled, not accepting messages"
@@ -156,6 +162,17 @@ class InboundSession(SMTP):
             return
         self.registry.add(self)
         super().connection_made(transport)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """`<local@domain>` the quick way; anything else goes to aiosmtpd's full RFC 5322 parser.
+
+        aiosmtpd parses every MAIL FROM and RCPT TO with the `email` header parser (and defines a
+        `typing.Protocol` class on each call): 0.2 ms of the event loop's 1 ms per delivered message.
+        """
+        found = SIMPLE_PATH.match(arg)
+        if found is None or (self.local_part_limit and found.group(1).index("@") > self.local_part_limit):
+            return super()._getaddr(arg)
+        return found.group(1), found.group(2)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self.refused:
