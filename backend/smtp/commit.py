@@ -1,8 +1,9 @@
 """Group commit for SMTP ingest: every message ready while the previous commit ran goes into the next one.
 
-Parsing and blob writes (each fsync'd, in parallel worker threads) happen before a message gets here;
+Parsing and blob writes (in parallel worker threads, not yet flushed) happen before a message gets here;
 what is left is the row inserts, which run on the event loop in one short WAL transaction for the whole
-group, so the shared connection is never used from two threads at once. A group that fails is retried
+group, so the shared connection is never used from two threads at once. One filesystem sync per group
+then makes the blobs and the rows durable before any session of the group hears `250`. A group that fails is retried
 one session at a time, so one bad message cannot cost the others their `250`.
 """
 
@@ -38,9 +39,10 @@ class GroupCommit:
             await asyncio.sleep(0)
             group, self.pending = self.pending, []
             answers = self._commit(group)
-            # The 250 promises the message is on disk: one fsync of the WAL, off the loop, for the group.
+            # The 250 promises the message is on disk: its blobs were written without fsync, so one
+            # filesystem sync, off the loop, flushes the whole group's blobs and WAL frames together.
             try:
-                await asyncio.to_thread(self.mail.database.fsync_wal)
+                await asyncio.to_thread(self.mail.database.sync_filesystem)
             except OSError as exc:
                 answers = [(future, exc) for future, _ in answers]
             for future, outcome in answers:

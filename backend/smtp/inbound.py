@@ -126,7 +126,7 @@ class InboundHandler:
     def _prepare(self, raw: bytes, mail_from: str, inboxes: list[dict]) -> list[Prepared]:
         """Parse once and write the blobs (in a worker thread): one prepared copy per recipient inbox."""
         message = parse_message(raw, mail_from, self.settings.hostname)
-        return [self.services.mail.prepare(inbox, message, "inbound") for inbox in inboxes]
+        return [self.services.mail.prepare(inbox, message, "inbound", fsync=False) for inbox in inboxes]
 
     def _record_bounces(self, reports: list[BounceReport] | None, return_paths: list[str]) -> None:
         """A failure report to a return path bounces the queue row that path names (one row per path)."""

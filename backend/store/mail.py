@@ -102,13 +102,15 @@ class MailStore(MailReads):
         thread_id: str | None = None,
         attachment_ids: list[str] | None = None,
         delivery_status: str | None = None,
+        fsync: bool = True,
     ) -> Prepared:
         """Write the raw message and new attachment bytes to the blob store (before any transaction).
 
         `attachment_ids` names attachments already stored (uploads an outbound message carries);
-        without it, the message's own attachments become new rows.
+        without it, the message's own attachments become new rows. `fsync=False` leaves flushing to
+        the caller (SMTP group commit syncs the whole filesystem once per group instead).
         """
-        raw_sha = self.blobs.put(msg.raw) if msg.raw else None
+        raw_sha = self.blobs.put(msg.raw, fsync=fsync) if msg.raw else None
         new_rows: list[dict] = []
         if attachment_ids is None:
             for part in msg.attachments:
@@ -117,7 +119,7 @@ class MailStore(MailReads):
                     "filename": safe_filename(part.filename),
                     "mime_type": (part.mime_type or "application/octet-stream")[:255],
                     "size": len(part.content),
-                    "sha256": self.blobs.put(part.content),
+                    "sha256": self.blobs.put(part.content, fsync=fsync),
                 })
             attachment_ids = [row["id"] for row in new_rows]
         text = msg.text if msg.text.strip() or not msg.html else html_to_text(msg.html)
