@@ -184,3 +184,31 @@ def test_a_reply_from_outside_joins_the_thread_of_the_message_it_answers(running
     assert answer["thread_id"] == sent["thread_id"]
     [thread] = api.get("/v1/threads", params={"inbox_id": inbox["id"]}).json()["data"]
     assert (thread["message_count"], thread["last_direction"], thread["snippet"]) == (2, "inbound", "Looks good")
+
+
+def test_thread_list_json_built_in_sqlite_equals_thread_json(running, api) -> None:
+    """The list's thread objects come from SQL; they must be exactly what `thread_json` makes of the row."""
+    from backend.models.mail import thread_json
+
+    inbox = make_inbox(api)
+    awkward, _ = ingest(running, inbox["id"], subject='He said "hi" \\ back\tthen 🎉 ünïcödé', text="x\x01y </script>",
+                        smtp_message_id="<json-1@example.net>", to=[inbox["address"]],
+                        attachments=[("a.bin", "application/octet-stream", b"\x00\x01")])
+    ingest(running, inbox["id"], subject="plain", text="plain body", smtp_message_id="<json-2@example.net>",
+           to=[inbox["address"]])
+    thread_id = awkward["thread_id"]
+    assert api.post(f"/v1/threads/{thread_id}/tags", json={"tags": ["vip", "é"]}).status_code < 300
+    assert api.put(f"/v1/threads/{thread_id}/assign", json={"assigned_to": "ann@example.net"}).status_code < 300
+
+    listed = api.get("/v1/threads", params={"inbox_id": inbox["id"], "limit": 1}).json()
+    listed_rest = api.get("/v1/threads", params={"inbox_id": inbox["id"], "cursor": listed["next_cursor"]}).json()
+    served = {t["thread_id"]: t for t in listed["data"] + listed_rest["data"]}
+
+    def rows() -> list[dict]:
+        return [dict(r) for r in running.server.services.database.query(
+            "SELECT * FROM threads WHERE inbox_id = ?", (inbox["id"],))]
+
+    expected = {row["id"]: thread_json(row) for row in running.run(rows)}
+    assert len(expected) == 2
+    assert served == expected
+    assert served[thread_id]["tags"] == ["vip", "é"] and served[thread_id]["has_attachments"] is True

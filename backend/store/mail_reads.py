@@ -35,6 +35,39 @@ def fts_query(text: str) -> str:
     return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
+THREAD_JSON_SQL = (
+    "json_object('thread_id', id, 'subject', subject, 'last_message_at', last_message_at,"
+    " 'first_message_at', first_message_at, 'message_count', message_count, 'snippet', snippet,"
+    " 'last_direction', last_direction, 'last_sender', last_sender, 'inbox_id', inbox_id,"
+    " 'domain_id', domain_id, 'has_attachments', json(CASE WHEN has_attachments THEN 'true' ELSE 'false' END),"
+    " 'unread_count', unread_count, 'tags', json(CASE WHEN json_valid(tags) THEN tags ELSE '[]' END),"
+    " 'status', status, 'assigned_to', assigned_to)"
+)
+"""A thread summary as JSON text, exactly what `models.mail.thread_json` builds from a row."""
+
+
+def _thread_page_sql(
+    columns: str,
+    org_id: str,
+    inbox_id: str | None,
+    domain_id: str | None,
+    order: str,
+    limit: int,
+    after: tuple[str, str] | None,
+) -> tuple[str, tuple]:
+    """The keyset page query over `threads` by inbox (and/or domain)."""
+    if inbox_id is not None:
+        # `+org_id` keeps the planner on the inbox index; the org check stays a plain filter.
+        where, params = "inbox_id = ? AND +org_id = ?", [inbox_id, org_id]
+        if domain_id is not None:
+            where += " AND domain_id = ?"
+            params.append(domain_id)
+    else:
+        where, params = "org_id = ? AND domain_id = ?", [org_id, domain_id]
+    cond, order_by, extra = _keyset(order, "last_message_at, id", after)
+    return f"SELECT {columns} FROM threads WHERE {where}{cond}{order_by} LIMIT ?", (*params, *extra, limit)
+
+
 def _dicts(database: Database, sql: str, params: tuple) -> list[dict[str, Any]]:
     """Rows as plain dicts: a page maps every column by name, and a dict lookup costs a third of a Row's."""
     cursor = database.conn.cursor()
@@ -79,18 +112,31 @@ class MailReads:
         after: tuple[str, str] | None = None,
     ) -> list[dict[str, Any]]:
         """Up to `limit` threads, newest (or oldest) activity first, after the keyset `after`."""
-        if inbox_id is not None:
-            # `+org_id` keeps the planner on the inbox index; the org check stays a plain filter.
-            where, params = "inbox_id = ? AND +org_id = ?", [inbox_id, org_id]
-            if domain_id is not None:
-                where += " AND domain_id = ?"
-                params.append(domain_id)
-        else:
-            where, params = "org_id = ? AND domain_id = ?", [org_id, domain_id]
-        cond, order_by, extra = _keyset(order, "last_message_at, id", after)
-        return _dicts(
-            self.database, f"SELECT * FROM threads WHERE {where}{cond}{order_by} LIMIT ?", (*params, *extra, limit)
-        )
+        sql, params = _thread_page_sql("*", org_id, inbox_id, domain_id, order, limit, after)
+        return _dicts(self.database, sql, params)
+
+    def list_threads_json(
+        self,
+        org_id: str,
+        inbox_id: str | None,
+        domain_id: str | None,
+        order: str,
+        limit: int,
+        after: tuple[str, str] | None = None,
+    ) -> list[tuple[str, str, str]]:
+        """The same page as `list_threads`, each row as `(last_message_at, id, thread JSON text)`.
+
+        SQLite builds the JSON (`THREAD_JSON_SQL`, kept equal to `models.mail.thread_json` by a test):
+        half the cost of building Python dicts and encoding them, on the API's busiest list.
+        """
+        sql, params = _thread_page_sql(f"last_message_at, id, {THREAD_JSON_SQL}", org_id, inbox_id, domain_id,
+                                       order, limit, after)
+        cursor = self.database.conn.cursor()
+        cursor.row_factory = None
+        try:
+            return cursor.execute(sql, params).fetchall()
+        finally:
+            cursor.close()
 
     def thread_messages(self, org_id: str, thread_id: str, order: str, limit: int,
                         after: tuple[str, int] | None = None) -> list[dict[str, Any]]:
