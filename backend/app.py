@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .api import all_routes
 from .api._common import Context
 from .auth import has_scope
-from .http.errors import HTTPError, NotFound, RateLimited, Unauthorized, Forbidden
+from .http.errors import Forbidden, HTTPError, NotFound, RateLimited, Unauthorized
 from .http.request import Request
 from .http.response import Response
 from .http.router import Router
@@ -24,13 +24,13 @@ NOT_OFFERED = ("/v1/sms", "/v1/phone-numbers", "/v1/phone-settings", "/v1/credit
 
 
 class App:
-    def __init__(self, services: "Services") -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
         self.router = Router(all_routes())
         self.limiter = RateLimiter(services.settings.rate_limit)
 
     @property
-    def routes(self):  # noqa: ANN201 - the route table, for docs and tests
+    def routes(self):
         return self.router.routes
 
     async def __call__(self, request: Request) -> Response:
@@ -68,7 +68,7 @@ class App:
         ctx = Context(request=request, services=self.services, key=key, scopes=granted)
         return _as_response(await route.handler(ctx))
 
-    def _authenticate(self, request: Request):  # noqa: ANN202
+    def _authenticate(self, request: Request):
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         token = token.strip()

@@ -16,16 +16,16 @@ Starter = Callable[["Server"], Awaitable[None]]
 
 ALL: list[Starter] = []
 
-from .webhooks.dispatcher import start as start_webhooks  # noqa: E402
+from .webhooks.dispatcher import start as start_webhooks
 
 ALL.append(start_webhooks)
 
-from .delivery.queue import start as start_outbound  # noqa: E402
-from .smtp.inbound import start as start_smtp  # noqa: E402
+from .delivery.queue import start as start_outbound
+from .smtp.inbound import start as start_smtp
 
 ALL.append(start_smtp)
 ALL.append(start_outbound)
 
-from .retention import start as start_retention  # noqa: E402
+from .retention import start as start_retention
 
 ALL.append(start_retention)

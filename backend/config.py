@@ -72,7 +72,7 @@ class Settings(BaseModel):
         return value
 
     @classmethod
-    def load(cls, overrides: dict[str, object] | None = None, environ: dict[str, str] | None = None) -> "Settings":
+    def load(cls, overrides: dict[str, object] | None = None, environ: dict[str, str] | None = None) -> Settings:
         """Environment first, then explicit overrides (flags) on top; `None` overrides are ignored."""
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}

@@ -20,7 +20,13 @@ from .api.deletion import DeletionRequestBody
 from .api.delivery import AddSuppression
 from .api.triage import AssignBody, StatusBody, Tags, ThreadPatch
 from .http.router import Route
-from .models.addressing import CreateDomain, CreateInbox, ExtractionSchema, UpdateInbox, WebhookConfig
+from .models.addressing import (
+    CreateDomain,
+    CreateInbox,
+    ExtractionSchema,
+    UpdateInbox,
+    WebhookConfig,
+)
 from .models.mail import SendMessage, UploadAttachment
 from .store.delivery import EVENT_TYPES
 

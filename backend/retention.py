@@ -24,7 +24,7 @@ log = logging.getLogger("commune.retention")
 BATCH = 1000
 
 
-def _batch_end(services: "Services", inbox_id: str, cutoff: str) -> str | None:
+def _batch_end(services: Services, inbox_id: str, cutoff: str) -> str | None:
     """Arrival time of the BATCH-th oldest expired message (or of the last one, when there are fewer)."""
     row = services.database.one(
         "SELECT created_at FROM (SELECT created_at FROM messages WHERE inbox_id = ? AND created_at < ?"
@@ -34,7 +34,7 @@ def _batch_end(services: "Services", inbox_id: str, cutoff: str) -> str | None:
     return row[0] if row else None
 
 
-async def apply_retention(services: "Services") -> int:
+async def apply_retention(services: Services) -> int:
     """One sweep over every inbox with a retention period; returns how many messages were deleted.
 
     Expired mail goes in batches of about BATCH messages, one transaction each, yielding the event loop
@@ -60,7 +60,7 @@ async def apply_retention(services: "Services") -> int:
     return total
 
 
-async def _run(services: "Services") -> None:
+async def _run(services: Services) -> None:
     while True:
         try:
             deleted = await apply_retention(services)
@@ -71,7 +71,7 @@ async def _run(services: "Services") -> None:
         await asyncio.sleep(services.settings.retention_interval)
 
 
-async def start(server: "Server") -> None:
+async def start(server: Server) -> None:
     """Component entry: sweep now and then every `retention_interval` seconds."""
     if not server.services.settings.workers_enabled:
         return

@@ -10,9 +10,9 @@ from pathlib import Path
 from .auth import KeyRing
 from .config import Settings
 from .delivery.validation import RecipientValidator
-from .events import EventBus
 from .dns.records import DKIM_SELECTOR, generate_dkim_key, required_records
 from .dns.resolver import make_resolver
+from .events import EventBus
 from .signing import Signer
 from .store.audit import AuditStore
 from .store.blobs import BlobStore

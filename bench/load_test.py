@@ -26,7 +26,6 @@ import httpx
 
 from bench.common import Figure, ServerProcess, print_table
 
-
 HEADER_TIMEOUT = 10.0
 
 
@@ -78,7 +77,7 @@ async def http_client(port: int, request: bytes, stop: float, tally: Tally) -> N
                 tally.requests += 1
             else:
                 tally.error(f"http {status}")
-    except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
         tally.error(f"http {type(exc).__name__}")
     finally:
         writer.close()
@@ -114,7 +113,7 @@ async def smtp_session(port: int, recipient: str, stop: float, tally: Tally, wor
             await client.sendmail("load@example.net", [recipient], message.encode())
             tally.messages += 1
         await client.quit()
-    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
         tally.error(f"smtp {type(exc).__name__}")
 
 
@@ -133,7 +132,7 @@ async def slow_client(port: int, stop: float, tally: Tally) -> None:
             await writer.drain()
             try:
                 await asyncio.wait_for(reader.read(1), 0.5)  # a 408 or the close: either way, cut off
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             tally.slow_cut += 1
             return

@@ -19,10 +19,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CACHE_DIR
-from bench.seed import Seeded, seed
 from backend.store.database import Database
 from backend.store.mail_reads import MailReads
+from bench.common import CACHE_DIR
+from bench.seed import Seeded, seed
 
 
 def _timed(call: Callable[[], object], repeat: int = 200) -> float:

@@ -251,7 +251,7 @@ async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[ServerEvent]:
         if line.startswith(":"):
             continue
         field, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
+        value = value.removeprefix(" ")
         if field == "id":
             event_id = value
         elif field == "event":

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import platformdirs
 
@@ -42,7 +42,7 @@ def load_keymap(path: Path) -> dict[str, str]:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -68,7 +68,7 @@ class Settings:
         return not self.base_url
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
         """Environment (`COMMUNE_BASE_URL`, `COMMUNE_API_KEY`, `COMMUNE_DATA_DIR`) under explicit values.
 
         Key remaps come from `COMMUNE_TUI_KEYMAP` (a TOML file) or the default keymap.toml.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import getaddresses
 from html.parser import HTMLParser
 
@@ -18,7 +18,7 @@ def parse_time(value: str | None) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def compact_date(value: str | None, now: datetime) -> str:
@@ -26,7 +26,7 @@ def compact_date(value: str | None, now: datetime) -> str:
     moment = parse_time(value)
     if moment is None:
         return ""
-    moment = moment.astimezone(now.tzinfo or timezone.utc)
+    moment = moment.astimezone(now.tzinfo or UTC)
     if moment.date() == now.date():
         return moment.strftime("%H:%M")
     if moment.year == now.year:

@@ -24,7 +24,7 @@ class ReadState:
                 self.seen = {str(k): str(v) for k, v in loaded.items()}
 
     @classmethod
-    def for_server(cls, folder: Path, base_url: str) -> "ReadState":
+    def for_server(cls, folder: Path, base_url: str) -> ReadState:
         digest = hashlib.sha256(base_url.encode()).hexdigest()[:16]
         return cls(folder / f"read-{digest}.json")
 

@@ -8,20 +8,20 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend.config import Settings as ServerSettings  # noqa: E402
-from backend.server import ServerThread  # noqa: E402
-from commune_tui.app import CommuneApp, make_app  # noqa: E402
-from commune_tui.config import Settings  # noqa: E402
-from commune_tui.widgets.thread_list import ThreadList  # noqa: E402
-from tests.dnsserver import TestDNSServer  # noqa: E402
-from tests.tui.helpers import settle  # noqa: E402
-from tests.tui.seeding import seed_mailbox  # noqa: E402
+from backend.config import Settings as ServerSettings
+from backend.server import ServerThread
+from commune_tui.app import CommuneApp, make_app
+from commune_tui.config import Settings
+from commune_tui.widgets.thread_list import ThreadList
+from tests.dnsserver import TestDNSServer
+from tests.tui.helpers import settle
+from tests.tui.seeding import seed_mailbox
 
 OUT = ROOT / "screenshots"
 SIZE = (120, 36)
@@ -100,7 +100,7 @@ def main() -> int:
         try:
             settings = Settings(base_url=url, api_key=key, data_dir=Path(folder) / "client",
                                 state_dir=Path(folder) / "state", live_updates=False, cursor_blink=False,
-                                clock=lambda: datetime.now(timezone.utc))
+                                clock=lambda: datetime.now(UTC))
             asyncio.run(capture(make_app(settings), attachment))
         finally:
             thread.stop()

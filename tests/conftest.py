@@ -70,10 +70,10 @@ class Running:
 
         return self.thread.call(create())  # type: ignore[return-value]
 
-    def run(self, coro_factory):  # noqa: ANN001, ANN201
+    def run(self, coro_factory):
         """Run `coro_factory()` on the server loop (for reaching into services safely)."""
 
-        async def wrapper():  # noqa: ANN202
+        async def wrapper():
             result = coro_factory()
             if asyncio.iscoroutine(result):
                 result = await result

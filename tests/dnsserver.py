@@ -46,7 +46,7 @@ class TestDNSServer:
                 if key[0] == name.rstrip(".").lower() and (rtype is None or key[1] == rtype.upper()):
                     del self.zone[key]
 
-    def start(self) -> "TestDNSServer":
+    def start(self) -> TestDNSServer:
         self._thread.start()
         return self
 
@@ -59,7 +59,7 @@ class TestDNSServer:
         while not self._stop.is_set():
             try:
                 wire, peer = self.sock.recvfrom(4096)
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             try:
                 query = dns.message.from_wire(wire)

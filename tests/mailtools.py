@@ -21,7 +21,7 @@ def make_inbox(api: httpx.Client, local_part: str | None = None, **body: object)
     return response.json()["data"]
 
 
-def ingest(running, inbox_id: str, **fields: object) -> tuple[dict, bool]:  # noqa: ANN001
+def ingest(running, inbox_id: str, **fields: object) -> tuple[dict, bool]:
     """Deliver one inbound message into an inbox as SMTP ingest would."""
     services = running.server.services
     fields.setdefault("sender", "customer@example.net")
@@ -36,7 +36,7 @@ def ingest(running, inbox_id: str, **fields: object) -> tuple[dict, bool]:  # no
     return running.run(work)
 
 
-def ingest_many(running, inbox_id: str, messages: list[dict]) -> list[tuple[dict, bool]]:  # noqa: ANN001
+def ingest_many(running, inbox_id: str, messages: list[dict]) -> list[tuple[dict, bool]]:
     services = running.server.services
 
     def work() -> list[tuple[dict, bool]]:
@@ -46,7 +46,7 @@ def ingest_many(running, inbox_id: str, messages: list[dict]) -> list[tuple[dict
     return running.run(work)
 
 
-def raw_of(running, message_id: str) -> EmailMessage:  # noqa: ANN001
+def raw_of(running, message_id: str) -> EmailMessage:
     """The stored RFC 5322 bytes of a message, parsed (what the outbound worker transmits)."""
     services = running.server.services
 

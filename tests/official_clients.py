@@ -23,7 +23,7 @@ def run_cli(base_url: str, key: str, config_dir: Path, *args: str) -> tuple[int,
         return result.exit_code, text
 
 
-def mcp_tools(monkeypatch, base_url: str, key: str):  # noqa: ANN001, ANN201
+def mcp_tools(monkeypatch, base_url: str, key: str):
     """The MCP server module pointed at our server with `key`; its tools are plain functions."""
     from commune_mcp import server
 

@@ -28,7 +28,7 @@ class ServerProcess:
         self.port = 0
         self.smtp_port = 0
 
-    def start(self, timeout: float = 30.0) -> "ServerProcess":
+    def start(self, timeout: float = 30.0) -> ServerProcess:
         self.log = []
         self.port = self.smtp_port = 0
         self.proc = subprocess.Popen(

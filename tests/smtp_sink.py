@@ -29,14 +29,14 @@ class SinkHandler:
         """EHLOs seen: one per connection a client opened."""
         self.lock = threading.Lock()
 
-    async def handle_EHLO(  # noqa: N802
+    async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname
         self.greetings += 1
         return responses
 
-    async def handle_RCPT(  # noqa: N802
+    async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if self.rcpt_reply:
@@ -44,7 +44,7 @@ class SinkHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self.lock:
             reply = self.replies.pop(0) if self.replies else "250 2.0.0 Accepted by sink"
             if reply.startswith("250"):
@@ -64,7 +64,7 @@ class SmtpSink:
         self.handler = SinkHandler()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=True)
 
-    def start(self) -> "SmtpSink":
+    def start(self) -> SmtpSink:
         self.controller.start()
         return self
 
@@ -87,7 +87,7 @@ class SmtpSink:
         return wait_until(lambda: self.received if len(self.received) >= count else None, timeout)
 
 
-def wait_until(probe: Callable[[], object], timeout: float = 10, interval: float = 0.05):  # noqa: ANN201
+def wait_until(probe: Callable[[], object], timeout: float = 10, interval: float = 0.05):
     """Poll `probe` until it returns something truthy; fail the test when it never does."""
     deadline = time.monotonic() + timeout
     while True:

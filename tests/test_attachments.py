@@ -15,7 +15,7 @@ from tests.mailtools import make_inbox, raw_of
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 4
 
 
-def upload(api, content: bytes = PDF, filename: str = "invoice.pdf", mime_type: str = "application/pdf") -> dict:  # noqa: ANN001
+def upload(api, content: bytes = PDF, filename: str = "invoice.pdf", mime_type: str = "application/pdf") -> dict:
     response = api.post("/v1/attachments/upload", json={
         "content": base64.b64encode(content).decode(), "filename": filename, "mime_type": mime_type,
     })

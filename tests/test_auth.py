@@ -11,7 +11,6 @@ import sys
 import httpx
 
 from backend.auth import hash_key
-
 from tests.conftest import start_server
 
 

@@ -34,7 +34,7 @@ def sink() -> Iterator[SmtpSink]:
 
 
 @pytest.fixture
-def server(tmp_path: Path, dns_server, sink: SmtpSink) -> Iterator[ServerProcess]:  # noqa: ANN001
+def server(tmp_path: Path, dns_server, sink: SmtpSink) -> Iterator[ServerProcess]:
     dns_server.publish(PARTNER, "MX", f"10 mx.{PARTNER}.")
     proc = ServerProcess(tmp_path, "--dns-servers", dns_server.address, "--relay", f"127.0.0.1:{sink.port}",
                          env={"COMMUNE_DELIVERY_BACKOFF": "0.1", "COMMUNE_DELIVERY_BACKOFF_MAX": "0.2"})

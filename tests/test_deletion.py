@@ -36,7 +36,7 @@ TABLES = {
 class Org:
     """An organisation with a read/write/data:delete client and an admin client."""
 
-    def __init__(self, running) -> None:  # noqa: ANN001
+    def __init__(self, running) -> None:
         self.name = f"deletion-org-{next(_orgs)}"
         self.running = running
         self.key = running.new_key(["read", "write", "data:delete"], org=self.name)
@@ -51,35 +51,35 @@ class Org:
 
 
 @pytest.fixture
-def org(running):  # noqa: ANN001, ANN201
+def org(running):
     made = Org(running)
     yield made
     made.close()
 
 
 @pytest.fixture
-def other(running):  # noqa: ANN001, ANN201
+def other(running):
     made = Org(running)
     yield made
     made.close()
 
 
-def sql(running, query: str, params: tuple = ()) -> list:  # noqa: ANN001
+def sql(running, query: str, params: tuple = ()) -> list:
     services = running.server.services
     return running.run(lambda: [tuple(r) for r in services.database.query(query, params)])
 
 
-def counts(running, org_id: str) -> dict[str, int]:  # noqa: ANN001
+def counts(running, org_id: str) -> dict[str, int]:
     """Rows per collection the organisation owns, read straight from the database."""
     return {name: sql(running, f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", (org_id,))[0][0]
             for name, (table, column) in TABLES.items()}
 
 
-def blob_exists(running, content: bytes) -> bool:  # noqa: ANN001
+def blob_exists(running, content: bytes) -> bool:
     return running.server.services.blobs.exists(hashlib.sha256(content).hexdigest())
 
 
-def backdate(running, message_id: str, when: str) -> None:  # noqa: ANN001
+def backdate(running, message_id: str, when: str) -> None:
     services = running.server.services
 
     def work() -> None:
@@ -89,7 +89,7 @@ def backdate(running, message_id: str, when: str) -> None:  # noqa: ANN001
     running.run(work)
 
 
-def mail(running, inbox: dict, subject: str, files: list[bytes] = (), raw: bytes | None = None,  # noqa: ANN001
+def mail(running, inbox: dict, subject: str, files: list[bytes] = (), raw: bytes | None = None,
          **fields: object) -> dict:
     attachments = [(f"file{i}.bin", "application/octet-stream", c) for i, c in enumerate(files)]
     message, new = ingest(running, inbox["id"], subject=subject, text=f"body of {subject}",
@@ -120,7 +120,7 @@ def assert_exact(before: dict, after: dict, result: dict) -> None:
         assert result["preview"][name] == result["deleted_counts"][name] == removed[name], name
 
 
-def test_messages_scope_with_before_deletes_exactly_the_preview(running, org) -> None:  # noqa: ANN001
+def test_messages_scope_with_before_deletes_exactly_the_preview(running, org) -> None:
     inbox = make_inbox(org.api)
     keep_bytes, old_bytes, shared_bytes = b"kept file " * 50, b"old file " * 50, b"shared file " * 40
     old_alone = mail(running, inbox, "old alone", [old_bytes], raw=b"raw old alone " * 20)
@@ -159,7 +159,7 @@ def test_messages_scope_with_before_deletes_exactly_the_preview(running, org) ->
     assert org.api.get(f"/v1/data/deletion-request/{created['id']}").json()["status"] == "completed"
 
 
-def test_messages_arriving_after_the_preview_are_kept(running, org) -> None:  # noqa: ANN001
+def test_messages_arriving_after_the_preview_are_kept(running, org) -> None:
     inbox = make_inbox(org.api)
     mail(running, inbox, "before the request")
     created = request(org.api, scope="messages")
@@ -170,7 +170,7 @@ def test_messages_arriving_after_the_preview_are_kept(running, org) -> None:  # 
     assert [m["message_id"] for m in remaining] == [late["message_id"]]
 
 
-def test_messages_scope_can_be_limited_to_one_inbox(running, org) -> None:  # noqa: ANN001
+def test_messages_scope_can_be_limited_to_one_inbox(running, org) -> None:
     emptied, kept = make_inbox(org.api), make_inbox(org.api)
     mail(running, emptied, "goes")
     stays = mail(running, kept, "stays")
@@ -183,7 +183,7 @@ def test_messages_scope_can_be_limited_to_one_inbox(running, org) -> None:  # no
         stays["message_id"]
 
 
-def test_an_upload_stays_while_a_remaining_message_lists_it(running, org) -> None:  # noqa: ANN001
+def test_an_upload_stays_while_a_remaining_message_lists_it(running, org) -> None:
     sender, recipient = make_inbox(org.api), make_inbox(org.api)
     content = b"uploaded and sent twice " * 20
     upload = org.api.post("/v1/attachments/upload", json={
@@ -209,7 +209,7 @@ def test_an_upload_stays_while_a_remaining_message_lists_it(running, org) -> Non
     assert blob_exists(running, content)  # the recipient's copy still holds the same bytes
 
 
-def test_inbox_scope_removes_the_inbox_and_everything_in_it(running, org) -> None:  # noqa: ANN001
+def test_inbox_scope_removes_the_inbox_and_everything_in_it(running, org) -> None:
     doomed = make_inbox(org.api, webhook={"endpoint": "http://127.0.0.1:9/hook"})
     kept = make_inbox(org.api)
     doomed_bytes, kept_bytes = b"doomed attachment " * 30, b"kept attachment " * 30
@@ -238,7 +238,7 @@ def test_inbox_scope_removes_the_inbox_and_everything_in_it(running, org) -> Non
     assert [s["email"] for s in suppressed] == ["stays@example.net"]
 
 
-def test_organization_scope_removes_everything_and_nothing_else(running, org, other) -> None:  # noqa: ANN001
+def test_organization_scope_removes_everything_and_nothing_else(running, org, other) -> None:
     domain = org.api.post("/v1/domains", json={"name": f"{org.name}.example"})
     assert domain.status_code in (200, 201), domain.text
     inbox = make_inbox(org.api)
@@ -270,7 +270,7 @@ def test_organization_scope_removes_everything_and_nothing_else(running, org, ot
     assert other.api.get(f"/v1/inboxes/{other_inbox['id']}").status_code == 200
 
 
-def test_deletion_is_logged_before_the_audit_log_is_purged(running, org) -> None:  # noqa: ANN001
+def test_deletion_is_logged_before_the_audit_log_is_purged(running, org) -> None:
     inbox = make_inbox(org.api)
     created = request(org.api, inboxId=inbox["id"])
     assert confirm(org.api, created).status_code == 200
@@ -285,7 +285,7 @@ def test_deletion_is_logged_before_the_audit_log_is_purged(running, org) -> None
     assert result["deleted_counts"]["audit_logs"] == created["preview"]["audit_logs"]
 
 
-def test_token_cannot_be_guessed_moved_reused_or_used_late(running, org, other) -> None:  # noqa: ANN001
+def test_token_cannot_be_guessed_moved_reused_or_used_late(running, org, other) -> None:
     inbox = make_inbox(org.api)
     mail(running, inbox, "precious")
     created = request(org.api, scope="messages")
@@ -308,7 +308,7 @@ def test_token_cannot_be_guessed_moved_reused_or_used_late(running, org, other) 
     assert again.status_code == 409 and "already completed" in again.json()["error"]
 
 
-def test_expired_request_cannot_be_confirmed_and_frees_the_slot(running, org) -> None:  # noqa: ANN001
+def test_expired_request_cannot_be_confirmed_and_frees_the_slot(running, org) -> None:
     inbox = make_inbox(org.api)
     mail(running, inbox, "still here")
     created = request(org.api, scope="messages")
@@ -341,20 +341,20 @@ def test_expired_request_cannot_be_confirmed_and_frees_the_slot(running, org) ->
     ({"scope": ["messages"]}, 400, "scope"),
     ({"scope": "inbox", "inbox_id": "00000000-0000-0000-0000-000000000000"}, 404, "Inbox"),
 ])
-def test_bad_requests_name_the_field(org, body: dict, status: int, names: str) -> None:  # noqa: ANN001
+def test_bad_requests_name_the_field(org, body: dict, status: int, names: str) -> None:
     response = org.api.post("/v1/data/deletion-request", json=body)
     assert response.status_code == status, response.text
     assert names in response.json()["error"]
 
 
-def test_other_organisations_inbox_is_not_found(org, other) -> None:  # noqa: ANN001
+def test_other_organisations_inbox_is_not_found(org, other) -> None:
     theirs = make_inbox(other.api)
     for body in ({"scope": "inbox", "inbox_id": theirs["id"]}, {"scope": "messages", "inboxId": theirs["id"]}):
         assert org.api.post("/v1/data/deletion-request", json=body).status_code == 404
     assert other.api.get(f"/v1/inboxes/{theirs['id']}").status_code == 200
 
 
-def test_permission_is_admin_or_data_delete(running, org) -> None:  # noqa: ANN001
+def test_permission_is_admin_or_data_delete(running, org) -> None:
     with running.client(running.new_key(["read", "write"], org=org.name)) as plain:
         refused = plain.post("/v1/data/deletion-request", json={"scope": "messages"})
         assert refused.status_code == 403 and "data:delete" in refused.json()["error"]
@@ -364,7 +364,7 @@ def test_permission_is_admin_or_data_delete(running, org) -> None:  # noqa: ANN0
         assert kept.status_code == 409 and "default organization" in kept.json()["error"]
 
 
-def test_crash_midway_through_the_purge_deletes_nothing(running, org) -> None:  # noqa: ANN001
+def test_crash_midway_through_the_purge_deletes_nothing(running, org) -> None:
     inbox = make_inbox(org.api)
     content = b"survives the crash " * 20
     mail(running, inbox, "one", [content])
@@ -398,7 +398,7 @@ def test_crash_midway_through_the_purge_deletes_nothing(running, org) -> None:  
     assert not blob_exists(running, content)
 
 
-def test_audit_log_pages_filters_and_stays_in_the_organisation(running, org, other) -> None:  # noqa: ANN001
+def test_audit_log_pages_filters_and_stays_in_the_organisation(running, org, other) -> None:
     for _ in range(3):
         make_inbox(org.api)
     make_inbox(other.api)
@@ -423,7 +423,7 @@ def test_audit_log_pages_filters_and_stays_in_the_organisation(running, org, oth
     assert len(other.admin.get("/v1/audit-logs").json()["data"]) == 1
 
 
-def test_security_relevant_actions_are_audited_with_key_and_target(running, org) -> None:  # noqa: ANN001
+def test_security_relevant_actions_are_audited_with_key_and_target(running, org) -> None:
     admin = org.admin
     domain = admin.post("/v1/domains", json={"name": f"{org.name}.example"}).json()["data"]
     admin.post(f"/v1/domains/{domain['id']}/verify")
@@ -451,7 +451,7 @@ def test_security_relevant_actions_are_audited_with_key_and_target(running, org)
     assert admin_key_id and all(e["key_id"] == admin_key_id and e["created_at"] for e in entries)
 
 
-def test_retention_deletes_old_messages_with_the_deletion_code(running, org, monkeypatch) -> None:  # noqa: ANN001
+def test_retention_deletes_old_messages_with_the_deletion_code(running, org, monkeypatch) -> None:
     monkeypatch.setattr("backend.retention.BATCH", 2)
     kept_inbox, short_inbox = make_inbox(org.api), make_inbox(org.api)
     patched = org.api.patch(f"/v1/inboxes/{short_inbox['id']}", json={"retention_days": 30})
@@ -474,7 +474,7 @@ def test_retention_deletes_old_messages_with_the_deletion_code(running, org, mon
     assert logged[0]["target_id"] == short_inbox["id"] and logged[0]["detail"]["deleted_counts"]["messages"] == 3
 
 
-def test_retention_worker_runs_on_its_interval(tmp_path, dns_server) -> None:  # noqa: ANN001
+def test_retention_worker_runs_on_its_interval(tmp_path, dns_server) -> None:
     server = start_server(tmp_path, dns_server, retention_interval=0.2)
     try:
         with server.client(server.new_key()) as api:

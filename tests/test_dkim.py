@@ -13,7 +13,7 @@ RAW = compose(Outgoing(sender="news@signed.test", sender_name="News", to=["reade
                        subject="Héllo", text="Signed body ✓", html="<p>Signed body ✓</p>"))
 
 
-def published_domain(dns_server, name: str) -> dict:  # noqa: ANN001
+def published_domain(dns_server, name: str) -> dict:
     """A domain with a fresh key whose DKIM record is published on the test DNS server."""
     private_pem, public_b64 = generate_dkim_key()
     record = next(r for r in required_records(name, "mx.commune.test", public_b64) if r["record"] == "DKIM")
@@ -21,7 +21,7 @@ def published_domain(dns_server, name: str) -> dict:  # noqa: ANN001
     return {"name": name, "dkim_selector": "commune", "dkim_private_key": private_pem}
 
 
-def dns_lookup(dns_server):  # noqa: ANN001, ANN201
+def dns_lookup(dns_server):
     """dkimpy's DNS hook, asking the test DNS server."""
     resolver = dns.resolver.Resolver(configure=False)
     resolver.nameservers = [dns_server.host]
@@ -34,14 +34,14 @@ def dns_lookup(dns_server):  # noqa: ANN001, ANN201
     return lookup
 
 
-def test_signature_verifies_against_the_published_record(dns_server) -> None:  # noqa: ANN001
+def test_signature_verifies_against_the_published_record(dns_server) -> None:
     domain = published_domain(dns_server, "signed.test")
     signed = sign_for_domain(RAW, domain)
     assert signed.startswith(b"DKIM-Signature:") and b"d=signed.test" in signed and b"s=commune" in signed
     assert dkim.verify(signed, dnsfunc=dns_lookup(dns_server))
 
 
-def test_changed_subject_or_body_breaks_the_signature(dns_server) -> None:  # noqa: ANN001
+def test_changed_subject_or_body_breaks_the_signature(dns_server) -> None:
     domain = published_domain(dns_server, "tamper.test")
     signed = sign_for_domain(RAW, domain)
     lookup = dns_lookup(dns_server)
@@ -49,7 +49,7 @@ def test_changed_subject_or_body_breaks_the_signature(dns_server) -> None:  # no
     assert not dkim.verify(signed.replace(b"<p>Signed", b"<p>Forged"), dnsfunc=lookup)
 
 
-def test_a_rotated_key_no_longer_verifies(dns_server) -> None:  # noqa: ANN001
+def test_a_rotated_key_no_longer_verifies(dns_server) -> None:
     old = published_domain(dns_server, "rotated.test")
     signed = sign_for_domain(RAW, old)
     published_domain(dns_server, "rotated.test")

@@ -21,7 +21,7 @@ def _exchange(running, data: bytes) -> bytes:
         try:
             while chunk := sock.recv(65536):
                 received += chunk
-        except socket.timeout:
+        except TimeoutError:
             received += b"<still open>"
     return received
 

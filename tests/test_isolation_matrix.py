@@ -41,7 +41,7 @@ def route_id(route: Route) -> str:
 class Tenant:
     """One organisation populated through the API (mail arrives as SMTP ingest would deliver it)."""
 
-    def __init__(self, running, label: str) -> None:  # noqa: ANN001
+    def __init__(self, running, label: str) -> None:
         self.marker = f"isolation{label}{uuid.uuid4().hex[:12]}"
         self.name = f"iso-{self.marker}"
         self.client = running.client(running.new_key(["admin", "read", "write", "data:delete"], org=self.name))
@@ -79,12 +79,12 @@ class Tenant:
         }
 
     @staticmethod
-    def ok(response: httpx.Response):  # noqa: ANN205
+    def ok(response: httpx.Response):
         assert response.status_code in (200, 201), response.text
         return response.json().get("data", response.json())
 
 
-def snapshot(running, org_id: str) -> dict:  # noqa: ANN001
+def snapshot(running, org_id: str) -> dict:
     """Every row organisation A owns in the tables B might try to change (volatile columns left out)."""
     services = running.server.services
     volatile = {"last_used_at", "attempts", "next_attempt_at", "status", "updated_at", "http_status",
@@ -102,7 +102,7 @@ def snapshot(running, org_id: str) -> dict:  # noqa: ANN001
 
 
 @pytest.fixture(scope="module")
-def world(running):  # noqa: ANN001, ANN201
+def world(running):
     a, b = Tenant(running, "a"), Tenant(running, "b")
     before = snapshot(running, a.org_id)
     yield a, b, before
@@ -124,12 +124,12 @@ def call(client: httpx.Client, route: Route, path: str, params: dict) -> tuple[i
         return response.status_code, kind, text
 
 
-def test_the_matrix_covers_the_live_route_table(running) -> None:  # noqa: ANN001
+def test_the_matrix_covers_the_live_route_table(running) -> None:
     assert {route_id(r) for r in running.server.app.routes} == {route_id(r) for r in ROUTES}
 
 
 @pytest.mark.parametrize("route", [r for r in ROUTES if r.params], ids=route_id)
-def test_other_organisations_ids_are_not_found(running, world, route: Route) -> None:  # noqa: ANN001
+def test_other_organisations_ids_are_not_found(running, world, route: Route) -> None:
     a, b, _ = world
     missing = [p for p in route.params if p not in a.ids]
     if missing:
@@ -147,7 +147,7 @@ def test_other_organisations_ids_are_not_found(running, world, route: Route) -> 
 
 @pytest.mark.parametrize("route", [r for r in ROUTES if not r.params and r.method == "GET"], ids=route_id)
 @pytest.mark.parametrize("name", FILTERS)
-def test_lists_filtered_by_other_organisations_ids_are_empty(world, route: Route, name: str) -> None:  # noqa: ANN001
+def test_lists_filtered_by_other_organisations_ids_are_empty(world, route: Route, name: str) -> None:
     a, b, _ = world
     status, kind, text = call(b.client, route, route.template, {name: a.ids[name], "q": a.marker})
     assert_no_leak(text, a)
@@ -166,7 +166,7 @@ def test_lists_filtered_by_other_organisations_ids_are_empty(world, route: Route
         assert not found, f"B's list filtered by A's {name} returned A's row ({found}): {row}"
 
 
-def test_owner_data_is_untouched_after_the_matrix(running, world) -> None:  # noqa: ANN001
+def test_owner_data_is_untouched_after_the_matrix(running, world) -> None:
     a, _, before = world
     after = snapshot(running, a.org_id)
     for table in TABLES:

@@ -29,7 +29,7 @@ def frames(response: httpx.Response) -> Iterator[dict]:
             frame = {}
         else:
             name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
+            value = value.removeprefix(" ")
             frame[name] = json.loads(value) if name == "data" else value
 
 
@@ -50,7 +50,7 @@ def send(api: httpx.Client, sender: dict, to: dict, subject: str) -> dict:
     return response.json()["data"]
 
 
-def smtp_deliver(running, to: dict, subject: str) -> None:  # noqa: ANN001
+def smtp_deliver(running, to: dict, subject: str) -> None:
     mail = EmailMessage()
     mail["From"], mail["To"], mail["Subject"] = "dave@example.net", to["address"], subject
     mail.set_content(f"body of {subject}")

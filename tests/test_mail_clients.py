@@ -16,7 +16,7 @@ def test_cli_mail_commands(running, tmp_path) -> None:
     with running.client(key) as api:
         alice, bob = make_inbox(api), make_inbox(api)
 
-    def cli(*args: str):  # noqa: ANN202
+    def cli(*args: str):
         return run_cli(running.url, key, tmp_path, *args)
 
     code, sent = cli("messages", "send", "--to", bob["address"], "--subject", "From the CLI",

@@ -74,7 +74,7 @@ def test_a_route_without_a_description_still_appears_with_generic_shapes() -> No
     from backend.http.router import Route
     from backend.openapi import build_document
 
-    async def handler(ctx):  # noqa: ANN001, ANN202
+    async def handler(ctx):
         return {}
 
     document = build_document([Route("POST", "/v1/things/{thing_id}", handler, "threads:write", "")])

@@ -42,7 +42,7 @@ def without(needed: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def keys(running) -> dict:  # noqa: ANN001
+def keys(running) -> dict:
     """Per needed scope: a key with all the other scopes, and a key with just that scope."""
     made: dict[str, tuple[str, str]] = {}
     for scope in {r.scope for r in running.server.app.routes if r.scope is not None}:
@@ -50,7 +50,7 @@ def keys(running) -> dict:  # noqa: ANN001
     return made
 
 
-def test_the_matrix_covers_the_live_route_table(running) -> None:  # noqa: ANN001
+def test_the_matrix_covers_the_live_route_table(running) -> None:
     live = {route_id(r) for r in running.server.app.routes}
     assert live == {route_id(r) for r in ROUTES}
     public = {(r.method, r.template) for r in running.server.app.routes if r.scope is None}
@@ -58,7 +58,7 @@ def test_the_matrix_covers_the_live_route_table(running) -> None:  # noqa: ANN00
 
 
 @pytest.mark.parametrize("route", [r for r in ROUTES if r.scope is not None], ids=route_id)
-def test_route_refuses_keys_without_its_scope(running, keys, route: Route) -> None:  # noqa: ANN001
+def test_route_refuses_keys_without_its_scope(running, keys, route: Route) -> None:
     others, only = keys[route.scope]
     assert not has_scope(expand_scopes(others), route.scope)
     with running.client(others) as client:

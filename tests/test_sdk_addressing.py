@@ -6,7 +6,12 @@ import uuid
 
 import pytest
 from commune import CommuneClient
-from commune.exceptions import AuthenticationError, NotFoundError, PermissionDeniedError, ValidationError
+from commune.exceptions import (
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
 
 
 @pytest.fixture

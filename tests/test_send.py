@@ -8,18 +8,18 @@ from tests.mailtools import make_inbox, raw_of
 
 
 @pytest.fixture
-def partner(dns_server) -> str:  # noqa: ANN001
+def partner(dns_server) -> str:
     """A remote domain with an MX record, so sends to it are accepted and queued."""
     dns_server.publish("partner.test", "MX", "10 mx.partner.test.")
     return "partner.test"
 
 
-def rows(running, sql: str, *params: object) -> list[dict]:  # noqa: ANN001
+def rows(running, sql: str, *params: object) -> list[dict]:
     services = running.server.services
     return running.run(lambda: [dict(r) for r in services.database.query(sql, params)])
 
 
-def thread_messages(api, thread_id: str) -> list[dict]:  # noqa: ANN001
+def thread_messages(api, thread_id: str) -> list[dict]:
     response = api.get(f"/v1/threads/{thread_id}/messages")
     assert response.status_code == 200, response.text
     return response.json()["data"]

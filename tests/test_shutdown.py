@@ -16,7 +16,7 @@ from tests.server_process import ServerProcess
 
 
 @pytest.fixture
-def server(tmp_path: Path, dns_server) -> Iterator[ServerProcess]:  # noqa: ANN001
+def server(tmp_path: Path, dns_server) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path, "--dns-servers", dns_server.address).start()
     yield proc
     proc.stop()
@@ -50,7 +50,7 @@ def _read_all(sock: socket.socket) -> bytes:
     return received
 
 
-def _wait_until(condition, timeout: float = 20.0) -> bool:  # noqa: ANN001
+def _wait_until(condition, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

@@ -21,7 +21,7 @@ CAP = 12
 
 
 @pytest.fixture(scope="module")
-def strict(tmp_path_factory: pytest.TempPathFactory, dns_server) -> Iterator[Running]:  # noqa: ANN001
+def strict(tmp_path_factory: pytest.TempPathFactory, dns_server) -> Iterator[Running]:
     server = start_server(tmp_path_factory.mktemp("strict"), dns_server, header_timeout=0.5, body_timeout=0.5,
                           idle_timeout=1.0, max_connections=CAP)
     yield server
@@ -39,7 +39,7 @@ def _trickle_until_closed(sock: socket.socket, data: bytes, pause: float = 0.1) 
         sock.settimeout(0.001)
         try:
             answer = sock.recv(65536)
-        except (socket.timeout, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             continue
         except OSError:
             return b"<reset>"

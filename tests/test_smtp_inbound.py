@@ -7,7 +7,7 @@ import smtplib
 import ssl
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -199,7 +199,7 @@ def test_concurrent_sessions_are_all_committed_before_250(running: Running, api:
 def _self_signed(directory: Path) -> tuple[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx.commune.test")])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
             .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256()))
@@ -210,7 +210,7 @@ def _self_signed(directory: Path) -> tuple[str, str]:
     return str(cert_path), str(key_path)
 
 
-def test_limits_and_starttls_on_a_configured_server(tmp_path: Path, dns_server) -> None:  # noqa: ANN001
+def test_limits_and_starttls_on_a_configured_server(tmp_path: Path, dns_server) -> None:
     cert, key = _self_signed(tmp_path)
     server = start_server(tmp_path / "data", dns_server, max_message_bytes=20_000, max_recipients=2,
                           smtp_tls_cert=cert, smtp_tls_key=key)
@@ -264,7 +264,7 @@ def test_data_end_split_across_reads() -> None:
     assert asyncio.run(read(b"a" * 50 + b"\r\n", b"b" * 50 + b"\r\n.\r\n", limit=60)) is None
 
 
-def test_connection_cap_refuses_with_421_and_recovers(tmp_path: Path, dns_server) -> None:  # noqa: ANN001
+def test_connection_cap_refuses_with_421_and_recovers(tmp_path: Path, dns_server) -> None:
     server = start_server(tmp_path, dns_server, max_connections=3)
     try:
         held = [smtp(server) for _ in range(3)]
@@ -287,7 +287,7 @@ def _greets(server: Running) -> bool:
         return False
 
 
-def test_a_slow_large_message_survives_the_idle_timeout(tmp_path: Path, dns_server) -> None:  # noqa: ANN001
+def test_a_slow_large_message_survives_the_idle_timeout(tmp_path: Path, dns_server) -> None:
     server = start_server(tmp_path, dns_server, idle_timeout=1.0)
     try:
         with server.client(server.new_key()) as api:

@@ -69,7 +69,7 @@ def test_new_messages_are_announced_after_commit_and_hooks_run_inside_it(running
     services = running.server.services
     seen: list[tuple[str, bool]] = []
 
-    def hook(conn, box, message) -> None:  # noqa: ANN001
+    def hook(conn, box, message) -> None:
         seen.append((message["message_id"], conn.in_transaction))
 
     async def scenario() -> list[str]:

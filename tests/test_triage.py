@@ -12,7 +12,7 @@ from tests.official_clients import mcp_tools, run_cli
 
 
 @pytest.fixture
-def thread(running, api) -> dict:  # noqa: ANN001
+def thread(running, api) -> dict:
     inbox = make_inbox(api)
     message, _ = ingest(running, inbox["id"], subject="Refund request", text="I want my money back")
     return {"id": message["thread_id"], "inbox": inbox}
@@ -22,7 +22,7 @@ def test_cli_triages_a_thread(running, api, thread, tmp_path) -> None:
     key = api.headers["authorization"].split()[1]
     tid = thread["id"]
 
-    def cli(*args: str):  # noqa: ANN202
+    def cli(*args: str):
         code, out = run_cli(running.url, key, tmp_path, "threads", *args)
         assert code == 0, out
         return out

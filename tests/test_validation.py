@@ -14,7 +14,7 @@ def fresh_domain(label: str) -> str:
     return f"{label}{next(_domains)}.valid.test"
 
 
-def send(api, inbox: dict, *to: str, **extra: object):  # noqa: ANN001, ANN201
+def send(api, inbox: dict, *to: str, **extra: object):
     return api.post("/v1/messages/send", json={"to": list(to), "subject": "s", "text": "t",
                                                "inboxId": inbox["id"], **extra})
 

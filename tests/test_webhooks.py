@@ -32,7 +32,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="module")
-def fast(tmp_path_factory, dns_server):  # noqa: ANN001, ANN201
+def fast(tmp_path_factory, dns_server):
     """A server whose webhook retries come quickly: short backoff and timeout, three attempts."""
     server = start_server(tmp_path_factory.mktemp("hooks"), dns_server, webhook_backoff=0.2,
                           webhook_timeout=1.0, webhook_max_attempts=3)
@@ -53,7 +53,7 @@ def hooked_inbox(client: httpx.Client, url: str, events: list[str] | None = None
     return make_inbox(client, webhook=webhook)
 
 
-def verified(hit, secret: str) -> dict:  # noqa: ANN001
+def verified(hit, secret: str) -> dict:
     assert verify_signature(hit.body, hit.headers["x-commune-signature"], secret,
                             timestamp=hit.headers["x-commune-timestamp"])
     return json.loads(hit.body)

@@ -22,7 +22,7 @@ class Context:
     """What a handler gets: the request, the caller (org and key) and the services."""
 
     request: Request
-    services: "Services"
+    services: Services
     key: ApiKeyRecord | None
     scopes: frozenset[str]
 
@@ -42,8 +42,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     for error in exc.errors()[:5]:
         location = ".".join(str(p) for p in error.get("loc", ()) if p != "__root__")
         message = error.get("msg", "is invalid")
-        if message.startswith("Value error, "):
-            message = message[len("Value error, "):]
+        message = message.removeprefix("Value error, ")
         parts.append(f"{location}: {message}" if location else message)
     return "Invalid request: " + "; ".join(parts)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
@@ -84,7 +84,7 @@ async def create_request(ctx: Context) -> tuple[int, dict]:
     body = parse_body(ctx.request, DeletionRequestBody)
     scope, params = _params(ctx, body)
     expires_at = int(time.time()) + CONFIRM_SECONDS
-    confirm_by = iso(datetime.fromtimestamp(expires_at, tz=timezone.utc))
+    confirm_by = iso(datetime.fromtimestamp(expires_at, tz=UTC))
     detail = {"scope": scope, **{k: v for k, v in params.items() if k != "until"}}
 
     def log_request(conn: sqlite3.Connection, request_id: str) -> None:

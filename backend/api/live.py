@@ -86,7 +86,7 @@ async def _stream(bus: EventBus, sub: Subscription, heartbeat: float, resync: bo
         while True:
             try:
                 event = await asyncio.wait_for(sub.queue.get(), heartbeat)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 yield b": heartbeat\n\n"
                 continue
             if event is STOPPING:
@@ -168,7 +168,7 @@ async def wait_for_messages(ctx: Context) -> dict:
             try:
                 if await asyncio.wait_for(sub.queue.get(), remaining) is STOPPING:
                     break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     finally:
         bus.unsubscribe(sub)

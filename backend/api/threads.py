@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..http.errors import BadRequest, NotFound
-from ..http.router import Route
 from ..http.response import Response, dumps
+from ..http.router import Route
 from ..models.mail import message_json
 from ._common import Context, int_arg, order_arg
 from ._paging import decode_cursor, page

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..http.errors import BadRequest, NotFound
@@ -19,7 +19,7 @@ PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta
 
 
 def _when(epoch: float | None) -> str | None:
-    return iso(datetime.fromtimestamp(epoch, timezone.utc)) if epoch is not None else None
+    return iso(datetime.fromtimestamp(epoch, UTC)) if epoch is not None else None
 
 
 def delivery_json(row: dict) -> dict[str, Any]:

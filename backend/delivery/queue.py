@@ -39,7 +39,7 @@ def publish_status(events: EventBus, org_id: str, event: dict) -> None:
 
 
 class OutboundWorker:
-    def __init__(self, services: "Services", transport: Transport) -> None:
+    def __init__(self, services: Services, transport: Transport) -> None:
         self.services = services
         self.settings = services.settings
         self.transport = transport
@@ -142,7 +142,7 @@ class OutboundWorker:
         return delay * random.uniform(0.8, 1.2)
 
 
-async def start(server: "Server") -> None:
+async def start(server: Server) -> None:
     """Component entry: run the outbound worker and wake it whenever a send is committed."""
     services = server.services
     if not services.settings.workers_enabled:

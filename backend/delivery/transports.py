@@ -66,7 +66,7 @@ async def _attempt(client: aiosmtplib.SMTP, mail_from: str, recipient: str, raw:
         return _refusal(exc.recipients[0].code, exc.recipients[0].message)
     except aiosmtplib.SMTPResponseException as exc:
         return _refusal(exc.code, exc.message)
-    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
         return Outcome("deferred", f"Connection failed: {exc or type(exc).__name__}")
     if recipient in errors:
         return _refusal(errors[recipient].code, errors[recipient].message)
@@ -76,7 +76,7 @@ async def _attempt(client: aiosmtplib.SMTP, mail_from: str, recipient: str, raw:
 async def _quit(client: aiosmtplib.SMTP) -> None:
     try:
         await client.quit()
-    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+    except (TimeoutError, aiosmtplib.SMTPException, OSError):
         client.close()
 
 
@@ -119,7 +119,7 @@ class SmarthostTransport:
             try:
                 await client.rset()
                 return client
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+            except (TimeoutError, aiosmtplib.SMTPException, OSError):
                 client.close()
         return None
 

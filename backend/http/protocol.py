@@ -59,10 +59,10 @@ class HttpServerState:
                                  limits.body_timeout / 4)
         self._sweeper: asyncio.TimerHandle | None = None
 
-    def factory(self) -> "HttpProtocol":
+    def factory(self) -> HttpProtocol:
         return HttpProtocol(self)
 
-    def add(self, conn: "HttpProtocol") -> None:
+    def add(self, conn: HttpProtocol) -> None:
         self.connections.add(conn)
         if self._sweeper is None:
             self._sweeper = conn.loop.call_later(self.sweep_seconds, self._sweep, conn.loop)
@@ -84,7 +84,7 @@ class HttpServerState:
             self.drained.clear()
             try:
                 await asyncio.wait_for(self.drained.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 for conn in list(self.connections):
                     conn.abort()
 

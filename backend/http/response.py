@@ -36,17 +36,17 @@ class Response:
         self.stream: AsyncIterator[bytes] | None = None
 
     @classmethod
-    def json(cls, value: Any, status: int = 200, headers: dict[str, str] | None = None) -> "Response":
+    def json(cls, value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
         return cls(dumps(value), status, headers)
 
     @classmethod
-    def error(cls, message: str, status: int, headers: dict[str, str] | None = None) -> "Response":
+    def error(cls, message: str, status: int, headers: dict[str, str] | None = None) -> Response:
         return cls(dumps({"error": message}), status, headers)
 
     @classmethod
     def streaming(
         cls, chunks: AsyncIterator[bytes], content_type: str, headers: dict[str, str] | None = None
-    ) -> "Response":
+    ) -> Response:
         response = cls(b"", 200, headers, content_type)
         response.stream = chunks
         return response

@@ -85,7 +85,7 @@ class SendMessage(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _body_and_recipients(self) -> "SendMessage":
+    def _body_and_recipients(self) -> SendMessage:
         if not self.to:
             raise ValueError("to: at least one recipient is required")
         if not (self.text or self.html):

@@ -15,7 +15,7 @@ import logging
 import re
 import ssl
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
@@ -52,7 +52,7 @@ PROGRESS_BYTES = 64 * 1024
 class InboundHandler:
     """aiosmtpd hooks: RCPT only for hosted inboxes and our return paths, DATA stored before the 250."""
 
-    def __init__(self, services: "Services", commit: GroupCommit) -> None:
+    def __init__(self, services: Services, commit: GroupCommit) -> None:
         self.services = services
         self.settings = services.settings
         self.commit = commit
@@ -70,7 +70,7 @@ class InboundHandler:
         if not self.in_data:
             self.idle.set()
 
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd hook name)
+    async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
@@ -92,7 +92,7 @@ class InboundHandler:
         found = parse_return_path(address)
         return found is not None and self.services.domains.domain_by_name(found[1]) is not None
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         bounces = [a for a in envelope.rcpt_tos if parse_return_path(a)]
         inboxes = [i for i in (self.services.domains.inbox_by_address(a) for a in envelope.rcpt_tos
@@ -118,7 +118,7 @@ class InboundHandler:
         helo = str(session.host_name or "unknown").replace("\r", "").replace("\n", "")[:255]
         protocol = ("UTF8SMTP" if envelope.smtp_utf8 else "ESMTP") + ("S" if session.ssl else "")
         recipient = f"\r\n\tfor <{envelope.rcpt_tos[0]}>" if len(envelope.rcpt_tos) == 1 else ""
-        stamp = format_datetime(datetime.now(timezone.utc))
+        stamp = format_datetime(datetime.now(UTC))
         line = (f"Received: from {helo} ([{peer}])\r\n\tby {self.settings.hostname} (Commune) with {protocol}"
                 f"{recipient}; {stamp}\r\n")
         return line.encode("utf-8", "replace")
@@ -181,7 +181,7 @@ class InboundSession(SMTP):
         super().connection_lost(error)
 
     @syntax("DATA")
-    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 (aiosmtpd command name)
+    async def smtp_DATA(self, arg: str) -> None:
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
         assert self.envelope is not None
@@ -254,7 +254,7 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
-async def start(server: "Server") -> None:
+async def start(server: Server) -> None:
     """Listen for SMTP on the API's loop; stopping closes the port, lets sessions in DATA finish, then commits."""
     settings = server.settings
     if not settings.smtp_enabled:

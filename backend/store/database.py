@@ -34,7 +34,7 @@ def connect(path: Path | str) -> sqlite3.Connection:
 
 
 @functools.cache
-def _libc_syncfs():  # noqa: ANN202 - a ctypes function or None
+def _libc_syncfs():
     name = ctypes.util.find_library("c")
     if name is None:
         return None

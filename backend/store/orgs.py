@@ -23,7 +23,7 @@ class ApiKeyRecord:
     revoked_at: str | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "ApiKeyRecord":
+    def from_row(cls, row: sqlite3.Row) -> ApiKeyRecord:
         return cls(
             id=row["id"],
             org_id=row["org_id"],

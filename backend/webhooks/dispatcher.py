@@ -18,7 +18,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..util import now_iso
-from .payload import attachment_rows, encode, inbound_payload, outcome_payload, signature, wants_inbound
+from .payload import (
+    attachment_rows,
+    encode,
+    inbound_payload,
+    outcome_payload,
+    signature,
+    wants_inbound,
+)
 from .targets import RefusedTarget, UnresolvedTarget, vet
 
 if TYPE_CHECKING:
@@ -42,7 +49,7 @@ def backoff(settings_base: float, settings_max: float, failures: int) -> float:
 
 
 class WebhookDispatcher:
-    def __init__(self, services: "Services") -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
         self.settings = services.settings
         self.store = services.webhooks
@@ -145,7 +152,7 @@ class WebhookDispatcher:
             delay = max(0.0, min(delay, next_at - time.time()))
         try:
             await asyncio.wait_for(self._wakeup.wait(), delay)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     # one attempt ---------------------------------------------------------------------------------
@@ -228,7 +235,7 @@ class WebhookDispatcher:
             log.info("webhook %s attempt %s failed: %s", row["id"], entry["attempt"], entry["error"])
 
 
-async def start(server: "Server") -> None:
+async def start(server: Server) -> None:
     """Component entry: run the dispatcher and hook it into mail ingest."""
     services = server.services
     dispatcher = WebhookDispatcher(services)

@@ -58,7 +58,7 @@ class Upload:
 class ComposeScreen(Screen):
     """Write, reply or forward; `ctrl+s` sends and a failed send keeps everything as it was."""
 
-    app: "CommuneApp"
+    app: CommuneApp
 
     BINDINGS = [
         Binding("ctrl+s", "send", "Send", priority=True, id="compose.send"),

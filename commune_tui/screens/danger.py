@@ -29,7 +29,7 @@ def confirmation_phrase(scope: str, target: str) -> str:
 class DangerZoneScreen(Screen):
     """Pick what to delete, review the server's preview, type the phrase, confirm."""
 
-    app: "CommuneApp"
+    app: CommuneApp
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="danger.back")]
 

@@ -30,7 +30,7 @@ def status_text(status: str | None) -> Text:
 class DomainsScreen(Screen):
     """Domains on the left; the highlighted domain's records and inboxes on the right."""
 
-    app: "CommuneApp"
+    app: CommuneApp
 
     BINDINGS = [
         Binding("a", "add_domain", "Add domain", id="domains.add"),

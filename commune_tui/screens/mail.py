@@ -28,7 +28,7 @@ LIVE_PAGE = 20
 class MailScreen(ThreadActions):
     """Browse and read: the screen the client opens on."""
 
-    app: "CommuneApp"
+    app: CommuneApp
 
     BINDINGS = [
         Binding("c", "compose", "Compose", id="mail.compose", tooltip="Write a new message"),

@@ -39,7 +39,7 @@ def advice(error: ApiError, base_url: str) -> tuple[str, str]:
 class ProblemScreen(Screen):
     """Connection or authentication failure, with retry."""
 
-    app: "CommuneApp"
+    app: CommuneApp
 
     BINDINGS = [
         Binding("r", "retry", "Retry", id="problem.retry"),
@@ -53,12 +53,11 @@ class ProblemScreen(Screen):
 
     def compose(self) -> ComposeResult:
         title, steps = advice(self.error, self.base_url)
-        with Center():
-            with Vertical(id="problem"):
-                yield Static(title, id="problem-title")
-                yield Static(steps, id="problem-steps")
-                yield Static(f"Details: {self.error.message}", id="problem-detail")
-                yield Static("Press r to try again, q to quit.", id="problem-keys")
+        with Center(), Vertical(id="problem"):
+            yield Static(title, id="problem-title")
+            yield Static(steps, id="problem-steps")
+            yield Static(f"Details: {self.error.message}", id="problem-detail")
+            yield Static("Press r to try again, q to quit.", id="problem-keys")
         yield Footer()
 
     def action_retry(self) -> None:

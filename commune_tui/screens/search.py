@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class SearchScreen(ThreadActions):
     """A query box over a result list; `enter` in the list opens the thread."""
 
-    app: "CommuneApp"
+    app: CommuneApp
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="search.back"),

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 class ThreadScreen(ThreadActions):
-    app: "CommuneApp"
+    app: CommuneApp
 
     BINDINGS = [Binding("q,escape", "app.pop_screen", "Back", id="thread.back")]
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..app import CommuneApp
 
 
-async def load_thread(app: "CommuneApp",
+async def load_thread(app: CommuneApp,
                       thread: ThreadSummary) -> tuple[list[Message], dict[str, Attachment]]:
     """A thread's messages and the metadata of every attachment they carry."""
     messages = await app.client.thread_messages(thread.thread_id)
@@ -42,7 +42,7 @@ def unique_path(folder: Path, filename: str) -> Path:
 class ThreadActions(Screen):
     """Mixin for screens with a `Reader`: the keys that act on the thread being read."""
 
-    app: "CommuneApp"
+    app: CommuneApp
 
     def active_reader(self) -> Reader:
         return self.query_one(Reader)

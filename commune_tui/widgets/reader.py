@@ -5,14 +5,13 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widget import Widget
 from textual.containers import Horizontal, VerticalScroll
+from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
 from ..formatting import full_date, html_to_text
 from ..models import Attachment, Message, ThreadSummary
 from .attachments import AttachmentChip
-
 
 MAX_BODY_CHARS = 200_000
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from commune_tui.config import Settings
 from tests.conftest import Running
 from tests.tui.seeding import Seeded, seed_mailbox
 
-FROZEN_NOW = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc)
+FROZEN_NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 _suffixes = itertools.count(1)
 
 

@@ -21,7 +21,7 @@ async def settle(pilot: Pilot, rounds: int = 3) -> None:
                 await asyncio.wait_for(pilot.app.workers.wait_for_complete(pending), 15)
         except WorkerCancelled:
             pass  # superseded by a newer exclusive worker, which the next round waits for
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(f"workers still running: {pending}") from None
         await pilot.pause()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -29,7 +29,7 @@ def test_module_never_imports_textual(module: str) -> None:
 
 
 def test_compact_dates_read_like_a_mail_list() -> None:
-    now = datetime(2026, 3, 15, 18, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 15, 18, 0, tzinfo=UTC)
     assert compact_date("2026-03-15T14:30:00.000Z", now) == "14:30"
     assert compact_date("2026-01-02T09:00:00.000Z", now) == "Jan 02"
     assert compact_date("2024-03-15T09:00:00.000Z", now) == "2024-03-15"

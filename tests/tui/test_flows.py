@@ -20,11 +20,10 @@ from tests.tui.conftest import Mailbox
 from tests.tui.helpers import settle, wait_until
 from tests.tui.seeding import messages_of, send, threads_of
 
-
 pytestmark = pytest.mark.anyio
 
 
-def select_thread(app, subject: str) -> None:  # noqa: ANN001
+def select_thread(app, subject: str) -> None:
     threads = app.screen.query_one(ThreadList)
     row = next(i for i, t in enumerate(threads.ordered()) if t.subject == subject)
     threads.move_cursor(row=row, animate=False)

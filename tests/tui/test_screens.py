@@ -40,7 +40,7 @@ async def test_thread_list_pages_through_the_cursor_as_you_scroll(mailbox: Mailb
         assert subjects[-1] == "Quarterly report draft"
 
 
-async def test_domains_screen_adds_verifies_and_creates_an_inbox(mailbox: Mailbox, dns_server,  # noqa: ANN001
+async def test_domains_screen_adds_verifies_and_creates_an_inbox(mailbox: Mailbox, dns_server,
                                                                  tmp_path: Path) -> None:
     name = f"shop{id(tmp_path) % 100000}.example"
     app = mailbox.app(tmp_path)

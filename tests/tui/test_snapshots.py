@@ -30,7 +30,7 @@ def frozen_stamps() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def seeded_server(tmp_path_factory: pytest.TempPathFactory,
-                  dns_server) -> Iterator[tuple[Running, str, Seeded]]:  # noqa: ANN001
+                  dns_server) -> Iterator[tuple[Running, str, Seeded]]:
     import backend.store.mail as mail_store
 
     running = start_server(tmp_path_factory.mktemp("snapshots"), dns_server)
@@ -48,7 +48,7 @@ def seeded_server(tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture
-def snapshot_app(seeded_server, tmp_path: Path) -> CommuneApp:  # noqa: ANN001
+def snapshot_app(seeded_server, tmp_path: Path) -> CommuneApp:
     running, key, _ = seeded_server
     return make_app(app_settings(running, key, tmp_path, cursor_blink=False))
 
@@ -90,30 +90,30 @@ async def domains(pilot: Pilot) -> None:
 
 
 class TestMailScreen:
-    def test_inbox(self, snap_compare, snapshot_app: CommuneApp) -> None:  # noqa: ANN001
+    def test_inbox(self, snap_compare, snapshot_app: CommuneApp) -> None:
         assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=opened)
 
-    def test_thread_with_attachment(self, snap_compare, snapshot_app: CommuneApp) -> None:  # noqa: ANN001
+    def test_thread_with_attachment(self, snap_compare, snapshot_app: CommuneApp) -> None:
         assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=open_report)
 
-    def test_light_theme(self, snap_compare, snapshot_app: CommuneApp) -> None:  # noqa: ANN001
+    def test_light_theme(self, snap_compare, snapshot_app: CommuneApp) -> None:
         snapshot_app.theme = "commune-light"
         assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=open_report)
 
 
 class TestOtherScreens:
-    def test_reply_composer(self, snap_compare, snapshot_app: CommuneApp) -> None:  # noqa: ANN001
+    def test_reply_composer(self, snap_compare, snapshot_app: CommuneApp) -> None:
         assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=reply_to_report)
 
-    def test_search_results(self, snap_compare, snapshot_app: CommuneApp) -> None:  # noqa: ANN001
+    def test_search_results(self, snap_compare, snapshot_app: CommuneApp) -> None:
         assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=search_kernel)
 
-    def test_domains(self, snap_compare, snapshot_app: CommuneApp) -> None:  # noqa: ANN001
+    def test_domains(self, snap_compare, snapshot_app: CommuneApp) -> None:
         assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=domains)
 
 
 class TestProblemScreen:
-    def test_unreachable_server(self, snap_compare, seeded_server, tmp_path: Path) -> None:  # noqa: ANN001
+    def test_unreachable_server(self, snap_compare, seeded_server, tmp_path: Path) -> None:
         running, key, _ = seeded_server
         settings = app_settings(running, key, tmp_path, base_url="http://127.0.0.1:9", cursor_blink=False)
         assert snap_compare(make_app(settings), terminal_size=SIZE, run_before=opened)

@@ -27,7 +27,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def problem_text(app) -> str:  # noqa: ANN001
+def problem_text(app) -> str:
     return " ".join(str(w.render()) for w in app.screen.query(Static))
 
 
