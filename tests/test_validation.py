@@ -49,6 +49,21 @@ def test_nobody_left_is_a_400_that_says_why(running, api) -> None:
     assert "No MX records found" in error and "No such inbox on this server" in error
 
 
+def test_paused_and_disabled_local_inboxes_are_rejected(running, api) -> None:
+    inbox, paused, disabled, open_ = (make_inbox(api) for _ in range(4))
+    assert api.patch(f"/v1/inboxes/{paused['id']}", json={"status": "paused"}).status_code == 200
+    assert api.patch(f"/v1/inboxes/{disabled['id']}", json={"status": "disabled"}).status_code == 200
+    response = send(api, inbox, paused["address"], disabled["address"], open_["address"])
+    assert response.status_code == 200
+    assert response.json()["validation"]["rejected"] == [
+        {"email": paused["address"], "reason": "Mailbox temporarily unavailable"},
+        {"email": disabled["address"], "reason": "Mailbox disabled"},
+    ]
+    for target, count in [(paused, 0), (disabled, 0), (open_, 1)]:
+        listed = api.get("/v1/messages", params={"inbox_id": target["id"]}).json()["data"]
+        assert len(listed) == count, target["address"]
+
+
 def test_disposable_domains_warn_and_still_send(running, api, dns_server) -> None:
     inbox = make_inbox(api)
     dns_server.publish("mailinator.com", "MX", "10 mail.mailinator.com.")

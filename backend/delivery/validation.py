@@ -27,6 +27,8 @@ NO_MX = "No MX records found"
 NULL_MX = "Domain does not accept mail (null MX)"
 BAD_SYNTAX = "Invalid email address"
 NO_SUCH_INBOX = "No such inbox on this server"
+UNAVAILABLE = {"disabled": "Mailbox disabled", "paused": "Mailbox temporarily unavailable"}
+"""Local inboxes that take no mail now, as SMTP answers for them (550 and 450)."""
 DISPOSABLE = "Disposable email domain"
 LOOKUP_FAILED = "MX lookup failed; delivery will be attempted"
 _ADDRESS = re.compile(r"^(?P<local>[^@\s]{1,64})@(?P<domain>[^@\s]{1,253})$")
@@ -151,11 +153,13 @@ class RecipientValidator:
             if address in suppressed:
                 result.suppressed.append(address)
             elif domain in hosted:
-                if address in hosted[domain]:
+                if address not in hosted[domain]:
+                    result.rejected.append({"email": address, "reason": NO_SUCH_INBOX})
+                elif hosted[domain][address] in UNAVAILABLE:
+                    result.rejected.append({"email": address, "reason": UNAVAILABLE[hosted[domain][address]]})
+                else:
                     result.accepted.append(address)
                     result.local.append(address)
-                else:
-                    result.rejected.append({"email": address, "reason": NO_SUCH_INBOX})
             else:
                 rejection, warning = verdicts[domain]
                 if rejection:
@@ -178,8 +182,9 @@ class RecipientValidator:
         )
         return {row["email"] for row in rows}
 
-    def _hosted(self, domains: list[str], addresses: list[str]) -> dict[str, set[str]]:
-        """Recipient domains this server answers for (verified or shared), with their inboxes among `addresses`.
+    def _hosted(self, domains: list[str], addresses: list[str]) -> dict[str, dict[str, str | None]]:
+        """Recipient domains this server answers for (verified or shared), with their inboxes among `addresses`
+        and each inbox's status.
 
         An unverified domain is not taken as hosted: an organisation could otherwise register someone
         else's domain here and capture mail other organisations send to it.
@@ -190,10 +195,10 @@ class RecipientValidator:
         rows = self.database.query(
             f"SELECT name FROM domains WHERE name IN ({marks}) AND (status = 'verified' OR shared = 1)", domains
         )
-        hosted: dict[str, set[str]] = {row["name"]: set() for row in rows}
+        hosted: dict[str, dict[str, str | None]] = {row["name"]: {} for row in rows}
         local = [a for a in addresses if a.split("@", 1)[1] in hosted]
         if local:
             marks = ",".join("?" * len(local))
-            for row in self.database.query(f"SELECT address FROM inboxes WHERE address IN ({marks})", local):
-                hosted[row["address"].split("@", 1)[1]].add(row["address"])
+            for row in self.database.query(f"SELECT address, status FROM inboxes WHERE address IN ({marks})", local):
+                hosted[row["address"].split("@", 1)[1]][row["address"]] = row["status"]
         return hosted
