@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     keyset = (deep["last_message_at"], deep["id"])
     message_keyset = (deep_message["created_at"], deep_message["seq"])
     queries: list[tuple[str, Callable[[], object], Callable[[], object]]] = [
-        ("threads by inbox", lambda: reads.list_threads(org, inbox, None, "desc", 21),
-         lambda: reads.list_threads(org, inbox, None, "desc", 21, keyset)),
-        ("threads by domain", lambda: reads.list_threads(org, None, domain, "asc", 21),
-         lambda: reads.list_threads(org, None, domain, "asc", 21, keyset)),
+        ("threads by inbox", lambda: reads.list_threads_json(org, inbox, None, "desc", 21),
+         lambda: reads.list_threads_json(org, inbox, None, "desc", 21, keyset)),
+        ("threads by domain", lambda: reads.list_threads_json(org, None, domain, "asc", 21),
+         lambda: reads.list_threads_json(org, None, domain, "asc", 21, keyset)),
         ("thread messages", lambda: reads.thread_messages(org, info.middle_thread_id, "asc", 51),
          lambda: reads.thread_messages(org, info.last_thread_id, "asc", 51)),
         ("messages by inbox", lambda: reads.list_messages(org, inbox_id=inbox, limit=51),

@@ -102,19 +102,6 @@ class MailReads:
         """One thread of the organisation, or None."""
         return self.database.one("SELECT * FROM threads WHERE id = ? AND org_id = ?", (thread_id, org_id))
 
-    def list_threads(
-        self,
-        org_id: str,
-        inbox_id: str | None,
-        domain_id: str | None,
-        order: str,
-        limit: int,
-        after: tuple[str, str] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Up to `limit` threads, newest (or oldest) activity first, after the keyset `after`."""
-        sql, params = _thread_page_sql("*", org_id, inbox_id, domain_id, order, limit, after)
-        return _dicts(self.database, sql, params)
-
     def list_threads_json(
         self,
         org_id: str,
@@ -124,7 +111,7 @@ class MailReads:
         limit: int,
         after: tuple[str, str] | None = None,
     ) -> list[tuple[str, str, str]]:
-        """The same page as `list_threads`, each row as `(last_message_at, id, thread JSON text)`.
+        """Up to `limit` threads by last activity after the keyset `after`, as `(last_message_at, id, JSON)`.
 
         SQLite builds the JSON (`THREAD_JSON_SQL`, kept equal to `models.mail.thread_json` by a test):
         half the cost of building Python dicts and encoding them, on the API's busiest list.
