@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from ..util import new_prefixed, now_iso
 from .database import Database
+from .delivery import newest_first_where
 
 STATUSES = ("pending", "success", "failed")
 
@@ -160,18 +161,13 @@ class WebhookStore:
         endpoint: str | None = None,
     ) -> list[dict]:
         """Newest first, keyset on (created_at, id); returns up to `limit + 1` rows to tell if more exist."""
-        where, params = ["org_id = ?"], [org_id]
-        for column, value in (("inbox_id", inbox_id), ("status", status), ("endpoint", endpoint)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if after is not None:
-            where.append("(created_at, id) < (?, ?)")
-            params.extend(after)
+        where, params = newest_first_where(
+            org_id, {"inbox_id": inbox_id, "status": status, "endpoint": endpoint}, after
+        )
         rows = self.database.query(
             "SELECT id, org_id, inbox_id, message_id, endpoint, event, status, attempts, next_attempt_at,"
             " http_status, last_error, latency_ms, created_at, updated_at, delivered_at"
-            f" FROM webhook_deliveries WHERE {' AND '.join(where)}"
+            f" FROM webhook_deliveries WHERE {where}"
             " ORDER BY created_at DESC, id DESC LIMIT ?",
             (*params, limit + 1),
         )
