@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import dns.asyncresolver
 import dns.exception
 import dns.resolver
@@ -37,12 +39,11 @@ async def check_record(resolver: dns.asyncresolver.Resolver, record: dict) -> st
 
 async def verify_records(resolver: dns.asyncresolver.Resolver, records: list[dict]) -> tuple[str, list[dict]]:
     """Check every record; the domain is verified when all are, failed when any is wrong."""
-    checked = []
-    for record in records:
-        checked.append({**record, "status": await check_record(resolver, record)})
-    statuses = {r["status"] for r in checked}
-    if statuses == {"verified"}:
+    statuses = await asyncio.gather(*(check_record(resolver, record) for record in records))
+    checked = [{**record, "status": status} for record, status in zip(records, statuses, strict=True)]
+    found = set(statuses)
+    if found == {"verified"}:
         return "verified", checked
-    if "failed" in statuses:
+    if "failed" in found:
         return "failed", checked
     return "pending", checked
