@@ -11,7 +11,6 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from .store.deletion import DeletionStore
 from .util import iso, utcnow
 
 if TYPE_CHECKING:
@@ -40,7 +39,6 @@ async def apply_retention(services: Services) -> int:
     Expired mail goes in batches of about BATCH messages, one transaction each, yielding the event loop
     in between, so a first sweep over a large inbox does not stall the server.
     """
-    store = DeletionStore(services.database, services.blobs)
     inboxes = services.database.query(
         "SELECT id, org_id, retention_days FROM inboxes WHERE retention_days IS NOT NULL AND retention_days > 0"
     )
@@ -50,7 +48,7 @@ async def apply_retention(services: Services) -> int:
         deleted: dict[str, int] = {}
         while (until := _batch_end(services, inbox["id"], cutoff)) is not None:
             params = {"inbox_id": inbox["id"], "before": cutoff, "until": until}
-            for name, count in store.delete_messages(inbox["org_id"], params).items():
+            for name, count in services.deletion.delete_messages(inbox["org_id"], params).items():
                 deleted[name] = deleted.get(name, 0) + count
             await asyncio.sleep(0)
         if deleted.get("messages"):

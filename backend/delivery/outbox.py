@@ -43,7 +43,8 @@ async def submit(
     attachment_ids: list[str],
 ) -> dict:
     """Store, deliver locally and queue one sent message; returns the sender's copy as message JSON."""
-    remote = [r for r in recipients if r not in set(local)]
+    local_set = set(local)
+    remote = [r for r in recipients if r not in local_set]
     status = "queued" if remote else "delivered"
     local_inboxes = [inbox for inbox in (domains.inbox_by_address(a) for a in local) if inbox is not None]
 

@@ -94,7 +94,7 @@ class SmarthostTransport:
         self.connection: dict[str, object] = {
             "hostname": host.strip("[]"), "port": int(port), "timeout": settings.delivery_timeout,
             "local_hostname": settings.hostname, "use_tls": settings.relay_tls == "tls",
-            "start_tls": True if settings.relay_tls == "starttls" else False,
+            "start_tls": settings.relay_tls == "starttls",
             "username": settings.relay_username or None, "password": settings.relay_password or None,
         }
         self.max_idle = settings.delivery_concurrency
@@ -182,7 +182,6 @@ class DirectTransport:
                     return outcome
                 last = Outcome("deferred", f"{host}: {outcome.detail}")
         return last
-
 
     async def close(self) -> None:
         """Nothing to close: every delivery uses its own connection to that domain's exchanger."""

@@ -76,12 +76,13 @@ class InboundHandler:
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             return TOO_MANY
         address = address.strip().lower()
-        inbox = None if self._is_return_path(address) else self.services.domains.inbox_by_address(address)
+        return_path = self._is_return_path(address)
+        inbox = None if return_path else self.services.domains.inbox_by_address(address)
         if inbox is not None and inbox.get("status") == "disabled":
             return MAILBOX_DISABLED
         if inbox is not None and inbox.get("status") == "paused":
             return MAILBOX_PAUSED
-        if inbox is not None or self._is_return_path(address):
+        if inbox is not None or return_path:
             if address not in envelope.rcpt_tos:
                 envelope.rcpt_tos.append(address)
                 envelope.rcpt_options.append(rcpt_options)
