@@ -17,6 +17,7 @@ from .signing import Signer
 from .store.audit import AuditStore
 from .store.blobs import BlobStore
 from .store.database import Database
+from .store.deletion import DeletionStore
 from .store.delivery import DeliveryStore
 from .store.domains import DomainStore
 from .store.mail import MailStore
@@ -60,6 +61,7 @@ class Services:
         self.mail = MailStore(self.database, self.blobs, self.events)
         self.validator = RecipientValidator(self.database, self.resolver)
         self.delivery = DeliveryStore(self.database)
+        self.deletion = DeletionStore(self.database, self.blobs)
         self.admin_key: str | None = None
 
     def bootstrap(self) -> None:

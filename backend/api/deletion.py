@@ -17,7 +17,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from ..http.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
 from ..http.router import Route
 from ..services import DEFAULT_ORG
-from ..store.deletion import SCOPES, WARNINGS, DeletionStore
+from ..store.deletion import SCOPES, WARNINGS
 from ..util import iso, now_iso, parse_iso
 from ._common import Context, parse_body
 from .inboxes import own_inbox
@@ -34,10 +34,6 @@ class DeletionRequestBody(BaseModel):
     scope: str | None = Field(None, max_length=32)
     inbox_id: str | None = Field(None, validation_alias=AliasChoices("inbox_id", "inboxId"), max_length=200)
     before: str | None = Field(None, max_length=64)
-
-
-def deletion_store(ctx: Context) -> DeletionStore:
-    return DeletionStore(ctx.services.database, ctx.services.blobs)
 
 
 def _expiry(confirm_by: str) -> int:
@@ -91,7 +87,7 @@ async def create_request(ctx: Context) -> tuple[int, dict]:
         ctx.services.audit.record(ctx.org_id, ctx.key.id, "deletion.requested", "deletion_request", request_id,
                                   detail, conn=conn)
 
-    created = deletion_store(ctx).create_request(ctx.org_id, scope, params, confirm_by, log_request)
+    created = ctx.services.deletion.create_request(ctx.org_id, scope, params, confirm_by, log_request)
     if created is None:
         raise Conflict("A deletion request is already pending for this organization; confirm it or let it expire")
     created["confirmation_token"] = confirmation_token(ctx, created["id"], created["confirm_by"])
@@ -100,7 +96,7 @@ async def create_request(ctx: Context) -> tuple[int, dict]:
 
 
 async def confirm_request(ctx: Context) -> dict:
-    store = deletion_store(ctx)
+    store = ctx.services.deletion
     found = store.get_request(ctx.org_id, ctx.params["deletion_id"])
     if found is None:
         raise NotFound("Deletion request not found")
@@ -134,7 +130,7 @@ async def confirm_request(ctx: Context) -> dict:
 
 
 async def get_request(ctx: Context) -> dict:
-    found = deletion_store(ctx).get_request(ctx.org_id, ctx.params["deletion_id"])
+    found = ctx.services.deletion.get_request(ctx.org_id, ctx.params["deletion_id"])
     if found is None:
         raise NotFound("Deletion request not found")
     return found

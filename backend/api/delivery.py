@@ -15,6 +15,9 @@ from ..store.delivery import EVENT_TYPES, event_json, suppression_json
 from ..util import iso, utcnow
 from ._common import Context, data, int_arg, parse_body
 from ._paging import decode_cursor, page
+from .domains import visible_domain
+from .inboxes import own_inbox
+from .threads import mailbox_filter
 
 _PERIOD = re.compile(r"^(\d{1,4})([hdw])$")
 _UNITS = {"h": "hours", "d": "days", "w": "weeks"}
@@ -40,12 +43,7 @@ class AddSuppression(BaseModel):
 
 def scope_filters(ctx: Context) -> dict[str, str | None]:
     """`inbox_id` / `domain_id` (or camelCase) filters, each checked to belong to the caller."""
-    inbox_id = ctx.request.arg("inbox_id", "inboxId") or None
-    domain_id = ctx.request.arg("domain_id", "domainId") or None
-    if inbox_id is not None and ctx.services.domains.get_inbox(ctx.org_id, inbox_id) is None:
-        raise NotFound("Inbox not found")
-    if domain_id is not None and ctx.services.domains.get_domain(ctx.org_id, domain_id) is None:
-        raise NotFound("Domain not found")
+    inbox_id, domain_id = mailbox_filter(ctx, required=False)
     return {"inbox_id": inbox_id, "domain_id": domain_id}
 
 
@@ -85,10 +83,10 @@ async def list_suppressions(ctx: Context) -> dict:
 
 async def add_suppression(ctx: Context) -> tuple[int, dict]:
     body = parse_body(ctx.request, AddSuppression)
-    if body.inbox_id is not None and ctx.services.domains.get_inbox(ctx.org_id, body.inbox_id) is None:
-        raise NotFound("Inbox not found")
-    if body.domain_id is not None and ctx.services.domains.get_domain(ctx.org_id, body.domain_id) is None:
-        raise NotFound("Domain not found")
+    if body.inbox_id is not None:
+        own_inbox(ctx, body.inbox_id)
+    if body.domain_id is not None:
+        visible_domain(ctx, body.domain_id)
     suppression = ctx.services.delivery.add_suppression(
         ctx.org_id, body.email, body.reason, inbox_id=body.inbox_id, domain_id=body.domain_id
     )

@@ -14,7 +14,6 @@ from ..models.addressing import (
     WebhookConfig,
     inbox_json,
 )
-from ..store.deletion import DeletionStore
 from ._common import Context, data, parse_body
 from .domains import visible_domain
 
@@ -133,13 +132,12 @@ async def set_webhook(ctx: Context) -> dict:
 async def delete_inbox(ctx: Context) -> dict:
     """Delete the inbox with its threads, messages, attachments and delivery records, in one transaction."""
     inbox = own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))
-    store = DeletionStore(ctx.services.database, ctx.services.blobs)
 
     def audit(conn: sqlite3.Connection) -> None:
         ctx.services.audit.record(ctx.org_id, ctx.key.id, "inbox.deleted", "inbox", inbox["id"],
                                   {"address": inbox["address"]}, conn=conn)
 
-    store.delete_inbox(ctx.org_id, inbox["id"], audit)
+    ctx.services.deletion.delete_inbox(ctx.org_id, inbox["id"], audit)
     return data({"ok": True})
 
 

@@ -19,6 +19,7 @@ from .threads import own_thread
 
 STATUSES = ("open", "needs_reply", "waiting", "closed")
 MAX_TAG_LENGTH = 64
+ASSIGNEE_ALIASES = AliasChoices("assigned_to", "assignedTo", "assignee")
 
 
 def _clean_tags(value: list[str]) -> list[str]:
@@ -48,9 +49,7 @@ class Tags(Strict):
 
 class ThreadPatch(Strict):
     status: str | None = None
-    assigned_to: str | None = Field(
-        None, validation_alias=AliasChoices("assigned_to", "assignedTo", "assignee"), max_length=320
-    )
+    assigned_to: str | None = Field(None, validation_alias=ASSIGNEE_ALIASES, max_length=320)
     tags: list[str] | None = Field(None, max_length=50)
 
     @field_validator("status")
@@ -74,9 +73,7 @@ class StatusBody(Strict):
 
 
 class AssignBody(Strict):
-    assigned_to: str | None = Field(
-        validation_alias=AliasChoices("assigned_to", "assignedTo", "assignee"), max_length=320
-    )
+    assigned_to: str | None = Field(validation_alias=ASSIGNEE_ALIASES, max_length=320)
 
 
 def metadata_json(thread: dict[str, Any]) -> dict[str, Any]:
