@@ -13,6 +13,7 @@ from ..store.webhooks import STATUSES
 from ..util import iso, utcnow
 from ._common import Context, data, int_arg
 from ._paging import decode_cursor, page
+from .inboxes import own_inbox
 
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30),
            "90d": timedelta(days=90)}
@@ -61,8 +62,8 @@ async def list_deliveries(ctx: Context) -> dict:
     endpoint = request.arg("endpoint") or None
     if status is not None and status not in STATUSES:
         raise BadRequest(f"status must be one of {', '.join(STATUSES)}")
-    if inbox_id is not None and ctx.services.domains.get_inbox(ctx.org_id, inbox_id) is None:
-        raise NotFound("Inbox not found")
+    if inbox_id is not None:
+        own_inbox(ctx, inbox_id)
     limit = int_arg(request, "limit", 50, 1, 200)
     scope = json.dumps([inbox_id, status, endpoint])
     after = decode_cursor(request.arg("cursor"), scope, "desc", str)
