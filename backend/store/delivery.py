@@ -16,6 +16,11 @@ from .database import Database
 # Outcomes that end a queue row; anything else is retried.
 FINAL = ("sent", "bounced", "failed")
 EVENT_TYPES = ("queued", "sent", "delivered", "deferred", "bounced", "complained", "failed")
+# The columns of a `QueueItem`, in its field order.
+QUEUE_ITEM_SELECT = (
+    "SELECT q.id, q.org_id, q.message_id, q.recipient, q.attempts, q.created_at, m.inbox_id, m.domain_id,"
+    " m.sender, m.raw_sha256 FROM outbound_queue q JOIN messages m ON m.id = q.message_id"
+)
 
 
 @dataclass
@@ -58,9 +63,7 @@ class DeliveryStore:
     def due(self, now: float, limit: int) -> list[QueueItem]:
         """Queue rows whose next attempt is due, oldest first."""
         rows = self.database.query(
-            "SELECT q.id, q.org_id, q.message_id, q.recipient, q.attempts, q.created_at, m.inbox_id, m.domain_id,"
-            " m.sender, m.raw_sha256 FROM outbound_queue q JOIN messages m ON m.id = q.message_id"
-            " WHERE q.status IN ('queued', 'deferred') AND q.next_attempt_at <= ?"
+            QUEUE_ITEM_SELECT + " WHERE q.status IN ('queued', 'deferred') AND q.next_attempt_at <= ?"
             " ORDER BY q.next_attempt_at LIMIT ?",
             (now, limit),
         )
@@ -104,8 +107,7 @@ class DeliveryStore:
     def record_bounce_report(self, queue_id: str, detail: str) -> tuple[str, dict] | None:
         """A DSN for one of our queue rows: `(org_id, bounced event)` plus a suppression; None for an unknown id."""
         row = self.database.one(
-            "SELECT q.id, q.org_id, q.message_id, q.recipient, q.attempts, q.created_at, m.inbox_id, m.domain_id,"
-            " m.sender, m.raw_sha256 FROM outbound_queue q JOIN messages m ON m.id = q.message_id WHERE q.id = ?",
+            QUEUE_ITEM_SELECT + " WHERE q.id = ?",
             (queue_id,),
         )
         if row is None:
