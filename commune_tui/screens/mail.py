@@ -140,16 +140,10 @@ class MailScreen(ThreadActions):
 
     @work(group="reader", exclusive=True)
     async def _show_thread(self, thread: ThreadSummary, focus: bool = True) -> None:
-        reader = self.query_one(Reader)
-        reader.loading = True
-        try:
-            messages, attachments = await load_thread(self.app, thread)
-        except ApiError as exc:
-            self.notify(f"Could not open the thread: {exc.message}", severity="error")
+        messages = await self.show_in_reader(thread)
+        if messages is None:
             return
-        finally:
-            reader.loading = False
-        await reader.show(thread, messages, attachments)
+        reader = self.active_reader()
         reader.border_title = f"Message · {len(messages)} in thread"
         self.thread_list.mark_read(thread.thread_id)
         inbox_id = thread.inbox_id or ""
@@ -209,7 +203,7 @@ class MailScreen(ThreadActions):
         elif inbound:
             self.tree.update_inbox(inbox_id, new=True)
         if inbound:
-            self.notify(f"{thread.subject or '(no subject)'}", title=f"New mail from {thread.last_sender}")
+            self.notify(thread.subject or "(no subject)", title=f"New mail from {thread.last_sender}")
 
     def action_compose(self) -> None:
         self.app.open_composer(Draft(inbox_id=self.inbox.id if self.inbox else None))

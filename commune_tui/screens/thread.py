@@ -9,10 +9,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Header
 
-from ..client import ApiError
 from ..models import ThreadSummary
 from ..widgets.reader import Reader
-from .thread_actions import ThreadActions, load_thread
+from .thread_actions import ThreadActions
 
 if TYPE_CHECKING:
     from ..app import CommuneApp
@@ -38,14 +37,5 @@ class ThreadScreen(ThreadActions):
 
     @work(exclusive=True)
     async def _load(self) -> None:
-        reader = self.query_one(Reader)
-        reader.loading = True
-        try:
-            messages, attachments = await load_thread(self.app, self.thread)
-        except ApiError as exc:
-            self.notify(f"Could not open the thread: {exc.message}", severity="error")
-            return
-        finally:
-            reader.loading = False
-        await reader.show(self.thread, messages, attachments)
-        reader.focus()
+        if await self.show_in_reader(self.thread) is not None:
+            self.active_reader().focus()

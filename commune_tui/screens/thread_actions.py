@@ -47,6 +47,20 @@ class ThreadActions(Screen):
     def active_reader(self) -> Reader:
         return self.query_one(Reader)
 
+    async def show_in_reader(self, thread: ThreadSummary) -> list[Message] | None:
+        """Load `thread` into the reader; None, after an error notice, when it could not be fetched."""
+        reader = self.active_reader()
+        reader.loading = True
+        try:
+            messages, attachments = await load_thread(self.app, thread)
+        except ApiError as exc:
+            self.notify(f"Could not open the thread: {exc.message}", severity="error")
+            return None
+        finally:
+            reader.loading = False
+        await reader.show(thread, messages, attachments)
+        return messages
+
     async def thread_for_action(self) -> tuple[ThreadSummary, list[Message]] | None:
         """The thread the user means: the one in the reader (subclasses may pick another)."""
         reader = self.active_reader()
