@@ -51,8 +51,8 @@ async def submit(
     def build() -> list[Prepared]:
         """Composing and the fsync'd blob writes, off the event loop (they cost milliseconds)."""
         raw = compose(out)
-        sent_copy = replace(as_incoming(out, raw), bcc=list(out.bcc))
         received = as_incoming(out, raw)
+        sent_copy = replace(received, bcc=list(out.bcc))
         return [mail.prepare(sender_inbox, sent_copy, "outbound", thread_id=thread_id,
                              attachment_ids=attachment_ids, delivery_status=status),
                 *(mail.prepare(inbox, received, "inbound") for inbox in local_inboxes)]
