@@ -39,7 +39,8 @@ class TriageStore:
                 return None
             tags = list(changes["tags"]) if "tags" in changes else json.loads(row["tags"] or "[]")
             tags = list(dict.fromkeys([*tags, *(add or [])]))
-            tags = [t for t in tags if t not in set(remove or [])]
+            removed = set(remove or [])
+            tags = [t for t in tags if t not in removed]
             if len(tags) > MAX_TAGS:
                 raise TooManyTags(f"a thread holds at most {MAX_TAGS} tags")
             columns = {k: v for k, v in changes.items() if k in ("status", "assigned_to")}
