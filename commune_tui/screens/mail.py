@@ -17,7 +17,7 @@ from ..models import Domain, Draft, Inbox, Message, Page, ThreadSummary
 from ..widgets.mailbox_tree import MailboxTree
 from ..widgets.reader import Reader
 from ..widgets.thread_list import ThreadList, is_unread
-from .thread_actions import ThreadActions, load_thread
+from .thread_actions import ThreadActions
 
 if TYPE_CHECKING:
     from ..app import CommuneApp
@@ -159,8 +159,7 @@ class MailScreen(ThreadActions):
         highlighted = self.thread_list.current_thread
         if self.focused is self.thread_list and highlighted is not None:
             if reader.thread is None or reader.thread.thread_id != highlighted.thread_id:
-                messages, _ = await load_thread(self.app, highlighted)
-                return (highlighted, messages) if messages else None
+                return await self.with_messages(highlighted)
         return await super().thread_for_action()
 
     @on(NewMail)

@@ -14,7 +14,7 @@ from ..messages import ThreadSelected
 from ..models import Inbox, Message, Page, ThreadSummary
 from ..widgets.thread_list import ThreadList
 from .thread import ThreadScreen
-from .thread_actions import ThreadActions, load_thread
+from .thread_actions import ThreadActions
 
 if TYPE_CHECKING:
     from ..app import CommuneApp
@@ -80,8 +80,7 @@ class SearchScreen(ThreadActions):
         if thread is None:
             self.notify("Search first, then pick a result.", severity="warning")
             return None
-        messages, _ = await load_thread(self.app, thread)
-        return (thread, messages) if messages else None
+        return await self.with_messages(thread)
 
     @on(ThreadSelected)
     def open_result(self, event: ThreadSelected) -> None:

@@ -61,6 +61,11 @@ class ThreadActions(Screen):
         await reader.show(thread, messages, attachments)
         return messages
 
+    async def with_messages(self, thread: ThreadSummary) -> tuple[ThreadSummary, list[Message]] | None:
+        """`thread` and its messages for a reply or forward, which need no attachment metadata."""
+        messages = await self.app.client.thread_messages(thread.thread_id)
+        return (thread, messages) if messages else None
+
     async def thread_for_action(self) -> tuple[ThreadSummary, list[Message]] | None:
         """The thread the user means: the one in the reader (subclasses may pick another)."""
         reader = self.active_reader()
