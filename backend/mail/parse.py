@@ -10,7 +10,6 @@ an accepted message is always stored.
 from __future__ import annotations
 
 import re
-import uuid
 from email import policy
 from email.header import decode_header, make_header
 from email.message import Message
@@ -19,6 +18,7 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from ..store.mail_reads import safe_filename
 from ..util import iso
+from .compose import new_smtp_message_id
 from .model import IncomingAttachment, IncomingMessage
 
 _MSGID = re.compile(r"<[^<>\s]+>")
@@ -50,7 +50,7 @@ def parse_message(raw: bytes, envelope_sender: str = "", hostname: str = "localh
         subject=_clean(decoded(headers.get("subject", "")))[:998],
         text=text,
         html=html,
-        smtp_message_id=message_id or f"<{uuid.uuid4()}@{hostname}>",
+        smtp_message_id=message_id or new_smtp_message_id(hostname),
         in_reply_to=_first_msgid(headers.get("in-reply-to", "")),
         references=_MSGID.findall(headers.get("references", ""))[-MAX_REFERENCES:],
         attachments=attachments,
