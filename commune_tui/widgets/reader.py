@@ -99,9 +99,9 @@ class Reader(VerticalScroll, can_focus=True):
         focused = self.app.focused
         if isinstance(focused, AttachmentChip):
             return focused.attachment
+        shown = {c.attachment.attachment_id: c.attachment for c in self.query(AttachmentChip)}
         for message in reversed(self.messages):
             for attachment_id in message.attachments:
-                chips = [c for c in self.query(AttachmentChip) if c.attachment.attachment_id == attachment_id]
-                if chips:
-                    return chips[0].attachment
+                if attachment_id in shown:
+                    return shown[attachment_id]
         return None
