@@ -9,6 +9,8 @@ from textual.pilot import Pilot
 from textual.widgets import DirectoryTree
 from textual.worker import WorkerCancelled
 
+from commune_tui.screens.compose import ComposeScreen
+
 
 async def settle(pilot: Pilot, rounds: int = 3) -> None:
     """Let pending workers finish and the screen refresh."""
@@ -34,3 +36,12 @@ async def wait_until(pilot: Pilot, condition: Callable[[], bool], timeout: float
         if loop.time() > deadline:
             raise AssertionError("the app never reached the expected state")
         await pilot.pause(0.05)
+
+
+async def open_composer(pilot: Pilot) -> ComposeScreen:
+    """Press `c` on the main screen and return the composer it opens."""
+    await pilot.press("c")
+    await settle(pilot)
+    composer = pilot.app.screen
+    assert isinstance(composer, ComposeScreen)
+    return composer

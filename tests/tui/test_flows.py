@@ -17,7 +17,7 @@ from commune_tui.screens.thread import ThreadScreen
 from commune_tui.widgets.reader import MessageView, Reader
 from commune_tui.widgets.thread_list import ThreadList
 from tests.tui.conftest import Mailbox
-from tests.tui.helpers import settle, wait_until
+from tests.tui.helpers import open_composer, settle, wait_until
 from tests.tui.seeding import messages_of, send, threads_of
 
 pytestmark = pytest.mark.anyio
@@ -72,10 +72,7 @@ async def test_compose_with_attachment_reaches_recipient(mailbox: Mailbox, tmp_p
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        await pilot.press("c")
-        await settle(pilot)
-        composer = app.screen
-        assert isinstance(composer, ComposeScreen)
+        composer = await open_composer(pilot)
         composer.query_one("#to", Input).value = alice["address"]
         composer.query_one("#subject", Input).value = "Meeting minutes"
         composer.query_one("#body", TextArea).text = "Minutes attached.\n"
@@ -169,9 +166,7 @@ async def test_send_report_names_rejected_recipients(mailbox: Mailbox, tmp_path:
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        await pilot.press("c")
-        await settle(pilot)
-        composer = app.screen
+        composer = await open_composer(pilot)
         composer.query_one("#to", Input).value = f"{alice['address']}, nobody@nowhere.invalid"
         composer.query_one("#subject", Input).value = "Two recipients"
         composer.query_one("#body", TextArea).text = "One of you exists."

@@ -15,7 +15,7 @@ from commune_tui.screens.domains import DomainsScreen
 from commune_tui.screens.mail import MailScreen
 from commune_tui.widgets.thread_list import ThreadList
 from tests.tui.conftest import Mailbox
-from tests.tui.helpers import settle, wait_until
+from tests.tui.helpers import open_composer, settle, wait_until
 from tests.tui.seeding import send
 
 pytestmark = pytest.mark.anyio
@@ -90,10 +90,7 @@ async def test_composer_flags_bad_addresses_and_keeps_a_draft_the_server_refuses
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        await pilot.press("c")
-        await settle(pilot)
-        composer = app.screen
-        assert isinstance(composer, ComposeScreen)
+        composer = await open_composer(pilot)
         await pilot.press(*"bob@", "tab")
         await settle(pilot)
         assert "Not an address: bob@" in str(composer.query_one("#to-error", Label).render())
