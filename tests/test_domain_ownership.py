@@ -114,6 +114,13 @@ def test_a_squatter_gets_no_mail_and_the_owner_claims_the_domain(running: Runnin
         assert subjects(owner, owner_ceo["id"]) == ["Board meeting"]
         assert subjects(squatter, squatter_ceo["id"]) == []
 
+        # Even the squatter's own API sends to the name now reach the verified owner, not its copy.
+        desk = ok(squatter.post("/v1/inboxes", json={"local_part": f"desk-{uuid.uuid4().hex[:6]}"}), 201)
+        ok(squatter.post("/v1/messages/send", json={"inboxId": desk["id"], "to": [f"ceo@{name}"],
+                                                     "subject": "Via the API", "text": "Hello"}))
+        assert subjects(owner, owner_ceo["id"]) == ["Via the API", "Board meeting"]
+        assert subjects(squatter, squatter_ceo["id"]) == []
+
 
 def test_api_sends_reach_an_unverified_domain_only_from_its_own_organisation(running: Running) -> None:
     name = new_name("in-house")

@@ -186,12 +186,12 @@ class DomainStore:
     def inbox_by_address(self, address: str, sender_org_id: str | None = None) -> dict | None:
         """The inbox that receives mail for an address; `sender_org_id` as in `receiving_domain_ids`."""
         address = address.lower()
-        domain_id = self.receiving_domain_ids([address.rpartition("@")[2]], sender_org_id)
-        if not domain_id:
+        receiving = self.receiving_domain_ids([address.rpartition("@")[2]], sender_org_id)
+        if not receiving:
             return None
         row = self.database.one(
             f"SELECT {INBOX_COLUMNS} FROM {INBOX_JOIN} WHERE inboxes.address = ? AND inboxes.domain_id = ?",
-            (address, *domain_id.values()),
+            (address, *receiving.values()),
         )
         return _inbox(row) if row else None
 
