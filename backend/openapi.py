@@ -160,7 +160,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                                        errors=(409,)),
     ("GET", "/v1/domains/{domain_id}"): Operation(response=_data(_ref("Domain"))),
     ("GET", "/v1/domains/{domain_id}/records"): Operation(response=_data({"type": "array"})),
-    ("POST", "/v1/domains/{domain_id}/verify"): Operation(response=_data(ID_OBJECT)),
+    ("POST", "/v1/domains/{domain_id}/verify"): Operation(response=_data(ID_OBJECT), errors=(409,)),
     ("GET", "/v1/inboxes"): Operation(query=(DOMAIN_ID,), response=_list("Inbox")),
     ("POST", "/v1/inboxes"): Operation(body=CreateInbox, status=201, response=_data(_ref("Inbox")),
                                        errors=(409,)),

@@ -1,14 +1,19 @@
-"""Domains: list, create, get, DNS records, verify."""
+"""Domains: list, create, get, DNS records, verify.
+
+A name may be held by several organisations while unverified; only the one that publishes its own
+ownership token (and the other records) verifies it, and from then on no other can create or verify it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
-from ..dns.records import DKIM_SELECTOR, generate_dkim_key, required_records
+from ..dns.records import DKIM_SELECTOR, generate_dkim_key, new_ownership_token, required_records
 from ..dns.verify import verify_records
 from ..http.errors import Conflict, Forbidden, NotFound
 from ..http.router import Route
 from ..models.addressing import CreateDomain, domain_json
+from ..store.domains import DomainTaken
 from ._common import Context, data, parse_body
 
 
@@ -26,20 +31,30 @@ async def list_domains(ctx: Context) -> dict:
     return data([domain_json(d, inboxes[d["id"]]) for d in domains])
 
 
+def refuse_if_owned_elsewhere(ctx: Context, name: str, domain_id: str | None = None) -> None:
+    """409 when another row already receives mail for `name`: verified by another organisation, or shared."""
+    owner = ctx.services.domains.domain_by_name(name)
+    if owner is None or owner["id"] == domain_id:
+        return
+    if owner["shared"]:
+        raise Conflict(f"Domain {name} is this server's shared domain")
+    raise Conflict(f"Domain {name} is already verified by another organisation")
+
+
 async def create_domain(ctx: Context) -> tuple[int, dict]:
     body = parse_body(ctx.request, CreateDomain)
     store = ctx.services.domains
-    if store.domain_by_name(body.name) is not None:
+    if store.own_domain_by_name(ctx.org_id, body.name) is not None:
         raise Conflict(f"Domain {body.name} already exists")
+    refuse_if_owned_elsewhere(ctx, body.name)
     # RSA key generation takes ~100 ms of CPU: keep it off the event loop.
     private_pem, public_b64 = await asyncio.to_thread(generate_dkim_key)
-    records = required_records(body.name, ctx.services.settings.hostname, public_b64)
+    records = required_records(body.name, ctx.services.settings.hostname, public_b64,
+                               ownership_token=new_ownership_token())
     try:
         domain = store.create_domain(ctx.org_id, body.name, body.region, records, private_pem, DKIM_SELECTOR)
-    except Exception as exc:  # a concurrent create of the same name loses the UNIQUE race
-        if "UNIQUE" in str(exc):
-            raise Conflict(f"Domain {body.name} already exists") from exc
-        raise
+    except DomainTaken as exc:  # a concurrent create of the same name in this organisation
+        raise Conflict(f"Domain {body.name} already exists") from exc
     ctx.services.audit.record(ctx.org_id, ctx.key.id, "domain.created", "domain", domain["id"],
                               {"name": domain["name"]})
     return 201, data(domain_json(domain, []))
@@ -62,8 +77,12 @@ async def verify_domain(ctx: Context) -> dict:
         if domain.get("org_id") not in (None, ctx.org_id):
             raise Forbidden("The shared domain is managed by the server")
         return data({"id": domain["id"], "status": domain["status"], "records": domain["records"]})
+    refuse_if_owned_elsewhere(ctx, domain["name"], domain["id"])
     status, records = await verify_records(ctx.services.resolver, domain["records"])
-    ctx.services.domains.update_domain_status(domain["id"], status, records)
+    try:
+        ctx.services.domains.update_domain_status(domain["id"], status, records)
+    except DomainTaken as exc:  # another organisation verified the name while we looked it up
+        raise Conflict(f"Domain {domain['name']} is already verified by another organisation") from exc
     ctx.services.audit.record(ctx.org_id, ctx.key.id, "domain.verified", "domain", domain["id"],
                               {"status": status})
     return data({"id": domain["id"], "status": status, "records": records})

@@ -62,16 +62,16 @@ def resolve_sender(ctx: Context, body: SendMessage, thread: dict | None) -> tupl
     if body.from_:
         name, raw = parseaddr(body.from_)
         address = normalise_address(raw)
-        found = store.inbox_by_address(address) if address else None
-        if found is None or found["org_id"] != ctx.org_id:
+        found = store.own_inbox_by_address(ctx.org_id, address) if address else None
+        if found is None:
             raise BadRequest(f"from: '{body.from_}' is not the address of one of your inboxes")
         if inbox is not None and inbox["id"] != found["id"]:
             raise BadRequest("from: the address does not belong to the inbox given as inboxId")
         inbox = found
     if inbox is None and body.domain_id:
         domain = visible_domain(ctx, body.domain_id)
-        inbox = store.inbox_by_address(f"{DEFAULT_LOCAL_PART}@{domain['name']}")
-        if inbox is None or inbox["org_id"] != ctx.org_id:
+        inbox = store.own_inbox_by_address(ctx.org_id, f"{DEFAULT_LOCAL_PART}@{domain['name']}")
+        if inbox is None:
             raise BadRequest(f"domainId: there is no inbox {DEFAULT_LOCAL_PART}@{domain['name']} to send from;"
                              " create it or pass inboxId")
     if inbox is None and thread is not None:

@@ -46,7 +46,8 @@ async def submit(
     local_set = set(local)
     remote = [r for r in recipients if r not in local_set]
     status = "queued" if remote else "delivered"
-    local_inboxes = [inbox for inbox in (domains.inbox_by_address(a) for a in local) if inbox is not None]
+    org_id = sender_inbox["org_id"]
+    local_inboxes = [inbox for inbox in (domains.inbox_by_address(a, org_id) for a in local) if inbox is not None]
 
     def build() -> list[Prepared]:
         """Composing and the fsync'd blob writes, off the event loop (they cost milliseconds)."""
@@ -68,7 +69,7 @@ async def submit(
             conn.execute(
                 "INSERT INTO outbound_queue (id, org_id, message_id, recipient, status, attempts, next_attempt_at,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', 0, ?, ?, ?)",
-                (new_prefixed("obq", 10), sender_inbox["org_id"], message["message_id"], recipient, now, stamp,
+                (new_prefixed("obq", 10), org_id, message["message_id"], recipient, now, stamp,
                  stamp),
             )
             record_delivery_event(conn, message, recipient, "queued")

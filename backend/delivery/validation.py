@@ -19,6 +19,7 @@ from disposable_email_domains import blocklist
 
 from ..models.addressing import DOMAIN_RE, LOCAL_RE
 from ..store.database import Database
+from ..store.domains import DomainStore
 
 POSITIVE_TTL = 600.0
 NEGATIVE_TTL = 120.0
@@ -130,6 +131,7 @@ class RecipientValidator:
 
     def __init__(self, database: Database, resolver: dns.asyncresolver.Resolver) -> None:
         self.database = database
+        self.domains = DomainStore(database)
         self.mx = MxCache(resolver)
 
     async def validate(self, org_id: str, addresses: list[str]) -> ValidationResult:
@@ -145,7 +147,7 @@ class RecipientValidator:
                 clean.append(address)
         suppressed = self._suppressed(org_id, clean)
         domains = sorted({a.split("@", 1)[1] for a in clean if a not in suppressed})
-        hosted = self._hosted(domains, clean)
+        hosted = self._hosted(org_id, domains, clean)
         remote = [d for d in domains if d not in hosted]
         verdicts = dict(zip(remote, await asyncio.gather(*(self.mx.check(d) for d in remote))))
         for address in clean:
@@ -182,23 +184,16 @@ class RecipientValidator:
         )
         return {row["email"] for row in rows}
 
-    def _hosted(self, domains: list[str], addresses: list[str]) -> dict[str, dict[str, str | None]]:
-        """Recipient domains this server answers for (verified or shared), with their inboxes among `addresses`
+    def _hosted(self, org_id: str, domains: list[str], addresses: list[str]) -> dict[str, dict[str, str | None]]:
+        """Recipient domains that receive mail here for this sender, with their inboxes among `addresses`
         and each inbox's status.
 
-        An unverified domain is not taken as hosted: an organisation could otherwise register someone
-        else's domain here and capture mail other organisations send to it.
+        Unverified domains receive only what their own organisation sends them: an organisation could
+        otherwise register someone else's domain here and capture mail other organisations send to it.
         """
-        if not domains:
-            return {}
-        marks = ",".join("?" * len(domains))
-        rows = self.database.query(
-            f"SELECT name FROM domains WHERE name IN ({marks}) AND (status = 'verified' OR shared = 1)", domains
-        )
-        hosted: dict[str, dict[str, str | None]] = {row["name"]: {} for row in rows}
+        receiving = self.domains.receiving_domain_ids(domains, org_id)
+        hosted: dict[str, dict[str, str | None]] = {name: {} for name in receiving}
         local = [a for a in addresses if a.split("@", 1)[1] in hosted]
-        if local:
-            marks = ",".join("?" * len(local))
-            for row in self.database.query(f"SELECT address, status FROM inboxes WHERE address IN ({marks})", local):
-                hosted[row["address"].split("@", 1)[1]][row["address"]] = row["status"]
+        for address, status in self.domains.inbox_statuses(list(receiving.values()), local).items():
+            hosted[address.split("@", 1)[1]][address] = status
         return hosted

@@ -1,8 +1,9 @@
-"""The DNS records a domain must publish: DKIM (from a generated key), SPF, receiving MX."""
+"""The DNS records a domain must publish: DKIM (from a generated key), SPF, receiving MX, ownership token."""
 
 from __future__ import annotations
 
 import base64
+import secrets
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -32,9 +33,20 @@ def dkim_public_from_private(private_pem: str) -> str:
     return base64.b64encode(public_der).decode()
 
 
-def required_records(domain: str, mail_host: str, dkim_public: str, selector: str = DKIM_SELECTOR) -> list[dict]:
-    """Records in the reference's shape, names fully qualified, each starting as `pending`."""
-    return [
+def new_ownership_token() -> str:
+    """A random token for one organisation's claim on one domain name."""
+    return secrets.token_hex(16)
+
+
+def required_records(
+    domain: str, mail_host: str, dkim_public: str, selector: str = DKIM_SELECTOR, ownership_token: str | None = None
+) -> list[dict]:
+    """Records in the reference's shape, names fully qualified, each starting as `pending`.
+
+    With `ownership_token`, a TXT record at `_commune-verify.<domain>` proves that the organisation
+    holding this row controls the name's DNS; another organisation's claim has a different token.
+    """
+    records = [
         {
             "record": "DKIM",
             "name": f"{selector}._domainkey.{domain}",
@@ -70,3 +82,13 @@ def required_records(domain: str, mail_host: str, dkim_public: str, selector: st
             "ttl": "Auto",
         },
     ]
+    if ownership_token is not None:
+        records.append({
+            "record": "Ownership",
+            "name": f"_commune-verify.{domain}",
+            "type": "TXT",
+            "value": f"commune-verification={ownership_token}",
+            "status": "pending",
+            "ttl": "Auto",
+        })
+    return records

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ..util import new_uuid, now_iso
 from .database import Database
@@ -27,6 +29,16 @@ def _inbox(row: sqlite3.Row) -> dict:
 
 INBOX_COLUMNS = "inboxes.*, domains.name AS domain_name"
 INBOX_JOIN = "inboxes JOIN domains ON domains.id = inboxes.domain_id"
+RECEIVES = "(status = 'verified' OR shared = 1)"
+"""A domain row that receives mail from anywhere: the one verified row for its name, or the shared domain.
+
+Several organisations may hold the same name unverified; none of those rows receives mail from outside
+the organisation that holds it (see `receiving_domain_ids`).
+"""
+
+
+class DomainTaken(Exception):
+    """The organisation already holds this name, or another row is already verified for it."""
 
 
 class DomainStore:
@@ -46,7 +58,7 @@ class DomainStore:
         status: str = "not_started",
     ) -> dict:
         domain_id = new_uuid()
-        with self.database.transaction() as conn:
+        with self._unique_name(), self.database.transaction() as conn:
             conn.execute(
                 "INSERT INTO domains (id, org_id, name, status, region, records, dkim_selector,"
                 " dkim_private_key, shared, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -62,8 +74,30 @@ class DomainStore:
         return _domain(row) if row else None
 
     def domain_by_name(self, name: str) -> dict | None:
-        row = self.database.one("SELECT * FROM domains WHERE name = ?", (name.lower(),))
+        """The domain this server receives mail for under `name` (verified or shared), if any."""
+        row = self.database.one(f"SELECT * FROM domains WHERE name = ? AND {RECEIVES}", (name.lower(),))
         return _domain(row) if row else None
+
+    def own_domain_by_name(self, org_id: str, name: str) -> dict | None:
+        row = self.database.one("SELECT * FROM domains WHERE org_id = ? AND name = ?", (org_id, name.lower()))
+        return _domain(row) if row else None
+
+    def receiving_domain_ids(self, names: list[str], sender_org_id: str | None = None) -> dict[str, str]:
+        """{name: domain id} of the row that receives mail for each name, as seen by a sender.
+
+        The verified (or shared) row wins. Failing that, mail the sender's own organisation sends through
+        the API to a name it holds unverified is delivered to its own row: it is not mail from outside.
+        Any other sender (SMTP, another organisation) reaches only verified and shared rows.
+        """
+        if not names:
+            return {}
+        marks = ",".join("?" * len(names))
+        rows = self.database.query(
+            f"SELECT id, name FROM domains WHERE name IN ({marks}) AND ({RECEIVES} OR org_id = ?)"
+            f" ORDER BY {RECEIVES}",
+            (*names, sender_org_id),
+        )
+        return {row["name"]: row["id"] for row in rows}  # the receiving row comes last and wins
 
     def get_domain(self, org_id: str, domain_id: str) -> dict | None:
         """A domain the organisation may see: its own, or the shared default domain."""
@@ -87,12 +121,21 @@ class DomainStore:
 
     def update_domain_status(self, domain_id: str, status: str, records: list[dict]) -> None:
         verified_at = now_iso() if status == "verified" else None
-        with self.database.transaction() as conn:
+        with self._unique_name(), self.database.transaction() as conn:
             conn.execute(
                 "UPDATE domains SET status = ?, records = ?, verified_at = COALESCE(?, verified_at)"
                 " WHERE id = ?",
                 (status, json.dumps(records), verified_at, domain_id),
             )
+
+    @staticmethod
+    @contextmanager
+    def _unique_name() -> Iterator[None]:
+        """Name clashes the schema refuses (one row per name per organisation, one verified row per name)."""
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            raise DomainTaken(str(exc)) from exc
 
     # inboxes -------------------------------------------------------------------------
     def create_inbox(
@@ -140,12 +183,36 @@ class DomainStore:
         )
         return _inbox(row) if row else None
 
-    def inbox_by_address(self, address: str) -> dict | None:
-        """The inbox hosted here for an address (any organisation); used to route mail."""
+    def inbox_by_address(self, address: str, sender_org_id: str | None = None) -> dict | None:
+        """The inbox that receives mail for an address; `sender_org_id` as in `receiving_domain_ids`."""
+        address = address.lower()
+        receiving = self.receiving_domain_ids([address.rpartition("@")[2]], sender_org_id)
+        if not receiving:
+            return None
         row = self.database.one(
-            f"SELECT {INBOX_COLUMNS} FROM {INBOX_JOIN} WHERE inboxes.address = ?", (address.lower(),)
+            f"SELECT {INBOX_COLUMNS} FROM {INBOX_JOIN} WHERE inboxes.address = ? AND inboxes.domain_id = ?",
+            (address, *receiving.values()),
         )
         return _inbox(row) if row else None
+
+    def own_inbox_by_address(self, org_id: str, address: str) -> dict | None:
+        """The organisation's inbox with this address, on any of its domains or the shared one."""
+        row = self.database.one(
+            f"SELECT {INBOX_COLUMNS} FROM {INBOX_JOIN} WHERE inboxes.address = ? AND inboxes.org_id = ?",
+            (address.lower(), org_id),
+        )
+        return _inbox(row) if row else None
+
+    def inbox_statuses(self, domain_ids: list[str], addresses: list[str]) -> dict[str, str | None]:
+        """{address: status} of the inboxes among `addresses` on the given domains."""
+        if not domain_ids or not addresses:
+            return {}
+        rows = self.database.query(
+            f"SELECT address, status FROM inboxes WHERE address IN ({','.join('?' * len(addresses))})"
+            f" AND domain_id IN ({','.join('?' * len(domain_ids))})",
+            (*addresses, *domain_ids),
+        )
+        return {row["address"]: row["status"] for row in rows}
 
     def list_inboxes(self, org_id: str, domain_id: str | None = None) -> list[dict]:
         if domain_id is None:

@@ -280,8 +280,70 @@ CREATE TABLE webhook_cursors (
 );
 """
 
+# A domain name may exist in several organisations while unverified, so `domains.name` and
+# `inboxes.address` stop being unique; at most one row per name is verified. SQLite cannot drop a UNIQUE
+# constraint in place, so both tables are rebuilt (create, copy, drop, rename) with their indexes.
+# Every other domain gets an ownership TXT record with a random token; a row verified before this
+# migration already proved control of the name with its own DKIM key, so its record starts verified.
+DOMAIN_OWNERSHIP = """
+CREATE TABLE domains_by_org (
+    id TEXT PRIMARY KEY,
+    org_id TEXT,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'not_started',
+    region TEXT NOT NULL DEFAULT 'us-east-1',
+    records TEXT NOT NULL DEFAULT '[]',
+    dkim_selector TEXT NOT NULL DEFAULT 'commune',
+    dkim_private_key TEXT,
+    shared INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    verified_at TEXT,
+    UNIQUE (org_id, name)
+);
+INSERT INTO domains_by_org (id, org_id, name, status, region, records, dkim_selector, dkim_private_key, shared,
+                            created_at, verified_at)
+    SELECT id, org_id, name, status, region, records, dkim_selector, dkim_private_key, shared, created_at,
+           verified_at FROM domains;
+DROP TABLE domains;
+ALTER TABLE domains_by_org RENAME TO domains;
+CREATE INDEX domains_org ON domains(org_id, created_at);
+CREATE INDEX domains_name ON domains(name, status);
+CREATE UNIQUE INDEX domains_one_verified ON domains(name) WHERE status = 'verified';
+UPDATE domains SET records = json_insert(records, '$[#]', json_object(
+    'record', 'Ownership', 'name', '_commune-verify.' || name, 'type', 'TXT',
+    'value', 'commune-verification=' || lower(hex(randomblob(16))),
+    'status', CASE WHEN status = 'verified' THEN 'verified' ELSE 'pending' END, 'ttl', 'Auto'))
+    WHERE shared = 0;
+
+CREATE TABLE inboxes_by_domain (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    domain_id TEXT NOT NULL REFERENCES domains(id),
+    local_part TEXT NOT NULL,
+    address TEXT NOT NULL,
+    display_name TEXT,
+    status TEXT,
+    webhook_endpoint TEXT,
+    webhook_events TEXT,
+    webhook_secret TEXT,
+    extraction_schema TEXT,
+    retention_days INTEGER,
+    created_at TEXT NOT NULL,
+    UNIQUE (domain_id, local_part)
+);
+INSERT INTO inboxes_by_domain (id, org_id, domain_id, local_part, address, display_name, status, webhook_endpoint,
+                               webhook_events, webhook_secret, extraction_schema, retention_days, created_at)
+    SELECT id, org_id, domain_id, local_part, address, display_name, status, webhook_endpoint, webhook_events,
+           webhook_secret, extraction_schema, retention_days, created_at FROM inboxes;
+DROP TABLE inboxes;
+ALTER TABLE inboxes_by_domain RENAME TO inboxes;
+CREATE INDEX inboxes_org ON inboxes(org_id, created_at);
+CREATE INDEX inboxes_domain ON inboxes(domain_id, org_id);
+CREATE INDEX inboxes_address ON inboxes(address);
+"""
+
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
-                         WEBHOOK_CURSORS]
+                         WEBHOOK_CURSORS, DOMAIN_OWNERSHIP]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
