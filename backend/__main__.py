@@ -7,11 +7,15 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from .auth import DEFAULT_SCOPES, validate_scopes
 from .config import Settings
+
+if TYPE_CHECKING:
+    from .services import Services
 
 
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
@@ -111,14 +115,31 @@ def run_keys(args: argparse.Namespace) -> int:
                 state = "revoked" if record.revoked_at else "active"
                 print(f"{record.id}\t{org_name}\t{record.prefix}…\t{','.join(record.scopes)}\t{state}\t{record.name}")
         elif args.keys_command == "revoke":
-            org = services.orgs.get_or_create_org(args.org)
-            if not services.orgs.revoke_key(org["id"], args.key_id):
-                print(f"commune-server: no active key {args.key_id} in '{args.org}'", file=sys.stderr)
-                return 1
-            services.audit.record(org["id"], None, "key.revoked", "api_key", args.key_id, {"via": "cli"})
-            print(f"Revoked {args.key_id}")
+            return revoke_key(services, args.org, args.key_id)
     finally:
         services.close()
+    return 0
+
+
+def revoke_key(services: Services, org_name: str, key_id: str) -> int:
+    """`keys revoke`: refuses (exit 1) to revoke an organisation's last active admin key."""
+    from .store.orgs import LastAdminKey
+
+    org = services.orgs.org_by_name(org_name)
+    if org is None:
+        print(f"commune-server: no organisation named '{org_name}'", file=sys.stderr)
+        return 1
+    try:
+        revoked = services.orgs.revoke_key(org["id"], key_id)
+    except LastAdminKey as exc:
+        print(f"commune-server: refused: {exc}"
+              f" (commune-server keys create --org {org_name} --scopes admin)", file=sys.stderr)
+        return 1
+    if not revoked:
+        print(f"commune-server: no active key {key_id} in '{org_name}'", file=sys.stderr)
+        return 1
+    services.audit.record(org["id"], None, "key.revoked", "api_key", key_id, {"via": "cli"})
+    print(f"Revoked {key_id}")
     return 0
 
 
