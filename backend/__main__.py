@@ -65,6 +65,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from .listeners import PortInUse
     from .server import Server
 
     logging.basicConfig(
@@ -85,7 +86,11 @@ def run_serve(args: argparse.Namespace) -> int:
         logging.getLogger("commune.server").info("shutting down")
         await server.stop()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except PortInUse as exc:
+        print(f"commune-server: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -93,9 +98,13 @@ def run_keys(args: argparse.Namespace) -> int:
     from .services import Services
 
     settings = _settings(args)
+    if not settings.db_path.is_file():
+        # Opening the store would create an empty one; keys there would open no existing server.
+        print(f"commune-server: no Commune data in {settings.data_dir} (no {settings.db_path.name});"
+              " check --data-dir, or run `commune-server serve` once to create it", file=sys.stderr)
+        return 1
     services = Services(settings)
     try:
-        services.bootstrap()
         if args.keys_command == "create":
             try:
                 scopes = validate_scopes([s.strip() for s in args.scopes.split(",") if s.strip()])
