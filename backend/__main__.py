@@ -7,11 +7,15 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from .auth import DEFAULT_SCOPES, validate_scopes
 from .config import Settings
+
+if TYPE_CHECKING:
+    from .services import Services
 
 
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +65,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from .listeners import PortInUse
     from .server import Server
 
     logging.basicConfig(
@@ -81,7 +86,11 @@ def run_serve(args: argparse.Namespace) -> int:
         logging.getLogger("commune.server").info("shutting down")
         await server.stop()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except PortInUse as exc:
+        print(f"commune-server: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -89,9 +98,13 @@ def run_keys(args: argparse.Namespace) -> int:
     from .services import Services
 
     settings = _settings(args)
+    if not settings.db_path.is_file():
+        # Opening the store would create an empty one; keys there would open no existing server.
+        print(f"commune-server: no Commune data in {settings.data_dir} (no {settings.db_path.name});"
+              " check --data-dir, or run `commune-server serve` once to create it", file=sys.stderr)
+        return 1
     services = Services(settings)
     try:
-        services.bootstrap()
         if args.keys_command == "create":
             try:
                 scopes = validate_scopes([s.strip() for s in args.scopes.split(",") if s.strip()])
@@ -111,14 +124,31 @@ def run_keys(args: argparse.Namespace) -> int:
                 state = "revoked" if record.revoked_at else "active"
                 print(f"{record.id}\t{org_name}\t{record.prefix}…\t{','.join(record.scopes)}\t{state}\t{record.name}")
         elif args.keys_command == "revoke":
-            org = services.orgs.get_or_create_org(args.org)
-            if not services.orgs.revoke_key(org["id"], args.key_id):
-                print(f"commune-server: no active key {args.key_id} in '{args.org}'", file=sys.stderr)
-                return 1
-            services.audit.record(org["id"], None, "key.revoked", "api_key", args.key_id, {"via": "cli"})
-            print(f"Revoked {args.key_id}")
+            return revoke_key(services, args.org, args.key_id)
     finally:
         services.close()
+    return 0
+
+
+def revoke_key(services: Services, org_name: str, key_id: str) -> int:
+    """`keys revoke`: refuses (exit 1) to revoke an organisation's last active admin key."""
+    from .store.orgs import LastAdminKey
+
+    org = services.orgs.org_by_name(org_name)
+    if org is None:
+        print(f"commune-server: no organisation named '{org_name}'", file=sys.stderr)
+        return 1
+    try:
+        revoked = services.orgs.revoke_key(org["id"], key_id)
+    except LastAdminKey as exc:
+        print(f"commune-server: refused: {exc}"
+              f" (commune-server keys create --org {org_name} --scopes admin)", file=sys.stderr)
+        return 1
+    if not revoked:
+        print(f"commune-server: no active key {key_id} in '{org_name}'", file=sys.stderr)
+        return 1
+    services.audit.record(org["id"], None, "key.revoked", "api_key", key_id, {"via": "cli"})
+    print(f"Revoked {key_id}")
     return 0
 
 

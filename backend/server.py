@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 
 from .app import App
 from .config import Settings
-from .http.protocol import ConnectionLimits, HttpServerState, serve
+from .http.protocol import ConnectionLimits, HttpServerState
+from .listeners import Listeners
 from .services import Services
 
 log = logging.getLogger("commune.server")
@@ -23,12 +24,17 @@ log = logging.getLogger("commune.server")
 class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.services = Services(settings)
-        self.services.bootstrap()
+        # Ports first: a port in use (`PortInUse`) must stop us before the data directory is created.
+        self.listeners = Listeners.bind(settings)
+        try:
+            self.services = Services(settings)
+            self.services.bootstrap()
+        except BaseException:
+            self.listeners.close()
+            raise
         self.app = App(self.services)
         self.port: int | None = None
         self.smtp_port: int | None = None
-        self._http: asyncio.base_events.Server | None = None
         self._http_state: HttpServerState | None = None
         self._components: list[object] = []
         self._stoppers: list[Callable[[], Awaitable[None]]] = []
@@ -57,8 +63,8 @@ class Server:
             body_timeout=s.body_timeout,
         )
         self._http_state = HttpServerState(self.app, limits, s.max_connections)
-        self._http = await serve(self._http_state, s.host, s.port)
-        self.port = self._http.sockets[0].getsockname()[1]
+        await self.listeners.http.serve(self._http_state.factory)
+        self.port = self.listeners.http.port
         log.info("HTTP listening on %s", self.base_url)
         await self._start_services()
 
@@ -71,8 +77,7 @@ class Server:
 
     async def stop(self) -> None:
         self.services.events.close()
-        if self._http is not None:
-            self._http.close()
+        self.listeners.http.close()
         if self._http_state is not None:
             await self._http_state.shutdown()
         for stopper in reversed(self._stoppers):
@@ -81,9 +86,8 @@ class Server:
             except Exception:
                 log.exception("error while stopping a component")
         self._stoppers.clear()
-        if self._http is not None:
-            await self._http.wait_closed()
-            self._http = None
+        await self.listeners.http.wait_closed()
+        self.listeners.close()
         self.services.close()
 
 

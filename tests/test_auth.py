@@ -84,26 +84,79 @@ def test_keys_are_stored_hashed_and_admin_key_file_is_private(running) -> None:
     assert all(len(h) == 64 for h in stored)
 
 
+def commune_server(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real `commune-server` command line in a child process."""
+    return subprocess.run([sys.executable, "-m", "backend", *args], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
 def test_keys_create_command_prints_a_working_key_on_its_last_line(running) -> None:
     data_dir = str(running.server.settings.data_dir)
-    result = subprocess.run(
-        [sys.executable, "-m", "backend", "keys", "create", "--data-dir", data_dir, "--org", "cli-org",
-         "--scopes", "inboxes:read", "--name", "ci"],
-        capture_output=True, text=True, timeout=60,
-    )
+    result = commune_server("keys", "create", "--data-dir", data_dir, "--org", "cli-org",
+                            "--scopes", "inboxes:read", "--name", "ci")
     assert result.returncode == 0, result.stderr
     key = result.stdout.strip().splitlines()[-1]
     assert key.startswith("comm_")
     with running.client(key) as client:
         assert client.get("/v1/inboxes").json() == {"data": []}
         assert client.get("/v1/domains").status_code == 403
-    listing = subprocess.run(
-        [sys.executable, "-m", "backend", "keys", "list", "--data-dir", data_dir, "--org", "cli-org"],
-        capture_output=True, text=True, timeout=60,
-    )
+    listing = commune_server("keys", "list", "--data-dir", data_dir, "--org", "cli-org")
     assert "cli-org" in listing.stdout and key not in listing.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "backend", "keys", "create", "--data-dir", data_dir, "--scopes", "root"],
-        capture_output=True, text=True, timeout=60,
-    )
+    bad = commune_server("keys", "create", "--data-dir", data_dir, "--scopes", "root")
     assert bad.returncode == 2 and "Unknown scope" in bad.stderr
+
+
+def cli_key(data_dir: str, org: str, scopes: str) -> tuple[str, str]:
+    """A key made by `keys create`: its id (from the summary line) and the key itself (the last line)."""
+    result = commune_server("keys", "create", "--data-dir", data_dir, "--org", org, "--scopes", scopes)
+    assert result.returncode == 0, result.stderr
+    summary, key = result.stdout.strip().splitlines()[-2:]
+    return summary.split()[2], key
+
+
+def active_admin_ids(client: httpx.Client) -> list[str]:
+    keys = client.get("/v1/agent/api-keys").json()["data"]
+    return [k["id"] for k in keys if k["status"] == "active" and "admin" in k["scopes"]]
+
+
+def test_the_api_refuses_to_revoke_an_organisations_last_admin_key(running) -> None:
+    with running.client(running.new_key(["admin"], org="last-admin-api")) as first:
+        [first_id] = active_admin_ids(first)
+        refused = first.delete(f"/v1/agent/api-keys/{first_id}")
+        assert refused.status_code == 409
+        assert "last active admin key" in refused.json()["error"]
+        assert active_admin_ids(first) == [first_id]
+        reader = first.post("/v1/agent/api-keys", json={"scopes": ["read"]}).json()["data"]
+        assert first.delete(f"/v1/agent/api-keys/{reader['id']}").status_code == 200
+        second = first.post("/v1/agent/api-keys", json={"scopes": ["admin"]}).json()["data"]
+        assert first.delete(f"/v1/agent/api-keys/{first_id}").status_code == 200
+    with running.client(second["key"]) as admin:
+        assert admin.delete(f"/v1/agent/api-keys/{second['id']}").status_code == 409
+        assert active_admin_ids(admin) == [second["id"]]
+
+
+def test_the_command_line_refuses_to_revoke_an_organisations_last_admin_key(running) -> None:
+    data_dir = str(running.server.settings.data_dir)
+    key_id, key = cli_key(data_dir, "last-admin-cli", "admin")
+    refused = commune_server("keys", "revoke", key_id, "--data-dir", data_dir, "--org", "last-admin-cli")
+    assert refused.returncode != 0
+    assert "last active admin key" in refused.stderr and "Traceback" not in refused.stderr
+    with running.client(key) as admin:
+        assert active_admin_ids(admin) == [key_id]
+
+
+def test_two_revocations_at_once_leave_the_last_admin_key(running) -> None:
+    data_dir = str(running.server.settings.data_dir)
+    keys = [cli_key(data_dir, "last-admin-race", "admin,read") for _ in range(2)]
+    revocations = [
+        subprocess.Popen([sys.executable, "-m", "backend", "keys", "revoke", key_id, "--data-dir", data_dir,
+                          "--org", "last-admin-race"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for key_id, _ in keys
+    ]
+    for process in revocations:
+        process.communicate(timeout=60)
+    codes = [process.returncode for process in revocations]
+    assert sorted(code == 0 for code in codes) == [False, True]
+    survivor_id, survivor = next(key for key, code in zip(keys, codes, strict=True) if code != 0)
+    with running.client(survivor) as admin:
+        assert active_admin_ids(admin) == [survivor_id]

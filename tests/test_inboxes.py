@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from commune import CommuneClient
+
 
 def _domain(api) -> dict:
     return api.post("/v1/domains", json={"name": f"in-{uuid.uuid4().hex[:10]}.example"}).json()["data"]
@@ -136,3 +138,34 @@ def test_deleting_an_inbox_removes_its_mail(running, api) -> None:
     assert api.get("/v1/threads", params={"inbox_id": doomed["id"]}).status_code == 404
     # the sender's copy of the conversation is untouched
     assert len(api.get("/v1/threads", params={"inbox_id": sender["id"]}).json()["data"]) == 1
+
+
+def test_only_keys_that_can_write_inboxes_see_the_webhook_secret(running) -> None:
+    org = f"secret-org-{uuid.uuid4().hex[:6]}"
+    writer_key = running.new_key(["read", "write"], org=org)
+    reader_key = running.new_key(["read"], org=org)
+    with running.client(writer_key) as writer, running.client(reader_key) as reader:
+        domain = _domain(writer)
+        created = writer.post(f"/v1/domains/{domain['id']}/inboxes",
+                              json={"local_part": "hooks", "webhook": {"endpoint": "https://hooks.example/s"}})
+        inbox = created.json()["data"]
+        secret = inbox["webhook"]["secret"]
+        assert secret.startswith("whsec_")
+        reads = ["/v1/inboxes", f"/v1/inboxes?domain_id={domain['id']}", f"/v1/inboxes/{inbox['id']}",
+                 f"/v1/domains/{domain['id']}/inboxes", f"/v1/domains/{domain['id']}/inboxes/{inbox['id']}",
+                 "/v1/domains", f"/v1/domains/{domain['id']}", "/v1/openapi.json"]
+        for path in reads:
+            seen = reader.get(path)
+            assert seen.status_code == 200, path
+            assert secret not in seen.text, path
+        assert reader.get(f"/v1/inboxes/{inbox['id']}").json()["data"]["webhook"] == {
+            "endpoint": "https://hooks.example/s", "events": ["email.received"]}
+        assert writer.get(f"/v1/inboxes/{inbox['id']}").json()["data"]["webhook"]["secret"] == secret
+        assert [i["webhook"]["secret"] for i in writer.get("/v1/inboxes").json()["data"]] == [secret]
+    with running.client(running.new_key(["admin"], org=org)) as admin:
+        assert admin.get(f"/v1/inboxes/{inbox['id']}").json()["data"]["webhook"]["secret"] == secret
+    with running.client(running.new_key(["inboxes:read", "webhooks:write"], org=org)) as narrow:
+        assert secret not in narrow.get(f"/v1/inboxes/{inbox['id']}").text
+    sdk = CommuneClient(api_key=reader_key, base_url=running.url)
+    hooked = sdk.inboxes.get(domain["id"], inbox["id"])
+    assert hooked.webhook.endpoint == "https://hooks.example/s" and hooked.webhook.secret is None

@@ -7,10 +7,10 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from ..auth import DEFAULT_SCOPES, validate_scopes
-from ..http.errors import NotFound
+from ..http.errors import Conflict, NotFound
 from ..http.router import Route
 from ..models.addressing import Strict
-from ..store.orgs import ApiKeyRecord
+from ..store.orgs import ApiKeyRecord, LastAdminKey
 from ._common import Context, data, parse_body
 
 
@@ -71,7 +71,11 @@ async def revoke_key(ctx: Context) -> dict:
     record = ctx.services.orgs.get_key(ctx.org_id, key_id)
     if record is None:
         raise NotFound("API key not found")
-    if ctx.services.orgs.revoke_key(ctx.org_id, key_id):
+    try:
+        revoked = ctx.services.orgs.revoke_key(ctx.org_id, key_id)
+    except LastAdminKey as exc:
+        raise Conflict(str(exc)) from exc
+    if revoked:
         ctx.services.audit.record(ctx.org_id, ctx.key.id, "key.revoked", "api_key", key_id,
                                   {"name": record.name})
     # Keys are cached for a few seconds; a revocation must take effect on the next request.

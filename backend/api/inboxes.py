@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+from typing import Any
 
+from ..auth import has_scope
 from ..http.errors import BadRequest, Conflict, NotFound
 from ..http.router import Route
 from ..models.addressing import (
@@ -32,6 +34,11 @@ def webhook_columns(webhook: WebhookConfig, current: dict | None) -> dict:
     }
 
 
+def inbox_view(ctx: Context, inbox: dict) -> dict[str, Any]:
+    """The inbox as this caller may see it: only keys that can change its webhook see the signing secret."""
+    return inbox_json(inbox, with_secret=has_scope(ctx.scopes, "inboxes:write"))
+
+
 def own_inbox(ctx: Context, inbox_id: str, domain_id: str | None = None) -> dict:
     inbox = ctx.services.domains.get_inbox(ctx.org_id, inbox_id)
     if inbox is None or (domain_id is not None and inbox["domain_id"] != domain_id):
@@ -56,7 +63,7 @@ def _create(ctx: Context, body: CreateInbox, domain: dict) -> tuple[int, dict]:
         raise
     ctx.services.audit.record(ctx.org_id, ctx.key.id, "inbox.created", "inbox", inbox["id"],
                               {"address": inbox["address"]})
-    return 201, data(inbox_json(inbox))
+    return 201, data(inbox_view(ctx, inbox))
 
 
 async def create_inbox_simple(ctx: Context) -> tuple[int, dict]:
@@ -79,16 +86,16 @@ async def create_inbox_in_domain(ctx: Context) -> tuple[int, dict]:
 async def list_all_inboxes(ctx: Context) -> dict:
     domain_id = ctx.request.arg("domain_id", "domainId")
     inboxes = ctx.services.domains.list_inboxes(ctx.org_id, domain_id or None)
-    return data([inbox_json(i) for i in inboxes])
+    return data([inbox_view(ctx, i) for i in inboxes])
 
 
 async def list_domain_inboxes(ctx: Context) -> dict:
     domain = visible_domain(ctx, ctx.params["domain_id"])
-    return data([inbox_json(i) for i in ctx.services.domains.list_inboxes(ctx.org_id, domain["id"])])
+    return data([inbox_view(ctx, i) for i in ctx.services.domains.list_inboxes(ctx.org_id, domain["id"])])
 
 
 async def get_inbox(ctx: Context) -> dict:
-    return data(inbox_json(own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))))
+    return data(inbox_view(ctx, own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))))
 
 
 async def update_inbox(ctx: Context) -> dict:
@@ -117,7 +124,7 @@ async def update_inbox(ctx: Context) -> dict:
         action = "webhook.changed" if "webhook_endpoint" in changes else "inbox.updated"
         ctx.services.audit.record(ctx.org_id, ctx.key.id, action, "inbox", inbox["id"],
                                   {"fields": sorted(k for k in changes if k != "webhook_secret")})
-    return data(inbox_json(updated))
+    return data(inbox_view(ctx, updated))
 
 
 async def set_webhook(ctx: Context) -> dict:
@@ -126,7 +133,7 @@ async def set_webhook(ctx: Context) -> dict:
     updated = ctx.services.domains.update_inbox(ctx.org_id, inbox["id"], webhook_columns(body, inbox))
     ctx.services.audit.record(ctx.org_id, ctx.key.id, "webhook.changed", "inbox", inbox["id"],
                               {"endpoint": body.endpoint})
-    return data(inbox_json(updated))
+    return data(inbox_view(ctx, updated))
 
 
 async def delete_inbox(ctx: Context) -> dict:
@@ -153,13 +160,13 @@ async def set_schema(ctx: Context) -> dict:
     else:
         value = {"schema": body["schema"], "enabled": True}
     updated = ctx.services.domains.update_inbox(ctx.org_id, inbox["id"], {"extraction_schema": value})
-    return data(inbox_json(updated))
+    return data(inbox_view(ctx, updated))
 
 
 async def remove_schema(ctx: Context) -> dict:
     inbox = own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))
     updated = ctx.services.domains.update_inbox(ctx.org_id, inbox["id"], {"extraction_schema": None})
-    return data(inbox_json(updated))
+    return data(inbox_view(ctx, updated))
 
 
 BY_DOMAIN = "/v1/domains/{domain_id}/inboxes/{inbox_id}"

@@ -11,7 +11,6 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httptools
 
@@ -319,10 +318,3 @@ class HttpProtocol(asyncio.Protocol):
 
 class _Rejected(Exception):
     """Raised inside parser callbacks to stop feeding once the request has been refused."""
-
-
-async def serve(
-    state: HttpServerState, host: str, port: int, **kwargs: Any
-) -> asyncio.base_events.Server:
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(state.factory, host, port, reuse_address=True, backlog=1024, **kwargs)

@@ -128,14 +128,16 @@ class ExtractionSchema(Strict):
     description: str | None = Field(None, max_length=2000)
 
 
-def inbox_json(inbox: dict) -> dict[str, Any]:
+def inbox_json(inbox: dict, *, with_secret: bool) -> dict[str, Any]:
+    """An inbox on the wire; the webhook's signing secret only when `with_secret` (it can forge webhooks)."""
     webhook = None
     if inbox.get("webhook_endpoint"):
         webhook = {
             "endpoint": inbox["webhook_endpoint"],
             "events": inbox.get("webhook_events") or ["email.received"],
-            "secret": inbox.get("webhook_secret"),
         }
+        if with_secret:
+            webhook["secret"] = inbox.get("webhook_secret")
     return {
         "id": inbox["id"],
         "localPart": inbox["local_part"],

@@ -275,8 +275,10 @@ async def start(server: Server) -> None:
             tls_context=context, timeout=settings.idle_timeout,
         )
 
-    listener = await asyncio.get_running_loop().create_server(factory, settings.host, settings.smtp_port)
-    server.smtp_port = listener.sockets[0].getsockname()[1]
+    listener = server.listeners.smtp
+    assert listener is not None  # bound whenever SMTP is enabled
+    await listener.serve(factory)
+    server.smtp_port = listener.port
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"
     log.info("SMTP listening on %s:%s", host, server.smtp_port)
 

@@ -10,6 +10,15 @@ from ..util import new_prefixed, new_uuid, now_iso
 from .database import Database
 
 
+class LastAdminKey(Exception):
+    """Revoking this key would leave its organisation without an active admin key."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"{key_id} is the organisation's last active admin key; create another admin key"
+                         " before revoking it")
+        self.key_id = key_id
+
+
 @dataclass(frozen=True)
 class ApiKeyRecord:
     id: str
@@ -42,15 +51,19 @@ class OrgStore:
         self.database = database
 
     def get_or_create_org(self, name: str) -> dict:
-        row = self.database.one("SELECT * FROM orgs WHERE name = ?", (name,))
-        if row is not None:
-            return dict(row)
+        found = self.org_by_name(name)
+        if found is not None:
+            return found
         org = {"id": new_uuid(), "name": name, "created_at": now_iso()}
         with self.database.transaction() as conn:
             conn.execute(
                 "INSERT INTO orgs (id, name, created_at) VALUES (:id, :name, :created_at)", org
             )
         return dict(self.database.one("SELECT * FROM orgs WHERE id = ?", (org["id"],)))
+
+    def org_by_name(self, name: str) -> dict | None:
+        row = self.database.one("SELECT * FROM orgs WHERE name = ?", (name,))
+        return dict(row) if row else None
 
     def get_org(self, org_id: str) -> dict | None:
         row = self.database.one("SELECT * FROM orgs WHERE id = ?", (org_id,))
@@ -94,12 +107,24 @@ class OrgStore:
         return [(row["org_name"], ApiKeyRecord.from_row(row)) for row in rows]
 
     def revoke_key(self, org_id: str, key_id: str) -> bool:
+        """Revoke an active key; `False` if there is none. Raises `LastAdminKey` rather than lock the org out.
+
+        The check and the update share one write transaction, so two revocations of an organisation's
+        last two admin keys (from the API and the command line at once) cannot both succeed.
+        """
         with self.database.transaction() as conn:
-            cursor = conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE org_id = ? AND id = ? AND revoked_at IS NULL",
-                (now_iso(), org_id, key_id),
-            )
-        return cursor.rowcount > 0
+            active = {
+                row["id"]: "admin" in json.loads(row["scopes"])
+                for row in conn.execute(
+                    "SELECT id, scopes FROM api_keys WHERE org_id = ? AND revoked_at IS NULL", (org_id,)
+                )
+            }
+            if key_id not in active:
+                return False
+            if active[key_id] and sum(active.values()) == 1:
+                raise LastAdminKey(key_id)
+            conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (now_iso(), key_id))
+        return True
 
     def touch_key(self, key_id: str, when: str) -> None:
         self.database.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (when, key_id))
