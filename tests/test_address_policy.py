@@ -124,13 +124,17 @@ def test_serve_refuses_webhooks_to_private_addresses_by_default(tmp_path: Path, 
     v4 = WebhookReceiver(default=(500, PRIVATE_ANSWER, {}))  # type: ignore[arg-type]
     v6 = WebhookReceiver(default=(500, PRIVATE_ANSWER, {}), host="::1")  # type: ignore[arg-type]
     port4, port6 = v4.httpd.server_address[1], v6.httpd.server_address[1]
-    expected = {
+    # Plainly private endpoints: refused when configured, and at delivery if stored earlier.
+    literal = {
         v4.url: "refused: endpoint is a private address 127.0.0.1 (loopback)",
         v6.url: "refused: endpoint is a private address ::1 (loopback)",
         f"http://0.0.0.0:{port4}/hook": "refused: endpoint is a private address 0.0.0.0 (unspecified)",
         f"http://[::ffff:127.0.0.1]:{port4}/hook":
             "refused: endpoint is a private address ::ffff:7f00:1 (loopback in IPv4-mapped)",
         f"http://localhost:{port4}/hook": "refused: endpoint localhost is a loopback name",
+    }
+    # Names are only known to be private once resolved, at delivery.
+    named = {
         f"http://loop4.hooks-policy.test:{port4}/hook":
             "refused: endpoint loop4.hooks-policy.test resolves to a private address 127.0.0.1 (loopback)",
         f"http://loop6.hooks-policy.test:{port6}/hook":
@@ -140,13 +144,25 @@ def test_serve_refuses_webhooks_to_private_addresses_by_default(tmp_path: Path, 
         f"http://lan.hooks-policy.test:{port4}/hook":
             "refused: endpoint lan.hooks-policy.test resolves to a private address 10.20.30.40 (private)",
     }
-    server = ServerProcess(tmp_path, "--dns-servers", dns_server.address, env=SAFE_DEFAULTS)
+    expected = {**literal, **named}
+    # The inboxes with literal endpoints date from a run that allowed private targets.
+    server = ServerProcess(tmp_path, "--dns-servers", dns_server.address,
+                           env={**SAFE_DEFAULTS, "COMMUNE_WEBHOOK_ALLOW_PRIVATE": "true"})
     try:
         server.start()
         with server.client() as client:
-            for endpoint in expected:
-                inbox = make_inbox(client, webhook={"endpoint": endpoint})
-                smtp_to(server.smtp_port, inbox["address"], f"to {endpoint}")
+            earlier = [make_inbox(client, webhook={"endpoint": endpoint}) for endpoint in literal]
+        server.stop()
+        server.env.update(SAFE_DEFAULTS)
+        server.start()
+        with server.client() as client:
+            refused = {endpoint: client.post("/v1/inboxes", json={"local_part": f"refused{n}",
+                                                                  "webhook": {"endpoint": endpoint}})
+                       for n, endpoint in enumerate(literal)}
+            inboxes = earlier + [make_inbox(client, webhook={"endpoint": endpoint}) for endpoint in named]
+            repointed = client.patch(f"/v1/inboxes/{inboxes[-1]['id']}", json={"webhook": {"endpoint": v4.url}})
+            for inbox in inboxes:
+                smtp_to(server.smtp_port, inbox["address"], f"to {inbox['webhook']['endpoint']}")
             listed = wait_until(lambda: client.get("/v1/webhooks/deliveries", params={"limit": 50}).json(),
                                 lambda b: len(b["data"]) == len(expected)
                                 and all(d["status"] == "failed" for d in b["data"]))
@@ -155,6 +171,9 @@ def test_serve_refuses_webhooks_to_private_addresses_by_default(tmp_path: Path, 
         server.stop()
         v4.close()
         v6.close()
+    assert {e: (r.status_code, r.json()["error"]) for e, r in refused.items()} == {
+        e: (400, reason) for e, reason in literal.items()}
+    assert repointed.status_code == 400 and repointed.json()["error"] == literal[v4.url]
     assert {d["endpoint"]: d["lastError"] for d in details} == expected
     assert all(d["status"] == "failed" and d["attemptCount"] == 1 for d in details)
     assert all(d["attempts"][0]["http_status"] is None for d in details)
