@@ -43,7 +43,7 @@ class Settings(BaseModel):
     smtp_tls_key: str = ""
     webhook_max_attempts: int = 8
     webhook_timeout: float = 10.0
-    webhook_allow_private: bool = True
+    webhook_allow_private: bool = False
     webhook_backoff: float = Field(30.0, gt=0)
     webhook_backoff_max: float = Field(3600.0, gt=0)
     sse_heartbeat: float = Field(15.0, gt=0)
@@ -53,6 +53,7 @@ class Settings(BaseModel):
     delivery_timeout: float = Field(60.0, gt=0)
     delivery_concurrency: int = Field(20, ge=1)
     smtp_direct_port: int = Field(25, ge=1, le=65535)
+    delivery_allow_private: bool = False
     workers_enabled: bool = True
     retention_interval: float = Field(3600.0, gt=0)
     public_url: str = ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,14 @@ def start_embedded(data_dir: Path) -> EmbeddedServer:
     server_log.setLevel(logging.INFO)
     server_log.propagate = False
     smtp_port = DEFAULT_SMTP_PORT if port_is_free(DEFAULT_SMTP_PORT) else 0
+    # One local user runs this server, so webhooks to their own machine are expected; the
+    # environment can still turn that off.
+    allow_private = None if os.environ.get("COMMUNE_WEBHOOK_ALLOW_PRIVATE") else True
     settings = ServerSettings.load({"data_dir": data_dir, "host": "127.0.0.1", "port": 0,
-                                    "smtp_port": smtp_port})
+                                    "smtp_port": smtp_port, "webhook_allow_private": allow_private})
+    if settings.webhook_allow_private:
+        server_log.info("Embedded server: webhooks may reach loopback and private addresses "
+                        "(COMMUNE_WEBHOOK_ALLOW_PRIVATE=false refuses them)")
     thread = ServerThread(settings)
     server = thread.start()
     return EmbeddedServer(thread, server.base_url, server.admin_key, server.smtp_port or 0)

@@ -34,6 +34,9 @@ def make_settings(data_dir: Path, dns_server: TestDNSServer, **overrides: object
         "rate_limit": 0,
         "hostname": "mx.commune.test",
         "dns_servers": [dns_server.address],
+        # The test receivers and sinks listen on loopback; tests of the safe defaults override these.
+        "webhook_allow_private": True,
+        "delivery_allow_private": True,
     }
     values.update(overrides)
     return Settings.model_validate(values)

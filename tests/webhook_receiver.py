@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,12 +18,17 @@ class Received:
     path: str
 
 
+class _IPv6HTTPServer(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class WebhookReceiver:
     """`plan` holds answers for the next requests (a status, `HANG`, or `(status, body, headers)`);
     once it is used up every request gets `default`."""
 
-    def __init__(self, default: int = 200) -> None:
+    def __init__(self, default: int = 200, host: str = "127.0.0.1") -> None:
         self.default = default
+        self.host = host
         self.plan: list[object] = []
         self.requests: list[Received] = []
         self.active = 0
@@ -63,14 +69,16 @@ class WebhookReceiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server_class = ThreadingHTTPServer if ":" not in host else _IPv6HTTPServer
+        self.httpd = server_class((host, 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.httpd.server_address[1]}/hook"
 
     def wait_for(self, count: int, timeout: float = 15.0) -> list[Received]:
         """Block until at least `count` requests arrived; returns them all."""

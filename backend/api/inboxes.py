@@ -16,6 +16,7 @@ from ..models.addressing import (
     WebhookConfig,
     inbox_json,
 )
+from ..webhooks.targets import RefusedTarget, parse_endpoint, refuse_by_name
 from ._common import Context, data, parse_body
 from .domains import visible_domain
 
@@ -24,8 +25,17 @@ def new_webhook_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(24)
 
 
-def webhook_columns(webhook: WebhookConfig, current: dict | None) -> dict:
-    """Columns for a webhook config; a secret is generated once and kept across endpoint changes."""
+def webhook_columns(ctx: Context, webhook: WebhookConfig, current: dict | None) -> dict:
+    """Columns for a webhook config; a secret is generated once and kept across endpoint changes.
+
+    An endpoint that is plainly private (a loopback name or a non-public literal address) is a 400
+    when private targets are off; names are judged again at every delivery, after resolution.
+    """
+    if not ctx.services.settings.webhook_allow_private:
+        try:
+            refuse_by_name(parse_endpoint(webhook.endpoint).host)
+        except RefusedTarget as exc:
+            raise BadRequest(str(exc)) from None
     secret = (current or {}).get("webhook_secret") or new_webhook_secret()
     return {
         "webhook_endpoint": webhook.endpoint,
@@ -52,7 +62,7 @@ def _create(ctx: Context, body: CreateInbox, domain: dict) -> tuple[int, dict]:
         raise Conflict(f"Address {body.local_part}@{domain['name']} is already taken")
     webhook = None
     if body.webhook is not None:
-        columns = webhook_columns(body.webhook, None)
+        columns = webhook_columns(ctx, body.webhook, None)
         webhook = {"endpoint": columns["webhook_endpoint"], "events": columns["webhook_events"],
                    "secret": columns["webhook_secret"]}
     try:
@@ -118,7 +128,7 @@ async def update_inbox(ctx: Context) -> dict:
         if body.webhook is None:
             changes.update(webhook_endpoint=None, webhook_events=None, webhook_secret=None)
         else:
-            changes.update(webhook_columns(body.webhook, inbox))
+            changes.update(webhook_columns(ctx, body.webhook, inbox))
     updated = ctx.services.domains.update_inbox(ctx.org_id, inbox["id"], changes)
     if changes:
         action = "webhook.changed" if "webhook_endpoint" in changes else "inbox.updated"
@@ -130,7 +140,7 @@ async def update_inbox(ctx: Context) -> dict:
 async def set_webhook(ctx: Context) -> dict:
     inbox = own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))
     body = parse_body(ctx.request, WebhookConfig)
-    updated = ctx.services.domains.update_inbox(ctx.org_id, inbox["id"], webhook_columns(body, inbox))
+    updated = ctx.services.domains.update_inbox(ctx.org_id, inbox["id"], webhook_columns(ctx, body, inbox))
     ctx.services.audit.record(ctx.org_id, ctx.key.id, "webhook.changed", "inbox", inbox["id"],
                               {"endpoint": body.endpoint})
     return data(inbox_view(ctx, updated))

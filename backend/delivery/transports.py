@@ -20,6 +20,7 @@ import dns.exception
 import dns.resolver
 
 from ..config import Settings
+from ..netpolicy import is_loopback_name, is_public, refused_text, resolve
 
 IDLE_SECONDS = 30.0
 _ENHANCED = re.compile(r"^5\.(\d{1,3})\.(\d{1,3})\b")
@@ -56,11 +57,18 @@ def _mail_options(raw: bytes) -> list[str]:
     return [] if raw.isascii() else ["BODY=8BITMIME"]
 
 
-async def _attempt(client: aiosmtplib.SMTP, mail_from: str, recipient: str, raw: bytes) -> Outcome:
-    """One SMTP transaction (connecting first if needed); the remote's reply code decides the outcome."""
+async def _attempt(client: aiosmtplib.SMTP, mail_from: str, recipient: str, raw: bytes,
+                   tls_name: str | None = None) -> Outcome:
+    """One SMTP transaction (connecting first if needed); the remote's reply code decides the outcome.
+
+    With `tls_name`, a new connection upgrades to TLS when the remote offers STARTTLS, presenting
+    that name (the client itself connects to an address, which carries no server name).
+    """
     try:
         if not client.is_connected:
             await client.connect()
+            if tls_name is not None:
+                await _upgrade_if_offered(client, tls_name)
         errors, response = await client.sendmail(mail_from, [recipient], raw, mail_options=_mail_options(raw))
     except aiosmtplib.SMTPRecipientsRefused as exc:
         return _refusal(exc.recipients[0].code, exc.recipients[0].message)
@@ -71,6 +79,15 @@ async def _attempt(client: aiosmtplib.SMTP, mail_from: str, recipient: str, raw:
     if recipient in errors:
         return _refusal(errors[recipient].code, errors[recipient].message)
     return Outcome("sent", response)
+
+
+async def _upgrade_if_offered(client: aiosmtplib.SMTP, server_name: str) -> None:
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        return  # a server that refuses EHLO offers no STARTTLS; sendmail greets it with HELO
+    if client.supports_extension("starttls"):
+        await client.starttls(server_hostname=server_name)
 
 
 async def _quit(client: aiosmtplib.SMTP) -> None:
@@ -129,13 +146,19 @@ class SmarthostTransport:
 
 
 class DirectTransport:
-    """MX hosts of the recipient's domain in preference order (the domain itself without MX), port 25."""
+    """MX hosts of the recipient's domain in preference order (the domain itself without MX), port 25.
+
+    Unless the operator allows private destinations, only public addresses of each host are used
+    (see `netpolicy`): a host without one is skipped, and a domain whose hosts all resolve only to
+    private addresses fails without any connection being made.
+    """
 
     def __init__(self, settings: Settings, resolver: dns.asyncresolver.Resolver) -> None:
         self.resolver = resolver
         self.port = settings.smtp_direct_port
         self.timeout = settings.delivery_timeout
         self.local_hostname = settings.hostname
+        self.allow_private = settings.delivery_allow_private
 
     async def exchangers(self, domain: str) -> list[str]:
         """Host names to try, best first; equal preferences in random order (RFC 5321 §5.1)."""
@@ -145,15 +168,6 @@ class DirectTransport:
             return [domain]
         records = sorted(answer, key=lambda r: (r.preference, random.random()))
         return [str(r.exchange).rstrip(".") for r in records if str(r.exchange) not in (".", "")]
-
-    async def addresses(self, host: str) -> list[str]:
-        found: list[str] = []
-        for rtype in ("A", "AAAA"):
-            try:
-                found += [r.address for r in await self.resolver.resolve(host, rtype)]
-            except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
-                continue
-        return found
 
     async def send(self, mail_from: str, recipient: str, raw: bytes) -> Outcome:
         domain = recipient.rsplit("@", 1)[-1]
@@ -166,25 +180,48 @@ class DirectTransport:
         if not hosts:
             return Outcome("failed", f"Domain {domain} does not accept mail (null MX)")
         last = Outcome("deferred", f"No address found for the mail exchangers of {domain}")
+        refused: dict[str, str] = {}
+        remaining = False  # whether some host could still be tried, now or on a later attempt
         for host in hosts:
+            if is_loopback_name(host) and not self.allow_private:
+                refused[host] = "a loopback name"
+                continue
             try:
-                addresses = await self.addresses(host)
+                addresses = await resolve(host, self.resolver)
             except dns.exception.DNSException as exc:
                 last = Outcome("deferred", f"Address lookup for {host} failed: {exc or type(exc).__name__}")
+                remaining = True
                 continue
+            if not self.allow_private:
+                public = [a for a in addresses if is_public(a)]
+                if addresses and not public:
+                    refused[host] = ", ".join(refused_text(a) for a in addresses[:2])
+                addresses = public
+            remaining = remaining or bool(addresses)
             for address in addresses:
                 # Opportunistic STARTTLS: MX certificates rarely match, and plain text is the alternative.
                 client = aiosmtplib.SMTP(hostname=address, port=self.port, timeout=self.timeout,
-                                         local_hostname=self.local_hostname, start_tls=None, validate_certs=False)
-                outcome = await _attempt(client, mail_from, recipient, raw)
+                                         local_hostname=self.local_hostname, start_tls=False, validate_certs=False)
+                outcome = await _attempt(client, mail_from, recipient, raw, tls_name=host)
                 await _quit(client)
                 if outcome.kind != "deferred":
                     return outcome
                 last = Outcome("deferred", f"{host}: {outcome.detail}")
+        if refused and not remaining:
+            return Outcome("failed", _refusal_detail(refused), suppress=False)
         return last
 
     async def close(self) -> None:
         """Nothing to close: every delivery uses its own connection to that domain's exchanger."""
+
+
+def _refusal_detail(refused: dict[str, str]) -> str:
+    """`MX host mx.x resolves only to private addresses: 127.0.0.1 (loopback); refused`."""
+    if len(refused) == 1:
+        [(host, why)] = refused.items()
+        return f"MX host {host} resolves only to private addresses: {why}; refused"
+    listed = "; ".join(f"{host}: {why}" for host, why in refused.items())
+    return f"MX hosts resolve only to private addresses ({listed}); refused"
 
 
 def make_transport(settings: Settings, resolver: dns.asyncresolver.Resolver) -> Transport:

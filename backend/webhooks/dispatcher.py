@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ..netpolicy import is_public
 from ..util import now_iso
 from .payload import (
     attachment_rows,
@@ -203,6 +204,7 @@ class WebhookDispatcher:
         # One deadline for the whole exchange, so a receiver that drips bytes cannot hold a slot.
         async with asyncio.timeout(self.settings.webhook_timeout):
             response = await self._client.send(request, stream=True)
+            public = _answered_from_public_address(response)
             try:
                 received = bytearray()
                 async for chunk in response.aiter_raw():
@@ -213,7 +215,8 @@ class WebhookDispatcher:
                 await response.aclose()
         if response.is_success:
             return response.status_code, None
-        text = received[:ERROR_SNIPPET].decode("utf-8", "replace").strip()
+        # A private service's answer is never shown, even where the operator lets webhooks reach one.
+        text = received[:ERROR_SNIPPET].decode("utf-8", "replace").strip() if public else ""
         if response.is_redirect:
             return response.status_code, "redirects are not followed"
         return response.status_code, f"HTTP {response.status_code}" + (f": {text}" if text else "")
@@ -233,6 +236,13 @@ class WebhookDispatcher:
         self.store.record_attempt(row["id"], row["endpoint"], entry, status, next_at)
         if not ok:
             log.info("webhook %s attempt %s failed: %s", row["id"], entry["attempt"], entry["error"])
+
+
+def _answered_from_public_address(response: httpx.Response) -> bool:
+    """Whether the connection that carried `response` goes to a public address."""
+    stream = response.extensions.get("network_stream")
+    peer = stream.get_extra_info("server_addr") if stream is not None else None
+    return bool(peer) and is_public(peer[0])
 
 
 async def start(server: Server) -> None:
