@@ -18,7 +18,7 @@ MAX_LINE_CHARS = 500
 _STRING_SEQUENCE = r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\n]*?(?:\x07|\x1b\\|\x9c|(?=\n)|\Z)"
 _CONTROL_SEQUENCE = r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
 _OTHER_ESCAPE = r"\x1b[ -/]*[0-~]"
-_ESCAPES = re.compile("|".join((_STRING_SEQUENCE, _CONTROL_SEQUENCE, _OTHER_ESCAPE)))
+_ESCAPES = re.compile(f"{_STRING_SEQUENCE}|{_CONTROL_SEQUENCE}|{_OTHER_ESCAPE}")
 _LINE_BREAKS = re.compile("\r\n|[\r\x85\u2028\u2029]")
 # C0 and C1 controls except tab and newline, DEL, and lone surrogates (which no terminal can encode).
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")

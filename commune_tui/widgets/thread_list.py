@@ -98,7 +98,7 @@ class ThreadList(DataTable[object]):
                 self.threads[thread.thread_id] = thread
                 self.add_row(*self._cells(thread), key=thread.thread_id)
 
-    def _cells(self, thread: ThreadSummary) -> list[object]:
+    def _cells(self, thread: ThreadSummary) -> list[Text | SortableCell]:
         unread = is_unread(thread, self.read_state) or thread.thread_id in self.fresh
         style = "bold" if unread else ""
         mark = Text("●" if unread else " ", style="bold")
