@@ -8,11 +8,14 @@ from collections.abc import Iterable
 from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.content import Content
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from .client import ApiError, CommuneClient
 from .config import Settings
 from .embedded import EmbeddedServer, first_run, start_embedded
+from .formatting import clean_line, clean_text
 from .messages import MessageSent, NewMail
 from .models import Draft, Inbox
 from .read_state import ReadState
@@ -57,6 +60,17 @@ class CommuneApp(App[None]):
 
     def on_mount(self) -> None:
         self.connect()
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every toast passes here (a widget's or screen's `notify` calls the app's): whatever a
+        caller put in it, control characters and escape sequences never reach the terminal."""
+        super().notify(clean_text(message), title=clean_line(title), severity=severity, timeout=timeout,
+                       markup=markup)
+
+    def format_title(self, title: str, sub_title: str) -> Content:
+        """The header shows subjects and addresses as sub-titles: cleaned, on one line."""
+        return super().format_title(clean_line(title), clean_line(sub_title))
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         # Tests and screenshots turn blinking off so every capture of a screen is identical.

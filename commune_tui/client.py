@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from .formatting import clean_text
 from .models import (
     Attachment,
     AttachmentUrl,
@@ -34,6 +35,8 @@ class ApiError(Exception):
     """A failed call: `status` is the HTTP status, 0 when the server could not be reached."""
 
     def __init__(self, status: int, message: str) -> None:
+        # Error texts can quote what a stranger sent (an address, a file name): clean them like mail.
+        message = clean_text(message)
         super().__init__(message)
         self.status = status
         self.message = message
@@ -111,7 +114,7 @@ class CommuneClient:
     async def verify_domain(self, domain_id: str) -> str:
         """Ask the server to check the domain's DNS records; returns the new status."""
         result = await self._data("POST", f"/v1/domains/{domain_id}/verify")
-        return str(result.get("status") or "")
+        return clean_text(str(result.get("status") or ""))
 
     async def list_inboxes(self, domain_id: str | None = None) -> list[Inbox]:
         """`GET /v1/inboxes`, optionally one domain's."""

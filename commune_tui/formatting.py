@@ -1,4 +1,4 @@
-"""Pure helpers for showing mail: dates, addresses, sizes, reply and forward text, HTML as text."""
+"""Pure helpers for showing mail: display-safe text, dates, addresses, sizes, reply and forward text."""
 
 from __future__ import annotations
 
@@ -6,8 +6,57 @@ import re
 from datetime import UTC, datetime
 from email.utils import getaddresses
 from html.parser import HTMLParser
+from typing import Any
 
 ADDRESS_RE = re.compile(r"^[^@\s<>(),;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$")
+
+MAX_LINE_CHARS = 500
+"""One-line values (subjects, names, file names) are cut here: a toast or a list cell has no use for more."""
+
+# Escape sequences (ECMA-48) with their payloads, so nothing of them reaches the screen. String
+# sequences (OSC, DCS, SOS, PM, APC) run to BEL or ST; an unterminated one ends at the line's end.
+_STRING_SEQUENCE = r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\n]*?(?:\x07|\x1b\\|\x9c|(?=\n)|\Z)"
+_CONTROL_SEQUENCE = r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+_OTHER_ESCAPE = r"\x1b[ -/]*[0-~]"
+_ESCAPES = re.compile(f"{_STRING_SEQUENCE}|{_CONTROL_SEQUENCE}|{_OTHER_ESCAPE}")
+_LINE_BREAKS = re.compile("\r\n|[\r\x85\u2028\u2029]")
+# C0 and C1 controls except tab and newline, DEL, and lone surrogates (which no terminal can encode).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+# Embeddings, overrides and isolates reorder the text around them (the "Trojan Source" trick).
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_SUSPICIOUS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def clean_text(value: str | None) -> str:
+    """`value` safe to put on a terminal: no escape sequences or control characters, bidi controls
+    shown as `⟨U+202E⟩`; tabs and line breaks stay (every kind of line break becomes `\\n`)."""
+    if not value:
+        return ""
+    if not _SUSPICIOUS.search(value):
+        return value
+    value = _LINE_BREAKS.sub("\n", _ESCAPES.sub("", value))
+    value = _CONTROLS.sub(lambda m: "\ufffd" if "\ud800" <= m.group() <= "\udfff" else "", value)
+    return _BIDI.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", value)
+
+
+def clean_line(value: str | None, limit: int = MAX_LINE_CHARS) -> str:
+    """`clean_text` for one-line places (subjects, names, cells): breaks and tabs become spaces,
+    and anything past `limit` characters becomes `…`."""
+    text = clean_text(value)
+    if "\n" in text or "\t" in text:
+        text = text.replace("\n", " ").replace("\t", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clean_data(value: Any) -> Any:
+    """Every string in a decoded JSON value (keys too) passed through `clean_text`."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_data(k): clean_data(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_data(item) for item in value]
+    return value
 
 
 def parse_time(value: str | None) -> datetime | None:

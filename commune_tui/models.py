@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .formatting import clean_data
 
 
 class Model(BaseModel):
+    """An object the server sent: every string in it is cleaned for the terminal as it is built, so
+    no subject, name, body or error from a stranger can carry escape sequences into any widget."""
+
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _displayable(cls, data: Any) -> Any:
+        return clean_data(data)
 
 
 class DnsRecord(Model):
@@ -171,8 +181,11 @@ class DeletionRequest(Model):
     deleted_counts: dict[str, Any] = Field(default_factory=dict)
 
 
-class Draft(Model):
-    """A message being written: what the composer edits and what a failed send keeps."""
+class Draft(BaseModel):
+    """A message being written: what the composer edits and what a failed send keeps (the user's own
+    text, so it is sent as typed)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     inbox_id: str | None = None
     to: str = ""

@@ -30,7 +30,7 @@ class AttachFileDialog(ModalScreen[Path | None]):
         if not path.is_absolute():
             path = self.start / path
         if not path.is_file():
-            self.notify(f"No such file: {path}", severity="error")
+            self.notify(f"No such file: {path}", severity="error", markup=False)
             return
         self.dismiss(path)
 

@@ -8,6 +8,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
+from ..display import line, plain
+
 
 class PromptDialog(ModalScreen[dict[str, str] | None]):
     """Asks for named values; dismisses with them, or None on escape."""
@@ -24,9 +26,9 @@ class PromptDialog(ModalScreen[dict[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.title_text, classes="dialog-title")
+            yield Static(plain(self.title_text), classes="dialog-title")
             for name, label, placeholder in self.fields:
-                yield Label(label)
+                yield Label(line(label))
                 yield Input(placeholder=placeholder, id=f"field-{name}")
             yield Static("enter to save · escape to cancel", classes="dialog-hint")
 
@@ -34,7 +36,7 @@ class PromptDialog(ModalScreen[dict[str, str] | None]):
         values = {name: self.query_one(f"#field-{name}", Input).value.strip() for name, _, _ in self.fields}
         missing = [label for name, label, _ in self.fields if name in self.required and not values[name]]
         if missing:
-            self.notify(f"{missing[0]} is required", severity="error")
+            self.notify(f"{missing[0]} is required", severity="error", markup=False)
             return
         self.dismiss(values)
 

@@ -9,6 +9,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from ..formatting import clean_line
 from ..models import Validation
 
 
@@ -16,13 +17,13 @@ def report_text(validation: Validation) -> Text:
     text = Text()
     for item in validation.rejected:
         text.append("✗ not sent  ", style="bold red")
-        text.append(f"{item.email}  {item.reason}\n")
+        text.append(clean_line(f"{item.email}  {item.reason}") + "\n")
     for email in validation.suppressed:
         text.append("✗ suppressed  ", style="bold red")
-        text.append(f"{email}  (earlier bounce or complaint)\n")
+        text.append(clean_line(f"{email}  (earlier bounce or complaint)") + "\n")
     for item in validation.warnings:
         text.append("! warning  ", style="bold yellow")
-        text.append(f"{item.email}  {item.reason}\n")
+        text.append(clean_line(f"{item.email}  {item.reason}") + "\n")
     return text
 
 

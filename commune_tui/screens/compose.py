@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,6 +20,7 @@ from ..client import ApiError
 from ..dialogs.attach_file import AttachFileDialog
 from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.send_report import SendReportDialog
+from ..display import line
 from ..formatting import human_size, invalid_addresses, split_addresses
 from ..messages import MessageSent
 from ..models import Attachment, Draft
@@ -78,7 +78,7 @@ class ComposeScreen(Screen):
 
     def compose(self) -> ComposeResult:
         d = self.draft
-        options = [(i.address, i.id) for i in self.app.inboxes]
+        options = [(line(i.address), i.id) for i in self.app.inboxes]
         inbox_id = d.inbox_id if any(i.id == d.inbox_id for i in self.app.inboxes) else None
         yield Header()
         with Vertical(id="composer"):
@@ -89,7 +89,7 @@ class ComposeScreen(Screen):
             for name, label, value, required in (("to", "To", d.to, True), ("cc", "Cc", d.cc, False),
                                                  ("bcc", "Bcc", d.bcc, False)):
                 with Horizontal(classes="field"):
-                    yield Label(label, classes="field-label")
+                    yield Label(line(label), classes="field-label")
                     yield Input(value, id=name, placeholder="name@example.com, …", compact=True,
                                 validators=[Addresses(required)], validate_on=["changed", "blur"])
                 yield Label("", id=f"{name}-error", classes="field-error")
@@ -115,7 +115,7 @@ class ComposeScreen(Screen):
         if event.input.id in ("to", "cc", "bcc") and event.validation_result is not None:
             errors = event.validation_result.failure_descriptions
             label = self.query_one(f"#{event.input.id}-error", Label)
-            label.update(errors[0] if errors else "")
+            label.update(line(errors[0] if errors else ""))
             label.set_class(bool(errors), "shown")
 
     # Attachments
@@ -128,7 +128,7 @@ class ComposeScreen(Screen):
             if upload.attachment is not None:
                 label = chip_label(upload.attachment, upload.state)
             else:
-                label = Text(f"📎 {upload.name}  {human_size(upload.size)}  {upload.state}")
+                label = line(f"📎 {upload.name}  {human_size(upload.size)}  {upload.state}")
             options.add_option(Option(label, id=upload.key))
         if highlighted is not None and self.uploads:
             options.highlighted = min(highlighted, len(self.uploads) - 1)
@@ -212,7 +212,7 @@ class ComposeScreen(Screen):
         draft = self.current_draft()
         problems = self.problems(draft)
         if problems:
-            self.notify("\n".join(problems), title="Not sent", severity="error")
+            self.notify("\n".join(problems), title="Not sent", severity="error", markup=False)
             return
         self.sending = True
         self._send(draft)
@@ -229,7 +229,7 @@ class ComposeScreen(Screen):
             )
         except ApiError as exc:
             self.notify(f"{exc.message}\nYour draft is kept.", title="Not sent", severity="error",
-                        timeout=8)
+                        timeout=8, markup=False)
             return
         finally:
             self.sending = False
@@ -237,7 +237,7 @@ class ComposeScreen(Screen):
         self.app.post_message(MessageSent(result.thread_id, draft.inbox_id or ""))
         self.dismiss()
         if result.validation.empty:
-            self.app.notify(f"Sent to {draft.to}", title="Sent")
+            self.app.notify(f"Sent to {draft.to}", title="Sent", markup=False)
         else:
             self.app.push_screen(SendReportDialog(result.validation))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
 from ..client import ApiError
+from ..display import line, plain
 from ..models import DeletionRequest
 
 if TYPE_CHECKING:
@@ -39,8 +39,8 @@ class DangerZoneScreen(Screen):
         self.phrase = ""
 
     def compose(self) -> ComposeResult:
-        options = [(f"Inbox {i.address}", f"inbox:{i.id}") for i in self.app.inboxes]
-        options.append(("The whole organisation", ORGANISATION))
+        options = [(line(f"Inbox {i.address}"), f"inbox:{i.id}") for i in self.app.inboxes]
+        options.append((line("The whole organisation"), ORGANISATION))
         yield Header()
         with Vertical(id="danger"):
             yield Static("Nothing is deleted until you confirm with the typed phrase.", id="danger-intro")
@@ -68,16 +68,16 @@ class DangerZoneScreen(Screen):
             self.request = await self.app.client.request_deletion(scope, inbox_id or None)
         except ApiError as exc:
             message = ("This server does not offer data deletion." if exc.status == 404 else exc.message)
-            self.notify(message, severity="error")
+            self.notify(message, severity="error", markup=False)
             return
         table = self.query_one("#danger-preview", DataTable)
         table.clear()
         for name, count in self.request.preview.items():
-            table.add_row(name.replace("_", " "), str(count))
+            table.add_row(line(name.replace("_", " ")), line(str(count)))
         target = next((i.address for i in self.app.inboxes if i.id == inbox_id), "")
         self.phrase = confirmation_phrase(scope, target)
-        warning = Text(self.request.warning or "This cannot be undone.")
-        warning.append(f"\nType “{self.phrase}” to confirm.")
+        warning = plain(self.request.warning or "This cannot be undone.")
+        warning.append("\n").append_text(line(f"Type “{self.phrase}” to confirm."))
         self.query_one("#danger-warning", Static).update(warning)
         field = self.query_one("#danger-confirm", Input)
         field.disabled = False
@@ -87,7 +87,7 @@ class DangerZoneScreen(Screen):
     @on(Input.Submitted, "#danger-confirm")
     def confirm(self, event: Input.Submitted) -> None:
         if self.request is None or event.value.strip() != self.phrase:
-            self.notify(f"Type exactly: {self.phrase}", severity="warning")
+            self.notify(f"Type exactly: {self.phrase}", severity="warning", markup=False)
             return
         self._confirm(self.request)
 
@@ -96,9 +96,9 @@ class DangerZoneScreen(Screen):
         try:
             done = await self.app.client.confirm_deletion(request.id, request.confirmation_token or "")
         except ApiError as exc:
-            self.notify(f"Deletion failed: {exc.message}", severity="error")
+            self.notify(f"Deletion failed: {exc.message}", severity="error", markup=False)
             return
         counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in done.deleted_counts.items() if v)
-        self.app.notify(f"Deleted: {counts or 'nothing'}", title="Deletion complete")
+        self.app.notify(f"Deleted: {counts or 'nothing'}", title="Deletion complete", markup=False)
         self.app.pop_screen()
         self.app.announce_new_mail()

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from ..client import ApiError
 from ..dialogs.prompt import PromptDialog
+from ..display import line
 from ..models import Domain, Inbox
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ STATUS_STYLE = {"verified": "bold green", "pending": "yellow", "failed": "bold r
 
 def status_text(status: str | None) -> Text:
     value = status or "unknown"
-    return Text(value, style=STATUS_STYLE.get(value, ""))
+    return line(value, style=STATUS_STYLE.get(value, ""))
 
 
 class DomainsScreen(Screen):
@@ -85,7 +86,7 @@ class DomainsScreen(Screen):
             self.domains = await self.app.client.list_domains()
             self.inboxes = await self.app.client.list_inboxes()
         except ApiError as exc:
-            self.notify(f"Could not load domains: {exc.message}", severity="error")
+            self.notify(f"Could not load domains: {exc.message}", severity="error", markup=False)
             return
         self.app.inboxes = self.inboxes
         table = self.query_one("#domain-table", DataTable)
@@ -94,7 +95,7 @@ class DomainsScreen(Screen):
         for domain in self.domains:
             count = sum(1 for i in self.inboxes if i.domain_id == domain.id)
             name = domain.name + ("  (shared)" if domain.shared else "")
-            table.add_row(name, status_text(domain.status), str(count), key=domain.id)
+            table.add_row(line(name), status_text(domain.status), line(str(count)), key=domain.id)
         if keep and keep in {d.id for d in self.domains}:
             table.move_cursor(row=table.get_row_index(keep), animate=False)
         self.show_detail()
@@ -114,19 +115,19 @@ class DomainsScreen(Screen):
         if domain is None:
             summary.update("No domains yet: press a to add one.")
             return
-        line = Text(domain.name, style="bold")
-        line.append("  status: ")
-        line.append_text(status_text(domain.status))
-        line.append("   a add · v verify · n new inbox", style="dim")
-        summary.update(line)
+        text = line(domain.name, style="bold")
+        text.append("  status: ")
+        text.append_text(status_text(domain.status))
+        text.append("   a add · v verify · n new inbox", style="dim")
+        summary.update(text)
         for index, record in enumerate(domain.records):
-            records.add_row(status_text(record.status), record.record or "", record.type or "",
-                            record.name or "", "" if record.priority is None else str(record.priority),
-                            record.value or "", key=str(index))
+            priority = "" if record.priority is None else str(record.priority)
+            records.add_row(status_text(record.status), line(record.record), line(record.type),
+                            line(record.name), line(priority), line(record.value), key=str(index))
         for inbox in self.inboxes:
             if inbox.domain_id == domain.id:
                 endpoint = inbox.webhook.endpoint if inbox.webhook and inbox.webhook.endpoint else ""
-                inboxes.add_row(inbox.address, inbox.display_name or "", endpoint, key=inbox.id)
+                inboxes.add_row(line(inbox.address), line(inbox.display_name), line(endpoint), key=inbox.id)
 
     def action_cursor_down(self) -> None:
         self.query_one("#domain-table", DataTable).action_cursor_down()
@@ -147,9 +148,10 @@ class DomainsScreen(Screen):
         try:
             domain = await self.app.client.create_domain(name)
         except ApiError as exc:
-            self.notify(f"Could not add {name}: {exc.message}", severity="error")
+            self.notify(f"Could not add {name}: {exc.message}", severity="error", markup=False)
             return
-        self.notify(f"Added {domain.name}: publish the records shown, then press v to verify.")
+        self.notify(f"Added {domain.name}: publish the records shown, then press v to verify.",
+                    markup=False)
         self.reload(select=domain.id)
 
     @work(group="domain-write")
@@ -157,14 +159,14 @@ class DomainsScreen(Screen):
         domain = self.current
         if domain is None:
             return
-        self.notify(f"Checking DNS for {domain.name}…")
+        self.notify(f"Checking DNS for {domain.name}…", markup=False)
         try:
             status = await self.app.client.verify_domain(domain.id)
         except ApiError as exc:
-            self.notify(f"Verification failed: {exc.message}", severity="error")
+            self.notify(f"Verification failed: {exc.message}", severity="error", markup=False)
             return
         severity = "information" if status == "verified" else "warning"
-        self.notify(f"{domain.name}: {status}", severity=severity)
+        self.notify(f"{domain.name}: {status}", severity=severity, markup=False)
         self.reload(select=domain.id)
 
     def action_new_inbox(self) -> None:
@@ -189,8 +191,8 @@ class DomainsScreen(Screen):
             inbox = await self.app.client.create_inbox(values["local_part"], domain.id, values.get("name"),
                                                        values.get("webhook") or None)
         except ApiError as exc:
-            self.notify(f"Could not create the inbox: {exc.message}", severity="error")
+            self.notify(f"Could not create the inbox: {exc.message}", severity="error", markup=False)
             return
-        self.notify(f"Created {inbox.address}")
+        self.notify(f"Created {inbox.address}", markup=False)
         self.app.announce_new_mail()
         self.reload(select=domain.id)

@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header
 
 from ..client import ApiError
+from ..display import line
 from ..messages import InboxSelected, NewMail, ThreadSelected
 from ..models import Domain, Draft, Inbox, Message, Page, ThreadSummary
 from ..widgets.mailbox_tree import MailboxTree
@@ -126,11 +127,11 @@ class MailScreen(ThreadActions):
 
             page = await loader(None)
         except ApiError as exc:
-            self.notify(f"Could not load {inbox.address}: {exc.message}", severity="error")
+            self.notify(f"Could not load {inbox.address}: {exc.message}", severity="error", markup=False)
             return
         finally:
             thread_list.loading = False
-        thread_list.border_title = f"Threads · {inbox.address}"
+        thread_list.border_title = line(f"Threads · {inbox.address}")
         thread_list.show(loader, page)
 
     @on(ThreadSelected)
@@ -144,7 +145,7 @@ class MailScreen(ThreadActions):
         if messages is None:
             return
         reader = self.active_reader()
-        reader.border_title = f"Message · {len(messages)} in thread"
+        reader.border_title = line(f"Message · {len(messages)} in thread")
         self.thread_list.mark_read(thread.thread_id)
         inbox_id = thread.inbox_id or ""
         if thread.thread_id in self.unread.get(inbox_id, set()):
@@ -202,7 +203,8 @@ class MailScreen(ThreadActions):
         elif inbound:
             self.tree.update_inbox(inbox_id, new=True)
         if inbound:
-            self.notify(thread.subject or "(no subject)", title=f"New mail from {thread.last_sender}")
+            self.notify(thread.subject or "(no subject)", title=f"New mail from {thread.last_sender}",
+                        markup=False)
 
     def action_compose(self) -> None:
         self.app.open_composer(Draft(inbox_id=self.inbox.id if self.inbox else None))

@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from ..client import ApiError
+from ..display import plain
 
 if TYPE_CHECKING:
     from ..app import CommuneApp
@@ -54,9 +55,9 @@ class ProblemScreen(Screen):
     def compose(self) -> ComposeResult:
         title, steps = advice(self.error, self.base_url)
         with Center(), Vertical(id="problem"):
-            yield Static(title, id="problem-title")
-            yield Static(steps, id="problem-steps")
-            yield Static(f"Details: {self.error.message}", id="problem-detail")
+            yield Static(plain(title), id="problem-title")
+            yield Static(plain(steps), id="problem-steps")
+            yield Static(plain(f"Details: {self.error.message}"), id="problem-detail")
             yield Static("Press r to try again, q to quit.", id="problem-keys")
         yield Footer()
 

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.widgets import Footer, Header, Input, Static
 
 from ..client import ApiError
+from ..display import line
 from ..messages import ThreadSelected
 from ..models import Inbox, Message, Page, ThreadSummary
 from ..widgets.thread_list import ThreadList
@@ -58,19 +59,19 @@ class SearchScreen(ThreadActions):
     async def _search(self, query: str) -> None:
         status = self.query_one("#search-status", Static)
         results = self.query_one(ThreadList)
-        status.update(f"Searching for “{query}”…")
+        status.update(line(f"Searching for “{query}”…"))
         try:
             found = await self.app.client.search_threads(query, self.inbox.id if self.inbox else None)
         except ApiError as exc:
             status.update("")
-            self.notify(f"Search failed: {exc.message}", severity="error")
+            self.notify(f"Search failed: {exc.message}", severity="error", markup=False)
             return
 
         async def no_more_pages(cursor: str | None) -> Page:
             return Page()
 
         results.show(no_more_pages, Page(data=found))
-        status.update(f"{len(found)} thread{'s' if len(found) != 1 else ''} match “{query}”")
+        status.update(line(f"{len(found)} thread{'s' if len(found) != 1 else ''} match “{query}”"))
         if found:
             results.focus()
 

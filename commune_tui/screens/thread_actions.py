@@ -54,7 +54,7 @@ class ThreadActions(Screen):
         try:
             messages, attachments = await load_thread(self.app, thread)
         except ApiError as exc:
-            self.notify(f"Could not open the thread: {exc.message}", severity="error")
+            self.notify(f"Could not open the thread: {exc.message}", severity="error", markup=False)
             return None
         finally:
             reader.loading = False
@@ -137,7 +137,8 @@ class ThreadActions(Screen):
         try:
             _, content = await self.app.client.download_attachment(attachment.attachment_id)
         except ApiError as exc:
-            self.notify(f"Could not fetch {attachment.filename}: {exc.message}", severity="error")
+            self.notify(f"Could not fetch {attachment.filename}: {exc.message}", severity="error",
+                        markup=False)
             return
         if open_after:
             folder = Path(tempfile.mkdtemp(prefix="commune-"))
@@ -148,6 +149,6 @@ class ThreadActions(Screen):
         await asyncio.to_thread(target.write_bytes, content)
         if open_after:
             self.app.open_url(target.as_uri())
-            self.notify(f"Opened {attachment.filename}")
+            self.notify(f"Opened {attachment.filename}", markup=False)
         else:
-            self.notify(f"Saved {attachment.filename} to {target}")
+            self.notify(f"Saved {attachment.filename} to {target}", markup=False)

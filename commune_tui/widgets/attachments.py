@@ -5,16 +5,16 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from ..formatting import human_size
+from ..formatting import clean_line, human_size
 from ..models import Attachment
 
 
 def chip_label(attachment: Attachment, state: str = "") -> Text:
     label = Text("📎 ", no_wrap=True)
-    label.append(attachment.filename, style="bold")
-    label.append(f"  {attachment.mime_type}  {human_size(attachment.size)}", style="dim")
+    label.append(clean_line(attachment.filename), style="bold")
+    label.append(clean_line(f"  {attachment.mime_type}  {human_size(attachment.size)}"), style="dim")
     if state:
-        label.append(f"  {state}")
+        label.append(clean_line(f"  {state}"))
     return label
 
 

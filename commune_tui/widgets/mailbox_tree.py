@@ -7,6 +7,7 @@ from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from ..display import line
 from ..messages import InboxSelected
 from ..models import Domain, Inbox
 
@@ -41,7 +42,7 @@ class MailboxTree(Tree[Inbox | Domain]):
         self.inbox_nodes.clear()
         for domain in domains:
             marker = "" if domain.status in (None, "verified") else f"  ({domain.status})"
-            domain_node = self.root.add(Text(domain.name + marker, style="bold"), data=domain, expand=True)
+            domain_node = self.root.add(line(domain.name + marker, style="bold"), data=domain, expand=True)
             for inbox in inboxes:
                 if inbox.domain_id == domain.id:
                     node = domain_node.add_leaf(self._label(inbox), data=inbox)
@@ -50,7 +51,7 @@ class MailboxTree(Tree[Inbox | Domain]):
             self.move_cursor(self.inbox_nodes[selected], animate=False)
 
     def _label(self, inbox: Inbox) -> Text:
-        label = Text(inbox.local_part or inbox.address)
+        label = line(inbox.local_part or inbox.address)
         count = self.counts.get(inbox.id)
         if count:
             label.append(f" {count}", style="dim")

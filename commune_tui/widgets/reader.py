@@ -9,7 +9,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
-from ..formatting import full_date, html_to_text
+from ..display import line, plain
+from ..formatting import clean_line, full_date, html_to_text
 from ..models import Attachment, Message, ThreadSummary
 from .attachments import AttachmentChip
 
@@ -44,15 +45,16 @@ class MessageView(Collapsible):
             addresses = message.addresses(role)
             if addresses:
                 headers.append(f"{label}: ", style="bold")
-                headers.append(", ".join(addresses) + "\n")
+                headers.append(clean_line(", ".join(addresses)) + "\n")
         children: list[Widget] = [
             Static(headers, classes="message-headers"),
-            Static(Text(message_body(message)), classes="message-body"),
+            Static(plain(message_body(message)), classes="message-body"),
         ]
         if attachments:
             children.append(Horizontal(*(AttachmentChip(a, classes="chip") for a in attachments),
                                        classes="attachment-bar"))
-        super().__init__(*children, title=header_line(message), collapsed=collapsed, classes="message")
+        super().__init__(*children, title=line(header_line(message)), collapsed=collapsed,  # type: ignore[arg-type]
+                         classes="message")
         self.message = message
 
 
@@ -86,7 +88,7 @@ class Reader(VerticalScroll, can_focus=True):
         await self.remove_children()
         subject = messages[-1].subject if messages else ""
         widgets: list[Static | MessageView] = [
-            Static(Text(thread.subject or subject or "(no subject)", style="bold"), classes="reader-subject")
+            Static(line(thread.subject or subject or "(no subject)", style="bold"), classes="reader-subject")
         ]
         for index, message in enumerate(messages):
             found = [attachments[a] for a in message.attachments if a in attachments]

@@ -12,6 +12,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
 from ..client import ApiError
+from ..display import line
 from ..formatting import compact_date
 from ..messages import ThreadSelected
 from ..models import Page, ThreadSummary
@@ -97,7 +98,7 @@ class ThreadList(DataTable[object]):
                 self.threads[thread.thread_id] = thread
                 self.add_row(*self._cells(thread), key=thread.thread_id)
 
-    def _cells(self, thread: ThreadSummary) -> list[object]:
+    def _cells(self, thread: ThreadSummary) -> list[Text | SortableCell]:
         unread = is_unread(thread, self.read_state) or thread.thread_id in self.fresh
         style = "bold" if unread else ""
         mark = Text("●" if unread else " ", style="bold")
@@ -105,10 +106,10 @@ class ThreadList(DataTable[object]):
         mark.append("→" if thread.last_direction == "outbound" else " ")
         # The newest message of a thread you answered last is yours; the → mark says so too.
         sender = "You" if thread.last_direction == "outbound" else (thread.last_sender or "")
-        who = Text(sender, style=style, overflow="ellipsis", no_wrap=True)
-        subject = Text(thread.subject or "(no subject)", style=style, overflow="ellipsis", no_wrap=True)
+        who = line(sender, style=style, overflow="ellipsis", no_wrap=True)
+        subject = line(thread.subject or "(no subject)", style=style, overflow="ellipsis", no_wrap=True)
         if thread.snippet:
-            subject.append("  " + thread.snippet.replace("\n", " "), style="dim")
+            subject.append_text(line("  " + thread.snippet, style="dim"))
         count = Text(str(thread.message_count) if thread.message_count > 1 else "", justify="right")
         date = SortableCell(Text(compact_date(thread.last_message_at, self.clock()), justify="right"),
                             (thread.last_message_at, thread.thread_id))
@@ -193,7 +194,7 @@ class ThreadList(DataTable[object]):
         try:
             page = await loader(cursor)
         except ApiError as exc:
-            self.notify(f"Could not load more threads: {exc.message}", severity="error")
+            self.notify(f"Could not load more threads: {exc.message}", severity="error", markup=False)
             return
         finally:
             self.loading_more = False
