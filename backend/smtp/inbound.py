@@ -147,6 +147,34 @@ class InboundHandler:
                 publish_status(self.services.events, *recorded)
 
 
+Command = Callable[["InboundSession", str], Awaitable[None]]
+
+
+def _counted(command: Command) -> Command:
+    """`command`, refused with `421` once the session has sent too many commands without progress."""
+    async def counted(self: InboundSession, arg: str) -> None:
+        if self.without_progress >= self.limits.commands_without_progress:
+            await self.push(TOO_MANY_COMMANDS)
+            self._hang_up()
+            return
+        self.progressed = False
+        await command(self, arg)
+        if not self.progressed:
+            self.without_progress += 1
+
+    # HELP reads the syntax aiosmtpd's `@syntax` put on the command.
+    return functools.update_wrapper(counted, command)
+
+
+def counts_commands(cls: type[InboundSession]) -> type[InboundSession]:
+    """Count every `smtp_*` command of the class, wrapped once here rather than on each connection."""
+    for name in dir(cls):
+        if name.startswith("smtp_"):
+            setattr(cls, name, _counted(getattr(cls, name)))
+    return cls
+
+
+@counts_commands
 class InboundSession(SMTP):
     """One SMTP connection, admitted under the listener's caps and registered while open so stopping can close it.
 
@@ -167,7 +195,6 @@ class InboundSession(SMTP):
         self.without_progress = 0
         self.progressed = False
         self.unknown_recipients = 0
-        self._smtp_methods = {name: self._counted(method) for name, method in self._smtp_methods.items()}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._original_transport is None:  # not the TLS layer STARTTLS puts on an admitted connection
@@ -192,20 +219,6 @@ class InboundSession(SMTP):
     def progress(self) -> None:
         """The command being handled moves the session towards a delivered message: it is not counted."""
         self.progressed = True
-
-    def _counted(self, command: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
-        async def counted(arg: str) -> None:
-            if self.without_progress >= self.limits.commands_without_progress:
-                await self.push(TOO_MANY_COMMANDS)
-                self._hang_up()
-                return
-            self.progressed = False
-            await command(arg)
-            if not self.progressed:
-                self.without_progress += 1
-
-        # HELP reads the syntax aiosmtpd's `@syntax` put on the command.
-        return functools.update_wrapper(counted, command)
 
     def _hang_up(self) -> None:
         if self.transport is not None:
