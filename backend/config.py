@@ -38,6 +38,11 @@ class Settings(BaseModel):
     idle_timeout: float = 60.0
     body_timeout: float = 60.0
     max_connections: int = 1000
+    smtp_max_connections_per_client: int = Field(20, ge=1)
+    smtp_max_commands_without_progress: int = Field(50, ge=1)
+    smtp_delay_after_unknown_recipients: int = Field(5, ge=0)
+    smtp_max_unknown_recipients: int = Field(10, ge=1)
+    smtp_unknown_recipient_delay: float = Field(1.0, ge=0)
     smtp_enabled: bool = True
     smtp_tls_cert: str = ""
     smtp_tls_key: str = ""

@@ -181,7 +181,9 @@ def run(quick: bool = False, messages: int | None = None) -> list[Figure]:
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="commune-smtp-bench-") as tmp:
         data_dir = Path(tmp)
-        with ServerProcess(data_dir).start(want_smtp=True) as server:
+        # Every bench connection comes from one address: allow them all past the per-client cap.
+        per_client = {"COMMUNE_SMTP_MAX_CONNECTIONS_PER_CLIENT": str(CONNECTIONS)}
+        with ServerProcess(data_dir, env=per_client).start(want_smtp=True) as server:
             admin = Api(server.port, (data_dir / "admin.key").read_text().strip())
             inbox = admin.call("POST", "/v1/inboxes", {"local_part": "bench"})["data"]
             recipient = inbox["address"]

@@ -8,6 +8,7 @@ listed by the API; any refusal must be a proper 4xx/5xx reply. The server stays 
 
 from __future__ import annotations
 
+import re
 import smtplib
 import uuid
 
@@ -96,6 +97,13 @@ HOSTILE: dict[str, bytes] = {
         b"Content-Type: text/plain\r\nContent-Disposition: attachment; "
         b"filename=\"=?utf-8?Q?..=2F..=2Fetc=2Fpasswd=0D=0AX-Evil=3A_1?=\"\r\n\r\nroot:x:0:0",
     ]),
+    "non-ascii-content-types": b"Content-Type: multipart/mixed; boundary=t\r\n\r\n" + _multipart("t", [
+        b"Content-Type: text/plain\r\n\r\ntypes check",
+        b"Content-Type: application/caf\xc3\xa9\r\nContent-Disposition: attachment; filename=a.bin\r\n\r\na",
+        b"Content-Type: application/x\xe6\x97\xa5\xe6\x9c\xac\r\nContent-Disposition: attachment\r\n\r\nb",
+        b"Content-Type: application/x\r\n pdf\r\nContent-Disposition: attachment\r\n\r\nc",
+        b"Content-Type: image/png\r\n\tX-Evil: 1\r\nContent-Disposition: attachment\r\n\r\nd",
+    ]),
     "long-header-line": b"X-Long: " + b"a" * 200_000 + b"\r\n\r\nlong header\r\n",
     "enormous-body-line": b"Content-Type: text/plain\r\n\r\n" + b"b" * 3_000_000 + b"\r\n",
     "empty-body": b"\r\n",
@@ -161,17 +169,20 @@ def test_hostile_message_is_stored_or_refused(running, mailbox: dict, delivery: 
 
 
 def test_stored_hostile_messages_read_back_safely(running, mailbox: dict, delivery: Delivery) -> None:
-    """The API answers for what was stored: JSON that parses, no NULs, names neutralised."""
+    """The API answers for what was stored: JSON that parses, no NULs, names and MIME types neutralised."""
     head = HEAD.replace(b"{to}", mailbox["address"].encode()).replace(b"{subject}", b"readback")
-    code, _ = delivery.send(head + HOSTILE["hostile-attachment-name"], mailbox["address"])
-    assert code == 250
+    for name in ("hostile-attachment-name", "non-ascii-content-types"):
+        code, _ = delivery.send(head + HOSTILE[name], mailbox["address"])
+        assert code == 250
     with running.client(mailbox["key"]) as api:
         messages = api.get("/v1/messages", params={"inbox_id": mailbox["id"], "limit": 1000}).json()["data"]
         for message in messages:
             assert "\x00" not in message["content"]
             for attachment_id in message["attachments"]:
-                name = api.get(f"/v1/attachments/{attachment_id}").json()["data"]["filename"]
+                attachment = api.get(f"/v1/attachments/{attachment_id}").json()["data"]
+                name = attachment["filename"]
                 assert not any(c in name for c in "/\\\r\n\0") and ".." not in name, name
+                assert re.fullmatch(r"[a-z0-9!#$%&'*+.^_`{|}~-]+/[a-z0-9!#$%&'*+.^_`{|}~-]+", attachment["mime_type"])
 
 
 HEADER_NAMES = st.sampled_from(["Subject", "From", "To", "Cc", "Date", "In-Reply-To",

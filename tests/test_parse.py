@@ -6,6 +6,7 @@ from email.message import EmailMessage
 
 import pytest
 
+from backend.mail.content_type import safe_content_type
 from backend.mail.parse import parse_message
 
 
@@ -94,3 +95,47 @@ def test_attachment_count_is_capped_but_raw_is_kept() -> None:
     msg = parse_message(raw, "", "h")
     assert len(msg.attachments) == 500
     assert msg.raw == raw
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("application/pdf", "application/pdf"),
+    ("Application/PDF; name=\"a.pdf\"", "application/pdf"),
+    ("application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+     "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+    ("image/svg+xml;\r\n charset=utf-8", "image/svg+xml"),
+    ("  text/plain  ", "text/plain"),
+    ("application/caf\u00e9", "application/octet-stream"),
+    ("application/caf\udcc3\udca9", "application/octet-stream"),  # raw 8-bit bytes as the parser hands them on
+    ("application/x\u65e5\u672c", "application/octet-stream"),
+    ("application/\u212a", "application/octet-stream"),  # the Kelvin sign lowercases to an ASCII k
+    ("application/x\r\n pdf", "application/octet-stream"),
+    ("text/html\r\nX-Injected: 1", "application/octet-stream"),
+    ("application/x\x00y", "application/octet-stream"),
+    ("image/png (a comment)", "application/octet-stream"),
+    ("=?utf-8?q?application/x?=", "application/octet-stream"),
+    ("application", "application/octet-stream"),
+    ("application/", "application/octet-stream"),
+    ("/pdf", "application/octet-stream"),
+    ("a/b/c", "application/octet-stream"),
+    ("application/" + "x" * 128, "application/octet-stream"),
+    ("", "application/octet-stream"),
+    (None, "application/octet-stream"),
+])
+def test_safe_content_type(value: str | None, expected: str) -> None:
+    assert safe_content_type(value) == expected
+
+
+@pytest.mark.parametrize("header", [
+    b"application/caf\xc3\xa9",
+    "application/x\u65e5\u672c".encode(),
+    b"application/x\r\n pdf",
+    b"application/pdf\x01; junk;;; =",
+])
+def test_attachment_types_from_mail_are_ascii_tokens(header: bytes) -> None:
+    raw = (b"From: a@example.net\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n"
+           b"--zz\r\nContent-Type: text/plain\r\n\r\nbody\r\n"
+           b"--zz\r\nContent-Type: " + header + b"\r\nContent-Disposition: attachment; filename=a.bin\r\n\r\n"
+           b"data\r\n--zz--\r\n")
+    [attachment] = parse_message(raw).attachments
+    assert attachment.mime_type == "application/octet-stream"
+    assert attachment.content == b"data"

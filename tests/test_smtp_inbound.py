@@ -309,3 +309,32 @@ def test_a_slow_large_message_survives_the_idle_timeout(tmp_path: Path, dns_serv
             assert stored["metadata"]["subject"] == "slow but steady"
     finally:
         server.stop()
+
+
+def test_attachment_types_that_are_not_ascii_tokens_download_as_octet_stream(
+        running: Running, api: httpx.Client) -> None:
+    inbox = make_inbox(api)
+    hostile = [b"application/caf\xc3\xa9", "application/x日本".encode(), b"application/x\r\n pdf",
+               b"application/pdf\r\n\tX-Injected: yes"]
+    parts = b"".join(
+        b"--zz\r\nContent-Type: " + value + b"\r\nContent-Disposition: attachment; filename=part" + str(n).encode()
+        + b".bin\r\n\r\nbytes of part " + str(n).encode() + b"\r\n"
+        for n, value in enumerate(hostile))
+    raw = (b"From: a@sender.example\r\nSubject: odd types\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+           + parts + b"--zz--\r\n")
+    with smtp(running) as client:
+        client.ehlo()
+        assert client.sendmail("a@sender.example", [inbox["address"]], raw, mail_options=["BODY=8BITMIME"]) == {}
+    [stored] = messages(api, inbox["id"])
+    assert len(stored["attachments"]) == len(hostile)
+    for attachment_id in stored["attachments"]:
+        link = api.get(f"/v1/attachments/{attachment_id}/url").json()["data"]
+        # A response head that cannot be written used to leave the request unanswered: the timeout catches that.
+        download = httpx.get(link["url"], timeout=10)
+        assert download.status_code == 200
+        assert download.headers["content-type"] == "application/octet-stream"
+        assert "x-injected" not in download.headers
+        metadata = api.get(f"/v1/attachments/{attachment_id}").json()["data"]
+        assert metadata["mime_type"] == "application/octet-stream"
+        assert download.content == b"bytes of part " + metadata["filename"].removeprefix("part").removesuffix(".bin").encode()

@@ -19,6 +19,7 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from ..store.mail_reads import safe_filename
 from ..util import iso
 from .compose import new_smtp_message_id
+from .content_type import safe_content_type
 from .model import IncomingAttachment, IncomingMessage
 
 _MSGID = re.compile(r"<[^<>\s]+>")
@@ -191,7 +192,8 @@ def _bodies(message: Message) -> tuple[str, str | None, list[IncomingAttachment]
             if len(attachments) >= MAX_ATTACHMENTS:
                 continue
             attachments.append(IncomingAttachment(
-                filename=safe_filename(_filename(part)), mime_type=content_type, content=_binary(part),
+                filename=safe_filename(_filename(part)), mime_type=safe_content_type(content_type),
+                content=_binary(part),
             ))
             continue
         body = _text(part)

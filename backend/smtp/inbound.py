@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
-from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
+from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from ..delivery.bounces import BounceReport, parse_dsn, parse_return_path
 from ..delivery.queue import publish_status
 from ..mail.parse import parse_message
 from ..store.mail import Prepared
 from .commit import GroupCommit
+from .limits import TOO_MANY_COMMANDS, TOO_MANY_UNKNOWN, OpenSessions, SessionLimits
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -71,9 +73,11 @@ class InboundHandler:
             self.idle.set()
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+        self, server: InboundSession, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            # A full envelope is not idling: the client sends the other recipients in the next transaction.
+            server.progress()
             return TOO_MANY
         address = address.strip().lower()
         return_path = self._is_return_path(address)
@@ -86,7 +90,9 @@ class InboundHandler:
             if address not in envelope.rcpt_tos:
                 envelope.rcpt_tos.append(address)
                 envelope.rcpt_options.append(rcpt_options)
+                server.progress()
             return "250 2.1.5 OK"
+        server.unknown_recipients += 1
         return NO_SUCH_USER
 
     def _is_return_path(self, address: str) -> bool:
@@ -141,28 +147,82 @@ class InboundHandler:
                 publish_status(self.services.events, *recorded)
 
 
+Command = Callable[["InboundSession", str], Awaitable[None]]
+
+
+def _counted(command: Command) -> Command:
+    """`command`, refused with `421` once the session has sent too many commands without progress."""
+    async def counted(self: InboundSession, arg: str) -> None:
+        if self.without_progress >= self.limits.commands_without_progress:
+            await self.push(TOO_MANY_COMMANDS)
+            self._hang_up()
+            return
+        self.progressed = False
+        await command(self, arg)
+        if not self.progressed:
+            self.without_progress += 1
+
+    # HELP reads the syntax aiosmtpd's `@syntax` put on the command.
+    return functools.update_wrapper(counted, command)
+
+
+def counts_commands(cls: type[InboundSession]) -> type[InboundSession]:
+    """Count every `smtp_*` command of the class, wrapped once here rather than on each connection."""
+    for name in dir(cls):
+        if name.startswith("smtp_"):
+            setattr(cls, name, _counted(getattr(cls, name)))
+    return cls
+
+
+@counts_commands
 class InboundSession(SMTP):
-    """One SMTP connection, registered while open so stopping the server can close it.
+    """One SMTP connection, admitted under the listener's caps and registered while open so stopping can close it.
 
     DATA is read in blocks instead of aiosmtpd's line-by-line loop: a 20 MB message is ~270,000 lines,
     and reading them one by one on the event loop stalls every API request behind it.
+
+    Every command the session sends is counted unless it delivers a message or adds a recipient
+    (`limits.py` says why). aiosmtpd's own `command_call_limit` is no help here: its budget per command
+    lasts the whole session, so a client delivering many messages over one connection would run out.
     """
 
-    def __init__(self, registry: set[SMTP], cap: int, *args: object, **kwargs: object) -> None:
+    def __init__(self, open_sessions: OpenSessions, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.registry = registry
-        self.cap = cap
-        self.refused = False
+        self.open_sessions = open_sessions
+        self.limits = open_sessions.limits
+        self.client = ""
+        self.admitted = False
+        self.without_progress = 0
+        self.progressed = False
+        self.unknown_recipients = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if len(self.registry) >= self.cap:
-            # Over the cap: say why (RFC 5321 §3.8) and hang up before any session state exists.
-            self.refused = True
-            transport.write(b"421 4.7.0 Too many connections, try again later\r\n")  # type: ignore[attr-defined]
-            transport.close()
-            return
-        self.registry.add(self)
+        if self._original_transport is None:  # not the TLS layer STARTTLS puts on an admitted connection
+            peer = transport.get_extra_info("peername")
+            self.client = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+            refusal = self.open_sessions.admit(self, self.client)
+            if refusal is not None:
+                # Over a cap: say why (RFC 5321 §3.8) and hang up before any session state exists.
+                transport.write(refusal.encode() + b"\r\n")  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self.admitted = True
         super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if not self.admitted:
+            return
+        self.admitted = False
+        self.open_sessions.release(self, self.client)
+        super().connection_lost(error)
+
+    def progress(self) -> None:
+        """The command being handled moves the session towards a delivered message: it is not counted."""
+        self.progressed = True
+
+    def _hang_up(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """`<local@domain>` the quick way; anything else goes to aiosmtpd's full RFC 5322 parser.
@@ -175,11 +235,16 @@ class InboundSession(SMTP):
             return super()._getaddr(arg)
         return found.group(1), found.group(2)
 
-    def connection_lost(self, error: Exception | None) -> None:
-        if self.refused:
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if self.unknown_recipients >= self.limits.max_unknown:
+            await self.push(TOO_MANY_UNKNOWN)
+            self._hang_up()
             return
-        self.registry.discard(self)
-        super().connection_lost(error)
+        if self.unknown_recipients >= self.limits.delay_after_unknown:
+            # Guessing addresses gets slow; the wait holds only this session, never the loop.
+            await asyncio.sleep(self.limits.unknown_delay)
+        await super().smtp_RCPT(arg)
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -204,7 +269,10 @@ class InboundSession(SMTP):
             self.envelope.content = self.envelope.original_content = content
             status = await self._call_handler_hook("DATA")
             self._set_post_data_state()
-            await self.push("250 OK" if status is MISSING else status)
+            if status.startswith("250"):
+                self.without_progress = 0
+                self.progress()
+            await self.push(status)
         finally:
             handler.data_ended()
 
@@ -266,11 +334,11 @@ async def start(server: Server) -> None:
     commit = GroupCommit(services.mail)
     handler = InboundHandler(services, commit)
     context = tls_context(settings.smtp_tls_cert, settings.smtp_tls_key) if settings.smtp_tls_cert else None
-    sessions: set[SMTP] = set()
+    open_sessions = OpenSessions(SessionLimits.from_settings(settings))
 
     def factory() -> SMTP:
         return InboundSession(
-            sessions, settings.max_connections, handler, data_size_limit=settings.max_message_bytes,
+            open_sessions, handler, data_size_limit=settings.max_message_bytes,
             enable_SMTPUTF8=True, decode_data=False, hostname=settings.hostname, ident="Commune ESMTP",
             tls_context=context, timeout=settings.idle_timeout,
         )
@@ -287,7 +355,7 @@ async def start(server: Server) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(handler.idle.wait(), STOP_GRACE_SECONDS)
         await commit.drain()
-        for session in list(sessions):
+        for session in list(open_sessions.sessions):
             if session.transport is not None:
                 session.transport.close()
         await listener.wait_closed()
