@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from email.utils import parseaddr
 
 from ..delivery.outbox import submit
 from ..delivery.validation import normalise_address
@@ -59,9 +58,8 @@ def resolve_sender(ctx: Context, body: SendMessage, thread: dict | None) -> tupl
     store = ctx.services.domains
     inbox = own_inbox(ctx, body.inbox_id) if body.inbox_id else None
     name: str | None = None
-    if body.from_:
-        name, raw = parseaddr(body.from_)
-        address = normalise_address(raw)
+    if body.sender is not None:
+        name, address = body.sender.name, normalise_address(body.sender.address)
         found = store.inbox_by_address(address) if address else None
         if found is None or found["org_id"] != ctx.org_id:
             raise BadRequest(f"from: '{body.from_}' is not the address of one of your inboxes")
