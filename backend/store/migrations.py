@@ -280,8 +280,13 @@ CREATE TABLE webhook_cursors (
 );
 """
 
+# A key reused for a different request is refused, so each key remembers what it was first used for.
+IDEMPOTENCY_REQUEST_HASH = """
+ALTER TABLE idempotency_keys ADD COLUMN request_hash TEXT NOT NULL DEFAULT '';
+"""
+
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
-                         WEBHOOK_CURSORS]
+                         WEBHOOK_CURSORS, IDEMPOTENCY_REQUEST_HASH]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
