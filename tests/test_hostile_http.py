@@ -155,12 +155,11 @@ def test_hostile_extra_recipients_are_refused_and_never_reach_the_message(api, i
     target = make_inbox(api)
     hostile = f"{target['address']}\r\nBcc: victim@example.com"
     response = api.post("/v1/messages/send", json={**_send_body(inbox, target["address"]), field: [hostile]})
-    # The valid To recipient still gets the message (partial acceptance); the hostile entry is refused.
-    assert response.status_code == 200, response.text
-    assert response.json()["validation"]["rejected"] == [{"email": hostile, "reason": "Invalid email address"}]
+    # A control character in any address field refuses the whole send (issue 12, item 10).
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(f"Invalid request: {field}:")
     received = api.get("/v1/messages", params={"inbox_id": target["id"]}).json()["data"]
-    assert len(received) == 1
-    assert "victim" not in json.dumps(received)
+    assert received == []
 
 
 @pytest.mark.parametrize("name", ["Evil\r\nBcc: victim@example.com", "Evil\nX: y", "Tab\there", "Nul\x00"])

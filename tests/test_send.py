@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.mailtools import make_inbox, raw_of
@@ -170,6 +172,24 @@ def test_idempotency_key_replays_the_first_result(running, api) -> None:
     assert failed.status_code == 400
     retried = api.post("/v1/messages/send", json=body, headers={"Idempotency-Key": "retry-me"})
     assert retried.status_code == 200
+
+
+def test_an_idempotency_key_reused_for_another_message_is_a_409(running, api) -> None:
+    inbox = make_inbox(api)
+    body = {"to": inbox["address"], "subject": "Invoice 7", "text": "Attached.", "inboxId": inbox["id"]}
+    headers = {"Idempotency-Key": "invoice-7", "Content-Type": "application/json"}
+    first = api.post("/v1/messages/send", json=body, headers=headers)
+    assert first.status_code == 200, first.text
+    changed = api.post("/v1/messages/send", json={**body, "subject": "Invoice 8"}, headers=headers)
+    assert changed.status_code == 409, changed.text
+    assert "invoice-7" in changed.json()["error"]
+    # The same request written with other key order and spacing is still the same request.
+    rewritten = json.dumps(dict(reversed(body.items())), indent=2)
+    again = api.post("/v1/messages/send", content=rewritten, headers=headers)
+    assert again.status_code == 200 and again.json() == first.json()
+    stored = api.get("/v1/messages", params={"inbox_id": inbox["id"]}).json()["data"]
+    subjects = [m["metadata"]["subject"] for m in stored]
+    assert subjects == ["Invoice 7", "Invoice 7"]  # the sent copy and its local delivery, nothing of Invoice 8
 
 
 def test_display_names_cannot_break_headers(running, api) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from email.utils import parseaddr
+import hashlib
+import json
 
 from ..delivery.outbox import submit
 from ..delivery.validation import normalise_address
@@ -12,7 +13,7 @@ from ..http.router import Route
 from ..mail.compose import Outgoing, reply_references
 from ..mail.model import IncomingAttachment
 from ..models.mail import SendMessage, message_json
-from ..store.mail import PENDING
+from ..store.mail import DIFFERENT_REQUEST, PENDING
 from ..util import iso, parse_iso
 from ._common import Context, data, int_arg, order_arg, parse_body
 from ._paging import decode_cursor, page
@@ -59,9 +60,8 @@ def resolve_sender(ctx: Context, body: SendMessage, thread: dict | None) -> tupl
     store = ctx.services.domains
     inbox = own_inbox(ctx, body.inbox_id) if body.inbox_id else None
     name: str | None = None
-    if body.from_:
-        name, raw = parseaddr(body.from_)
-        address = normalise_address(raw)
+    if body.sender is not None:
+        name, address = body.sender.name, normalise_address(body.sender.address)
         found = store.own_inbox_by_address(ctx.org_id, address) if address else None
         if found is None:
             raise BadRequest(f"from: '{body.from_}' is not the address of one of your inboxes")
@@ -154,8 +154,17 @@ async def _send(ctx: Context, body: SendMessage) -> dict:
     return result
 
 
+def request_fingerprint(ctx: Context) -> str:
+    """A hash of what the request asks for: method, path, organisation and the body as canonical JSON,
+    so the same request re-sent with other key order or spacing still matches."""
+    body = json.dumps(ctx.request.json_object(), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps([ctx.request.method, ctx.request.path, ctx.org_id, body])
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 async def send_message(ctx: Context) -> dict:
-    """`POST /v1/messages/send`; a repeated `Idempotency-Key` (24 h) answers the first result again."""
+    """`POST /v1/messages/send`; a repeated `Idempotency-Key` (24 h) answers the first result again,
+    and the same key with a different request is a 409."""
     body = parse_body(ctx.request, SendMessage)
     key = ctx.request.headers.get("idempotency-key", "").strip()
     if not key:
@@ -163,9 +172,12 @@ async def send_message(ctx: Context) -> dict:
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise BadRequest(f"Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY} characters")
     mail = ctx.services.mail
-    earlier = mail.claim_idempotency_key(ctx.org_id, key)
+    earlier = mail.claim_idempotency_key(ctx.org_id, key, request_fingerprint(ctx))
+    if earlier == DIFFERENT_REQUEST:
+        raise Conflict(f"Idempotency-Key '{key}' was already used for a different request;"
+                       " use a new key for a new message")
     if earlier == PENDING:
-        raise Conflict("A request with this Idempotency-Key is still being processed")
+        raise Conflict(f"A request with Idempotency-Key '{key}' is still being processed")
     if earlier is not None:
         return earlier
     try:

@@ -9,6 +9,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, localtime
 
+from ..models.headers import header_safe
 from .model import IncomingAttachment, IncomingMessage
 from .render import html_to_text
 
@@ -86,7 +87,7 @@ def compose(out: Outgoing) -> bytes:
     for part in out.attachments:
         maintype, _, subtype = (part.mime_type or "application/octet-stream").partition("/")
         message.add_attachment(part.content, maintype=maintype, subtype=subtype or "octet-stream",
-                               filename=part.filename)
+                               filename=header_safe(part.filename) or "attachment")
     return message.as_bytes()
 
 

@@ -8,6 +8,14 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .headers import (
+    Mailbox,
+    parse_mailbox,
+    unsafe_header_character,
+    validate_body_text,
+    validate_header_text,
+)
+
 MAX_SUBJECT = 500
 HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,75}$")
 # Headers the server writes itself; letting a caller set them would forge the message's structure.
@@ -23,13 +31,17 @@ STRUCTURAL_HEADERS = frozenset(
 
 
 def _address_list(value: Any, field: str) -> list[str]:
-    """A string or list of strings as a clean list (empty entries dropped)."""
+    """A string or list of strings as the addresses they name, each entry exactly one mailbox.
+
+    Display names are dropped here: recipients are addressed by the angle-addr alone, so nothing a
+    caller writes around it can add a recipient or change which one is meant.
+    """
     if value is None:
         return []
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
         raise ValueError(f"{field} must be a string or a list of strings")
-    return [i.strip() for i in items if i.strip()]
+    return [parse_mailbox(i).address for i in items if i.strip()]
 
 
 class SendMessage(BaseModel):
@@ -59,9 +71,20 @@ class SendMessage(BaseModel):
     @field_validator("subject")
     @classmethod
     def _subject(cls, value: str) -> str:
-        if any(c in value for c in "\r\n\0"):
-            raise ValueError("must be a single line")
-        return value.strip()
+        return validate_header_text(value).strip()
+
+    @field_validator("from_")
+    @classmethod
+    def _from(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_mailbox(value)
+        return value
+
+    @field_validator("text", "html")
+    @classmethod
+    def _body(cls, value: str | None) -> str | None:
+        return validate_body_text(value) if value is not None else None
 
     @field_validator("attachments", mode="before")
     @classmethod
@@ -80,9 +103,12 @@ class SendMessage(BaseModel):
                 raise ValueError(f"'{name}' is not a valid header name")
             if name.lower() in STRUCTURAL_HEADERS:
                 raise ValueError(f"'{name}' is set by the server and cannot be overridden")
-            if not isinstance(text, str) or any(c in text for c in "\r\n\0"):
-                raise ValueError(f"value of '{name}' must be a string without line breaks")
-        return value
+            bad = unsafe_header_character(text) if isinstance(text, str) else "a value that is not a string"
+            if bad is not None:
+                raise ValueError(f"value of '{name}' must be one line of text without control characters"
+                                 f" (found {bad})")
+        # Mail readers drop white space around a header value, so it is not kept here either.
+        return {name: text.strip() for name, text in value.items()}
 
     @model_validator(mode="after")
     def _body_and_recipients(self) -> SendMessage:
@@ -93,6 +119,11 @@ class SendMessage(BaseModel):
         if len(self.reply_to) > 10:
             raise ValueError("reply_to: at most 10 addresses")
         return self
+
+    @property
+    def sender(self) -> Mailbox | None:
+        """The `from` mailbox (display name and address), when one was given."""
+        return parse_mailbox(self.from_) if self.from_ is not None else None
 
 
 class UploadAttachment(BaseModel):

@@ -25,6 +25,8 @@ from .mail_reads import MailReads, safe_filename
 TxHook = Callable[[sqlite3.Connection, dict, dict], None]
 IDEMPOTENCY_SECONDS = 24 * 3600
 PENDING = ""
+DIFFERENT_REQUEST = "different request"
+"""What claiming a key answers when it was first used for a request with another fingerprint."""
 MAX_THREAD_REFERENCES = 50
 
 
@@ -242,9 +244,10 @@ class MailStore(MailReads):
         return self.get_attachment(org_id, row[0])  # type: ignore[return-value]
 
     # idempotency keys -----------------------------------------------------------------------
-    def claim_idempotency_key(self, org_id: str, key: str) -> dict | str | None:
-        """Reserve a key: None when the caller may proceed, the stored response for a repeat,
-        or PENDING while the first request with this key is still running."""
+    def claim_idempotency_key(self, org_id: str, key: str, fingerprint: str) -> dict | str | None:
+        """Reserve a key for a request with this fingerprint: None when the caller may proceed, the
+        stored response for a repeat, PENDING while the first request with this key is still running,
+        or DIFFERENT_REQUEST when the key was first used for another request."""
         now = time.time()
         with self.database.transaction() as conn:
             if now >= self._purge_keys_after:
@@ -252,13 +255,18 @@ class MailStore(MailReads):
                 conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (now - IDEMPOTENCY_SECONDS,))
                 self._purge_keys_after = now + 3600
             found = conn.execute(
-                "SELECT response, created_at FROM idempotency_keys WHERE org_id = ? AND key = ?", (org_id, key)
+                "SELECT response, request_hash, created_at FROM idempotency_keys WHERE org_id = ? AND key = ?",
+                (org_id, key),
             ).fetchone()
             if found is not None and found["created_at"] > now - IDEMPOTENCY_SECONDS:
+                # Keys stored before fingerprints were kept have none; they match any request.
+                if found["request_hash"] not in ("", fingerprint):
+                    return DIFFERENT_REQUEST
                 return json.loads(found["response"]) if found["response"] != PENDING else PENDING
             conn.execute(
-                "INSERT OR REPLACE INTO idempotency_keys (org_id, key, response, created_at) VALUES (?, ?, ?, ?)",
-                (org_id, key, PENDING, now),
+                "INSERT OR REPLACE INTO idempotency_keys (org_id, key, response, request_hash, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (org_id, key, PENDING, fingerprint, now),
             )
         return None
 

@@ -342,8 +342,13 @@ CREATE INDEX inboxes_domain ON inboxes(domain_id, org_id);
 CREATE INDEX inboxes_address ON inboxes(address);
 """
 
+# A key reused for a different request is refused, so each key remembers what it was first used for.
+IDEMPOTENCY_REQUEST_HASH = """
+ALTER TABLE idempotency_keys ADD COLUMN request_hash TEXT NOT NULL DEFAULT '';
+"""
+
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
-                         WEBHOOK_CURSORS, DOMAIN_OWNERSHIP]
+                         WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
