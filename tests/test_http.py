@@ -135,10 +135,11 @@ def test_declared_body_over_the_limit_is_413_before_it_is_sent(tmp_path, dns_ser
         status, _, body = _read_response(sock, buffer)
         assert status == 413
         assert json.loads(body) == {"error": "Request body too large"}
-        # a chunked body that grows past the limit is cut off too
+        # an admitted chunked body that grows past the limit is cut off too
         sock = _connect(server)
         buffer = bytearray()
-        sock.sendall(b"POST /v1/inboxes HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(b"POST /v1/inboxes HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                     + _auth(server).encode() + b"\r\n")
         sock.sendall(b"800\r\n" + b"x" * 0x800 + b"\r\n")
         status, _, _ = _read_response(sock, buffer)
         assert status == 413
