@@ -45,7 +45,8 @@ class App:
         self.services = services
         self.router = Router(all_routes())
         self.limiter = RateLimiter(services.settings.rate_limit)
-        self.body_limits = {route: route.max_body(services.settings) for route in self.router.routes}
+        # By id: a frozen dataclass hashes every field on each lookup, and this is on every request.
+        self.body_limits = {id(route): route.max_body(services.settings) for route in self.router.routes}
 
     @property
     def routes(self) -> list[Route]:
@@ -61,7 +62,7 @@ class App:
             log.exception("unexpected error admitting %s %s", request.method, request.path)
             return Response.error("Internal server error", 500)
         request.admitted = admitted
-        return self.body_limits[admitted.route]
+        return self.body_limits[id(admitted.route)]
 
     async def __call__(self, request: Request) -> Response:
         admitted: Admitted | None = request.admitted
@@ -78,8 +79,9 @@ class App:
         except Exception:
             log.exception("unexpected error handling %s %s", request.method, request.path)
             response = Response.error("Internal server error", 500)
-        for name, value in admitted.headers.items():
-            response.headers.setdefault(name, value)
+        if admitted.headers:
+            for name, value in admitted.headers.items():
+                response.headers.setdefault(name, value)
         return response
 
     def _admit(self, request: Request) -> Admitted:

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.conftest import start_server
+from tests.mailtools import make_inbox
 
 
 def _connect(running) -> socket.socket:
@@ -249,3 +250,21 @@ def test_a_valid_pipelined_request_is_answered_before_the_garbage_after_it(runni
     first, second = raw.split(b"HTTP/1.1 400 ")
     assert json.loads(first.split(b"\r\n\r\n", 1)[1])["status"] == "ok"
     assert json.loads(second.split(b"\r\n\r\n", 1)[1])["error"]
+
+
+def test_a_json_route_refuses_a_body_over_its_limit_from_the_head(running) -> None:
+    with _connect(running) as sock:
+        sock.sendall(b"POST /v1/inboxes HTTP/1.1\r\nHost: x\r\n" + _auth(running).encode()
+                     + b"Content-Type: application/json\r\nContent-Length: 2097152\r\n\r\n")
+        raw = _read_until_closed(sock)
+    assert _statuses(raw) == [413], raw[:300]
+
+
+def test_a_send_with_a_large_html_body_is_accepted(api) -> None:
+    alice, bob = make_inbox(api), make_inbox(api)
+    html = "<p>" + "newsletter " * 200_000 + "</p>"  # about 2 MiB: past the in-memory threshold
+    sent = api.post("/v1/messages/send", json={"to": [bob["address"]], "subject": "big", "html": html,
+                                               "inboxId": alice["id"]})
+    assert sent.status_code == 200, sent.text[:300]
+    [received] = api.get("/v1/messages", params={"inbox_id": bob["id"]}).json()["data"]
+    assert received["metadata"]["subject"] == "big"

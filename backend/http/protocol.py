@@ -331,7 +331,7 @@ class HttpProtocol(asyncio.Protocol):
                 raise _Rejected
             self._answer = verdict
             return
-        self._body_limit = min(verdict, self.limits.max_body)
+        self._body_limit = min(self._body_limit, verdict)
         if declared is not None and declared > self._body_limit:
             self._reject(413, "Request body too large")
         self._arm(self.limits.body_timeout)
@@ -399,34 +399,31 @@ class HttpProtocol(asyncio.Protocol):
 
     async def _run_queue(self) -> None:
         try:
-            await self._answer_queue()
-        except asyncio.CancelledError:
-            raise
+            while self.queue and not self.closed:
+                item = self.queue.popleft()
+                request, response = item.request, item.answer
+                if self.reading_paused and len(self.queue) < MAX_PIPELINED // 2 and not self.refused:
+                    self._resume_reading()
+                if response is None:
+                    assert request is not None
+                    try:
+                        response = await self.state.handler(request)
+                    except Exception:  # the app has its own boundary; this is the last line of defence
+                        log.exception("unhandled error in HTTP handler")
+                        response = Response.error("Internal server error", 500)
+                    if request.body_file is not None:
+                        request.body_file.close()
+                head_only = request is not None and request.method == "HEAD"
+                if not await self._write_response(response, item.keep_alive and not self.closing, head_only):
+                    if self.refused:
+                        self._linger_and_close()
+                    else:
+                        self._close()
+                    return
         except Exception:  # a connection nobody answers any more must not stay open
             log.exception("error writing an HTTP response")
             self.abort()
-
-    async def _answer_queue(self) -> None:
-        while self.queue and not self.closed:
-            item = self.queue.popleft()
-            request, response = item.request, item.answer
-            if len(self.queue) < MAX_PIPELINED // 2 and not self.refused:
-                self._resume_reading()
-            if response is None:
-                assert request is not None
-                try:
-                    response = await self.state.handler(request)
-                except Exception:  # the app has its own boundary; this is the last line of defence
-                    log.exception("unhandled error in HTTP handler")
-                    response = Response.error("Internal server error", 500)
-                request.close_body()
-            head_only = request is not None and request.method == "HEAD"
-            if not await self._write_response(response, item.keep_alive and not self.closing, head_only):
-                if self.refused:
-                    self._linger_and_close()
-                else:
-                    self._close()
-                return
+            return
         if self.closing and not self._in_message:
             self._close()
         elif not self.closed and not self._in_message and not self.refused:
@@ -467,7 +464,8 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self.transport.write(head)
                 self.transport.write(body)
-            await self._drained()
+            if not self.write_ready.is_set():
+                await self._drained()
             return keep_alive
         try:
             self.transport.write(head)
@@ -478,7 +476,8 @@ class HttpProtocol(asyncio.Protocol):
                     return False
                 if chunk:
                     self.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                    await self._drained()
+                    if not self.write_ready.is_set():
+                        await self._drained()
         finally:
             await _close_stream(response)
         if self.closed:
@@ -488,10 +487,9 @@ class HttpProtocol(asyncio.Protocol):
 
     async def _drained(self) -> None:
         """Wait until the client has read enough of what we wrote, for at most the send timeout."""
-        if not self.write_ready.is_set():
-            self.send_deadline = self.loop.time() + self.limits.send_timeout
-            await self.write_ready.wait()
-            self.send_deadline = None
+        self.send_deadline = self.loop.time() + self.limits.send_timeout
+        await self.write_ready.wait()
+        self.send_deadline = None
 
 
 async def _close_stream(response: Response) -> None:

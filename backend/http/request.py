@@ -72,10 +72,6 @@ class Request:
         self.body_file.seek(0)
         return self.body_file.read()
 
-    def close_body(self) -> None:
-        if self.body_file is not None:
-            self.body_file.close()
-
     def json(self) -> Any:
         """The body as JSON. An empty body reads as `{}` (clients POST empty bodies with a JSON type)."""
         body = self.read_body()

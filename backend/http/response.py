@@ -19,6 +19,18 @@ _FOLD = re.compile(r"\r?\n[ \t]+")
 _UNSAFE = re.compile(r"[^\x20-\x7e\t]")
 SAFE_CONTENT_TYPES = {"application/json", "text/event-stream", "application/octet-stream", ""}
 FALLBACK_CONTENT_TYPE = "application/octet-stream"
+_NAMES_SEEN: set[str] = set()
+"""Header names already found to be tokens; names come from our code, so the set stays small."""
+
+
+def _header_name_ok(name: str) -> bool:
+    if name in _NAMES_SEEN:
+        return True
+    if not _HEADER_NAME.fullmatch(name):
+        return False
+    if len(_NAMES_SEEN) < 1024:
+        _NAMES_SEEN.add(name)
+    return True
 
 
 def header_value(value: object) -> str:
@@ -79,15 +91,18 @@ class Response:
     def head_bytes(self, keep_alive: bool, head_only: bool = False) -> bytes:
         """Status line and headers; whatever the values hold, the result is ASCII with no stray CR/LF."""
         lines = [f"HTTP/1.1 {self.status} {REASONS.get(self.status, '')}"]
-        if self.content_type:
-            lines.append(f"content-type: {media_type(self.content_type)}")
+        content_type = self.content_type
+        if content_type:
+            if content_type not in SAFE_CONTENT_TYPES:
+                content_type = media_type(content_type)
+            lines.append(f"content-type: {content_type}")
         if self.stream is not None:
             lines.append("transfer-encoding: chunked")
             lines.append("cache-control: no-cache")
         else:
             lines.append(f"content-length: {len(self.body)}")
         for name, value in self.headers.items():
-            if _HEADER_NAME.fullmatch(name):
+            if _header_name_ok(name):
                 lines.append(f"{name}: {header_value(value)}")
         lines.append("connection: keep-alive" if keep_alive else "connection: close")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
