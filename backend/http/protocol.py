@@ -208,8 +208,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def close_when_idle(self) -> None:
         self.closing = True
-        if self.refused or (not self.queue and (self.worker is None or self.worker.done())
-                            and not self._in_message):
+        answered = not self.queue and (self.worker is None or self.worker.done())
+        if answered and (self.refused or not self._in_message):
             self._close()
 
     def abort(self) -> None:
