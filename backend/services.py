@@ -59,6 +59,8 @@ class Services:
         self.webhooks = WebhookStore(self.database)
         self.triage = TriageStore(self.database)
         self.mail = MailStore(self.database, self.blobs, self.events)
+        if moved := self.mail.adopt_shared_blobs():
+            log.info("moved %d blob file(s) into per-organisation folders", moved)
         self.validator = RecipientValidator(self.database, self.resolver)
         self.delivery = DeliveryStore(self.database)
         self.deletion = DeletionStore(self.database, self.blobs)
