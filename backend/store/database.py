@@ -7,6 +7,7 @@ import ctypes.util
 import functools
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,24 @@ from pathlib import Path
 import sqlite_utils
 
 from .migrations import migrate
+
+
+def make_private(path: Path) -> None:
+    """Create the database file 0600 (or take group/other access away from an existing one) before SQLite
+    opens it: SQLite creates the -wal and -shm files with the database file's mode, whatever the umask."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        try:
+            companion = path.with_name(path.name + suffix)
+            if stat.S_IMODE(companion.stat().st_mode) & 0o077:
+                companion.chmod(0o600)
+        except FileNotFoundError:
+            pass
 
 
 def connect(path: Path | str) -> sqlite3.Connection:
@@ -51,6 +70,7 @@ class Database:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private(self.path)
         self.conn = connect(self.path)
         self.db = sqlite_utils.Database(self.conn)
         migrate(self.conn)
