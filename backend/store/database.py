@@ -15,6 +15,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from .errors import StorageFull, is_storage_full
 from .migrations import migrate
 
 
@@ -79,7 +80,10 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT on the shared connection; nested calls join the outer one."""
+        """BEGIN IMMEDIATE … COMMIT on the shared connection; nested calls join the outer one.
+
+        A write refused for lack of space (SQLITE_FULL) rolls back and raises `StorageFull`.
+        """
         with self._lock:
             if self._depth:
                 self._depth += 1
@@ -92,12 +96,16 @@ class Database:
             self._depth = 1
             try:
                 yield self.conn
-            except BaseException:
-                self._depth = 0
-                self.conn.execute("ROLLBACK")
+                self.conn.execute("COMMIT")
+            except BaseException as exc:
+                # SQLite may have rolled back already (a full disk does), and a failed COMMIT may not have.
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                if is_storage_full(exc):
+                    raise StorageFull from exc
                 raise
-            self._depth = 0
-            self.conn.execute("COMMIT")
+            finally:
+                self._depth = 0
 
     def query(self, sql: str, params: tuple | list | dict = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, params).fetchall()

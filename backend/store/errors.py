@@ -21,4 +21,5 @@ def is_storage_full(exc: BaseException) -> bool:
     """Whether `exc` is a write refused for lack of space: ENOSPC/EDQUOT, or SQLite's SQLITE_FULL."""
     if isinstance(exc, OSError):
         return exc.errno in FULL_DISK_ERRNOS
-    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    code = getattr(exc, "sqlite_errorcode", None) if isinstance(exc, sqlite3.Error) else None
+    return code is not None and code & 0xFF == sqlite3.SQLITE_FULL

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..util import new_prefixed, new_uuid, now_iso
 from .database import Database
+from .errors import is_storage_full
 
 
 class LastAdminKey(Exception):
@@ -127,4 +128,9 @@ class OrgStore:
         return True
 
     def touch_key(self, key_id: str, when: str) -> None:
-        self.database.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (when, key_id))
+        """Note when a key was last used; skipped on a full disk, so reads keep working there."""
+        try:
+            self.database.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (when, key_id))
+        except sqlite3.OperationalError as exc:
+            if not is_storage_full(exc):
+                raise
