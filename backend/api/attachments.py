@@ -78,7 +78,7 @@ async def upload(ctx: Context) -> tuple[int, dict]:
             raise PayloadTooLarge(f"content: attachments may be at most {limit} bytes")
         if not content:
             raise BadRequest("content is empty")
-        return filename, mime_type, len(content), blobs.put(content)
+        return filename, mime_type, len(content), blobs.put(ctx.org_id, content)
 
     filename, mime_type, size, sha256 = await asyncio.to_thread(store)
     row = ctx.services.mail.create_attachment(ctx.org_id, filename, mime_type, size, sha256)
@@ -134,7 +134,7 @@ async def download(ctx: Context) -> Response:
     if verdict != "ok":
         raise Forbidden("This download link is invalid")
     row = ctx.services.mail.get_attachment_any(attachment_id)
-    if row is None or not ctx.services.blobs.exists(row["sha256"]):
+    if row is None or not ctx.services.blobs.exists(row["org_id"], row["sha256"]):
         raise NotFound("Attachment not found")
     fallback = re.sub(r'[^A-Za-z0-9._ -]', "_", row["filename"])
     headers = {
@@ -142,7 +142,7 @@ async def download(ctx: Context) -> Response:
         "x-content-type-options": "nosniff",
         "cache-control": "private, no-store",
     }
-    content = await asyncio.to_thread(ctx.services.blobs.get, row["sha256"])
+    content = await asyncio.to_thread(ctx.services.blobs.get, row["org_id"], row["sha256"])
     return Response(content, 200, headers, row["mime_type"])
 
 

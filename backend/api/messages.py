@@ -101,7 +101,7 @@ async def load_attachments(ctx: Context, ids: list[str]) -> list[IncomingAttachm
     blobs = ctx.services.blobs
 
     def read() -> list[IncomingAttachment]:
-        return [IncomingAttachment(row["filename"], row["mime_type"], blobs.get(row["sha256"])) for row in rows]
+        return [IncomingAttachment(row["filename"], row["mime_type"], blobs.get(ctx.org_id, row["sha256"])) for row in rows]
 
     return await asyncio.to_thread(read) if rows else []
 

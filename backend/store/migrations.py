@@ -347,8 +347,36 @@ IDEMPOTENCY_REQUEST_HASH = """
 ALTER TABLE idempotency_keys ADD COLUMN request_hash TEXT NOT NULL DEFAULT '';
 """
 
+# Newest-first lists break ties within a millisecond by insertion order: the rowid, which SQLite keeps
+# as the last column of every index, so `(…, created_at)` serves `ORDER BY created_at DESC, rowid DESC`
+# and the keyset `(created_at, rowid) < (?, ?)`. The old indexes ended in a random id instead.
+NEWEST_FIRST_BY_INSERTION = """
+DROP INDEX audit_logs_org;
+DROP INDEX audit_logs_org_action;
+CREATE INDEX audit_logs_org_seq ON audit_logs(org_id, created_at);
+CREATE INDEX audit_logs_org_action_seq ON audit_logs(org_id, action, created_at);
+DROP INDEX delivery_events_org;
+DROP INDEX delivery_events_org_type;
+DROP INDEX delivery_events_message_order;
+DROP INDEX delivery_events_inbox_order;
+DROP INDEX delivery_events_domain_order;
+CREATE INDEX delivery_events_org_seq ON delivery_events(org_id, created_at);
+CREATE INDEX delivery_events_org_type_seq ON delivery_events(org_id, event_type, created_at);
+DROP INDEX webhook_deliveries_org;
+DROP INDEX webhook_deliveries_org_status;
+DROP INDEX webhook_deliveries_inbox_order;
+CREATE INDEX webhook_deliveries_org_seq ON webhook_deliveries(org_id, created_at);
+CREATE INDEX webhook_deliveries_org_status_seq ON webhook_deliveries(org_id, status, created_at);
+DROP INDEX suppressions_org;
+DROP INDEX suppressions_org_inbox;
+DROP INDEX suppressions_org_domain;
+CREATE INDEX suppressions_org_seq ON suppressions(org_id, created_at);
+CREATE INDEX suppressions_org_inbox_seq ON suppressions(org_id, inbox_id, created_at);
+CREATE INDEX suppressions_org_domain_seq ON suppressions(org_id, domain_id, created_at);
+"""
+
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
-                         WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH]
+                         WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, NEWEST_FIRST_BY_INSERTION]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
