@@ -147,7 +147,7 @@ async def update_inbox(ctx: Context) -> dict:
                     raise BadRequest("Invalid request: webhook.endpoint: Field required")
                 hook = hook.model_copy(update={"endpoint": inbox["webhook_endpoint"]})
             if hook.endpoint is not None:
-                changes.update(webhook_columns(ctx, hook, inbox))  # type: ignore[arg-type]
+                changes.update(webhook_columns(ctx, hook, inbox))
             changes.update(schema_columns(hook))
     updated = ctx.services.domains.update_inbox(ctx.org_id, inbox["id"], changes)
     if changes:
