@@ -118,7 +118,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Inbox": {"type": "object", "required": ["id", "address", "domain_id"],
               "properties": {"id": STR, "localPart": STR, "address": STR, "domain_id": STR,
                              "displayName": NULLABLE_STR, "status": NULLABLE_STR,
-                             "webhook": {"type": ["object", "null"]}, "createdAt": STR}},
+                             "webhook": {"type": ["object", "null"]}, "createdAt": STR,
+                             "extractionSchema": {"type": ["object", "null"]},
+                             "extractionSchemaSettings": {"type": ["object", "null"]}}},
     "Thread": {"type": "object", "required": ["thread_id", "message_count"],
                "properties": {"thread_id": STR, "subject": NULLABLE_STR, "message_count": {"type": "integer"},
                               "last_message_at": STR, "inbox_id": STR, "tags": {"type": "array"},
@@ -143,6 +145,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "DeliveryEvent": {"type": "object", "required": ["id"], "properties": {"id": STR}},
     "Suppression": {"type": "object", "required": ["email"], "properties": {"email": STR}},
 }
+
+_COUNT = {"type": "integer", "minimum": 0}
+_RATE = {"type": "number", "minimum": 0, "maximum": 1}
+METRICS: dict[str, Any] = {
+    "type": "object", "required": ["sent", "delivered", "bounced", "bounce_rate", "complaint_rate"],
+    "properties": {**{k: _COUNT for k in ("sent", "delivered", "bounced", "complained", "failed", "deferred",
+                                          "queued")},
+                   **{k: _RATE for k in ("delivery_rate", "bounce_rate", "complaint_rate")}, "period": STR},
+}
+"""Delivery figures; the route sends them inside `data` and again at the top level (for the CLI)."""
 
 OK = _data({"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}})
 IDS = "ids and filenames are opaque strings; another organisation's id is a 404"
@@ -260,7 +272,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/delivery/metrics"): Operation(
         query=(INBOX_ID, DOMAIN_ID, Param("period", {"type": "string", "pattern": r"^\s*[0-9]{1,4}[hdwHDW]\s*$"},
                                            description="A span such as 24h, 7d or 4w (at most 366d)")),
-        response=_data(ANY_OBJECT)),
+        response={**METRICS, "required": ["data", *METRICS["required"]],
+                  "properties": {**METRICS["properties"], "data": METRICS}}),
 }
 
 

@@ -128,12 +128,14 @@ async def metrics(ctx: Context) -> dict:
     bounced, failed, complained = counts.get("bounced", 0), counts.get("failed", 0), counts.get("complained", 0)
     # Rates are fractions of the recipients whose delivery ended, so a backlog of retries does not skew them.
     ended = sent + delivered + bounced + failed
-    return data({
+    body = {
         "sent": sent, "delivered": delivered, "bounced": bounced, "complained": complained, "failed": failed,
         "deferred": counts.get("deferred", 0), "queued": counts.get("queued", 0),
         "delivery_rate": _rate(sent + delivered, ended), "bounce_rate": _rate(bounced, ended),
         "complaint_rate": _rate(complained, ended), "period": period,
-    })
+    }
+    # The CLI (`doctor`, `context`) reads these figures at the top level; SDK-style clients unwrap `data`.
+    return {**body, "data": body}
 
 
 ROUTES = [

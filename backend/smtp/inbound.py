@@ -82,7 +82,7 @@ class InboundHandler:
         address = address.strip().lower()
         return_path = self._is_return_path(address)
         inbox = None if return_path else self.services.domains.inbox_by_address(address)
-        if inbox is not None and inbox.get("status") == "disabled":
+        if inbox is not None and inbox.get("status") in ("disabled", "inactive"):
             return MAILBOX_DISABLED
         if inbox is not None and inbox.get("status") == "paused":
             return MAILBOX_PAUSED
