@@ -108,6 +108,8 @@ ORDER = Param("order", _enum("asc", "desc"), description="Sort direction by time
 INBOX_ID = Param("inbox_id", description="Only this inbox (alias inboxId)")
 DOMAIN_ID = Param("domain_id", description="Only this domain (alias domainId)")
 ID_OBJECT = {"type": "object", "required": ["id"], "properties": {"id": STR}}
+DMARC_DOMAIN = Param("domain", {"type": "string", "minLength": 1}, required=True,
+                     description="The organisation's domain, by name or id")
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": STR}},
@@ -144,6 +146,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "AuditEntry": {"type": "object", "required": ["id", "action"], "properties": {"id": STR, "action": STR}},
     "DeliveryEvent": {"type": "object", "required": ["id"], "properties": {"id": STR}},
     "Suppression": {"type": "object", "required": ["email"], "properties": {"email": STR}},
+    "DmarcReport": {"type": "object", "required": ["id", "status", "domain_id", "message_id"],
+                    "properties": {"id": STR, "status": _enum("pending", "parsed", "failed", "duplicate"),
+                                   "error": NULLABLE_STR, "domain": STR, "domain_id": STR, "message_id": STR,
+                                   "reporterOrg": NULLABLE_STR, "reporterEmail": NULLABLE_STR,
+                                   "reportId": NULLABLE_STR, "dateRangeBegin": NULLABLE_STR,
+                                   "dateRangeEnd": NULLABLE_STR, "policy": ANY_OBJECT,
+                                   "recordCount": {"type": "integer"}, "messageCount": {"type": "integer"},
+                                   "passCount": {"type": "integer"}, "failCount": {"type": "integer"},
+                                   "records": {"type": "array"}}},
 }
 
 _COUNT = {"type": "integer", "minimum": 0}
@@ -269,6 +280,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/delivery/suppressions"): Operation(body=AddSuppression, status=201,
                                                      response=_data(_ref("Suppression"))),
     ("DELETE", "/v1/delivery/suppressions/{email}"): Operation(response=OK),
+    ("GET", "/v1/dmarc/reports"): Operation(query=(DMARC_DOMAIN, _limit(50, 200), CURSOR),
+                                            response=_page("DmarcReport")),
+    ("GET", "/v1/dmarc/reports/{report_id}"): Operation(response=_data(_ref("DmarcReport"))),
+    ("GET", "/v1/dmarc/summary"): Operation(
+        query=(DMARC_DOMAIN, Param("days", {**_int(1, 366), "default": 30},
+                                   description="Reports whose period ends within this many days")),
+        response={"type": "object", "required": ["domain", "totalMessages", "passed", "failed"],
+                  "properties": {"domain": STR, "days": {"type": "integer"},
+                                 "totalMessages": {"type": "integer"}, "passed": {"type": "integer"},
+                                 "failed": {"type": "integer"}, "passRate": {"type": ["number", "null"]},
+                                 "topFailingSources": {"type": "array"}}}),
     ("GET", "/v1/delivery/metrics"): Operation(
         query=(INBOX_ID, DOMAIN_ID, Param("period", {"type": "string", "pattern": r"^\s*[0-9]{1,4}[hdwHDW]\s*$"},
                                            description="A span such as 24h, 7d or 4w (at most 366d)")),

@@ -20,6 +20,7 @@ from .store.blobs import BlobStore
 from .store.database import Database
 from .store.deletion import DeletionStore
 from .store.delivery import DeliveryStore
+from .store.dmarc import DmarcStore
 from .store.domains import DomainStore
 from .store.mail import MailStore
 from .store.orgs import OrgStore
@@ -77,6 +78,7 @@ class Services:
         self.validator = RecipientValidator(self.database, self.resolver)
         self.delivery = DeliveryStore(self.database)
         self.deletion = DeletionStore(self.database, self.blobs)
+        self.dmarc = DmarcStore(self.database)
         self.admin_key: str | None = None
 
     def bootstrap(self) -> None:
@@ -97,7 +99,8 @@ class Services:
         if found is not None:
             return found
         private_pem, public_b64 = generate_dkim_key()
-        records = required_records(name, self.settings.hostname, public_b64)
+        # No DMARC record: the shared domain's DNS is the operator's, and its reports are no tenant's.
+        records = required_records(name, self.settings.hostname, public_b64, dmarc=False)
         return self.domains.create_domain(
             None, name, "local", records, private_pem, DKIM_SELECTOR, shared=True, status="verified"
         )

@@ -24,16 +24,16 @@ from .database import Database
 
 SCOPES = ("organization", "inbox", "messages")
 
-# The reference's collections. Those this server does not keep (no spam quarantine, DMARC reports,
-# alerts, sessions or verification tokens; keys belong to the organisation, not to user accounts,
-# so `users` is always 0) are reported as 0 so clients see the documented shape.
+# The reference's collections. Those this server does not keep (no spam quarantine, alerts, sessions
+# or verification tokens; keys belong to the organisation, not to user accounts, so `users` is always 0)
+# are reported as 0 so clients see the documented shape.
 REFERENCE_COLLECTIONS = (
     "messages", "attachments", "domains", "inboxes", "webhook_deliveries", "delivery_events",
     "blocked_spam", "thread_metadata", "dmarc_reports", "alerts", "suppressions", "spam_reports",
     "audit_logs", "users", "api_keys", "sessions", "verification_tokens",
 )
 # Tables of ours the reference does not name; reported beside its collections.
-EXTRA_COLLECTIONS = ("outbound_queue", "idempotency_keys", "organizations")
+EXTRA_COLLECTIONS = ("outbound_queue", "idempotency_keys", "dmarc_records", "organizations")
 
 WARNINGS = {
     "organization": "This will permanently delete ALL data for your organization including domains, inboxes,"
@@ -74,6 +74,15 @@ def _message_filter(org_id: str, params: dict) -> tuple[str, tuple]:
     return " AND ".join(clauses), tuple(values)
 
 
+def dmarc_steps(where: str, params: tuple) -> list[Step]:
+    """DMARC reports and their records matching `where` (on `org_id`, and `domain_id` for one domain).
+
+    They belong to the domain, not to the report inbox: deleting that inbox or its messages keeps them.
+    """
+    return [Step("dmarc_records", "dmarc_records", where, params),
+            Step("dmarc_reports", "dmarc_reports", where, params)]
+
+
 def plan_for(org_id: str, scope: str, params: dict) -> Plan:
     """The steps a scope takes, in execution order."""
     if scope == "organization":
@@ -85,6 +94,7 @@ def plan_for(org_id: str, scope: str, params: dict) -> Plan:
                   ("inboxes", "inboxes"), ("domains", "domains"), ("api_keys", "api_keys"),
                   ("audit_logs", "audit_logs")]
         steps = [Step(name, table, *own) for name, table in tables]
+        steps.extend(dmarc_steps(*own))
         steps.append(Step("organizations", "orgs", "id = ?", (org_id,)))
         return Plan(steps, "messages.org_id = ?", (org_id,), "org_id = ?", (org_id,))
 

@@ -375,8 +375,68 @@ CREATE INDEX suppressions_org_inbox_seq ON suppressions(org_id, inbox_id, create
 CREATE INDEX suppressions_org_domain_seq ON suppressions(org_id, domain_id, created_at);
 """
 
+# DMARC aggregate reports: one row per report message (`pending` until the worker parses it, then
+# `parsed`, `failed` or `duplicate`), one row per report record. Domains created before get the DMARC
+# TXT record (`rua` pointing at this server) added to the records they list.
+DMARC_REPORTS = """
+CREATE TABLE dmarc_reports (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    org_id TEXT NOT NULL,
+    domain_id TEXT NOT NULL,
+    inbox_id TEXT NOT NULL,
+    message_id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL DEFAULT 'pending',
+    error TEXT,
+    reporter_org TEXT,
+    reporter_email TEXT,
+    report_id TEXT,
+    date_begin TEXT,
+    date_end TEXT,
+    policy TEXT NOT NULL DEFAULT '{}',
+    record_count INTEGER NOT NULL DEFAULT 0,
+    message_count INTEGER NOT NULL DEFAULT 0,
+    pass_count INTEGER NOT NULL DEFAULT 0,
+    fail_count INTEGER NOT NULL DEFAULT 0,
+    received_at TEXT NOT NULL,
+    processed_at TEXT
+);
+CREATE INDEX dmarc_reports_domain ON dmarc_reports(domain_id, seq);
+CREATE INDEX dmarc_reports_org ON dmarc_reports(org_id, seq);
+CREATE INDEX dmarc_reports_identity ON dmarc_reports(domain_id, report_id);
+CREATE INDEX dmarc_reports_pending ON dmarc_reports(seq) WHERE status = 'pending';
+
+CREATE TABLE dmarc_records (
+    report_seq INTEGER NOT NULL,
+    org_id TEXT NOT NULL,
+    domain_id TEXT NOT NULL,
+    date_end TEXT NOT NULL,
+    source_ip TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    disposition TEXT NOT NULL,
+    dkim TEXT NOT NULL,
+    spf TEXT NOT NULL,
+    passed INTEGER NOT NULL,
+    header_from TEXT NOT NULL DEFAULT '',
+    envelope_from TEXT,
+    envelope_to TEXT,
+    reasons TEXT NOT NULL DEFAULT '[]',
+    auth_results TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX dmarc_records_report ON dmarc_records(report_seq);
+CREATE INDEX dmarc_records_domain ON dmarc_records(domain_id, date_end);
+CREATE INDEX dmarc_records_org ON dmarc_records(org_id);
+
+UPDATE domains SET records = json_insert(records, '$[#]', json_object(
+    'record', 'DMARC', 'name', '_dmarc.' || name, 'type', 'TXT',
+    'value', 'v=DMARC1; p=none; rua=mailto:dmarc-reports@' || name, 'status', 'pending', 'ttl', 'Auto'))
+    WHERE shared = 0 AND NOT EXISTS (
+        SELECT 1 FROM json_each(domains.records) WHERE json_extract(value, '$.record') = 'DMARC');
+"""
+
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
-                         WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, NEWEST_FIRST_BY_INSERTION]
+                         WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, NEWEST_FIRST_BY_INSERTION,
+                         DMARC_REPORTS]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
