@@ -41,7 +41,8 @@ THREAD_JSON_SQL = (
     " 'last_direction', last_direction, 'last_sender', last_sender, 'inbox_id', inbox_id,"
     " 'domain_id', domain_id, 'has_attachments', json(CASE WHEN has_attachments THEN 'true' ELSE 'false' END),"
     " 'unread_count', unread_count, 'tags', json(CASE WHEN json_valid(tags) THEN tags ELSE '[]' END),"
-    " 'status', status, 'assigned_to', assigned_to)"
+    " 'status', status, 'assigned_to', assigned_to,"
+    " 'id', id, 'participantCount', participant_count, 'lastActivityAt', last_message_at)"
 )
 """A thread summary as JSON text, exactly what `models.mail.thread_json` builds from a row."""
 
