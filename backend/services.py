@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from .auth import KeyRing
@@ -37,6 +38,18 @@ def _write_private(path: Path, content: str) -> None:
     os.chmod(path, 0o600)
 
 
+def prepare_data_dir(path: Path) -> None:
+    """Create the data directory 0700 whatever the umask, or warn when an existing one lets others in."""
+    if path.is_dir():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning("data directory %s has mode %03o: other users may read the mail, keys and secrets in it;"
+                        " run 'chmod 700 %s'", path, mode, path)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, exist_ok=True)
+
+
 def load_secret(path: Path) -> bytes:
     if not path.exists():
         _write_private(path, secrets.token_hex(32) + "\n")
@@ -46,7 +59,7 @@ def load_secret(path: Path) -> bytes:
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(settings.data_dir)
         self.database = Database(settings.db_path)
         self.orgs = OrgStore(self.database)
         self.domains = DomainStore(self.database)
@@ -59,6 +72,8 @@ class Services:
         self.webhooks = WebhookStore(self.database)
         self.triage = TriageStore(self.database)
         self.mail = MailStore(self.database, self.blobs, self.events)
+        if moved := self.mail.adopt_shared_blobs():
+            log.info("moved %d blob file(s) into per-organisation folders", moved)
         self.validator = RecipientValidator(self.database, self.resolver)
         self.delivery = DeliveryStore(self.database)
         self.deletion = DeletionStore(self.database, self.blobs)

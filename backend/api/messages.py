@@ -23,6 +23,8 @@ from .threads import mailbox_filter, own_thread
 
 DEFAULT_LOCAL_PART = "agent"
 MAX_IDEMPOTENCY_KEY = 255
+SEND_BODY_LIMIT = 10 * 1024 * 1024
+"""Text and HTML of one message; attachments are uploaded on their own and referenced by id."""
 
 
 def date_arg(ctx: Context, name: str) -> str | None:
@@ -99,7 +101,7 @@ async def load_attachments(ctx: Context, ids: list[str]) -> list[IncomingAttachm
     blobs = ctx.services.blobs
 
     def read() -> list[IncomingAttachment]:
-        return [IncomingAttachment(row["filename"], row["mime_type"], blobs.get(row["sha256"])) for row in rows]
+        return [IncomingAttachment(row["filename"], row["mime_type"], blobs.get(ctx.org_id, row["sha256"])) for row in rows]
 
     return await asyncio.to_thread(read) if rows else []
 
@@ -190,6 +192,7 @@ async def send_message(ctx: Context) -> dict:
 
 
 ROUTES = [
-    Route("POST", "/v1/messages/send", send_message, "messages:write", "Send an email"),
+    Route("POST", "/v1/messages/send", send_message, "messages:write", "Send an email",
+          body_limit=SEND_BODY_LIMIT),
     Route("GET", "/v1/messages", list_messages, "messages:read", "List messages"),
 ]

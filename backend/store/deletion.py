@@ -5,8 +5,9 @@ counts with each step's predicate and the purge deletes with the very same predi
 previewed is what goes (the `messages` scope is pinned to the request's time, so later mail is not
 swept up). The purge runs in ONE transaction: a failure anywhere leaves every row in place. Steps whose
 predicates look at `messages` run before the messages step. Blob files are unlinked only after the
-commit, and only when no remaining row references them; content that arrives again while a deletion
-is unlinking it can lose its file (ingest writes blobs before its own transaction), a narrow window.
+commit, and only when no remaining row of the same organisation references them (each organisation
+has its own blob files); content the organisation receives again while a deletion is unlinking it can
+lose its file (ingest writes blobs before its own transaction), a narrow window.
 """
 
 from __future__ import annotations
@@ -187,18 +188,19 @@ def _rebuild_threads(conn: sqlite3.Connection, thread_ids: list[str]) -> None:
     )
 
 
-def unlink_unreferenced(conn: sqlite3.Connection, blobs: BlobStore, candidates: list[str]) -> int:
-    """Delete the blob files among `candidates` that no attachment or raw message still references."""
+def unlink_unreferenced(conn: sqlite3.Connection, blobs: BlobStore, org_id: str, candidates: list[str]) -> int:
+    """Delete the organisation's blob files among `candidates` that none of its attachments or raw
+    messages still references."""
     if not candidates:
         return 0
     still_used = {row[0] for row in conn.execute(
-        "SELECT value FROM json_each(?) WHERE EXISTS (SELECT 1 FROM attachments WHERE sha256 = value)"
-        " OR EXISTS (SELECT 1 FROM messages WHERE raw_sha256 = value)",
-        (json.dumps(candidates),),
+        "SELECT value FROM json_each(?) WHERE EXISTS (SELECT 1 FROM attachments WHERE sha256 = value"
+        " AND org_id = ?) OR EXISTS (SELECT 1 FROM messages WHERE raw_sha256 = value AND org_id = ?)",
+        (json.dumps(candidates), org_id, org_id),
     )}
     gone = [digest for digest in candidates if digest not in still_used]
     for digest in gone:
-        blobs.delete(digest)
+        blobs.delete(org_id, digest)
     return len(gone)
 
 
@@ -285,7 +287,7 @@ class DeletionStore:
                 " completed_at = ? WHERE id = ?",
                 (json.dumps(counts), confirmed_at, now_iso(), request_id),
             )
-        unlink_unreferenced(self.database.conn, self.blobs, candidates)
+        unlink_unreferenced(self.database.conn, self.blobs, org_id, candidates)
         return self.get_request(org_id, request_id)
 
     def delete_inbox(self, org_id: str, inbox_id: str, before_purge: Callable[[sqlite3.Connection], None]) -> dict[str, int]:
@@ -293,12 +295,12 @@ class DeletionStore:
         with self.database.transaction() as conn:
             before_purge(conn)
             counts, candidates = purge(conn, plan_for(org_id, "inbox", {"inbox_id": inbox_id}))
-        unlink_unreferenced(self.database.conn, self.blobs, candidates)
+        unlink_unreferenced(self.database.conn, self.blobs, org_id, candidates)
         return counts
 
     def delete_messages(self, org_id: str, params: dict) -> dict[str, int]:
         """Delete messages now, without a request (retention); one transaction."""
         with self.database.transaction() as conn:
             counts, candidates = purge(conn, plan_for(org_id, "messages", params))
-        unlink_unreferenced(self.database.conn, self.blobs, candidates)
+        unlink_unreferenced(self.database.conn, self.blobs, org_id, candidates)
         return counts

@@ -347,6 +347,34 @@ IDEMPOTENCY_REQUEST_HASH = """
 ALTER TABLE idempotency_keys ADD COLUMN request_hash TEXT NOT NULL DEFAULT '';
 """
 
+# Newest-first lists break ties within a millisecond by insertion order: the rowid, which SQLite keeps
+# as the last column of every index, so `(…, created_at)` serves `ORDER BY created_at DESC, rowid DESC`
+# and the keyset `(created_at, rowid) < (?, ?)`. The old indexes ended in a random id instead.
+NEWEST_FIRST_BY_INSERTION = """
+DROP INDEX audit_logs_org;
+DROP INDEX audit_logs_org_action;
+CREATE INDEX audit_logs_org_seq ON audit_logs(org_id, created_at);
+CREATE INDEX audit_logs_org_action_seq ON audit_logs(org_id, action, created_at);
+DROP INDEX delivery_events_org;
+DROP INDEX delivery_events_org_type;
+DROP INDEX delivery_events_message_order;
+DROP INDEX delivery_events_inbox_order;
+DROP INDEX delivery_events_domain_order;
+CREATE INDEX delivery_events_org_seq ON delivery_events(org_id, created_at);
+CREATE INDEX delivery_events_org_type_seq ON delivery_events(org_id, event_type, created_at);
+DROP INDEX webhook_deliveries_org;
+DROP INDEX webhook_deliveries_org_status;
+DROP INDEX webhook_deliveries_inbox_order;
+CREATE INDEX webhook_deliveries_org_seq ON webhook_deliveries(org_id, created_at);
+CREATE INDEX webhook_deliveries_org_status_seq ON webhook_deliveries(org_id, status, created_at);
+DROP INDEX suppressions_org;
+DROP INDEX suppressions_org_inbox;
+DROP INDEX suppressions_org_domain;
+CREATE INDEX suppressions_org_seq ON suppressions(org_id, created_at);
+CREATE INDEX suppressions_org_inbox_seq ON suppressions(org_id, inbox_id, created_at);
+CREATE INDEX suppressions_org_domain_seq ON suppressions(org_id, domain_id, created_at);
+"""
+
 # Who took part in each thread (every sender, to, cc and bcc address of its messages), kept by triggers
 # so ingest code stays as it is: it gives threads their `participant_count` without aggregating at read
 # time, and finds an address's mail through an index (a data-subject erasure) instead of scanning JSON.
@@ -386,7 +414,8 @@ CREATE INDEX webhook_deliveries_message ON webhook_deliveries(message_id);
 """
 
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
-                         WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, THREAD_PARTICIPANTS]
+                         WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, NEWEST_FIRST_BY_INSERTION,
+                         THREAD_PARTICIPANTS]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
