@@ -190,30 +190,26 @@ class MailReads:
     # search ---------------------------------------------------------------------------------
     def search_threads(
         self, org_id: str, text: str, inbox_id: str | None, domain_id: str | None, limit: int
-    ) -> list[sqlite3.Row]:
-        """Threads with a message matching `text`, by their newest matching message first."""
+    ) -> list[dict[str, Any]]:
+        """Threads with a message matching `text`, by their newest matching message first; each carries
+        `score`, the bm25 relevance of that message (higher is better)."""
         query = fts_query(text)
         if not query:
             return []
-        where, params = "m.org_id = ?", [org_id]
-        if inbox_id is not None:
-            where += " AND m.inbox_id = ?"
-            params.append(inbox_id)
-        if domain_id is not None:
-            where += " AND m.domain_id = ?"
-            params.append(domain_id)
         cursor = self.database.execute(
-            "SELECT m.thread_id, m.org_id, m.inbox_id, m.domain_id FROM messages_fts"
+            # The relevance is computed only for the caller's rows.
+            "SELECT m.thread_id, m.org_id, m.inbox_id, m.domain_id,"
+            " CASE WHEN m.org_id = ? THEN bm25(messages_fts) END AS rank FROM messages_fts"
             " JOIN messages m ON m.seq = messages_fts.rowid"
             f" WHERE messages_fts MATCH ? ORDER BY messages_fts.rowid DESC LIMIT {SEARCH_SCAN_LIMIT}",
-            (query,),
+            (org_id, query),
         )
-        wanted: dict[str, None] = {}
+        wanted: dict[str, float] = {}
         try:
             for row in cursor:
                 if (row["org_id"] == org_id and (inbox_id is None or row["inbox_id"] == inbox_id)
                         and (domain_id is None or row["domain_id"] == domain_id)):
-                    wanted.setdefault(row["thread_id"])
+                    wanted.setdefault(row["thread_id"], round(-row["rank"], 4) + 0.0)
                     if len(wanted) >= limit:
                         break
         finally:
@@ -224,7 +220,7 @@ class MailReads:
         marks = ",".join("?" * len(ids))
         rows = self.database.query(f"SELECT * FROM threads WHERE +org_id = ? AND id IN ({marks})", (org_id, *ids))
         by_id = {row["id"]: row for row in rows}
-        return [by_id[i] for i in ids if i in by_id]
+        return [{**dict(by_id[i]), "score": wanted[i]} for i in ids if i in by_id]
 
     # attachments ------------------------------------------------------------------------------
     def get_attachment(self, org_id: str, attachment_id: str) -> dict | None:
