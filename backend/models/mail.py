@@ -212,7 +212,7 @@ def thread_json(row: Any) -> dict[str, Any]:
 def search_result_json(row: Any) -> dict[str, Any]:
     """A thread as a search hit (CONTRACT.md §3.6, S1), with the thread fields beside it.
 
-    `score` is the full-text relevance (bm25, higher is better) of the thread's newest matching message.
+    `score` is how many of the thread's messages match the query.
     """
     return {
         **thread_json(row),

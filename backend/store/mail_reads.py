@@ -192,24 +192,22 @@ class MailReads:
         self, org_id: str, text: str, inbox_id: str | None, domain_id: str | None, limit: int
     ) -> list[dict[str, Any]]:
         """Threads with a message matching `text`, by their newest matching message first; each carries
-        `score`, the bm25 relevance of that message (higher is better)."""
+        `score`, how many of its messages match."""
         query = fts_query(text)
         if not query:
             return []
         cursor = self.database.execute(
-            # The relevance is computed only for the caller's rows.
-            "SELECT m.thread_id, m.org_id, m.inbox_id, m.domain_id,"
-            " CASE WHEN m.org_id = ? THEN bm25(messages_fts) END AS rank FROM messages_fts"
+            "SELECT m.thread_id, m.org_id, m.inbox_id, m.domain_id FROM messages_fts"
             " JOIN messages m ON m.seq = messages_fts.rowid"
             f" WHERE messages_fts MATCH ? ORDER BY messages_fts.rowid DESC LIMIT {SEARCH_SCAN_LIMIT}",
-            (org_id, query),
+            (query,),
         )
-        wanted: dict[str, float] = {}
+        wanted: dict[str, None] = {}
         try:
             for row in cursor:
                 if (row["org_id"] == org_id and (inbox_id is None or row["inbox_id"] == inbox_id)
                         and (domain_id is None or row["domain_id"] == domain_id)):
-                    wanted.setdefault(row["thread_id"], round(-row["rank"], 4) + 0.0)
+                    wanted.setdefault(row["thread_id"])
                     if len(wanted) >= limit:
                         break
         finally:
@@ -219,8 +217,16 @@ class MailReads:
         ids = list(wanted)
         marks = ",".join("?" * len(ids))
         rows = self.database.query(f"SELECT * FROM threads WHERE +org_id = ? AND id IN ({marks})", (org_id, *ids))
+        # Each found thread's own messages, checked against the index by rowid (CROSS JOIN keeps that order),
+        # so counting never walks the word's whole posting list.
+        scores = dict(self.database.query(
+            "SELECT m.thread_id, COUNT(*) FROM messages m CROSS JOIN messages_fts"
+            f" WHERE m.thread_id IN ({marks}) AND messages_fts.rowid = m.seq AND messages_fts MATCH ?"
+            " GROUP BY m.thread_id",
+            (*ids, query),
+        ))
         by_id = {row["id"]: row for row in rows}
-        return [{**dict(by_id[i]), "score": wanted[i]} for i in ids if i in by_id]
+        return [{**dict(by_id[i]), "score": scores.get(i, 0)} for i in ids if i in by_id]
 
     # attachments ------------------------------------------------------------------------------
     def get_attachment(self, org_id: str, attachment_id: str) -> dict | None:
