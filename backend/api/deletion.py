@@ -70,28 +70,22 @@ def _scope(body: DeletionRequestBody) -> str:
 def _params(ctx: Context, body: DeletionRequestBody) -> tuple[str, dict]:
     """Validated scope and parameters; a target alone names its scope (as the official CLI sends it)."""
     scope = _scope(body)
+    for value, name, applies in ((body.inbox_id, "inbox_id", ("inbox", "messages")),
+                                 (body.domain_id, "domain_id", ("domain",)), (body.email, "email", ("email",))):
+        if value and scope not in applies:
+            raise BadRequest(f"{name} does not apply to scope '{scope}'")
+        if not value and scope == applies[0]:
+            raise BadRequest(f"{name} is required for scope '{scope}'")
     params: dict = {}
-    if body.inbox_id:
-        if scope not in ("inbox", "messages"):
-            raise BadRequest(f"inbox_id does not apply to scope '{scope}'")
-        params["inbox_id"] = own_inbox(ctx, body.inbox_id)["id"]
-    elif scope == "inbox":
-        raise BadRequest("inbox_id is required for scope 'inbox'")
-    if body.domain_id:
-        if scope != "domain":
-            raise BadRequest("domain_id applies only to scope 'domain'")
-        params["domain_id"] = visible_domain(ctx, body.domain_id)["id"]
-    elif scope == "domain":
-        raise BadRequest("domain_id is required for scope 'domain'")
     if body.email:
-        if scope != "email":
-            raise BadRequest("email applies only to scope 'email'")
         address = normalise_address(body.email)
         if address is None:
             raise BadRequest("email must be an email address, e.g. someone@example.com")
         params["email"] = address
-    elif scope == "email":
-        raise BadRequest("email is required for scope 'email'")
+    if body.inbox_id:
+        params["inbox_id"] = own_inbox(ctx, body.inbox_id)["id"]
+    if body.domain_id:
+        params["domain_id"] = visible_domain(ctx, body.domain_id)["id"]
     if body.before:
         if scope != "messages":
             raise BadRequest("before applies only to scope 'messages'")

@@ -84,12 +84,22 @@ def _message_filter(org_id: str, params: dict) -> tuple[str, tuple]:
             clauses.append(f"{lead}messages.{column} {op} ?")
             values.append(params[key])
     if params.get("email"):
-        # The index finds the threads the address takes part in; each of their messages is then checked.
-        clauses.append("messages.thread_id IN (SELECT thread_id FROM thread_participants WHERE org_id = ?"
-                       " AND address = ?) AND EXISTS (SELECT 1 FROM json_each(messages.participants) AS j"
-                       f" WHERE {PARTICIPANT_ADDRESS} = ?)")
-        values += [org_id, params["email"], params["email"]]
+        # The threads the address takes part in (`with_threads`); each of their messages is then checked.
+        clauses.append("messages.thread_id IN (SELECT value FROM json_each(?)) AND EXISTS (SELECT 1"
+                       f" FROM json_each(messages.participants) AS j WHERE {PARTICIPANT_ADDRESS} = ?)")
+        values += [params["threads"], params["email"]]
     return " AND ".join(clauses), tuple(values)
+
+
+def with_threads(conn: sqlite3.Connection, org_id: str, params: dict) -> dict:
+    """`params`, plus for an address the threads it takes part in, read from the participant index once,
+    before anything is deleted: the purge deletes threads, and their index rows with them."""
+    if not params.get("email"):
+        return params
+    threads = [row[0] for row in conn.execute(
+        "SELECT thread_id FROM thread_participants WHERE org_id = ? AND address = ?", (org_id, params["email"])
+    )]
+    return {**params, "threads": json.dumps(threads)}
 
 
 def plan_for(org_id: str, scope: str, params: dict) -> Plan:
@@ -307,7 +317,7 @@ class DeletionStore:
             if self.active_request(conn, org_id) is not None:
                 return None
             log(conn, request_id)
-            counts = preview(conn, plan_for(org_id, scope, params))
+            counts = preview(conn, plan_for(org_id, scope, with_threads(conn, org_id, params)))
             if scope == "organization":
                 counts["audit_logs"] += 1
             conn.execute(
@@ -339,7 +349,8 @@ class DeletionStore:
                 return None
             confirmed_at = now_iso()
             before_purge(conn)
-            counts, candidates = purge(conn, plan_for(org_id, row["scope"], json.loads(row["params"])))
+            params = with_threads(conn, org_id, json.loads(row["params"]))
+            counts, candidates = purge(conn, plan_for(org_id, row["scope"], params))
             conn.execute(
                 "UPDATE deletion_requests SET status = 'completed', deleted_counts = ?, confirmed_at = ?,"
                 " completed_at = ? WHERE id = ?",
