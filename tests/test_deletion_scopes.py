@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from backend.store.migrations import MIGRATIONS
 from tests.conftest import Running, start_server
 from tests.mailtools import make_inbox
 from tests.official_clients import run_cli
@@ -239,3 +242,39 @@ def test_another_organisations_domain_cannot_be_named(org, other) -> None:
     response = org.api.post("/v1/data/deletion-request", json={"domainId": domain["id"]})
     assert response.status_code == 404
     assert other.api.get(f"/v1/domains/{domain['id']}").status_code == 200
+
+
+def test_mail_stored_before_the_participant_index_is_counted_and_erasable(tmp_path: Path, dns_server) -> None:
+    """A data directory from before `thread_participants`: the upgrade indexes the mail already there."""
+    conn = sqlite3.connect(tmp_path / "commune.db", isolation_level=None)
+    for script in MIGRATIONS[:-1]:
+        conn.executescript(script)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+    at = "2024-01-01T00:00:00.000Z"
+    conn.execute("INSERT INTO orgs (id, name, created_at) VALUES ('org-old', 'old', ?)", (at,))
+    conn.execute("INSERT INTO domains (id, org_id, name, status, records, created_at)"
+                 " VALUES ('d-old', 'org-old', 'old.test', 'pending', '[]', ?)", (at,))
+    conn.execute("INSERT INTO inboxes (id, org_id, domain_id, local_part, address, created_at)"
+                 " VALUES ('i-old', 'org-old', 'd-old', 'desk', 'desk@old.test', ?)", (at,))
+    conn.execute("INSERT INTO threads (id, org_id, inbox_id, domain_id, subject, first_message_at, last_message_at,"
+                 " message_count) VALUES ('t-old', 'org-old', 'i-old', 'd-old', 'Old times', ?, ?, 2)", (at, at))
+    for number, sender, cc in ((1, CAROL, [BOB]), (2, BOB, [])):
+        people = [{"role": "sender", "identity": sender}, {"role": "to", "identity": "desk@old.test"},
+                  *({"role": "cc", "identity": a} for a in cc)]
+        conn.execute("INSERT INTO messages (id, org_id, thread_id, inbox_id, domain_id, direction, sender,"
+                     " participants, subject, created_at) VALUES (?, 'org-old', 't-old', 'i-old', 'd-old',"
+                     " 'inbound', ?, ?, 'Old times', ?)", (f"m-old-{number}", sender, json.dumps(people), at))
+    conn.close()
+
+    running = start_server(tmp_path, dns_server)
+    try:
+        with running.client(running.new_key(["read", "write", "data:delete"], org="old")) as api:
+            [thread] = api.get("/v1/threads", params={"inbox_id": "i-old"}).json()["data"]
+            assert thread["participantCount"] == 3
+            created = request(api, email=CAROL)
+            assert created["preview"]["messages"] == 1 and created["preview"]["thread_metadata"] == 0
+            assert confirm(api, created).status_code == 200
+            [thread] = api.get("/v1/threads", params={"inbox_id": "i-old"}).json()["data"]
+            assert (thread["message_count"], thread["participantCount"]) == (1, 2)
+    finally:
+        running.stop()
