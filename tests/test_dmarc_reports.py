@@ -16,13 +16,11 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
-import pytest
-from typer.testing import CliRunner
 
 from backend.store.migrations import DMARC_REPORTS, MIGRATIONS
 from tests import dnsserver
 from tests.conftest import Running, start_server
-from tests.official_clients import run_cli
+from tests.official_clients import run_cli, run_cli_terminal
 from tests.waiting import wait_until
 
 DAY = 86_400
@@ -314,7 +312,7 @@ def test_reports_mailed_to_the_rua_address_are_listed_with_their_figures(
 
 
 def test_the_official_cli_shows_reports_and_summary(running: Running, dns_server: dnsserver.TestDNSServer,
-                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+                                                    tmp_path: Path) -> None:
     key = running.new_key()
     with running.client(key) as api:
         domain = verified_domain(api, dns_server)
@@ -335,24 +333,17 @@ def test_the_official_cli_shows_reports_and_summary(running: Running, dns_server
     assert summary["topFailingSources"] == [{"sourceIp": "198.51.100.7", "count": 4, "reports": 1}]
 
     # What a person sees in a terminal: the tables the CLI draws from those fields.
-    from commune_cli import output
-    from commune_cli.main import app
-    from commune_cli.state import AppState
-
-    monkeypatch.setattr(AppState, "is_tty", lambda self: True)
-    monkeypatch.setattr(output._out, "width", 200)
-    env = {"COMMUNE_CONFIG_DIR": str(tmp_path), "COMMUNE_BASE_URL": running.url, "COMMUNE_API_KEY": key}
-    table = CliRunner().invoke(app, ["dmarc", "reports", name], env=env)
-    assert table.exit_code == 0, table.output
-    [row] = [line for line in table.stdout.splitlines() if report["id"] in line]
+    code, table = run_cli_terminal(running.url, key, tmp_path, "dmarc", "reports", name)
+    assert code == 0, table
+    [row] = [line for line in table.splitlines() if report["id"] in line]
     assert "google.com" in row and report["dateRangeBegin"] in row and report["dateRangeEnd"] in row
     assert row.split()[-1] == "3"
-    panel = CliRunner().invoke(app, ["dmarc", "summary", name], env=env)
-    assert panel.exit_code == 0, panel.output
-    shown = {parts[1]: parts[2] for parts in (line.split() for line in panel.stdout.splitlines())
+    code, panel = run_cli_terminal(running.url, key, tmp_path, "dmarc", "summary", name)
+    assert code == 0, panel
+    shown = {parts[1]: parts[2] for parts in (line.split() for line in panel.splitlines())
              if len(parts) >= 4 and parts[0] == "│"}
     assert (shown["totalMessages"], shown["passed"], shown["failed"], shown["passRate"]) == ("16", "12", "4", "0.75")
-    assert "198.51.100.7" in panel.stdout
+    assert "198.51.100.7" in panel
 
 
 def test_reports_are_the_organisations_own(running: Running, api: httpx.Client,

@@ -82,7 +82,7 @@ async def upload(ctx: Context) -> tuple[int, dict]:
 
     filename, mime_type, size, sha256 = await asyncio.to_thread(store)
     row = ctx.services.mail.create_attachment(ctx.org_id, filename, mime_type, size, sha256)
-    return 201, data(attachment_json(row))
+    return 201, data(attachment_json(row), id=row["id"])
 
 
 def own_attachment(ctx: Context, attachment_id: str) -> dict:
@@ -118,7 +118,7 @@ async def attachment_url(ctx: Context) -> dict:
     query = urlencode({"expires": expires, "signature": signature})
     url = f"{public_base(ctx)}/v1/attachments/{quote(row['id'])}/download?{query}"
     return data({"url": url, "expires_in": expires_in, "expires_at": expires, "filename": row["filename"],
-                 "mime_type": row["mime_type"], "size": row["size"]})
+                 "mime_type": row["mime_type"], "size": row["size"]}, url=url)
 
 
 async def download(ctx: Context) -> Response:

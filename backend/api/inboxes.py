@@ -86,7 +86,7 @@ def _create(ctx: Context, body: CreateInbox, domain: dict) -> tuple[int, dict]:
         inbox = store.update_inbox(ctx.org_id, inbox["id"], schema)
     ctx.services.audit.record(ctx.org_id, ctx.key.id, "inbox.created", "inbox", inbox["id"],
                               {"address": inbox["address"]})
-    return 201, data(inbox_view(ctx, inbox))
+    return 201, data(inbox_view(ctx, inbox), id=inbox["id"], email=inbox["address"])
 
 
 async def create_inbox_simple(ctx: Context) -> tuple[int, dict]:

@@ -172,7 +172,7 @@ async def _send(ctx: Context, body: SendMessage) -> dict:
         "thread_id": message["thread_id"],
         "smtp_message_id": out.smtp_message_id,
         "status": message["metadata"]["delivery_status"],
-    })
+    }, id=message["message_id"], messageId=message["message_id"], status=message["metadata"]["delivery_status"])
     if checked.noteworthy:
         result["validation"] = checked.report()
     return result

@@ -103,7 +103,7 @@ class ReportWorker:
         domain = self.services.domains.get_domain_any(row["domain_id"])
         if parts is None or domain is None:
             raise ReportError("the report message was deleted before it was read")
-        report = await asyncio.to_thread(self._read, *parts)
+        report = await asyncio.to_thread(self._read, row["org_id"], *parts)
         about = report.policy["domain"]
         if about != domain["name"] and not about.endswith("." + domain["name"]):
             raise ReportError(f"the report is about {about[:100]}, not {domain['name']} or its subdomains")
@@ -113,7 +113,7 @@ class ReportWorker:
             return
         await self._save(row, report)
 
-    def _read(self, text: str, attachments: list[dict]) -> AggregateReport:
+    def _read(self, org_id: str, text: str, attachments: list[dict]) -> AggregateReport:
         """In a worker thread: find the report in the message, read its bytes, parse it."""
         payload = find_payload(attachments, text)
         if payload is None:
@@ -122,7 +122,7 @@ class ReportWorker:
             # The body was decoded by its MIME charset already; a declaration naming another would mislead.
             return read_report(_XML_DECLARATION.sub("", payload).encode("utf-8"))
         try:
-            data = self.services.blobs.get(payload["sha256"])
+            data = self.services.blobs.get(org_id, payload["sha256"])
         except (OSError, ValueError):
             raise ReportError("the report attachment's bytes are missing") from None
         return read_report(data)

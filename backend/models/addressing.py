@@ -177,6 +177,10 @@ def inbox_json(inbox: dict, *, with_secret: bool) -> dict[str, Any]:
         ),
         "retention_days": inbox.get("retention_days"),
         "createdAt": inbox["created_at"],
+        # The names the official CLI's inbox table reads.
+        "email": inbox["address"],
+        "name": inbox.get("display_name"),
+        "domainId": inbox["domain_id"],
     }
 
 
@@ -193,6 +197,7 @@ def domain_json(domain: dict, inboxes: list[dict] | None = None) -> dict[str, An
         "records": domain["records"],
         "shared": domain["shared"],
         "createdAt": domain["created_at"],
+        "domain": domain["name"],  # the official CLI's domain table reads `domain`
     }
     if inboxes is not None:
         body["inboxes"] = [inbox_brief(i) for i in inboxes]

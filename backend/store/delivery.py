@@ -54,6 +54,8 @@ def event_json(row: sqlite3.Row) -> dict:
         "event_id": row["id"], "id": row["id"], "message_id": row["message_id"], "event_type": row["event_type"],
         "recipient": row["recipient"], "timestamp": row["created_at"], "detail": row["detail"],
         "inbox_id": row["inbox_id"], "domain_id": row["domain_id"],
+        # The names the official CLI's event table reads.
+        "type": row["event_type"], "email": row["recipient"], "messageId": row["message_id"],
     }
 
 

@@ -434,9 +434,47 @@ UPDATE domains SET records = json_insert(records, '$[#]', json_object(
         SELECT 1 FROM json_each(domains.records) WHERE json_extract(value, '$.record') = 'DMARC');
 """
 
+# Who took part in each thread (every sender, to, cc and bcc address of its messages), kept by triggers
+# so ingest code stays as it is: it gives threads their `participant_count` without aggregating at read
+# time, and finds an address's mail through an index (a data-subject erasure) instead of scanning JSON.
+# Existing mail is indexed once, before the counting triggers exist.
+THREAD_PARTICIPANTS = """
+ALTER TABLE threads ADD COLUMN participant_count INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE thread_participants (
+    thread_id TEXT NOT NULL,
+    address TEXT NOT NULL,
+    org_id TEXT NOT NULL,
+    PRIMARY KEY (thread_id, address)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO thread_participants (thread_id, address, org_id)
+    SELECT m.thread_id, json_extract(j.value, '$.identity'), m.org_id FROM messages m, json_each(m.participants) j
+    WHERE coalesce(json_extract(j.value, '$.identity'), '') != '';
+CREATE INDEX thread_participants_address ON thread_participants(org_id, address);
+UPDATE threads SET participant_count = (SELECT COUNT(*) FROM thread_participants WHERE thread_id = threads.id);
+CREATE TRIGGER messages_participants AFTER INSERT ON messages BEGIN
+    INSERT OR IGNORE INTO thread_participants (thread_id, address, org_id)
+    SELECT new.thread_id, json_extract(value, '$.identity'), new.org_id FROM json_each(new.participants)
+    WHERE coalesce(json_extract(value, '$.identity'), '') != '';
+END;
+CREATE TRIGGER thread_participants_added AFTER INSERT ON thread_participants BEGIN
+    UPDATE threads SET participant_count = participant_count + 1 WHERE id = new.thread_id;
+END;
+CREATE TRIGGER thread_participants_removed AFTER DELETE ON thread_participants BEGIN
+    UPDATE threads SET participant_count = participant_count - 1 WHERE id = old.thread_id;
+END;
+CREATE TRIGGER threads_participants_counted AFTER INSERT ON threads BEGIN
+    UPDATE threads SET participant_count = (SELECT COUNT(*) FROM thread_participants WHERE thread_id = new.id)
+    WHERE id = new.id;
+END;
+CREATE TRIGGER threads_participants_gone AFTER DELETE ON threads BEGIN
+    DELETE FROM thread_participants WHERE thread_id = old.id;
+END;
+CREATE INDEX webhook_deliveries_message ON webhook_deliveries(message_id);
+"""
+
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
                          WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, NEWEST_FIRST_BY_INSERTION,
-                         DMARC_REPORTS]
+                         DMARC_REPORTS, THREAD_PARTICIPANTS]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
