@@ -67,6 +67,10 @@ class Tenant:
         deletion = self.client.post("/v1/data/deletion-request",
                                     json={"scope": "messages", "before": "2000-01-01T00:00:00Z"})
         assert deletion.status_code == 201, deletion.text
+        reports = self.ok(self.client.post(f"/v1/domains/{domain['id']}/inboxes", json={"local_part": "dmarc-reports"}))
+        ingest(running, reports["id"], subject=f"Report domain: {self.marker}.example", text=self.marker)
+        report = wait_until(lambda: self.client.get("/v1/dmarc/reports", params={"domain": domain["id"]}).json()["data"],
+                            bool)[0]
         keys = self.ok(self.client.get("/v1/agent/api-keys"))
         deliveries = wait_until(
             lambda: self.client.get("/v1/webhooks/deliveries", params={"inbox_id": inbox["id"]}).json()["data"],
@@ -76,6 +80,7 @@ class Tenant:
             "domain_id": domain["id"], "inbox_id": inbox["id"], "thread_id": first["thread_id"],
             "message_id": first["message_id"], "attachment_id": first["attachments"][0], "email": email,
             "deletion_id": deletion.json()["id"], "key_id": keys[0]["id"], "delivery_id": deliveries[0]["id"],
+            "report_id": report["id"],
         }
 
     @staticmethod
