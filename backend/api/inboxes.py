@@ -124,6 +124,8 @@ async def update_inbox(ctx: Context) -> dict:
         changes["status"] = body.status
     if "retention_days" in fields:
         changes["retention_days"] = body.retention_days
+    if "reject_unauthenticated" in fields:
+        changes["reject_unauthenticated"] = body.reject_unauthenticated or "none"
     if "webhook" in fields:
         if body.webhook is None:
             changes.update(webhook_endpoint=None, webhook_events=None, webhook_secret=None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
@@ -102,6 +102,9 @@ class UpdateInbox(Strict):
     webhook: WebhookConfig | None = None
     status: str | None = None
     retention_days: int | None = Field(None, ge=1, le=36500)
+    reject_unauthenticated: Literal["none", "quarantine", "reject"] | None = Field(
+        None, validation_alias=AliasChoices("reject_unauthenticated", "rejectUnauthenticated")
+    )
 
     @field_validator("local_part")
     @classmethod
@@ -149,6 +152,7 @@ def inbox_json(inbox: dict, *, with_secret: bool) -> dict[str, Any]:
         "webhook": webhook,
         "extractionSchema": inbox.get("extraction_schema"),
         "retention_days": inbox.get("retention_days"),
+        "reject_unauthenticated": inbox.get("reject_unauthenticated") or "none",
         "createdAt": inbox["created_at"],
     }
 

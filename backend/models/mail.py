@@ -175,7 +175,13 @@ def message_json(row: Any) -> dict[str, Any]:
         "attachments": _loads(row["attachment_ids"], []),
         "created_at": row["created_at"],
         "metadata": metadata,
+        **authentication_json(row),
     }
+
+
+def authentication_json(row: Any) -> dict[str, Any]:
+    """A message's `labels` and inbound `authentication` (SPF/DKIM/DMARC; null for mail not received by SMTP)."""
+    return {"labels": _loads(row["labels"], []), "authentication": _loads(row["authentication"], None)}
 
 
 def thread_json(row: Any) -> dict[str, Any]:

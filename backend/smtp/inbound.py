@@ -16,6 +16,7 @@ import logging
 import re
 import ssl
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from ..delivery.bounces import BounceReport, parse_dsn, parse_return_path
 from ..delivery.queue import publish_status
+from ..mail.authentication import Authentication, Authenticator, disposition, without_own_results
 from ..mail.parse import parse_message
 from ..store.mail import Prepared
 from .commit import GroupCommit
@@ -45,6 +47,9 @@ MAILBOX_DISABLED = "550 5.2.1 Mailbox disabled, not accepting messages"
 MAILBOX_PAUSED = "450 4.2.1 Mailbox temporarily unavailable, try again later"
 TOO_MANY = "452 4.5.3 Too many recipients"
 TRY_LATER = "451 4.3.0 Temporary failure storing the message, please retry"
+UNAUTHENTICATED = "550 5.7.1 Message refused: it fails DMARC for {domain}, whose policy is reject"
+AUTH_THREADS = 16
+"""Threads for SPF/DKIM/DMARC: they mostly wait on DNS, so they get their own pool, apart from parsing."""
 DATA_END = b"\r\n.\r\n"
 DATA_BLOCK = 256 * 1024
 STOP_GRACE_SECONDS = 10.0
@@ -58,6 +63,10 @@ class InboundHandler:
         self.services = services
         self.settings = services.settings
         self.commit = commit
+        resolver = services.resolver
+        self.authenticator = Authenticator([str(n) for n in resolver.nameservers], resolver.port,
+                                           self.settings.mail_auth_dns_timeout)
+        self.auth_pool = ThreadPoolExecutor(AUTH_THREADS, thread_name_prefix="commune-auth")
         self.in_data = 0
         self.idle = asyncio.Event()
         """Set while no session is between its DATA command and our reply (what stopping waits for)."""
@@ -111,13 +120,28 @@ class InboundHandler:
             if not inboxes:
                 # Only return paths, or every inbox was deleted since RCPT: never a 250 for mail we drop.
                 return "250 2.0.0 OK" if bounces else NO_SUCH_USER
-            traced = self._received(session, envelope) + raw
-            prepared = await loop.run_in_executor(None, self._prepare, traced, envelope.mail_from or "", inboxes)
+            auth = await self._authenticate(session, envelope, raw)
+            actions = {inbox["id"]: disposition(auth, inbox.get("reject_unauthenticated")) for inbox in inboxes}
+            if all(action == "reject" for action in actions.values()):
+                return UNAUTHENTICATED.format(domain=auth.from_domain)
+            # Our trace line first, then our results (as Gmail and Postfix milters place them), then the
+            # message with any results header forged in our name removed (RFC 8601 §5).
+            traced = (self._received(session, envelope) + auth.header(self.settings.hostname)
+                      + without_own_results(raw, self.settings.hostname))
+            prepared = await loop.run_in_executor(None, self._prepare, traced, envelope.mail_from or "", inboxes,
+                                                  auth, actions)
             ids = await self.commit.submit(prepared)
         except Exception:
             log.exception("storing a message from %s failed", envelope.mail_from)
             return TRY_LATER
         return f"250 2.0.0 OK {ids[0]}"
+
+    async def _authenticate(self, session: Session, envelope: Envelope, raw: bytes) -> Authentication:
+        """SPF, DKIM and DMARC in the authentication threads (they wait on DNS, never on the loop)."""
+        peer = session.peer[0] if isinstance(session.peer, tuple) else ""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.auth_pool, self.authenticator.check, raw, str(peer), envelope.mail_from or "",
+            str(session.host_name or ""))
 
     def _received(self, session: Session, envelope: Envelope) -> bytes:
         """The trace header a receiving server adds (RFC 5321 §4.4)."""
@@ -130,10 +154,20 @@ class InboundHandler:
                 f"{recipient}; {stamp}\r\n")
         return line.encode("utf-8", "replace")
 
-    def _prepare(self, raw: bytes, mail_from: str, inboxes: list[dict]) -> list[Prepared]:
-        """Parse once and write the blobs (in a worker thread): one prepared copy per recipient inbox."""
+    def _prepare(self, raw: bytes, mail_from: str, inboxes: list[dict], auth: Authentication,
+                 actions: dict[str, str]) -> list[Prepared]:
+        """Parse once and write the blobs (in a worker thread): one prepared copy per recipient inbox.
+
+        In a transaction whose recipients disagree, an inbox that would refuse the message gets it
+        quarantined instead: after DATA, SMTP has one answer for every recipient.
+        """
         message = parse_message(raw, mail_from, self.settings.hostname)
-        return [self.services.mail.prepare(inbox, message, "inbound", fsync=False) for inbox in inboxes]
+        prepared = [self.services.mail.prepare(inbox, message, "inbound", fsync=False) for inbox in inboxes]
+        for item in prepared:
+            item.authentication = auth.as_json()
+            if actions[item.inbox["id"]] != "deliver":
+                item.labels = ["quarantine"]
+        return prepared
 
     def _record_bounces(self, reports: list[BounceReport] | None, return_paths: list[str]) -> None:
         """A failure report to a return path bounces the queue row that path names (one row per path)."""
@@ -355,6 +389,7 @@ async def start(server: Server) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(handler.idle.wait(), STOP_GRACE_SECONDS)
         await commit.drain()
+        handler.auth_pool.shutdown(wait=False, cancel_futures=True)
         for session in list(open_sessions.sessions):
             if session.transport is not None:
                 session.transport.close()
