@@ -20,8 +20,6 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from email.utils import getaddresses
 from typing import Any
 
@@ -55,6 +53,10 @@ _PSL_LOCK = threading.Lock()
 
 class TemporaryDnsError(Exception):
     """The resolvers did not answer (timeout, SERVFAIL): the result is `temperror`."""
+
+
+class NotCached(Exception):
+    """A check with `cached_only` needed an answer the cache does not hold."""
 
 
 def organisational_domain(domain: str) -> str:
@@ -113,6 +115,8 @@ class AuthDns:
             if isinstance(found[1], TemporaryDnsError):
                 raise found[1]
             return found[1]
+        if getattr(_current, "cached_only", False):
+            raise NotCached(key[0])
         try:
             answer = self.resolver.resolve(key[0], rtype, search=False)
             value: Any = tuple(answer)
@@ -270,10 +274,15 @@ def header_block(raw: bytes) -> bytes:
     return raw
 
 
+_FROM_FIELD = re.compile(rb"^from[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+_PLAIN_FROM = re.compile(r"\s*(?:[^<>@,;:\"()\\]*<)?[^\s<>@,;:\"()\\]+@([A-Za-z0-9.-]+)>?\s*")
+
+
 def from_domains(headers: bytes) -> list[str | None]:
-    """The domain of each address in the From header(s); None for one that is not a usable domain."""
-    parsed = BytesHeaderParser(policy=compat32).parsebytes(headers)
-    values = [str(v) for v in parsed.get_all("from") or []]
+    """The domain of each address in the From field(s); None for one that is not a usable domain."""
+    values = [m.group(1).decode("utf-8", "surrogateescape") for m in _FROM_FIELD.finditer(headers)]
+    if len(values) == 1 and (plain := _PLAIN_FROM.fullmatch(values[0])):
+        return [clean_domain(plain.group(1))]  # `Name <a@b>` or `a@b`: most mail, without the full parser
     return [clean_domain(address.rpartition("@")[2]) if "@" in address else None
             for _, address in getaddresses(values)]
 
@@ -313,20 +322,26 @@ class Authenticator:
         self._quiet.addHandler(logging.NullHandler())
         self._quiet.propagate = False
 
-    def check(self, raw: bytes, ip: str, mail_from: str, helo: str) -> Authentication:
-        """Every check for a message received from `ip`; never raises."""
+    def check(self, raw: bytes, ip: str, mail_from: str, helo: str, cached_only: bool = False) -> Authentication:
+        """Every check for a message received from `ip`; never raises but NotCached.
+
+        With `cached_only`, a lookup whose answer is not in the cache raises NotCached instead of
+        asking: the caller can try that in a thread that must not wait, and go to DNS only on a miss.
+        """
         result = Authentication()
-        _current.dns = self.dns
+        _current.dns, _current.cached_only = self.dns, cached_only
         try:
             self._spf(result, ip, mail_from, helo)
             headers = header_block(raw)
             domains = from_domains(headers)
             self._dkim(result, raw, headers)
             self._dmarc(result, domains)
+        except NotCached:
+            raise
         except Exception:
             log.exception("authenticating a message from %s failed", mail_from or helo)
         finally:
-            _current.dns = None
+            _current.dns, _current.cached_only = None, False
         return result
 
     def _spf(self, result: Authentication, ip: str, mail_from: str, helo: str) -> None:

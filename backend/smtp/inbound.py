@@ -25,7 +25,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from ..delivery.bounces import BounceReport, parse_dsn, parse_return_path
 from ..delivery.queue import publish_status
-from ..mail.authentication import Authentication, Authenticator, disposition, without_own_results
+from ..mail.authentication import (
+    Authentication,
+    Authenticator,
+    NotCached,
+    disposition,
+    without_own_results,
+)
 from ..mail.parse import parse_message
 from ..store.mail import Prepared
 from .commit import GroupCommit
@@ -120,28 +126,22 @@ class InboundHandler:
             if not inboxes:
                 # Only return paths, or every inbox was deleted since RCPT: never a 250 for mail we drop.
                 return "250 2.0.0 OK" if bounces else NO_SUCH_USER
-            auth = await self._authenticate(session, envelope, raw)
-            actions = {inbox["id"]: disposition(auth, inbox.get("reject_unauthenticated")) for inbox in inboxes}
-            if all(action == "reject" for action in actions.values()):
-                return UNAUTHENTICATED.format(domain=auth.from_domain)
-            # Our trace line first, then our results (as Gmail and Postfix milters place them), then the
-            # message with any results header forged in our name removed (RFC 8601 §5).
-            traced = (self._received(session, envelope) + auth.header(self.settings.hostname)
-                      + without_own_results(raw, self.settings.hostname))
-            prepared = await loop.run_in_executor(None, self._prepare, traced, envelope.mail_from or "", inboxes,
-                                                  auth, actions)
+            received = self._received(session, envelope)
+            peer = session.peer[0] if isinstance(session.peer, tuple) else ""
+            client = (str(peer), envelope.mail_from or "", str(session.host_name or ""))
+            # Authentication from cached DNS answers and parsing share one worker hop; only a sender
+            # whose records are not cached waits for DNS, in the authentication threads.
+            prepared = await loop.run_in_executor(None, self._prepare, received, raw, client, inboxes, None)
+            if prepared is None:
+                auth = await loop.run_in_executor(self.auth_pool, self.authenticator.check, raw, *client)
+                prepared = await loop.run_in_executor(None, self._prepare, received, raw, client, inboxes, auth)
+            if isinstance(prepared, str):
+                return prepared
             ids = await self.commit.submit(prepared)
         except Exception:
             log.exception("storing a message from %s failed", envelope.mail_from)
             return TRY_LATER
         return f"250 2.0.0 OK {ids[0]}"
-
-    async def _authenticate(self, session: Session, envelope: Envelope, raw: bytes) -> Authentication:
-        """SPF, DKIM and DMARC in the authentication threads (they wait on DNS, never on the loop)."""
-        peer = session.peer[0] if isinstance(session.peer, tuple) else ""
-        return await asyncio.get_running_loop().run_in_executor(
-            self.auth_pool, self.authenticator.check, raw, str(peer), envelope.mail_from or "",
-            str(session.host_name or ""))
 
     def _received(self, session: Session, envelope: Envelope) -> bytes:
         """The trace header a receiving server adds (RFC 5321 §4.4)."""
@@ -154,14 +154,28 @@ class InboundHandler:
                 f"{recipient}; {stamp}\r\n")
         return line.encode("utf-8", "replace")
 
-    def _prepare(self, raw: bytes, mail_from: str, inboxes: list[dict], auth: Authentication,
-                 actions: dict[str, str]) -> list[Prepared]:
-        """Parse once and write the blobs (in a worker thread): one prepared copy per recipient inbox.
+    def _prepare(self, received: bytes, raw: bytes, client: tuple[str, str, str], inboxes: list[dict],
+                 auth: Authentication | None) -> list[Prepared] | str | None:
+        """Authenticate, parse once and write the blobs (in a worker thread): one prepared copy per inbox.
 
-        In a transaction whose recipients disagree, an inbox that would refuse the message gets it
-        quarantined instead: after DATA, SMTP has one answer for every recipient.
+        Without `auth`, the checks use cached DNS answers only, and None means one was missing. A
+        string is the refusal when every recipient inbox refuses the message. In a transaction whose
+        recipients disagree, an inbox that would refuse it gets it quarantined instead: after DATA,
+        SMTP has one answer for every recipient.
         """
-        message = parse_message(raw, mail_from, self.settings.hostname)
+        if auth is None:
+            try:
+                auth = self.authenticator.check(raw, *client, cached_only=True)
+            except NotCached:
+                return None
+        actions = {inbox["id"]: disposition(auth, inbox.get("reject_unauthenticated")) for inbox in inboxes}
+        if all(action == "reject" for action in actions.values()):
+            return UNAUTHENTICATED.format(domain=auth.from_domain)
+        hostname = self.settings.hostname
+        # Our trace line first, then our results (where Gmail and Postfix milters put them), then the
+        # message without any results header forged in our name (RFC 8601 §5).
+        traced = received + auth.header(hostname) + without_own_results(raw, hostname)
+        message = parse_message(traced, client[1], hostname)
         prepared = [self.services.mail.prepare(inbox, message, "inbound", fsync=False) for inbox in inboxes]
         for item in prepared:
             item.authentication = auth.as_json()
