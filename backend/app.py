@@ -1,21 +1,36 @@
-"""The one request boundary: route, authenticate, check scope, rate limit, render errors."""
+"""The one request boundary: route, authenticate, check scope, rate limit, render errors.
+
+The HTTP layer asks `admit` as soon as a request's head is complete, so a request that will be refused
+(no route, no key, no permission, over its rate or its route's body limit) is answered before its body
+is read. An admitted request is then handled by `__call__` without routing or authenticating again.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .api import all_routes
 from .api._common import Context
 from .auth import has_scope
-from .http.errors import Forbidden, HTTPError, NotFound, RateLimited, Unauthorized
+from .http.errors import (
+    Forbidden,
+    HTTPError,
+    InsufficientStorage,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
 from .http.request import Request
 from .http.response import Response
-from .http.router import Router
+from .http.router import Route, Router
 from .ratelimit import RateLimiter
+from .store.errors import StorageFull
 
 if TYPE_CHECKING:
     from .services import Services
+    from .store.orgs import ApiKeyRecord
 
 log = logging.getLogger("commune.app")
 
@@ -23,31 +38,65 @@ NOT_OFFERED = ("/v1/sms", "/v1/phone-numbers", "/v1/phone-settings", "/v1/credit
                "/v1/auth/agent-", "/api/graph", "/v1/x402")
 
 
+@dataclass(slots=True)
+class Admitted:
+    """What `admit` decided from the head: the route, the caller, and headers every answer carries."""
+
+    route: Route
+    key: ApiKeyRecord | None
+    scopes: frozenset[str]
+    headers: dict[str, str]
+
+
 class App:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.router = Router(all_routes())
         self.limiter = RateLimiter(services.settings.rate_limit)
+        # By id: a frozen dataclass hashes every field on each lookup, and this is on every request.
+        self.body_limits = {id(route): route.max_body(services.settings) for route in self.router.routes}
 
     @property
-    def routes(self):
+    def routes(self) -> list[Route]:
         return self.router.routes
 
-    async def __call__(self, request: Request) -> Response:
-        headers: dict[str, str] = {}
+    def admit(self, request: Request) -> Response | int:
+        """From the head alone: the route's body limit if the request may proceed, else its answer."""
         try:
-            response = await self._dispatch(request, headers)
+            admitted = self._admit(request)
+        except HTTPError as exc:
+            return Response.error(exc.message, exc.status, exc.headers)
+        except Exception:
+            log.exception("unexpected error admitting %s %s", request.method, request.path)
+            return Response.error("Internal server error", 500)
+        request.admitted = admitted
+        return self.body_limits[id(admitted.route)]
+
+    async def __call__(self, request: Request) -> Response:
+        admitted: Admitted | None = request.admitted
+        if admitted is None:
+            verdict = self.admit(request)
+            if isinstance(verdict, Response):
+                return verdict
+            admitted = request.admitted
+        try:
+            ctx = Context(request=request, services=self.services, key=admitted.key, scopes=admitted.scopes)
+            response = _as_response(await admitted.route.handler(ctx))
         except HTTPError as exc:
             response = Response.error(exc.message, exc.status, exc.headers)
+        except StorageFull as exc:
+            # The store kept nothing of the failed write; the client may retry once space is freed.
+            log.error("no storage space left handling %s %s", request.method, request.path)
+            response = Response.error(exc.message, InsufficientStorage.status)
         except Exception:
             log.exception("unexpected error handling %s %s", request.method, request.path)
             response = Response.error("Internal server error", 500)
-        if headers:
-            for name, value in headers.items():
+        if admitted.headers:
+            for name, value in admitted.headers.items():
                 response.headers.setdefault(name, value)
         return response
 
-    async def _dispatch(self, request: Request, headers: dict[str, str]) -> Response:
+    def _admit(self, request: Request) -> Admitted:
         try:
             route, params = self.router.match(request.method, request.path)
         except NotFound:
@@ -55,20 +104,19 @@ class App:
                 raise NotFound("This endpoint is not offered by this server") from None
             raise
         request.path_params = params
-        key, granted = None, frozenset()
-        if route.scope is not None:
-            key, granted = self._authenticate(request)
-            if not has_scope(granted, route.scope):
-                raise Forbidden(f"This API key lacks the '{route.scope}' permission")
-            if self.limiter.enabled:
-                allowed, limit_headers = self.limiter.take(key.id)
-                headers.update(limit_headers)
-                if not allowed:
-                    raise RateLimited("Rate limit exceeded", headers=limit_headers)
-        ctx = Context(request=request, services=self.services, key=key, scopes=granted)
-        return _as_response(await route.handler(ctx))
+        if route.scope is None:
+            return Admitted(route, None, frozenset(), {})
+        key, granted = self._authenticate(request)
+        if not has_scope(granted, route.scope):
+            raise Forbidden(f"This API key lacks the '{route.scope}' permission")
+        headers: dict[str, str] = {}
+        if self.limiter.enabled:
+            allowed, headers = self.limiter.take(key.id)
+            if not allowed:
+                raise RateLimited("Rate limit exceeded", headers=headers)
+        return Admitted(route, key, granted, headers)
 
-    def _authenticate(self, request: Request):
+    def _authenticate(self, request: Request) -> tuple[ApiKeyRecord, frozenset[str]]:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         token = token.strip()

@@ -43,6 +43,8 @@ class Settings(BaseModel):
     smtp_delay_after_unknown_recipients: int = Field(5, ge=0)
     smtp_max_unknown_recipients: int = Field(10, ge=1)
     smtp_unknown_recipient_delay: float = Field(1.0, ge=0)
+    max_connections_per_client: int = Field(64, ge=1)
+    """HTTP connections one client address may hold at once (each 127.x address counts on its own)."""
     smtp_enabled: bool = True
     smtp_tls_cert: str = ""
     smtp_tls_key: str = ""

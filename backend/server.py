@@ -62,7 +62,10 @@ class Server:
             idle_timeout=s.idle_timeout,
             body_timeout=s.body_timeout,
         )
-        self._http_state = HttpServerState(self.app, limits, s.max_connections)
+        spool_dir = s.data_dir / "spool"
+        spool_dir.mkdir(mode=0o700, exist_ok=True)
+        self._http_state = HttpServerState(self.app, limits, s.max_connections, s.max_connections_per_client,
+                                           admit=self.app.admit, spool_dir=spool_dir)
         await self.listeners.http.serve(self._http_state.factory)
         self.port = self.listeners.http.port
         log.info("HTTP listening on %s", self.base_url)

@@ -157,8 +157,10 @@ async def phase(server: ServerProcess, key: str, inbox: dict, seconds: float, co
 
 
 def run(duration: float, connections: int, sessions: int) -> list[Figure]:
-    with tempfile.TemporaryDirectory() as data_dir, \
-            ServerProcess(Path(data_dir), env={"COMMUNE_MAX_CONNECTIONS": str(connections + 100)}) as server:
+    # Every connection comes from 127.0.0.1, so the per-address cap is raised with the global one.
+    caps = {"COMMUNE_MAX_CONNECTIONS": str(connections + 100),
+            "COMMUNE_MAX_CONNECTIONS_PER_CLIENT": str(connections + 100)}
+    with tempfile.TemporaryDirectory() as data_dir, ServerProcess(Path(data_dir), env=caps) as server:
         server.start(want_smtp=True)
         assert server.proc is not None
         pid = server.proc.pid

@@ -80,8 +80,7 @@ def test_raw_upload_as_the_cli_sends_it(running, api) -> None:
 def test_bad_uploads_are_400_and_oversize_is_413(tmp_path, dns_server, api) -> None:
     for body, field in (({"content": "***not base64***", "filename": "a.bin", "mime_type": "x/y"}, "content"),
                         ({"filename": "a.bin"}, "content"),
-                        ({"content": "aGVsbG8=", "mime_type": "text/plain"}, "filename"),
-                        ({"content": "aGVsbG8=", "filename": "a", "mime_type": "not a type"}, "mime_type")):
+                        ({"content": "aGVsbG8=", "mime_type": "text/plain"}, "filename")):
         response = api.post("/v1/attachments/upload", json=body)
         assert response.status_code == 400, body
         assert field in response.json()["error"]

@@ -6,8 +6,10 @@ Each attempt gets a clear 4xx with a JSON `error`, and nothing is stored or chan
 from __future__ import annotations
 
 import json
+import smtplib
 import socket
 
+import httpx
 import pytest
 
 from tests.mailtools import make_inbox
@@ -169,3 +171,46 @@ def test_inbox_display_names_with_control_characters_are_refused(api, inbox: dic
     patched = api.patch(f"/v1/inboxes/{inbox['id']}", json={"name": name})
     assert patched.status_code == 400 and "name" in patched.json()["error"], patched.text
     assert api.get(f"/v1/inboxes/{inbox['id']}").json()["data"]["displayName"] == inbox["displayName"]
+
+
+def _download(api: httpx.Client, attachment_id: str) -> httpx.Response:
+    """Fetch a signed download link, then the file: both must be answered (the client's timeout is 30 s)."""
+    url = api.get(f"/v1/attachments/{attachment_id}/url").json()["data"]["url"]
+    return api.get(url)
+
+
+@pytest.mark.parametrize("mime_type", ["application/x日本", "text/plain\r\n X-Evil: 1", "text/plain\r\nX-Evil: 1"])
+def test_a_hostile_upload_type_downloads_promptly_with_a_safe_content_type(api, mime_type: str) -> None:
+    uploaded = api.post("/v1/attachments/upload", json={"content": "aGk=", "filename": "a.bin",
+                                                        "mime_type": mime_type})
+    assert uploaded.status_code == 201, uploaded.text
+    for _ in range(20):
+        response = _download(api, uploaded.json()["data"]["attachment_id"])
+        assert response.status_code == 200 and response.content == b"hi"
+        assert response.headers["content-type"] == "application/octet-stream"
+        assert "x-evil" not in response.headers
+    assert api.get("/health").status_code == 200
+    assert uploaded.json()["data"]["mime_type"] == "application/octet-stream"
+
+
+MAIL_TYPES = [b"application/caf\xc3\xa9", b"text/\r\n plain", b"text/plain\r\n\tX-Evil: 1"]
+
+
+def test_hostile_types_in_mail_download_promptly_with_a_safe_content_type(running, api) -> None:
+    inbox = make_inbox(api)
+    parts = b"".join(
+        b"--b\r\nContent-Type: " + mime_type + b"\r\nContent-Disposition: attachment; filename=\"f%d.bin\"\r\n\r\n"
+        b"part %d\r\n" % (number, number) for number, mime_type in enumerate(MAIL_TYPES))
+    raw = (b"From: a@sender.example\r\nTo: " + inbox["address"].encode() + b"\r\nSubject: types\r\n"
+           b"Message-ID: <types@sender.example>\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + parts + b"--b--\r\n")
+    with smtplib.SMTP("127.0.0.1", running.server.smtp_port, timeout=10) as client:
+        client.sendmail("a@sender.example", [inbox["address"]], raw)
+    [stored] = api.get("/v1/messages", params={"inbox_id": inbox["id"]}).json()["data"]
+    assert len(stored["attachments"]) == len(MAIL_TYPES)
+    for attachment_id in stored["attachments"]:
+        for _ in range(7):
+            response = _download(api, attachment_id)
+            assert response.status_code == 200 and response.content.startswith(b"part ")
+            assert response.headers["content-type"].isascii() and "x-evil" not in response.headers
+    assert api.get("/health").status_code == 200

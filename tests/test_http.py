@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -10,6 +11,7 @@ import time
 import pytest
 
 from tests.conftest import start_server
+from tests.mailtools import make_inbox
 
 
 def _connect(running) -> socket.socket:
@@ -135,10 +137,11 @@ def test_declared_body_over_the_limit_is_413_before_it_is_sent(tmp_path, dns_ser
         status, _, body = _read_response(sock, buffer)
         assert status == 413
         assert json.loads(body) == {"error": "Request body too large"}
-        # a chunked body that grows past the limit is cut off too
+        # an admitted chunked body that grows past the limit is cut off too
         sock = _connect(server)
         buffer = bytearray()
-        sock.sendall(b"POST /v1/inboxes HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(b"POST /v1/inboxes HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                     + _auth(server).encode() + b"\r\n")
         sock.sendall(b"800\r\n" + b"x" * 0x800 + b"\r\n")
         status, _, _ = _read_response(sock, buffer)
         assert status == 413
@@ -197,3 +200,71 @@ def test_graceful_shutdown_finishes_in_flight_requests(tmp_path, dns_server) -> 
     assert headers["connection"] == "close"
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", server.server.port), timeout=2)
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes its side (the socket's timeout bounds each wait)."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def _statuses(raw: bytes) -> list[int]:
+    return [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", raw)]
+
+
+@pytest.mark.parametrize(("request_line", "key_scopes", "status"), [
+    (b"POST /v1/attachments/upload", None, 401),
+    (b"POST /v1/attachments/upload", ["attachments:read"], 403),
+    (b"POST /v1/no-such-thing", ["read", "write"], 404),
+    (b"PUT /v1/attachments/upload", ["read", "write"], 405),
+], ids=["no-key", "no-scope", "no-route", "wrong-method"])
+def test_a_refused_request_is_answered_from_its_head_without_waiting_for_the_body(
+        running, request_line: bytes, key_scopes: list[str] | None, status: int) -> None:
+    auth = b"" if key_scopes is None else b"Authorization: Bearer " + running.new_key(key_scopes).encode() + b"\r\n"
+    with _connect(running) as sock:
+        # 40 MiB declared, not one byte of it sent: the answer must not depend on the body arriving.
+        sock.sendall(request_line + b" HTTP/1.1\r\nHost: x\r\n" + auth + b"X-Filename: big.bin\r\n"
+                     b"Content-Length: 41943040\r\n\r\n")
+        raw = _read_until_closed(sock)
+    assert _statuses(raw) == [status], raw[:300]
+    assert json.loads(raw.split(b"\r\n\r\n", 1)[1])["error"]
+    assert b"connection: close" in raw
+
+
+def test_a_large_upload_arrives_whole(running, api) -> None:
+    content = bytes(range(256)) * (3 * 4096 + 7)  # past the in-memory threshold: spooled to disk
+    uploaded = api.post("/v1/attachments/upload", content=content, headers={"X-Filename": "big.bin"})
+    assert uploaded.status_code == 201, uploaded.text
+    assert uploaded.json()["data"]["size"] == len(content)
+    url = api.get(f"/v1/attachments/{uploaded.json()['data']['attachment_id']}/url").json()["data"]["url"]
+    assert api.get(url).content == content
+
+
+def test_a_valid_pipelined_request_is_answered_before_the_garbage_after_it(running) -> None:
+    with _connect(running) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nTHIS IS NOT HTTP\r\n\r\n")
+        raw = _read_until_closed(sock)
+    assert _statuses(raw) == [200, 400], raw
+    first, second = raw.split(b"HTTP/1.1 400 ")
+    assert json.loads(first.split(b"\r\n\r\n", 1)[1])["status"] == "ok"
+    assert json.loads(second.split(b"\r\n\r\n", 1)[1])["error"]
+
+
+def test_a_json_route_refuses_a_body_over_its_limit_from_the_head(running) -> None:
+    with _connect(running) as sock:
+        sock.sendall(b"POST /v1/inboxes HTTP/1.1\r\nHost: x\r\n" + _auth(running).encode()
+                     + b"Content-Type: application/json\r\nContent-Length: 2097152\r\n\r\n")
+        raw = _read_until_closed(sock)
+    assert _statuses(raw) == [413], raw[:300]
+
+
+def test_a_send_with_a_large_html_body_is_accepted(api) -> None:
+    alice, bob = make_inbox(api), make_inbox(api)
+    html = "<p>" + "newsletter " * 200_000 + "</p>"  # about 2 MiB: past the in-memory threshold
+    sent = api.post("/v1/messages/send", json={"to": [bob["address"]], "subject": "big", "html": html,
+                                               "inboxId": alice["id"]})
+    assert sent.status_code == 200, sent.text[:300]
+    [received] = api.get("/v1/messages", params={"inbox_id": bob["id"]}).json()["data"]
+    assert received["metadata"]["subject"] == "big"

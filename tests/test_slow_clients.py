@@ -129,3 +129,46 @@ def test_smtp_connection_cap_refuses_extra_sessions(strict: Running) -> None:
     finally:
         for session in held:
             session.close()
+
+
+PER_CLIENT = 4
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory: pytest.TempPathFactory, dns_server) -> Iterator[Running]:
+    server = start_server(tmp_path_factory.mktemp("capped"), dns_server, max_connections_per_client=PER_CLIENT)
+    yield server
+    server.stop()
+
+
+def _health_from(server: Running, address: str) -> int:
+    """Status of `/health` asked from the loopback address `address` (127.0.0.2 and 127.0.0.3 are two clients)."""
+    transport = httpx.HTTPTransport(local_address=address)
+    with httpx.Client(base_url=server.url, timeout=5, transport=transport) as client:
+        return client.get("/health").status_code
+
+
+def test_one_address_cannot_take_every_connection(capped: Running) -> None:
+    held = []
+    try:
+        for _ in range(PER_CLIENT):
+            sock = socket.create_connection(("127.0.0.1", capped.server.port), timeout=10,
+                                            source_address=("127.0.0.2", 0))
+            held.append(sock)
+            # An answered request proves the server counts this connection before the next one opens.
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"}"):
+                answer += sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200 ")
+        assert _health_from(capped, "127.0.0.2") == 503
+        assert _health_from(capped, "127.0.0.3") == 200
+        assert _health_from(capped, "127.0.0.1") == 200
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while _health_from(capped, "127.0.0.2") != 200:
+        if time.monotonic() > deadline:
+            pytest.fail("127.0.0.2 was not served again after its connections closed")
+        time.sleep(0.05)

@@ -8,28 +8,35 @@ import binascii
 import mimetypes
 import re
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlencode
 
 from ..http.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
 from ..http.request import Request
 from ..http.response import Response
 from ..http.router import Route
+from ..mail.content_type import safe_content_type
 from ..models.mail import UploadAttachment, attachment_json
 from ._common import Context, data, int_arg, parse_body
 
+if TYPE_CHECKING:
+    from ..config import Settings
+
 SIGNATURE_PURPOSE = "attachment-download"
 MAX_EXPIRES_IN = 7 * 24 * 3600
-MIME_RE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*$")
 HOST_RE = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
 
 
 def _mime_type(given: str | None, filename: str) -> str:
+    """The given type if it is a well-formed one, else octet-stream; guessed from the name if none given."""
     if given:
-        value = given.split(";", 1)[0].strip().lower()
-        if not MIME_RE.match(value):
-            raise BadRequest("mime_type must look like 'type/subtype', e.g. application/pdf")
-        return value
-    return mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        return safe_content_type(given)
+    return safe_content_type(mimetypes.guess_type(filename)[0])
+
+
+def upload_body_limit(settings: Settings) -> int:
+    """The largest attachment as base64 (with line breaks, as MIME tools write it) in a JSON body."""
+    return settings.max_attachment_bytes * 4 // 3 * 103 // 100 + 64 * 1024
 
 
 def _decode_base64(content: str, limit: int) -> bytes:
@@ -55,7 +62,7 @@ def _receive(request: Request, limit: int) -> tuple[str, str, bytes]:
         given = request.headers.get("content-type", "")
         if given.startswith(("application/json", "application/x-www-form-urlencoded")):
             given = ""
-        return filename, _mime_type(given or None, filename), request.body
+        return filename, _mime_type(given or None, filename), request.read_body()
     body = parse_body(request, UploadAttachment)
     return body.filename, _mime_type(body.mime_type, body.filename), _decode_base64(body.content, limit)
 
@@ -71,11 +78,11 @@ async def upload(ctx: Context) -> tuple[int, dict]:
             raise PayloadTooLarge(f"content: attachments may be at most {limit} bytes")
         if not content:
             raise BadRequest("content is empty")
-        return filename, mime_type, len(content), blobs.put(content)
+        return filename, mime_type, len(content), blobs.put(ctx.org_id, content)
 
     filename, mime_type, size, sha256 = await asyncio.to_thread(store)
     row = ctx.services.mail.create_attachment(ctx.org_id, filename, mime_type, size, sha256)
-    return 201, data(attachment_json(row))
+    return 201, data(attachment_json(row), id=row["id"])
 
 
 def own_attachment(ctx: Context, attachment_id: str) -> dict:
@@ -111,7 +118,7 @@ async def attachment_url(ctx: Context) -> dict:
     query = urlencode({"expires": expires, "signature": signature})
     url = f"{public_base(ctx)}/v1/attachments/{quote(row['id'])}/download?{query}"
     return data({"url": url, "expires_in": expires_in, "expires_at": expires, "filename": row["filename"],
-                 "mime_type": row["mime_type"], "size": row["size"]})
+                 "mime_type": row["mime_type"], "size": row["size"]}, url=url)
 
 
 async def download(ctx: Context) -> Response:
@@ -127,7 +134,7 @@ async def download(ctx: Context) -> Response:
     if verdict != "ok":
         raise Forbidden("This download link is invalid")
     row = ctx.services.mail.get_attachment_any(attachment_id)
-    if row is None or not ctx.services.blobs.exists(row["sha256"]):
+    if row is None or not ctx.services.blobs.exists(row["org_id"], row["sha256"]):
         raise NotFound("Attachment not found")
     fallback = re.sub(r'[^A-Za-z0-9._ -]', "_", row["filename"])
     headers = {
@@ -135,12 +142,13 @@ async def download(ctx: Context) -> Response:
         "x-content-type-options": "nosniff",
         "cache-control": "private, no-store",
     }
-    content = await asyncio.to_thread(ctx.services.blobs.get, row["sha256"])
+    content = await asyncio.to_thread(ctx.services.blobs.get, row["org_id"], row["sha256"])
     return Response(content, 200, headers, row["mime_type"])
 
 
 ROUTES = [
-    Route("POST", "/v1/attachments/upload", upload, "attachments:write", "Upload an attachment"),
+    Route("POST", "/v1/attachments/upload", upload, "attachments:write", "Upload an attachment",
+          body_limit=upload_body_limit),
     Route("GET", "/v1/attachments/{attachment_id}", get_attachment, "attachments:read", "Attachment metadata"),
     Route("GET", "/v1/attachments/{attachment_id}/url", attachment_url, "attachments:read",
           "A signed, expiring download URL"),

@@ -1,10 +1,14 @@
-"""The request object handlers see: parsed target, lower-cased headers, the whole body."""
+"""The request object handlers see: parsed target, lower-cased headers, the whole body.
+
+A large body arrives spooled to a temporary file (`body_file`) instead of `body`; `read_body` gives
+either as bytes, and is to be called off the event loop for routes that accept large bodies.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 from urllib.parse import parse_qs, unquote
 
 from .errors import BadRequest
@@ -36,6 +40,9 @@ class Request:
     query_string: str = ""
     path_params: dict[str, str] = field(default_factory=dict)
     _query: dict[str, list[str]] | None = None
+    body_file: IO[bytes] | None = None
+    admitted: Any = None
+    """What the app decided when the head arrived (route, caller), so it is not decided twice."""
 
     def __post_init__(self) -> None:
         raw_path, _, self.query_string = self.target.partition("?")
@@ -58,12 +65,20 @@ class Request:
                 return values[0]
         return None
 
+    def read_body(self) -> bytes:
+        """The whole body, read back from its spool file when it was too large to keep in memory."""
+        if self.body_file is None:
+            return self.body
+        self.body_file.seek(0)
+        return self.body_file.read()
+
     def json(self) -> Any:
         """The body as JSON. An empty body reads as `{}` (clients POST empty bodies with a JSON type)."""
-        if not self.body.strip():
+        body = self.read_body()
+        if not body.strip():
             return {}
         try:
-            value = json.loads(self.body)
+            value = json.loads(body)
         except UnicodeDecodeError as exc:
             raise BadRequest("Request body is not valid UTF-8") from exc
         except RecursionError as exc:

@@ -10,6 +10,10 @@ from typing import Any
 from .errors import MethodNotAllowed, NotFound
 
 PARAM = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
+JSON_BODY_LIMIT = 1024 * 1024
+
+BodyLimit = int | Callable[[Any], int]
+"""Bytes of body a route accepts: a number, or a function of the server settings for operator-set limits."""
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,11 @@ class Route:
     scope: str | None
     """Scope the caller's key needs; `None` means the route is public (no key at all)."""
     summary: str = ""
+    body_limit: BodyLimit = JSON_BODY_LIMIT
+    """Checked against `Content-Length` before the body is read, and again as it arrives."""
+
+    def max_body(self, settings: Any) -> int:
+        return self.body_limit(settings) if callable(self.body_limit) else self.body_limit
 
     @property
     def params(self) -> list[str]:

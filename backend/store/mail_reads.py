@@ -49,7 +49,8 @@ THREAD_JSON_SQL = (
     " 'last_direction', last_direction, 'last_sender', last_sender, 'inbox_id', inbox_id,"
     " 'domain_id', domain_id, 'has_attachments', json(CASE WHEN has_attachments THEN 'true' ELSE 'false' END),"
     " 'unread_count', unread_count, 'tags', json(CASE WHEN json_valid(tags) THEN tags ELSE '[]' END),"
-    " 'status', status, 'assigned_to', assigned_to)"
+    " 'status', status, 'assigned_to', assigned_to,"
+    " 'id', id, 'participantCount', participant_count, 'lastActivityAt', last_message_at)"
 )
 """A thread summary as JSON text, exactly what `models.mail.thread_json` builds from a row."""
 
@@ -206,8 +207,9 @@ class MailReads:
     def search_threads(
         self, org_id: str, text: str, inbox_id: str | None, domain_id: str | None, limit: int,
         auth_failed: bool = False, quarantined: bool = False,
-    ) -> list[sqlite3.Row]:
-        """Threads with a message matching `text`, by their newest matching message first.
+    ) -> list[dict[str, Any]]:
+        """Threads with a message matching `text`, by their newest matching message first; each carries
+        `score`, how many of its messages match.
 
         `auth_failed` keeps only messages that failed SPF, DKIM or DMARC (alone, it lists them from
         their partial index). Quarantined messages are searched only when `quarantined` asks for them.
@@ -246,8 +248,23 @@ class MailReads:
         ids = list(wanted)
         marks = ",".join("?" * len(ids))
         rows = self.database.query(f"SELECT * FROM threads WHERE +org_id = ? AND id IN ({marks})", (org_id, *ids))
+        # Each found thread's own messages, checked against the index by rowid (CROSS JOIN keeps that order),
+        # so counting never walks the word's whole posting list.
+        if query:
+            scores = dict(self.database.query(
+                "SELECT m.thread_id, COUNT(*) FROM messages m CROSS JOIN messages_fts"
+                f" WHERE m.thread_id IN ({marks}) AND messages_fts.rowid = m.seq AND messages_fts MATCH ?"
+                f"{failed} GROUP BY m.thread_id",
+                (*ids, query),
+            ))
+        else:
+            scores = dict(self.database.query(
+                f"SELECT thread_id, COUNT(*) FROM messages WHERE thread_id IN ({marks}) AND {AUTH_FAILED}"
+                " GROUP BY thread_id",
+                ids,
+            ))
         by_id = {row["id"]: row for row in rows}
-        return [by_id[i] for i in ids if i in by_id]
+        return [{**dict(by_id[i]), "score": scores.get(i, 0)} for i in ids if i in by_id]
 
     # attachments ------------------------------------------------------------------------------
     def get_attachment(self, org_id: str, attachment_id: str) -> dict | None:
