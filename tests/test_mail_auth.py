@@ -78,8 +78,9 @@ def listed(api: httpx.Client, inbox_id: str, **params: str) -> list[dict]:
 
 def raw_of(running: Running, message_id: str) -> bytes:
     services = running.server.services
-    return running.run(lambda: services.blobs.get(services.database.one(
-        "SELECT raw_sha256 FROM messages WHERE id = ?", (message_id,))["raw_sha256"]))
+    row = running.run(lambda: services.database.one(
+        "SELECT org_id, raw_sha256 FROM messages WHERE id = ?", (message_id,)))
+    return running.run(lambda: services.blobs.get(row["org_id"], row["raw_sha256"]))
 
 
 def results_header(raw: bytes) -> str:
