@@ -48,6 +48,7 @@ class Settings(BaseModel):
     smtp_enabled: bool = True
     smtp_tls_cert: str = ""
     smtp_tls_key: str = ""
+    mail_auth_dns_timeout: float = Field(2.0, gt=0)
     webhook_max_attempts: int = 8
     webhook_timeout: float = 10.0
     webhook_allow_private: bool = False

@@ -110,6 +110,9 @@ class Message(Model):
     attachments: list[str] = Field(default_factory=list)
     created_at: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    authentication: dict[str, str | None] | None = None
+    """SPF/DKIM/DMARC results of mail received over SMTP (null for mail that never crossed SMTP)."""
+    labels: list[str] = Field(default_factory=list)
 
     def addresses(self, role: str) -> list[str]:
         return [p.identity for p in self.participants if p.role == role]

@@ -137,6 +137,8 @@ async def update_inbox(ctx: Context) -> dict:
         changes["status"] = body.status
     if "retention_days" in fields:
         changes["retention_days"] = body.retention_days
+    if "reject_unauthenticated" in fields:
+        changes["reject_unauthenticated"] = body.reject_unauthenticated or "none"
     if "webhook" in fields:
         hook = body.webhook
         if hook is None or hook.removes_webhook:

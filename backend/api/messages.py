@@ -20,7 +20,7 @@ from ._common import Context, data, int_arg, order_arg, parse_body
 from ._paging import decode_cursor, page
 from .domains import visible_domain
 from .inboxes import own_inbox
-from .threads import mailbox_filter, own_thread
+from .threads import mailbox_filter, own_thread, quarantine_filter
 
 DEFAULT_LOCAL_PART = "agent"
 MAX_IDEMPOTENCY_KEY = 255
@@ -48,11 +48,12 @@ async def list_messages(ctx: Context) -> dict:
     limit = int_arg(ctx.request, "limit", 50, 1, 1000)
     order = order_arg(ctx.request, "desc")
     before, since = date_arg(ctx, "before"), date_arg(ctx, "after")
-    scope = f"messages:{inbox_id}:{domain_id}:{sender}:{before}:{since}"
+    quarantined = quarantine_filter(ctx)
+    scope = f"messages:{inbox_id}:{domain_id}:{sender}:{before}:{since}" + (":quarantine" if quarantined else "")
     after = decode_cursor(ctx.request.arg("cursor"), scope, order, int)
     rows = ctx.services.mail.list_messages(
         ctx.org_id, inbox_id=inbox_id, domain_id=domain_id, sender=sender, before=before, since=since,
-        order=order, limit=limit + 1, after=after,
+        order=order, limit=limit + 1, after=after, quarantined=quarantined,
     )
     rows, next_cursor, has_more = page(rows, limit, scope, order, lambda r: (r["created_at"], r["seq"]))
     return {"data": [message_json(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}

@@ -25,6 +25,14 @@ def mailbox_filter(ctx: Context, required: bool = True) -> tuple[str | None, str
     return inbox_id, domain_id
 
 
+def quarantine_filter(ctx: Context) -> bool:
+    """`labels=quarantine` lists the quarantined mail the default lists leave out; the only label so far."""
+    value = (ctx.request.arg("labels", "label") or "").strip().lower()
+    if value not in ("", "quarantine"):
+        raise BadRequest("labels: only 'quarantine' can be listed (quarantined mail is left out by default)")
+    return value == "quarantine"
+
+
 def own_thread(ctx: Context, thread_id: str) -> dict:
     """The caller's thread; anyone else's (or none) is a 404."""
     row = ctx.services.mail.get_thread(ctx.org_id, thread_id)
@@ -38,9 +46,11 @@ async def list_threads(ctx: Context) -> dict:
     inbox_id, domain_id = mailbox_filter(ctx)
     limit = int_arg(ctx.request, "limit", 20, 1, 100)
     order = order_arg(ctx.request, "desc")
-    scope = f"threads:{inbox_id or ''}:{domain_id or ''}"
+    quarantined = quarantine_filter(ctx)
+    scope = f"threads:{inbox_id or ''}:{domain_id or ''}" + (":quarantine" if quarantined else "")
     after = decode_cursor(ctx.request.arg("cursor"), scope, order, str)
-    rows = ctx.services.mail.list_threads_json(ctx.org_id, inbox_id, domain_id, order, limit + 1, after)
+    rows = ctx.services.mail.list_threads_json(ctx.org_id, inbox_id, domain_id, order, limit + 1, after,
+                                               quarantined)
     rows, next_cursor, has_more = page(rows, limit, scope, order, lambda r: (r[0], r[1]))
     # The thread objects arrive as JSON text from SQLite; only the envelope is encoded here.
     items = ",".join(r[2] for r in rows).encode()

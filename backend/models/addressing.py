@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
@@ -122,6 +122,9 @@ class UpdateInbox(Strict):
     webhook: WebhookUpdate | None = None
     status: str | None = None
     retention_days: int | None = Field(None, ge=1, le=36500)
+    reject_unauthenticated: Literal["none", "quarantine", "reject"] | None = Field(
+        None, validation_alias=AliasChoices("reject_unauthenticated", "rejectUnauthenticated")
+    )
 
     @field_validator("local_part")
     @classmethod
@@ -176,6 +179,7 @@ def inbox_json(inbox: dict, *, with_secret: bool) -> dict[str, Any]:
             {k: stored_schema.get(k) for k in ("name", "enabled", "description")} if stored_schema else None
         ),
         "retention_days": inbox.get("retention_days"),
+        "reject_unauthenticated": inbox.get("reject_unauthenticated") or "none",
         "createdAt": inbox["created_at"],
         # The names the official CLI's inbox table reads.
         "email": inbox["address"],

@@ -175,6 +175,7 @@ def message_json(row: Any) -> dict[str, Any]:
         "attachments": _loads(row["attachment_ids"], []),
         "created_at": row["created_at"],
         "metadata": metadata,
+        **authentication_json(row),
         # The names the official CLI's message tables read.
         "from": row["sender"],
         "subject": row["subject"],
@@ -182,6 +183,11 @@ def message_json(row: Any) -> dict[str, Any]:
         "threadId": row["thread_id"],
         "createdAt": row["created_at"],
     }
+
+
+def authentication_json(row: Any) -> dict[str, Any]:
+    """A message's `labels` and inbound `authentication` (SPF/DKIM/DMARC; null for mail not received by SMTP)."""
+    return {"labels": _loads(row["labels"], []), "authentication": _loads(row["authentication"], None)}
 
 
 def thread_json(row: Any) -> dict[str, Any]:

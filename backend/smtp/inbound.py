@@ -16,6 +16,7 @@ import logging
 import re
 import ssl
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
@@ -25,6 +26,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 from ..delivery.bounces import BounceReport, parse_dsn, parse_return_path
 from ..delivery.queue import publish_status
 from ..dmarc.inbox import report_inbox
+from ..mail.authentication import (
+    Authentication,
+    Authenticator,
+    NotCached,
+    disposition,
+    without_own_results,
+)
 from ..mail.parse import parse_message
 from ..store.mail import Prepared
 from .commit import GroupCommit
@@ -46,6 +54,9 @@ MAILBOX_DISABLED = "550 5.2.1 Mailbox disabled, not accepting messages"
 MAILBOX_PAUSED = "450 4.2.1 Mailbox temporarily unavailable, try again later"
 TOO_MANY = "452 4.5.3 Too many recipients"
 TRY_LATER = "451 4.3.0 Temporary failure storing the message, please retry"
+UNAUTHENTICATED = "550 5.7.1 Message refused: it fails DMARC for {domain}, whose policy is reject"
+AUTH_THREADS = 16
+"""Threads for SPF/DKIM/DMARC: they mostly wait on DNS, so they get their own pool, apart from parsing."""
 DATA_END = b"\r\n.\r\n"
 DATA_BLOCK = 256 * 1024
 STOP_GRACE_SECONDS = 10.0
@@ -59,6 +70,10 @@ class InboundHandler:
         self.services = services
         self.settings = services.settings
         self.commit = commit
+        resolver = services.resolver
+        self.authenticator = Authenticator([str(n) for n in resolver.nameservers], resolver.port,
+                                           self.settings.mail_auth_dns_timeout)
+        self.auth_pool = ThreadPoolExecutor(AUTH_THREADS, thread_name_prefix="commune-auth")
         self.in_data = 0
         self.idle = asyncio.Event()
         """Set while no session is between its DATA command and our reply (what stopping waits for)."""
@@ -114,8 +129,17 @@ class InboundHandler:
             if not inboxes:
                 # Only return paths, or every inbox was deleted since RCPT: never a 250 for mail we drop.
                 return "250 2.0.0 OK" if bounces else NO_SUCH_USER
-            traced = self._received(session, envelope) + raw
-            prepared = await loop.run_in_executor(None, self._prepare, traced, envelope.mail_from or "", inboxes)
+            received = self._received(session, envelope)
+            peer = session.peer[0] if isinstance(session.peer, tuple) else ""
+            client = (str(peer), envelope.mail_from or "", str(session.host_name or ""))
+            # Authentication from cached DNS answers and parsing share one worker hop; only a sender
+            # whose records are not cached waits for DNS, in the authentication threads.
+            prepared = await loop.run_in_executor(None, self._prepare, received, raw, client, inboxes, None)
+            if prepared is None:
+                auth = await loop.run_in_executor(self.auth_pool, self.authenticator.check, raw, *client)
+                prepared = await loop.run_in_executor(None, self._prepare, received, raw, client, inboxes, auth)
+            if isinstance(prepared, str):
+                return prepared
             ids = await self.commit.submit(prepared)
         except Exception:
             log.exception("storing a message from %s failed", envelope.mail_from)
@@ -133,10 +157,34 @@ class InboundHandler:
                 f"{recipient}; {stamp}\r\n")
         return line.encode("utf-8", "replace")
 
-    def _prepare(self, raw: bytes, mail_from: str, inboxes: list[dict]) -> list[Prepared]:
-        """Parse once and write the blobs (in a worker thread): one prepared copy per recipient inbox."""
-        message = parse_message(raw, mail_from, self.settings.hostname)
-        return [self.services.mail.prepare(inbox, message, "inbound", fsync=False) for inbox in inboxes]
+    def _prepare(self, received: bytes, raw: bytes, client: tuple[str, str, str], inboxes: list[dict],
+                 auth: Authentication | None) -> list[Prepared] | str | None:
+        """Authenticate, parse once and write the blobs (in a worker thread): one prepared copy per inbox.
+
+        Without `auth`, the checks use cached DNS answers only, and None means one was missing. A
+        string is the refusal when every recipient inbox refuses the message. In a transaction whose
+        recipients disagree, an inbox that would refuse it gets it quarantined instead: after DATA,
+        SMTP has one answer for every recipient.
+        """
+        if auth is None:
+            try:
+                auth = self.authenticator.check(raw, *client, cached_only=True)
+            except NotCached:
+                return None
+        actions = {inbox["id"]: disposition(auth, inbox.get("reject_unauthenticated")) for inbox in inboxes}
+        if all(action == "reject" for action in actions.values()):
+            return UNAUTHENTICATED.format(domain=auth.from_domain)
+        hostname = self.settings.hostname
+        # Our trace line first, then our results (where Gmail and Postfix milters put them), then the
+        # message without any results header forged in our name (RFC 8601 §5).
+        traced = received + auth.header(hostname) + without_own_results(raw, hostname)
+        message = parse_message(traced, client[1], hostname)
+        prepared = [self.services.mail.prepare(inbox, message, "inbound", fsync=False) for inbox in inboxes]
+        for item in prepared:
+            item.authentication = auth.as_json()
+            if actions[item.inbox["id"]] != "deliver":
+                item.labels = ["quarantine"]
+        return prepared
 
     def _record_bounces(self, reports: list[BounceReport] | None, return_paths: list[str]) -> None:
         """A failure report to a return path bounces the queue row that path names (one row per path)."""
@@ -358,6 +406,7 @@ async def start(server: Server) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(handler.idle.wait(), STOP_GRACE_SECONDS)
         await commit.drain()
+        handler.auth_pool.shutdown(wait=False, cancel_futures=True)
         for session in list(open_sessions.sessions):
             if session.transport is not None:
                 session.transport.close()

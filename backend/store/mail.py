@@ -28,6 +28,7 @@ PENDING = ""
 DIFFERENT_REQUEST = "different request"
 """What claiming a key answers when it was first used for a request with another fingerprint."""
 MAX_THREAD_REFERENCES = 50
+QUARANTINE = "quarantine"
 
 
 @dataclass
@@ -44,6 +45,13 @@ class Prepared:
     attachment_ids: list[str]
     thread_id: str | None = None
     delivery_status: str | None = None
+    authentication: dict | None = None
+    """SPF/DKIM/DMARC results of an inbound SMTP message (`mail.authentication`)."""
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def quarantined(self) -> bool:
+        return QUARANTINE in self.labels
 
 
 @dataclass
@@ -143,7 +151,8 @@ class MailStore(MailReads):
             if existing is not None:
                 return Stored(inbox, p.direction, message_json(existing), False)
         created_at = now_iso()
-        thread_id = p.thread_id or self._find_thread(conn, inbox["id"], msg)
+        # A quarantined message never joins a conversation: a forged reply must not surface in a real thread.
+        thread_id = p.thread_id or (new_thread_id() if p.quarantined else self._find_thread(conn, inbox["id"], msg))
         participants = [{"role": "sender", "identity": msg.sender}]
         for role, addresses in (("to", msg.to), ("cc", msg.cc), ("bcc", msg.bcc)):
             participants.extend({"role": role, "identity": a} for a in addresses)
@@ -159,7 +168,8 @@ class MailStore(MailReads):
             "html_body": msg.html, "smtp_message_id": msg.smtp_message_id, "in_reply_to": msg.in_reply_to,
             "refs": json.dumps(msg.references), "attachment_ids": json.dumps(p.attachment_ids),
             "delivery_status": p.delivery_status, "raw_sha256": p.raw_sha256, "extra": json.dumps(extra),
-            "created_at": created_at,
+            "created_at": created_at, "labels": json.dumps(p.labels) if p.labels else "[]",
+            "authentication": json.dumps(p.authentication) if p.authentication else None,
         }
         columns = ", ".join(row)
         conn.execute(f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
@@ -170,7 +180,7 @@ class MailStore(MailReads):
                 (att["id"], inbox["org_id"], p.message_id, inbox["id"], att["filename"], att["mime_type"],
                  att["size"], att["sha256"], created_at),
             )
-        thread = self._touch_thread(conn, thread_id, inbox, row, bool(p.attachment_ids))
+        thread = self._touch_thread(conn, thread_id, inbox, row, bool(p.attachment_ids), p.quarantined)
         message = message_json(row)
         for hook in self.tx_hooks:
             hook(conn, inbox, message)
@@ -206,28 +216,34 @@ class MailStore(MailReads):
         return new_thread_id()
 
     def _touch_thread(
-        self, conn: sqlite3.Connection, thread_id: str, inbox: dict, row: dict, has_attachments: bool
+        self, conn: sqlite3.Connection, thread_id: str, inbox: dict, row: dict, has_attachments: bool,
+        quarantined: bool = False,
     ) -> dict:
-        """Create the thread or bring its summary up to date with the message just stored."""
+        """Create the thread or bring its summary up to date with the message just stored.
+
+        A thread is `quarantined` (left out of the default lists) while all its messages are.
+        """
         summary = snippet(row["text_body"], row["html_body"])
         unread = 1 if row["direction"] == "inbound" else 0
         updated = conn.execute(
             "UPDATE threads SET last_message_at = MAX(last_message_at, :at), message_count = message_count + 1,"
             " snippet = :snippet, last_direction = :direction, last_sender = :sender,"
             " has_attachments = has_attachments OR :att, unread_count = unread_count + :unread,"
-            " subject = CASE WHEN subject = '' THEN :subject ELSE subject END"
+            " subject = CASE WHEN subject = '' THEN :subject ELSE subject END,"
+            " quarantined = quarantined AND :quarantined"
             " WHERE id = :id AND org_id = :org",
             {"at": row["created_at"], "snippet": summary, "direction": row["direction"], "sender": row["sender"],
              "att": int(has_attachments), "unread": unread, "subject": row["subject"], "id": thread_id,
-             "org": inbox["org_id"]},
+             "org": inbox["org_id"], "quarantined": int(quarantined)},
         ).rowcount
         if not updated:
             conn.execute(
                 "INSERT INTO threads (id, org_id, inbox_id, domain_id, subject, first_message_at, last_message_at,"
-                " message_count, snippet, last_direction, last_sender, has_attachments, unread_count)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+                " message_count, snippet, last_direction, last_sender, has_attachments, unread_count, quarantined)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
                 (thread_id, inbox["org_id"], inbox["id"], inbox["domain_id"], row["subject"], row["created_at"],
-                 row["created_at"], summary, row["direction"], row["sender"], int(has_attachments), unread),
+                 row["created_at"], summary, row["direction"], row["sender"], int(has_attachments), unread,
+                 int(quarantined)),
             )
         found = conn.execute("SELECT * FROM threads WHERE id = ?", (thread_id,)).fetchone()
         return thread_json(found)

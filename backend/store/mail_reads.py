@@ -35,6 +35,14 @@ def fts_query(text: str) -> str:
     return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
+QUARANTINED = "instr(labels, '\"quarantine\"') > 0"
+"""A message labelled `quarantine`. Labels are stored as a JSON array of strings, where a quote inside a
+label is escaped, so `"quarantine"` with its quotes matches that whole label only. The partial indexes
+`messages_quarantined_*` are defined with this very expression."""
+AUTH_FAILED = "instr(authentication, '\"fail\"') > 0"
+"""A message whose SPF, DKIM or DMARC result is `fail` (what `auth:fail` searches for). The only other
+value in the object is `from_domain`, which always holds a dot, so it never reads `"fail"`."""
+
 THREAD_JSON_SQL = (
     "json_object('thread_id', id, 'subject', subject, 'last_message_at', last_message_at,"
     " 'first_message_at', first_message_at, 'message_count', message_count, 'snippet', snippet,"
@@ -55,16 +63,17 @@ def _thread_page_sql(
     order: str,
     limit: int,
     after: tuple[str, str] | None,
+    quarantined: bool = False,
 ) -> tuple[str, tuple]:
-    """The keyset page query over `threads` by inbox (and/or domain)."""
+    """The keyset page query over `threads` by inbox (and/or domain): quarantined threads or the others."""
     if inbox_id is not None:
         # `+org_id` keeps the planner on the inbox index; the org check stays a plain filter.
-        where, params = "inbox_id = ? AND +org_id = ?", [inbox_id, org_id]
+        where, params = "inbox_id = ? AND +org_id = ? AND quarantined = ?", [inbox_id, org_id, int(quarantined)]
         if domain_id is not None:
             where += " AND domain_id = ?"
             params.append(domain_id)
     else:
-        where, params = "org_id = ? AND domain_id = ?", [org_id, domain_id]
+        where, params = "org_id = ? AND domain_id = ? AND quarantined = ?", [org_id, domain_id, int(quarantined)]
     cond, order_by, extra = _keyset(order, "last_message_at, id", after)
     return f"SELECT {columns} FROM threads WHERE {where}{cond}{order_by} LIMIT ?", (*params, *extra, limit)
 
@@ -111,6 +120,7 @@ class MailReads:
         order: str,
         limit: int,
         after: tuple[str, str] | None = None,
+        quarantined: bool = False,
     ) -> list[tuple[str, str, str]]:
         """Up to `limit` threads by last activity after the keyset `after`, as `(last_message_at, id, JSON)`.
 
@@ -118,7 +128,7 @@ class MailReads:
         half the cost of building Python dicts and encoding them, on the API's busiest list.
         """
         sql, params = _thread_page_sql(f"last_message_at, id, {THREAD_JSON_SQL}", org_id, inbox_id, domain_id,
-                                       order, limit, after)
+                                       order, limit, after, quarantined)
         cursor = self.database.conn.cursor()
         cursor.row_factory = None
         try:
@@ -163,8 +173,13 @@ class MailReads:
         order: str = "desc",
         limit: int = 50,
         after: tuple[str, int] | None = None,
+        quarantined: bool = False,
     ) -> list[sqlite3.Row]:
-        """Messages matching every given filter; the most selective one leads (its index is used)."""
+        """Messages matching every given filter; the most selective one leads (its index is used).
+
+        Quarantined messages are listed only when asked for, and then only they (from the small
+        partial indexes); otherwise they are skipped as the scan meets them.
+        """
         filters: list[tuple[str, Any]] = []
         if inbox_id is not None:
             filters += [("inbox_id = ?", inbox_id), ("+org_id = ?", org_id)]
@@ -180,28 +195,44 @@ class MailReads:
             filters.append(("created_at < ?", before))
         if since is not None:
             filters.append(("created_at > ?", since))
+        filters.append((QUARANTINED if quarantined else f"NOT {QUARANTINED}", None))
         where = " AND ".join(f for f, _ in filters)
         cond, order_by, extra = _keyset(order, "created_at, seq", after)
         return self.database.query(
             f"SELECT * FROM messages WHERE {where}{cond}{order_by} LIMIT ?",
-            (*(v for _, v in filters), *extra, limit),
+            (*(v for f, v in filters if "?" in f), *extra, limit),
         )
 
     # search ---------------------------------------------------------------------------------
     def search_threads(
-        self, org_id: str, text: str, inbox_id: str | None, domain_id: str | None, limit: int
+        self, org_id: str, text: str, inbox_id: str | None, domain_id: str | None, limit: int,
+        auth_failed: bool = False, quarantined: bool = False,
     ) -> list[dict[str, Any]]:
         """Threads with a message matching `text`, by their newest matching message first; each carries
-        `score`, how many of its messages match."""
+        `score`, how many of its messages match.
+
+        `auth_failed` keeps only messages that failed SPF, DKIM or DMARC (alone, it lists them from
+        their partial index). Quarantined messages are searched only when `quarantined` asks for them.
+        """
         query = fts_query(text)
-        if not query:
+        if not query and not auth_failed:
             return []
-        cursor = self.database.execute(
-            "SELECT m.thread_id, m.org_id, m.inbox_id, m.domain_id FROM messages_fts"
-            " JOIN messages m ON m.seq = messages_fts.rowid"
-            f" WHERE messages_fts MATCH ? ORDER BY messages_fts.rowid DESC LIMIT {SEARCH_SCAN_LIMIT}",
-            (query,),
-        )
+        labelled = QUARANTINED if quarantined else f"NOT {QUARANTINED}"
+        failed = f" AND {AUTH_FAILED}" if auth_failed else ""
+        if query:
+            cursor = self.database.execute(
+                "SELECT m.thread_id, m.org_id, m.inbox_id, m.domain_id FROM messages_fts"
+                " JOIN messages m ON m.seq = messages_fts.rowid"
+                f" WHERE messages_fts MATCH ? AND {labelled}{failed}"
+                f" ORDER BY messages_fts.rowid DESC LIMIT {SEARCH_SCAN_LIMIT}",
+                (query,),
+            )
+        else:
+            cursor = self.database.execute(
+                f"SELECT thread_id, org_id, inbox_id, domain_id FROM messages WHERE org_id = ? AND {AUTH_FAILED}"
+                f" AND {labelled} ORDER BY seq DESC LIMIT {SEARCH_SCAN_LIMIT}",
+                (org_id,),
+            )
         wanted: dict[str, None] = {}
         try:
             for row in cursor:
@@ -219,12 +250,19 @@ class MailReads:
         rows = self.database.query(f"SELECT * FROM threads WHERE +org_id = ? AND id IN ({marks})", (org_id, *ids))
         # Each found thread's own messages, checked against the index by rowid (CROSS JOIN keeps that order),
         # so counting never walks the word's whole posting list.
-        scores = dict(self.database.query(
-            "SELECT m.thread_id, COUNT(*) FROM messages m CROSS JOIN messages_fts"
-            f" WHERE m.thread_id IN ({marks}) AND messages_fts.rowid = m.seq AND messages_fts MATCH ?"
-            " GROUP BY m.thread_id",
-            (*ids, query),
-        ))
+        if query:
+            scores = dict(self.database.query(
+                "SELECT m.thread_id, COUNT(*) FROM messages m CROSS JOIN messages_fts"
+                f" WHERE m.thread_id IN ({marks}) AND messages_fts.rowid = m.seq AND messages_fts MATCH ?"
+                f"{failed} GROUP BY m.thread_id",
+                (*ids, query),
+            ))
+        else:
+            scores = dict(self.database.query(
+                f"SELECT thread_id, COUNT(*) FROM messages WHERE thread_id IN ({marks}) AND {AUTH_FAILED}"
+                " GROUP BY thread_id",
+                ids,
+            ))
         by_id = {row["id"]: row for row in rows}
         return [{**dict(by_id[i]), "score": scores.get(i, 0)} for i in ids if i in by_id]
 

@@ -472,9 +472,31 @@ END;
 CREATE INDEX webhook_deliveries_message ON webhook_deliveries(message_id);
 """
 
+# Inbound authentication results, message labels (`quarantine` for now; a labels feature extends the
+# same column) and the inbox setting that acts on DMARC failures. The thread list indexes are rebuilt
+# with `quarantined` after the equality columns, so the default lists skip quarantined threads by index.
+# The partial indexes hold only the few quarantined / failed rows; their WHERE clauses are the
+# conditions `store.mail_reads` queries with (QUARANTINED, AUTH_FAILED), written identically.
+MAIL_AUTHENTICATION = """
+ALTER TABLE messages ADD COLUMN labels TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE messages ADD COLUMN authentication TEXT;
+ALTER TABLE threads ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE inboxes ADD COLUMN reject_unauthenticated TEXT NOT NULL DEFAULT 'none';
+DROP INDEX threads_inbox_order;
+CREATE INDEX threads_inbox_order ON threads(inbox_id, quarantined, last_message_at, id);
+DROP INDEX threads_org_domain_order;
+CREATE INDEX threads_org_domain_order ON threads(org_id, domain_id, quarantined, last_message_at, id);
+CREATE INDEX messages_quarantined_inbox ON messages(inbox_id, created_at, seq)
+    WHERE instr(labels, '"quarantine"') > 0;
+CREATE INDEX messages_quarantined_domain ON messages(org_id, domain_id, created_at, seq)
+    WHERE instr(labels, '"quarantine"') > 0;
+CREATE INDEX messages_auth_failed ON messages(org_id, seq) WHERE instr(authentication, '"fail"') > 0;
+"""
+
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
                          WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, NEWEST_FIRST_BY_INSERTION,
-                         DMARC_REPORTS, THREAD_PARTICIPANTS]
+                         DMARC_REPORTS, THREAD_PARTICIPANTS,
+                         MAIL_AUTHENTICATION]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

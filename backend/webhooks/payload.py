@@ -91,6 +91,8 @@ def inbound_payload(inbox: dict[str, Any], message: dict[str, Any], attachments:
         "created_at": metadata.get("created_at") or message.get("created_at"),
         "message": message,
         "attachments": attachments,
+        "authentication": message.get("authentication"),
+        "labels": message.get("labels") or [],
         "extracted": None,
         "extractedData": None,
     }

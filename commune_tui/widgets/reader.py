@@ -31,9 +31,25 @@ def message_body(message: Message) -> str:
     return body
 
 
+def authentication_warning(message: Message) -> str | None:
+    """Why the sender of inbound mail is not to be trusted: its From domain did not pass DMARC (failed,
+    published no policy, or could not be checked). None for authenticated mail and mail that never
+    crossed SMTP (sent from this server)."""
+    auth = message.authentication
+    if message.direction == "outbound" or not auth or auth.get("dmarc") == "pass":
+        return None
+    dmarc = auth.get("dmarc") or "none"
+    verdict = "FAILED authentication" if dmarc == "fail" else "not verified"
+    quarantined = " · quarantined" if "quarantine" in message.labels else ""
+    return (f"⚠ Sender {verdict}: DMARC {dmarc} for {auth.get('from_domain') or 'an unknown domain'}"
+            f" (SPF {auth.get('spf') or 'none'}, DKIM {auth.get('dkim') or 'none'}) — the From address"
+            f" may be forged{quarantined}")
+
+
 def header_line(message: Message) -> str:
     arrow = "→ " if message.direction == "outbound" else ""
-    return f"{arrow}{message.sender or 'unknown sender'}  ·  {full_date(message.created_at)}"
+    mark = "⚠ unverified · " if authentication_warning(message) else ""
+    return f"{arrow}{mark}{message.sender or 'unknown sender'}  ·  {full_date(message.created_at)}"
 
 
 class MessageView(Collapsible):
@@ -46,7 +62,11 @@ class MessageView(Collapsible):
             if addresses:
                 headers.append(f"{label}: ", style="bold")
                 headers.append(clean_line(", ".join(addresses)) + "\n")
-        children: list[Widget] = [
+        children: list[Widget] = []
+        warning = authentication_warning(message)
+        if warning:
+            children.append(Static(plain(warning, style="bold"), classes="auth-warning"))
+        children += [
             Static(headers, classes="message-headers"),
             Static(plain(message_body(message)), classes="message-body"),
         ]
