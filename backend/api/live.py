@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from ..auth import has_scope
 from ..events import STOPPING, Event, EventBus, Subscription
@@ -29,6 +30,10 @@ MAX_WAIT = 60.0
 DEFAULT_WAIT = 25.0
 RETRY_MS = 3000
 FAR_SEQ = 2**62
+MAX_LINK_FILTER = 500
+SCAN_PAGE = 100
+MAX_SCAN = 1000
+"""Messages one filtered `wait` reads before answering; past it, the answer moves `after` forward."""
 
 
 def _visible_types(ctx: Context) -> frozenset[str]:
@@ -143,6 +148,92 @@ def _start_position(ctx: Context, inbox_id: str) -> arrivals.Position:
         raise BadRequest("after must be a message id (msg_…) or an ISO 8601 time") from None
 
 
+def _bool_arg(ctx: Context, name: str) -> bool:
+    raw = (ctx.request.arg(name) or "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise BadRequest(f"{name} must be true or false")
+
+
+@dataclass(frozen=True)
+class WaitFilter:
+    """What a waiter asks of the next message: a code, and/or a link containing some text."""
+
+    code: bool
+    link_contains: str | None
+
+    def matches(self, extracted: dict) -> bool:
+        if self.code and not extracted["codes"]:
+            return False
+        if self.link_contains is not None:
+            return any(self.link_contains in link["url"].lower() for link in extracted["links"])
+        return True
+
+
+def _wait_filter(ctx: Context) -> WaitFilter | None:
+    code = _bool_arg(ctx, "code")
+    link = ctx.request.arg("link_contains", "linkContains") or ""
+    if len(link) > MAX_LINK_FILTER:
+        raise BadRequest(f"link_contains must be at most {MAX_LINK_FILTER} characters")
+    return WaitFilter(code, link.lower() or None) if code or link else None
+
+
+async def _matching_after(
+    ctx: Context, inbox_id: str, position: arrivals.Position, directions: tuple[str, ...], limit: int,
+    wanted: WaitFilter,
+) -> tuple[list[dict], str | None]:
+    """Messages after `position` that match `wanted`, oldest first, reading at most `MAX_SCAN` messages.
+
+    Returns the matches and, when the scan stopped at `MAX_SCAN` without filling `limit`, the id of the
+    last message read, so the answer can move the caller's `after` past what was read.
+    """
+    mail, matches, scanned = ctx.services.mail, [], 0
+    while scanned < MAX_SCAN:
+        rows = arrivals.messages_after(ctx.services.database, ctx.org_id, inbox_id, position, directions,
+                                       SCAN_PAGE)
+        if not rows:
+            return matches, None
+        messages = [message_json(r) for r in rows]
+        await mail.extractions.attach(rows, messages)
+        for message in messages:
+            if wanted.matches(message["extracted"]):
+                matches.append(message)
+                if len(matches) >= limit:
+                    return matches, None
+        scanned += len(rows)
+        position = (rows[-1]["created_at"], rows[-1]["seq"])
+    return matches, messages[-1]["id"]
+
+
+async def _arrival_matches(ctx: Context, sub: Subscription, timeout: float, directions: tuple[str, ...],
+                           wanted: WaitFilter) -> bool:
+    """Wait until a new message that matches `wanted` arrives (True), or `timeout` passes or the server
+    stops (False).
+
+    Each arriving message is extracted once for every waiter (`Extractions.of_message`); nothing is
+    read from the database until a match arrives. A queue that overflowed may have dropped a match,
+    so it counts as one: the caller reads the database again.
+    """
+    deadline, dropped = time.monotonic() + timeout, sub.dropped
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            event = await asyncio.wait_for(sub.queue.get(), remaining)
+        except TimeoutError:
+            return False
+        if event is STOPPING:
+            return False
+        if sub.dropped != dropped:
+            return True
+        message = event.data.get("message")
+        if not isinstance(message, dict) or message.get("direction") not in directions:
+            continue
+        if wanted.matches(await ctx.services.mail.extractions.of_message(message)):
+            return True
+    return False
+
+
 async def wait_for_messages(ctx: Context) -> dict:
     inbox_id, _ = mailbox_filter(ctx, required=False)
     if inbox_id is None:
@@ -153,11 +244,14 @@ async def wait_for_messages(ctx: Context) -> dict:
     directions = ("inbound", "outbound") if direction == "all" else (direction,)
     limit = int_arg(ctx.request, "limit", 50, 1, 200)
     timeout = _wait_seconds(ctx)
+    wanted = _wait_filter(ctx)
     position = _start_position(ctx, inbox_id)
     bus = ctx.services.events
     sub = bus.subscribe(ctx.org_id, inbox_id=inbox_id,
                         types=frozenset({"message.received", "message.sent"}), maxsize=16)
     try:
+        if wanted is not None:
+            return await _wait_for_match(ctx, sub, inbox_id, position, directions, limit, timeout, wanted)
         deadline = time.monotonic() + timeout
         while True:
             rows = arrivals.messages_after(ctx.services.database, ctx.org_id, inbox_id, position,
@@ -173,7 +267,23 @@ async def wait_for_messages(ctx: Context) -> dict:
     finally:
         bus.unsubscribe(sub)
     messages = [message_json(r) for r in rows]
+    await ctx.services.mail.extractions.attach(rows, messages)
     return {"data": messages, "after": messages[-1]["id"] if messages else ctx.request.arg("after")}
+
+
+async def _wait_for_match(ctx: Context, sub: Subscription, inbox_id: str, position: arrivals.Position,
+                          directions: tuple[str, ...], limit: int, timeout: float, wanted: WaitFilter) -> dict:
+    """`wait` with `code` / `link_contains`: matching messages already there, else the next to arrive."""
+    deadline = time.monotonic() + timeout
+    while True:
+        matches, read_up_to = await _matching_after(ctx, inbox_id, position, directions, limit, wanted)
+        remaining = deadline - time.monotonic()
+        if matches or read_up_to or remaining <= 0:
+            break
+        if not await _arrival_matches(ctx, sub, remaining, directions, wanted):
+            break
+    after = matches[-1]["id"] if matches else read_up_to or ctx.request.arg("after")
+    return {"data": matches, "after": after}
 
 
 ROUTES = [

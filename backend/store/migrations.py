@@ -347,8 +347,14 @@ IDEMPOTENCY_REQUEST_HASH = """
 ALTER TABLE idempotency_keys ADD COLUMN request_hash TEXT NOT NULL DEFAULT '';
 """
 
+# Codes and links of a message (JSON), filled the first time the message is read (store/extracted.py).
+MESSAGE_EXTRACTED = """
+ALTER TABLE messages ADD COLUMN extracted TEXT;
+"""
+
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
-                         WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH]
+                         WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH,
+                         MESSAGE_EXTRACTED]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -91,7 +91,7 @@ def inbound_payload(inbox: dict[str, Any], message: dict[str, Any], attachments:
         "created_at": metadata.get("created_at") or message.get("created_at"),
         "message": message,
         "attachments": attachments,
-        "extracted": None,
+        "extracted": message.get("extracted"),
         "extractedData": None,
     }
 
