@@ -14,11 +14,19 @@ from typing import TYPE_CHECKING, Any
 from .api import all_routes
 from .api._common import Context
 from .auth import has_scope
-from .http.errors import Forbidden, HTTPError, NotFound, RateLimited, Unauthorized
+from .http.errors import (
+    Forbidden,
+    HTTPError,
+    InsufficientStorage,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
 from .http.request import Request
 from .http.response import Response
 from .http.router import Route, Router
 from .ratelimit import RateLimiter
+from .store.errors import StorageFull
 
 if TYPE_CHECKING:
     from .services import Services
@@ -76,6 +84,10 @@ class App:
             response = _as_response(await admitted.route.handler(ctx))
         except HTTPError as exc:
             response = Response.error(exc.message, exc.status, exc.headers)
+        except StorageFull as exc:
+            # The store kept nothing of the failed write; the client may retry once space is freed.
+            log.error("no storage space left handling %s %s", request.method, request.path)
+            response = Response.error(exc.message, InsufficientStorage.status)
         except Exception:
             log.exception("unexpected error handling %s %s", request.method, request.path)
             response = Response.error("Internal server error", 500)

@@ -20,6 +20,10 @@ from .webhooks.dispatcher import start as start_webhooks
 
 ALL.append(start_webhooks)
 
+from .dmarc.worker import start as start_dmarc_reports
+
+ALL.append(start_dmarc_reports)
+
 from .delivery.queue import start as start_outbound
 from .smtp.inbound import start as start_smtp
 

@@ -108,27 +108,35 @@ ORDER = Param("order", _enum("asc", "desc"), description="Sort direction by time
 INBOX_ID = Param("inbox_id", description="Only this inbox (alias inboxId)")
 DOMAIN_ID = Param("domain_id", description="Only this domain (alias domainId)")
 ID_OBJECT = {"type": "object", "required": ["id"], "properties": {"id": STR}}
+DMARC_DOMAIN = Param("domain", {"type": "string", "minLength": 1}, required=True,
+                     description="The organisation's domain, by name or id")
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": STR}},
     "Domain": {"type": "object", "required": ["id", "name", "status"],
                "properties": {"id": STR, "name": STR, "status": STR, "region": STR,
                               "records": {"type": "array"}, "shared": {"type": "boolean"},
-                              "createdAt": STR, "inboxes": {"type": "array"}}},
+                              "createdAt": STR, "inboxes": {"type": "array"},
+                              "domain": STR}},
     "Inbox": {"type": "object", "required": ["id", "address", "domain_id"],
               "properties": {"id": STR, "localPart": STR, "address": STR, "domain_id": STR,
                              "displayName": NULLABLE_STR, "status": NULLABLE_STR,
-                             "webhook": {"type": ["object", "null"]}, "createdAt": STR}},
+                             "webhook": {"type": ["object", "null"]}, "createdAt": STR,
+                             "extractionSchema": {"type": ["object", "null"]},
+                             "extractionSchemaSettings": {"type": ["object", "null"]},
+                             "email": STR, "name": NULLABLE_STR, "domainId": STR}},
     "Thread": {"type": "object", "required": ["thread_id", "message_count"],
                "properties": {"thread_id": STR, "subject": NULLABLE_STR, "message_count": {"type": "integer"},
                               "last_message_at": STR, "inbox_id": STR, "tags": {"type": "array"},
                               "status": NULLABLE_STR, "assigned_to": NULLABLE_STR,
-                              "has_attachments": {"type": "boolean"}}},
+                              "has_attachments": {"type": "boolean"},
+                              "id": STR, "participantCount": {"type": "integer"}, "lastActivityAt": STR}},
     "Message": {"type": "object", "required": ["id", "thread_id", "direction"],
                 "properties": {"id": STR, "message_id": STR, "thread_id": STR, "direction": STR,
                                "participants": {"type": "array"}, "content": STR,
                                "content_html": NULLABLE_STR, "attachments": {"type": "array"},
-                               "created_at": STR, "metadata": ANY_OBJECT}},
+                               "created_at": STR, "metadata": ANY_OBJECT,
+                               "from": STR, "subject": STR, "date": STR, "threadId": STR, "createdAt": STR}},
     "Attachment": {"type": "object", "required": ["attachment_id", "filename", "size"],
                    "properties": {"attachment_id": STR, "filename": STR, "mime_type": STR,
                                   "size": {"type": "integer"}}},
@@ -140,9 +148,29 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                               "scopes": {"type": "array", "items": STR}, "status": STR}},
     "SendResult": {"type": "object", "required": ["data"], "properties": {"data": ANY_OBJECT}},
     "AuditEntry": {"type": "object", "required": ["id", "action"], "properties": {"id": STR, "action": STR}},
-    "DeliveryEvent": {"type": "object", "required": ["id"], "properties": {"id": STR}},
+    "DeliveryEvent": {"type": "object", "required": ["id"],
+                      "properties": {"id": STR, "type": STR, "email": STR, "messageId": STR}},
     "Suppression": {"type": "object", "required": ["email"], "properties": {"email": STR}},
+    "DmarcReport": {"type": "object", "required": ["id", "status", "domain_id", "message_id"],
+                    "properties": {"id": STR, "status": _enum("pending", "parsed", "failed", "duplicate"),
+                                   "error": NULLABLE_STR, "domain": STR, "domain_id": STR, "message_id": STR,
+                                   "reporterOrg": NULLABLE_STR, "reporterEmail": NULLABLE_STR,
+                                   "reportId": NULLABLE_STR, "dateRangeBegin": NULLABLE_STR,
+                                   "dateRangeEnd": NULLABLE_STR, "policy": ANY_OBJECT,
+                                   "recordCount": {"type": "integer"}, "messageCount": {"type": "integer"},
+                                   "passCount": {"type": "integer"}, "failCount": {"type": "integer"},
+                                   "records": {"type": "array"}}},
 }
+
+_COUNT = {"type": "integer", "minimum": 0}
+_RATE = {"type": "number", "minimum": 0, "maximum": 1}
+METRICS: dict[str, Any] = {
+    "type": "object", "required": ["sent", "delivered", "bounced", "bounce_rate", "complaint_rate"],
+    "properties": {**{k: _COUNT for k in ("sent", "delivered", "bounced", "complained", "failed", "deferred",
+                                          "queued")},
+                   **{k: _RATE for k in ("delivery_rate", "bounce_rate", "complaint_rate")}, "period": STR},
+}
+"""Delivery figures; the route sends them inside `data` and again at the top level (for the CLI)."""
 
 OK = _data({"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}})
 IDS = "ids and filenames are opaque strings; another organisation's id is a 404"
@@ -244,7 +272,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/data/deletion-request"): Operation(
         body=DeletionRequestBody, status=201, errors=(409,),
         response={"type": "object", "required": ["id", "confirmation_token"],
-                  "properties": {"id": STR, "confirmation_token": STR}}),
+                  "properties": {"id": STR, "confirmation_token": STR,
+                                 "scope": _enum("organization", "inbox", "messages", "email", "domain")}}),
     ("POST", "/v1/data/deletion-request/{deletion_id}/confirm"): Operation(errors=(409, 410)),
     ("GET", "/v1/data/deletion-request/{deletion_id}"): Operation(response=ID_OBJECT),
     ("GET", "/v1/delivery/events"): Operation(
@@ -257,10 +286,22 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/delivery/suppressions"): Operation(body=AddSuppression, status=201,
                                                      response=_data(_ref("Suppression"))),
     ("DELETE", "/v1/delivery/suppressions/{email}"): Operation(response=OK),
+    ("GET", "/v1/dmarc/reports"): Operation(query=(DMARC_DOMAIN, _limit(50, 200), CURSOR),
+                                            response=_page("DmarcReport")),
+    ("GET", "/v1/dmarc/reports/{report_id}"): Operation(response=_data(_ref("DmarcReport"))),
+    ("GET", "/v1/dmarc/summary"): Operation(
+        query=(DMARC_DOMAIN, Param("days", {**_int(1, 366), "default": 30},
+                                   description="Reports whose period ends within this many days")),
+        response={"type": "object", "required": ["domain", "totalMessages", "passed", "failed"],
+                  "properties": {"domain": STR, "days": {"type": "integer"},
+                                 "totalMessages": {"type": "integer"}, "passed": {"type": "integer"},
+                                 "failed": {"type": "integer"}, "passRate": {"type": ["number", "null"]},
+                                 "topFailingSources": {"type": "array"}}}),
     ("GET", "/v1/delivery/metrics"): Operation(
         query=(INBOX_ID, DOMAIN_ID, Param("period", {"type": "string", "pattern": r"^\s*[0-9]{1,4}[hdwHDW]\s*$"},
                                            description="A span such as 24h, 7d or 4w (at most 366d)")),
-        response=_data(ANY_OBJECT)),
+        response={**METRICS, "required": ["data", *METRICS["required"]],
+                  "properties": {**METRICS["properties"], "data": METRICS}}),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from .auth import KeyRing
@@ -19,6 +20,7 @@ from .store.blobs import BlobStore
 from .store.database import Database
 from .store.deletion import DeletionStore
 from .store.delivery import DeliveryStore
+from .store.dmarc import DmarcStore
 from .store.domains import DomainStore
 from .store.mail import MailStore
 from .store.orgs import OrgStore
@@ -37,6 +39,18 @@ def _write_private(path: Path, content: str) -> None:
     os.chmod(path, 0o600)
 
 
+def prepare_data_dir(path: Path) -> None:
+    """Create the data directory 0700 whatever the umask, or warn when an existing one lets others in."""
+    if path.is_dir():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning("data directory %s has mode %03o: other users may read the mail, keys and secrets in it;"
+                        " run 'chmod 700 %s'", path, mode, path)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, exist_ok=True)
+
+
 def load_secret(path: Path) -> bytes:
     if not path.exists():
         _write_private(path, secrets.token_hex(32) + "\n")
@@ -46,7 +60,7 @@ def load_secret(path: Path) -> bytes:
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(settings.data_dir)
         self.database = Database(settings.db_path)
         self.orgs = OrgStore(self.database)
         self.domains = DomainStore(self.database)
@@ -59,9 +73,12 @@ class Services:
         self.webhooks = WebhookStore(self.database)
         self.triage = TriageStore(self.database)
         self.mail = MailStore(self.database, self.blobs, self.events)
+        if moved := self.mail.adopt_shared_blobs():
+            log.info("moved %d blob file(s) into per-organisation folders", moved)
         self.validator = RecipientValidator(self.database, self.resolver)
         self.delivery = DeliveryStore(self.database)
         self.deletion = DeletionStore(self.database, self.blobs)
+        self.dmarc = DmarcStore(self.database)
         self.admin_key: str | None = None
 
     def bootstrap(self) -> None:
@@ -82,7 +99,8 @@ class Services:
         if found is not None:
             return found
         private_pem, public_b64 = generate_dkim_key()
-        records = required_records(name, self.settings.hostname, public_b64)
+        # No DMARC record: the shared domain's DNS is the operator's, and its reports are no tenant's.
+        records = required_records(name, self.settings.hostname, public_b64, dmarc=False)
         return self.domains.create_domain(
             None, name, "local", records, private_pem, DKIM_SELECTOR, shared=True, status="verified"
         )

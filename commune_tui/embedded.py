@@ -61,11 +61,16 @@ def start_embedded(data_dir: Path) -> EmbeddedServer:
     # Imported here: a client pointed at a remote server never needs the server's modules.
     from backend.config import Settings as ServerSettings
     from backend.server import ServerThread
+    from backend.services import prepare_data_dir
 
-    # The app is about to take over the terminal, so the server logs to a file in its data dir.
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # The app is about to take over the terminal, so the server logs to a file in its data dir; the
+    # dir is 0700 and the log 0600 whatever the umask, like everything else the server writes.
+    prepare_data_dir(data_dir)
+    log_path = data_dir / "server.log"
+    os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    log_path.chmod(0o600)
     server_log = logging.getLogger("commune")
-    handler = logging.FileHandler(data_dir / "server.log")
+    handler = logging.FileHandler(log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     server_log.addHandler(handler)
     server_log.setLevel(logging.INFO)

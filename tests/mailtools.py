@@ -51,7 +51,7 @@ def raw_of(running, message_id: str) -> EmailMessage:
     services = running.server.services
 
     def read() -> bytes:
-        row = services.database.one("SELECT raw_sha256 FROM messages WHERE id = ?", (message_id,))
-        return services.blobs.get(row["raw_sha256"])
+        row = services.database.one("SELECT org_id, raw_sha256 FROM messages WHERE id = ?", (message_id,))
+        return services.blobs.get(row["org_id"], row["raw_sha256"])
 
     return email.message_from_bytes(running.run(read), policy=policy.default)  # type: ignore[return-value]

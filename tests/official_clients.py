@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
+import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,31 @@ def run_cli(base_url: str, key: str, config_dir: Path, *args: str) -> tuple[int,
         return result.exit_code, json.loads(text)
     except ValueError:
         return result.exit_code, text
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class TerminalRunner(CliRunner):
+    """A CliRunner whose stdout and stderr report being a terminal, as a person's shell would."""
+
+    @contextlib.contextmanager
+    def isolation(self, *args, **kwargs) -> Iterator:
+        with super().isolation(*args, **kwargs) as streams:
+            sys.stdout.isatty = lambda: True  # type: ignore[method-assign]
+            sys.stderr.isatty = lambda: True  # type: ignore[method-assign]
+            yield streams
+
+
+def run_cli_terminal(base_url: str, key: str, config_dir: Path, *args: str) -> tuple[int, str]:
+    """Invoke `commune ...` in-process as in a 200-column terminal: the exit code and the text it printed
+    (the human tables, not JSON), colours removed."""
+    from commune_cli.main import app
+
+    env = {"COMMUNE_CONFIG_DIR": str(config_dir), "COMMUNE_BASE_URL": base_url, "COMMUNE_API_KEY": key,
+           "COLUMNS": "200", "LINES": "100"}
+    result = TerminalRunner().invoke(app, list(args), env=env)
+    return result.exit_code, ANSI.sub("", result.output)
 
 
 def mcp_tools(monkeypatch, base_url: str, key: str):

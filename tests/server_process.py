@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -19,9 +20,12 @@ SMTP_RE = re.compile(r"SMTP listening on 127\.0\.0\.1:(\d+)")
 class ServerProcess:
     """One server process; `.port`, `.smtp_port`, `.admin_key` once `start()` returns."""
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None,
+                 launcher: Sequence[str] = ()) -> None:
         self.data_dir = data_dir
         self.args = args
+        self.launcher = list(launcher)
+        """A command that runs the server's argv (e.g. in its own namespaces), `exec`ing it in place."""
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
         self.log: list[str] = []
@@ -32,7 +36,7 @@ class ServerProcess:
         self.log = []
         self.port = self.smtp_port = 0
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "backend", "serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1",
+            [*self.launcher, sys.executable, "-m", "backend", "serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1",
              "--port", "0", "--smtp-port", "0", "--rate-limit", "0", *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             cwd=Path(__file__).resolve().parent.parent, env=self.env,

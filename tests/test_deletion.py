@@ -75,8 +75,8 @@ def counts(running, org_id: str) -> dict[str, int]:
             for name, (table, column) in TABLES.items()}
 
 
-def blob_exists(running, content: bytes) -> bool:
-    return running.server.services.blobs.exists(hashlib.sha256(content).hexdigest())
+def blob_exists(running, org_id: str, content: bytes) -> bool:
+    return running.server.services.blobs.exists(org_id, hashlib.sha256(content).hexdigest())
 
 
 def backdate(running, message_id: str, when: str) -> None:
@@ -146,9 +146,9 @@ def test_messages_scope_with_before_deletes_exactly_the_preview(running, org) ->
     assert result["status"] == "completed" and result["confirmed_at"] and result["completed_at"]
     assert_exact(before, counts(running, org.id), result)
 
-    assert not blob_exists(running, old_bytes)
-    assert not blob_exists(running, b"raw old alone " * 20)
-    assert blob_exists(running, shared_bytes) and blob_exists(running, keep_bytes)
+    assert not blob_exists(running, org.id, old_bytes)
+    assert not blob_exists(running, org.id, b"raw old alone " * 20)
+    assert blob_exists(running, org.id, shared_bytes) and blob_exists(running, org.id, keep_bytes)
     thread = org.api.get(f"/v1/threads/{newer['thread_id']}/messages").json()["data"]
     assert [m["message_id"] for m in thread] == [newer["message_id"]]
     listed = org.api.get("/v1/threads", params={"inbox_id": inbox["id"]}).json()["data"]
@@ -206,7 +206,7 @@ def test_an_upload_stays_while_a_remaining_message_lists_it(running, org) -> Non
     assert rest["preview"]["messages"] == 1 and rest["preview"]["attachments"] == 1
     confirm(org.api, rest)
     assert org.api.get(f"/v1/attachments/{upload_id}").status_code == 404
-    assert blob_exists(running, content)  # the recipient's copy still holds the same bytes
+    assert blob_exists(running, org.id, content)  # the recipient's copy still holds the same bytes
 
 
 def test_inbox_scope_removes_the_inbox_and_everything_in_it(running, org) -> None:
@@ -230,8 +230,8 @@ def test_inbox_scope_removes_the_inbox_and_everything_in_it(running, org) -> Non
 
     assert org.api.get(f"/v1/inboxes/{doomed['id']}").status_code == 404
     assert org.api.get(f"/v1/inboxes/{kept['id']}").status_code == 200
-    assert not blob_exists(running, doomed_bytes) and not blob_exists(running, b"raw doomed " * 30)
-    assert blob_exists(running, kept_bytes)
+    assert not blob_exists(running, org.id, doomed_bytes) and not blob_exists(running, org.id, b"raw doomed " * 30)
+    assert blob_exists(running, org.id, kept_bytes)
     assert org.api.get("/v1/messages", params={"inbox_id": kept["id"]}).json()["data"][0]["message_id"] == \
         kept_message["message_id"]
     suppressed = org.api.get("/v1/delivery/suppressions").json()["data"]
@@ -264,8 +264,9 @@ def test_organization_scope_removes_everything_and_nothing_else(running, org, ot
 
     assert org.api.get("/v1/inboxes").status_code == 401
     assert counts(running, other.id) == other_before
-    assert blob_exists(running, shared_bytes) and not blob_exists(running, own_bytes)
-    assert not blob_exists(running, b"uploaded, never sent " * 10)
+    assert blob_exists(running, other.id, shared_bytes) and not blob_exists(running, org.id, shared_bytes)
+    assert not blob_exists(running, org.id, own_bytes)
+    assert not blob_exists(running, org.id, b"uploaded, never sent " * 10)
     assert sql(running, "SELECT COUNT(*) FROM domains WHERE id = ?", (shared_domain_id,))[0][0] == 1
     assert other.api.get(f"/v1/inboxes/{other_inbox['id']}").status_code == 200
 
@@ -389,13 +390,13 @@ def test_crash_midway_through_the_purge_deletes_nothing(running, org) -> None:
         running.run(lambda: arm(False))
     assert crashed.status_code == 500
     assert counts(running, org.id) == before
-    assert blob_exists(running, content)
+    assert blob_exists(running, org.id, content)
     assert org.api.get(f"/v1/data/deletion-request/{created['id']}").json()["status"] == "pending"
 
     done = confirm(org.api, created)
     assert done.status_code == 200
     assert done.json()["deleted_counts"]["messages"] == 2
-    assert not blob_exists(running, content)
+    assert not blob_exists(running, org.id, content)
 
 
 def test_audit_log_pages_filters_and_stays_in_the_organisation(running, org, other) -> None:
@@ -468,7 +469,7 @@ def test_retention_deletes_old_messages_with_the_deletion_code(running, org, mon
     remaining = org.api.get("/v1/messages", params={"inbox_id": short_inbox["id"]}).json()["data"]
     assert [m["message_id"] for m in remaining] == [recent["message_id"]]
     assert org.api.get(f"/v1/threads/{old['thread_id']}").status_code == 404
-    assert not blob_exists(running, old_bytes)
+    assert not blob_exists(running, org.id, old_bytes)
     assert len(org.api.get("/v1/messages", params={"inbox_id": kept_inbox["id"]}).json()["data"]) == 1
     logged = org.admin.get("/v1/audit-logs", params={"action": "retention.applied"}).json()["data"]
     assert logged[0]["target_id"] == short_inbox["id"] and logged[0]["detail"]["deleted_counts"]["messages"] == 3

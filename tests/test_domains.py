@@ -17,7 +17,7 @@ def test_create_get_list_domain_shapes(api) -> None:
     assert domain["status"] == "not_started" and domain["region"] == "eu-west-1"
     got = api.get(f"/v1/domains/{domain['id']}").json()["data"]
     assert got["id"] == domain["id"] and got["inboxes"] == []
-    assert {r["record"] for r in got["records"]} == {"DKIM", "SPF", "Receiving", "Ownership"}
+    assert {r["record"] for r in got["records"]} == {"DKIM", "SPF", "Receiving", "Ownership", "DMARC"}
     listed = api.get("/v1/domains").json()["data"]
     assert [d["id"] for d in listed] == [domain["id"]]
 
@@ -66,7 +66,7 @@ def test_verification_moves_from_pending_to_failed_to_verified(api, dns_server) 
     assert result["status"] == "failed"
     statuses = {r["record"] + r["type"]: r["status"] for r in result["records"]}
     assert statuses == {"DKIMTXT": "failed", "SPFMX": "verified", "SPFTXT": "verified",
-                        "ReceivingMX": "verified", "OwnershipTXT": "verified"}
+                        "ReceivingMX": "verified", "OwnershipTXT": "verified", "DMARCTXT": "verified"}
 
     dkim = next(r for r in records if r["record"] == "DKIM")
     value = dkim["value"]

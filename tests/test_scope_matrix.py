@@ -75,6 +75,7 @@ FAMILIES = {
     "/v1/domains": ("domains", "inboxes"), "/v1/inboxes": ("inboxes",), "/v1/threads": ("threads",),
     "/v1/search": ("threads",), "/v1/events": ("threads",), "/v1/messages": ("messages",),
     "/v1/attachments": ("attachments",), "/v1/delivery": ("delivery",), "/v1/webhooks": ("webhooks",),
+    "/v1/dmarc": ("domains",),
 }
 SPECIAL = {"/v1/data/": "data:delete", "/v1/audit-logs": "admin", "/v1/agent/api-keys": "admin",
            "/v1/agent/org": "read"}

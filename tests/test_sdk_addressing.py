@@ -28,7 +28,7 @@ def test_sdk_domains_and_inboxes_round_trip(sdk, dns_server) -> None:
     assert [d.id for d in sdk.domains.list()] == [domain.id]
     assert sdk.domains.get(domain.id).id == domain.id
     records = sdk.domains.records(domain.id)
-    assert {r.record for r in records} == {"DKIM", "SPF", "Receiving", "Ownership"}
+    assert {r.record for r in records} == {"DKIM", "SPF", "Receiving", "Ownership", "DMARC"}
     for record in records:
         if record.type == "MX":
             dns_server.publish(record.name, "MX", f"{record.priority} {record.value}.")

@@ -60,8 +60,8 @@ def test_plain_message_is_filed_and_readable(running: Running, api: httpx.Client
     assert stored["metadata"]["message_id"] == "<plain-1@sender.example>"
     assert {"role": "sender", "identity": "ann@sender.example"} in stored["participants"]
     services = running.server.services
-    raw = running.run(lambda: services.blobs.get(services.database.one(
-        "SELECT raw_sha256 FROM messages WHERE id = ?", (stored["id"],))["raw_sha256"]))
+    raw = running.run(lambda: services.blobs.get(*services.database.one(
+        "SELECT org_id, raw_sha256 FROM messages WHERE id = ?", (stored["id"],))))
     assert raw.startswith(b"Received: from sender.example ([127.0.0.1])\r\n\tby mx.commune.test (Commune) with ESMTP")
     assert b"Message-ID: <plain-1@sender.example>" in raw
 

@@ -75,5 +75,7 @@ def order_arg(request: Request, default: str) -> str:
     return value
 
 
-def data(value: Any) -> dict[str, Any]:
-    return {"data": value}
+def data(value: Any, **outside: Any) -> dict[str, Any]:
+    """The `data` envelope; `outside` repeats a few fields beside it for clients that read them at the top
+    level (the official CLI's confirmation lines)."""
+    return {"data": value, **outside}

@@ -40,6 +40,11 @@ def decode_cursor(cursor: str | None, scope: str, order: str, second: type) -> t
     return first, last
 
 
+def by_insertion(row: Any) -> tuple[str, int]:
+    """The keyset of a newest-first list whose ties keep insertion order: `(created_at, rowid)`."""
+    return row["created_at"], row["rowid"]
+
+
 def page(rows: list, limit: int, scope: str, order: str, key: Any) -> tuple[list, str | None, bool]:
     """Split `limit + 1` fetched rows into the page, the next cursor and `has_more`."""
     has_more = len(rows) > limit

@@ -78,11 +78,11 @@ async def upload(ctx: Context) -> tuple[int, dict]:
             raise PayloadTooLarge(f"content: attachments may be at most {limit} bytes")
         if not content:
             raise BadRequest("content is empty")
-        return filename, mime_type, len(content), blobs.put(content)
+        return filename, mime_type, len(content), blobs.put(ctx.org_id, content)
 
     filename, mime_type, size, sha256 = await asyncio.to_thread(store)
     row = ctx.services.mail.create_attachment(ctx.org_id, filename, mime_type, size, sha256)
-    return 201, data(attachment_json(row))
+    return 201, data(attachment_json(row), id=row["id"])
 
 
 def own_attachment(ctx: Context, attachment_id: str) -> dict:
@@ -118,7 +118,7 @@ async def attachment_url(ctx: Context) -> dict:
     query = urlencode({"expires": expires, "signature": signature})
     url = f"{public_base(ctx)}/v1/attachments/{quote(row['id'])}/download?{query}"
     return data({"url": url, "expires_in": expires_in, "expires_at": expires, "filename": row["filename"],
-                 "mime_type": row["mime_type"], "size": row["size"]})
+                 "mime_type": row["mime_type"], "size": row["size"]}, url=url)
 
 
 async def download(ctx: Context) -> Response:
@@ -134,7 +134,7 @@ async def download(ctx: Context) -> Response:
     if verdict != "ok":
         raise Forbidden("This download link is invalid")
     row = ctx.services.mail.get_attachment_any(attachment_id)
-    if row is None or not ctx.services.blobs.exists(row["sha256"]):
+    if row is None or not ctx.services.blobs.exists(row["org_id"], row["sha256"]):
         raise NotFound("Attachment not found")
     fallback = re.sub(r'[^A-Za-z0-9._ -]', "_", row["filename"])
     headers = {
@@ -142,7 +142,7 @@ async def download(ctx: Context) -> Response:
         "x-content-type-options": "nosniff",
         "cache-control": "private, no-store",
     }
-    content = await asyncio.to_thread(ctx.services.blobs.get, row["sha256"])
+    content = await asyncio.to_thread(ctx.services.blobs.get, row["org_id"], row["sha256"])
     return Response(content, 200, headers, row["mime_type"])
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..http.errors import BadRequest
 from ..http.router import Route
 from ._common import Context, int_arg
-from ._paging import decode_cursor, page
+from ._paging import by_insertion, decode_cursor, page
 
 
 async def list_audit_logs(ctx: Context) -> dict:
@@ -14,11 +14,11 @@ async def list_audit_logs(ctx: Context) -> dict:
         raise BadRequest("action must be at most 100 characters")
     limit = int_arg(ctx.request, "limit", 50, 1, 200)
     scope = f"audit:{action or ''}"
-    after = decode_cursor(ctx.request.arg("cursor"), scope, "desc", str)
+    after = decode_cursor(ctx.request.arg("cursor"), scope, "desc", int)
     rows = ctx.services.audit.list_entries(ctx.org_id, action, after, limit + 1)
-    entries, next_cursor, has_more = page(rows, limit, scope, "desc", lambda r: (r["created_at"], r["id"]))
+    entries, next_cursor, has_more = page(rows, limit, scope, "desc", by_insertion)
     return {
-        "data": [{key: value for key, value in entry.items() if key != "org_id"} for entry in entries],
+        "data": [{key: value for key, value in entry.items() if key not in ("org_id", "rowid")} for entry in entries],
         "has_more": has_more,
         "next_cursor": next_cursor,
     }

@@ -3,6 +3,7 @@
 The token is an HMAC over the request id, the organisation and the expiry (`confirm_by`), so nothing
 secret is stored: it cannot be guessed, moved to another request or organisation, or used late.
 The official CLI's confirm sends no token; that call stays unsupported on purpose (400).
+The CLI's request sends no `scope` either: `inboxId`, `domainId` or `email` alone names it.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from datetime import UTC, datetime
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from ..delivery.validation import normalise_address
 from ..http.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
 from ..http.router import Route
 from ..services import DEFAULT_ORG
 from ..store.deletion import SCOPES, WARNINGS
 from ..util import iso, now_iso, parse_iso
 from ._common import Context, parse_body
+from .domains import visible_domain
 from .inboxes import own_inbox
 
 log = logging.getLogger("commune.deletion")
@@ -34,6 +37,8 @@ class DeletionRequestBody(BaseModel):
     scope: str | None = Field(None, max_length=32)
     inbox_id: str | None = Field(None, validation_alias=AliasChoices("inbox_id", "inboxId"), max_length=200)
     before: str | None = Field(None, max_length=64)
+    domain_id: str | None = Field(None, validation_alias=AliasChoices("domain_id", "domainId"), max_length=200)
+    email: str | None = Field(None, max_length=320)
 
 
 def _expiry(confirm_by: str) -> int:
@@ -45,20 +50,42 @@ def confirmation_token(ctx: Context, request_id: str, confirm_by: str) -> str:
     return ctx.services.signer.sign(TOKEN_PURPOSE, f"{ctx.org_id}/{request_id}", _expiry(confirm_by))
 
 
-def _params(ctx: Context, body: DeletionRequestBody) -> tuple[str, dict]:
-    """Validated scope and parameters; `inboxId` alone means the inbox scope (as the CLI sends it)."""
-    scope = body.scope or ("inbox" if body.inbox_id else None)
-    if scope is None:
+def _scope(body: DeletionRequestBody) -> str:
+    """The scope asked for, or the one the single given target names (`inboxId`, `domainId`, `email`)."""
+    targets = [scope for scope, value in (("inbox", body.inbox_id), ("domain", body.domain_id),
+                                          ("email", body.email)) if value]
+    if body.scope:
+        scope = body.scope
+    elif len(targets) > 1:
+        raise BadRequest("Give one of inbox_id, domain_id or email, or name the scope")
+    elif targets:
+        scope = targets[0]
+    else:
         raise BadRequest(f"scope is required: one of {', '.join(SCOPES)}")
     if scope not in SCOPES:
         raise BadRequest(f"scope must be one of {', '.join(SCOPES)}")
+    return scope
+
+
+def _params(ctx: Context, body: DeletionRequestBody) -> tuple[str, dict]:
+    """Validated scope and parameters; a target alone names its scope (as the official CLI sends it)."""
+    scope = _scope(body)
+    for value, name, applies in ((body.inbox_id, "inbox_id", ("inbox", "messages")),
+                                 (body.domain_id, "domain_id", ("domain",)), (body.email, "email", ("email",))):
+        if value and scope not in applies:
+            raise BadRequest(f"{name} does not apply to scope '{scope}'")
+        if not value and scope == applies[0]:
+            raise BadRequest(f"{name} is required for scope '{scope}'")
     params: dict = {}
+    if body.email:
+        address = normalise_address(body.email)
+        if address is None:
+            raise BadRequest("email must be an email address, e.g. someone@example.com")
+        params["email"] = address
     if body.inbox_id:
-        if scope == "organization":
-            raise BadRequest("inbox_id does not apply to scope 'organization'")
         params["inbox_id"] = own_inbox(ctx, body.inbox_id)["id"]
-    elif scope == "inbox":
-        raise BadRequest("inbox_id is required for scope 'inbox'")
+    if body.domain_id:
+        params["domain_id"] = visible_domain(ctx, body.domain_id)["id"]
     if body.before:
         if scope != "messages":
             raise BadRequest("before applies only to scope 'messages'")
@@ -66,7 +93,7 @@ def _params(ctx: Context, body: DeletionRequestBody) -> tuple[str, dict]:
             params["before"] = iso(parse_iso(body.before))
         except ValueError:
             raise BadRequest("before must be an ISO 8601 date or date-time, e.g. 2025-01-01T00:00:00Z") from None
-    if scope == "messages":
+    if scope in ("messages", "email"):
         # Mail arriving after the preview is not part of what the caller reviewed.
         params["until"] = now_iso()
     if scope == "organization":

@@ -14,7 +14,7 @@ from ..http.router import Route
 from ..store.delivery import EVENT_TYPES, event_json, suppression_json
 from ..util import iso, utcnow
 from ._common import Context, data, int_arg, parse_body
-from ._paging import decode_cursor, page
+from ._paging import by_insertion, decode_cursor, page
 from .domains import visible_domain
 from .inboxes import own_inbox
 from .threads import mailbox_filter
@@ -52,9 +52,9 @@ def newest_first_page(ctx: Context, name: str, filters: dict[str, str | None], f
     """One keyset page of a newest-first list, with a cursor bound to its filters."""
     limit = int_arg(ctx.request, "limit", 50, 1, 500)
     scope = f"{name}:" + ":".join(v or "" for v in filters.values())
-    after = decode_cursor(ctx.request.arg("cursor"), scope, "desc", str)
+    after = decode_cursor(ctx.request.arg("cursor"), scope, "desc", int)
     rows = fetch(ctx.org_id, filters, limit + 1, after)
-    rows, next_cursor, has_more = page(rows, limit, scope, "desc", lambda r: (r["created_at"], r["id"]))
+    rows, next_cursor, has_more = page(rows, limit, scope, "desc", by_insertion)
     return {"data": [to_json(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
 
 
@@ -128,12 +128,14 @@ async def metrics(ctx: Context) -> dict:
     bounced, failed, complained = counts.get("bounced", 0), counts.get("failed", 0), counts.get("complained", 0)
     # Rates are fractions of the recipients whose delivery ended, so a backlog of retries does not skew them.
     ended = sent + delivered + bounced + failed
-    return data({
+    body = {
         "sent": sent, "delivered": delivered, "bounced": bounced, "complained": complained, "failed": failed,
         "deferred": counts.get("deferred", 0), "queued": counts.get("queued", 0),
         "delivery_rate": _rate(sent + delivered, ended), "bounce_rate": _rate(bounced, ended),
         "complaint_rate": _rate(complained, ended), "period": period,
-    })
+    }
+    # The CLI (`doctor`, `context`) reads these figures at the top level; SDK-style clients unwrap `data`.
+    return {**body, "data": body}
 
 
 ROUTES = [

@@ -76,7 +76,8 @@ async def verify_domain(ctx: Context) -> dict:
     if domain["shared"]:
         if domain.get("org_id") not in (None, ctx.org_id):
             raise Forbidden("The shared domain is managed by the server")
-        return data({"id": domain["id"], "status": domain["status"], "records": domain["records"]})
+        return data({"id": domain["id"], "status": domain["status"], "records": domain["records"]},
+                    id=domain["id"], status=domain["status"])
     refuse_if_owned_elsewhere(ctx, domain["name"], domain["id"])
     status, records = await verify_records(ctx.services.resolver, domain["records"])
     try:
@@ -85,7 +86,7 @@ async def verify_domain(ctx: Context) -> dict:
         raise Conflict(f"Domain {domain['name']} is already verified by another organisation") from exc
     ctx.services.audit.record(ctx.org_id, ctx.key.id, "domain.verified", "domain", domain["id"],
                               {"status": status})
-    return data({"id": domain["id"], "status": status, "records": records})
+    return data({"id": domain["id"], "status": status, "records": records}, id=domain["id"], status=status)
 
 
 ROUTES = [

@@ -44,6 +44,17 @@ def webhook_columns(ctx: Context, webhook: WebhookConfig, current: dict | None) 
     }
 
 
+def schema_columns(webhook: WebhookConfig) -> dict:
+    """The inbox's extraction schema when the webhook object names one (`null` removes it).
+
+    Stored like the extraction-schema routes store theirs; no model runs it (`extracted_data` stays null).
+    """
+    if "extraction_schema" not in webhook.model_fields_set:
+        return {}
+    value = webhook.extraction_schema
+    return {"extraction_schema": None if value is None else {"schema": value, "enabled": True}}
+
+
 def inbox_view(ctx: Context, inbox: dict) -> dict[str, Any]:
     """The inbox as this caller may see it: only keys that can change its webhook see the signing secret."""
     return inbox_json(inbox, with_secret=has_scope(ctx.scopes, "inboxes:write"))
@@ -71,9 +82,11 @@ def _create(ctx: Context, body: CreateInbox, domain: dict) -> tuple[int, dict]:
         if "UNIQUE" in str(exc):
             raise Conflict(f"Address {body.local_part}@{domain['name']} is already taken") from exc
         raise
+    if body.webhook is not None and (schema := schema_columns(body.webhook)):
+        inbox = store.update_inbox(ctx.org_id, inbox["id"], schema)
     ctx.services.audit.record(ctx.org_id, ctx.key.id, "inbox.created", "inbox", inbox["id"],
                               {"address": inbox["address"]})
-    return 201, data(inbox_view(ctx, inbox))
+    return 201, data(inbox_view(ctx, inbox), id=inbox["id"], email=inbox["address"])
 
 
 async def create_inbox_simple(ctx: Context) -> tuple[int, dict]:
@@ -125,10 +138,17 @@ async def update_inbox(ctx: Context) -> dict:
     if "retention_days" in fields:
         changes["retention_days"] = body.retention_days
     if "webhook" in fields:
-        if body.webhook is None:
+        hook = body.webhook
+        if hook is None or hook.removes_webhook:
             changes.update(webhook_endpoint=None, webhook_events=None, webhook_secret=None)
         else:
-            changes.update(webhook_columns(ctx, body.webhook, inbox))
+            if hook.endpoint is None and "events" in hook.model_fields_set:
+                if not inbox.get("webhook_endpoint"):
+                    raise BadRequest("Invalid request: webhook.endpoint: Field required")
+                hook = hook.model_copy(update={"endpoint": inbox["webhook_endpoint"]})
+            if hook.endpoint is not None:
+                changes.update(webhook_columns(ctx, hook, inbox))
+            changes.update(schema_columns(hook))
     updated = ctx.services.domains.update_inbox(ctx.org_id, inbox["id"], changes)
     if changes:
         action = "webhook.changed" if "webhook_endpoint" in changes else "inbox.updated"
@@ -140,7 +160,8 @@ async def update_inbox(ctx: Context) -> dict:
 async def set_webhook(ctx: Context) -> dict:
     inbox = own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))
     body = parse_body(ctx.request, WebhookConfig)
-    updated = ctx.services.domains.update_inbox(ctx.org_id, inbox["id"], webhook_columns(ctx, body, inbox))
+    columns = {**webhook_columns(ctx, body, inbox), **schema_columns(body)}
+    updated = ctx.services.domains.update_inbox(ctx.org_id, inbox["id"], columns)
     ctx.services.audit.record(ctx.org_id, ctx.key.id, "webhook.changed", "inbox", inbox["id"],
                               {"endpoint": body.endpoint})
     return data(inbox_view(ctx, updated))

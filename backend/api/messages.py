@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sqlite3
 
 from ..delivery.outbox import submit
 from ..delivery.validation import normalise_address
@@ -69,6 +70,31 @@ async def get_message(ctx: Context) -> dict:
     return data(message)
 
 
+def domain_sender(ctx: Context, domain_id: str) -> dict:
+    """`agent@<domain>` for a send given only `domainId`, created on first use (as the API reference
+    describes) when the organisation owns the domain and has verified it."""
+    store = ctx.services.domains
+    domain = visible_domain(ctx, domain_id)
+    address = f"{DEFAULT_LOCAL_PART}@{domain['name']}"
+    inbox = store.own_inbox_by_address(ctx.org_id, address)
+    if inbox is not None and inbox["domain_id"] == domain["id"]:
+        return inbox
+    if domain["shared"] or domain["org_id"] != ctx.org_id or domain["status"] != "verified":
+        raise BadRequest(f"domainId: there is no inbox {address} to send from and the domain is not one"
+                         " of your verified domains; verify it, create the inbox or pass inboxId")
+    try:
+        inbox = store.create_inbox(ctx.org_id, domain, DEFAULT_LOCAL_PART, None, None)
+    except sqlite3.IntegrityError:
+        # A concurrent first send created it.
+        inbox = store.own_inbox_by_address(ctx.org_id, address)
+        if inbox is None or inbox["domain_id"] != domain["id"]:
+            raise Conflict(f"Address {address} is already taken") from None
+        return inbox
+    ctx.services.audit.record(ctx.org_id, ctx.key.id, "inbox.created", "inbox", inbox["id"],
+                              {"address": inbox["address"], "reason": "first send with domainId"})
+    return inbox
+
+
 def resolve_sender(ctx: Context, body: SendMessage, thread: dict | None) -> tuple[dict, str | None]:
     """The sending inbox and display name: `from`, then `inboxId`, then `domainId`, then the thread's inbox."""
     store = ctx.services.domains
@@ -83,11 +109,7 @@ def resolve_sender(ctx: Context, body: SendMessage, thread: dict | None) -> tupl
             raise BadRequest("from: the address does not belong to the inbox given as inboxId")
         inbox = found
     if inbox is None and body.domain_id:
-        domain = visible_domain(ctx, body.domain_id)
-        inbox = store.own_inbox_by_address(ctx.org_id, f"{DEFAULT_LOCAL_PART}@{domain['name']}")
-        if inbox is None:
-            raise BadRequest(f"domainId: there is no inbox {DEFAULT_LOCAL_PART}@{domain['name']} to send from;"
-                             " create it or pass inboxId")
+        inbox = domain_sender(ctx, body.domain_id)
     if inbox is None and thread is not None:
         inbox = own_inbox(ctx, thread["inbox_id"])
     if inbox is None:
@@ -113,7 +135,7 @@ async def load_attachments(ctx: Context, ids: list[str]) -> list[IncomingAttachm
     blobs = ctx.services.blobs
 
     def read() -> list[IncomingAttachment]:
-        return [IncomingAttachment(row["filename"], row["mime_type"], blobs.get(row["sha256"])) for row in rows]
+        return [IncomingAttachment(row["filename"], row["mime_type"], blobs.get(ctx.org_id, row["sha256"])) for row in rows]
 
     return await asyncio.to_thread(read) if rows else []
 
@@ -162,7 +184,7 @@ async def _send(ctx: Context, body: SendMessage) -> dict:
         "thread_id": message["thread_id"],
         "smtp_message_id": out.smtp_message_id,
         "status": message["metadata"]["delivery_status"],
-    })
+    }, id=message["message_id"], messageId=message["message_id"], status=message["metadata"]["delivery_status"])
     if checked.noteworthy:
         result["validation"] = checked.report()
     return result

@@ -12,7 +12,7 @@ from ..http.router import Route
 from ..store.webhooks import STATUSES
 from ..util import iso, utcnow
 from ._common import Context, data, int_arg
-from ._paging import decode_cursor, page
+from ._paging import by_insertion, decode_cursor, page
 from .inboxes import own_inbox
 
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30),
@@ -66,9 +66,9 @@ async def list_deliveries(ctx: Context) -> dict:
         own_inbox(ctx, inbox_id)
     limit = int_arg(request, "limit", 50, 1, 200)
     scope = json.dumps([inbox_id, status, endpoint])
-    after = decode_cursor(request.arg("cursor"), scope, "desc", str)
+    after = decode_cursor(request.arg("cursor"), scope, "desc", int)
     rows = ctx.services.webhooks.list(ctx.org_id, limit, after, inbox_id, status, endpoint)
-    rows, next_cursor, has_more = page(rows, limit, scope, "desc", lambda r: (r["created_at"], r["id"]))
+    rows, next_cursor, has_more = page(rows, limit, scope, "desc", by_insertion)
     return {**data([delivery_json(r) for r in rows]), "has_more": has_more, "next_cursor": next_cursor}
 
 

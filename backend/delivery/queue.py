@@ -121,9 +121,9 @@ class OutboundWorker:
     def signed_bytes(self, item: QueueItem, domain: dict | None) -> bytes | None:
         """The stored message, DKIM-signed for its domain; None when its bytes are gone."""
         blobs = self.services.blobs
-        if not item.raw_sha256 or not blobs.exists(item.raw_sha256):
+        if not item.raw_sha256 or not blobs.exists(item.org_id, item.raw_sha256):
             return None
-        return sign_for_domain(blobs.get(item.raw_sha256), domain)
+        return sign_for_domain(blobs.get(item.org_id, item.raw_sha256), domain)
 
     def record(self, item: QueueItem, outcome: Outcome) -> None:
         kind, detail, next_at = outcome.kind, outcome.detail, None

@@ -28,7 +28,8 @@ NO_MX = "No MX records found"
 NULL_MX = "Domain does not accept mail (null MX)"
 BAD_SYNTAX = "Invalid email address"
 NO_SUCH_INBOX = "No such inbox on this server"
-UNAVAILABLE = {"disabled": "Mailbox disabled", "paused": "Mailbox temporarily unavailable"}
+UNAVAILABLE = {"disabled": "Mailbox disabled", "inactive": "Mailbox disabled",
+               "paused": "Mailbox temporarily unavailable"}
 """Local inboxes that take no mail now, as SMTP answers for them (550 and 450)."""
 DISPOSABLE = "Disposable email domain"
 LOOKUP_FAILED = "MX lookup failed; delivery will be attempted"

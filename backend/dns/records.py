@@ -1,4 +1,5 @@
-"""The DNS records a domain must publish: DKIM (from a generated key), SPF, receiving MX, ownership token."""
+"""The DNS records a domain must publish: DKIM (from a generated key), SPF, receiving MX, ownership token,
+and a DMARC policy whose aggregate reports (`rua`) come back to this server."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 DKIM_SELECTOR = "commune"
+DMARC_REPORT_LOCAL_PART = "dmarc-reports"
+"""The reserved local part DMARC aggregate reports are sent to (`rua=mailto:dmarc-reports@<domain>`)."""
+OPTIONAL_RECORDS = frozenset({"DMARC"})
+"""Records checked and reported on verify but not needed for `verified`: a domain that already publishes
+its own DMARC policy keeps it, and reports only reach us once that policy lists our `rua` address."""
 
 
 def generate_dkim_key() -> tuple[str, str]:
@@ -38,13 +44,21 @@ def new_ownership_token() -> str:
     return secrets.token_hex(16)
 
 
+def dmarc_record_value(domain: str) -> str:
+    """Monitoring policy (`p=none`): mail is never refused because of it while the owner watches the
+    reports; they can tighten `p` themselves once every legitimate source passes."""
+    return f"v=DMARC1; p=none; rua=mailto:{DMARC_REPORT_LOCAL_PART}@{domain}"
+
+
 def required_records(
-    domain: str, mail_host: str, dkim_public: str, selector: str = DKIM_SELECTOR, ownership_token: str | None = None
+    domain: str, mail_host: str, dkim_public: str, selector: str = DKIM_SELECTOR,
+    ownership_token: str | None = None, dmarc: bool = True,
 ) -> list[dict]:
     """Records in the reference's shape, names fully qualified, each starting as `pending`.
 
     With `ownership_token`, a TXT record at `_commune-verify.<domain>` proves that the organisation
     holding this row controls the name's DNS; another organisation's claim has a different token.
+    With `dmarc`, a TXT record at `_dmarc.<domain>` sends aggregate reports to this server.
     """
     records = [
         {
@@ -88,6 +102,15 @@ def required_records(
             "name": f"_commune-verify.{domain}",
             "type": "TXT",
             "value": f"commune-verification={ownership_token}",
+            "status": "pending",
+            "ttl": "Auto",
+        })
+    if dmarc:
+        records.append({
+            "record": "DMARC",
+            "name": f"_dmarc.{domain}",
+            "type": "TXT",
+            "value": dmarc_record_value(domain),
             "status": "pending",
             "ttl": "Auto",
         })

@@ -61,3 +61,8 @@ class RateLimited(HTTPError):
 class ServiceUnavailable(HTTPError):
     status = 503
     default_message = "Service unavailable"
+
+
+class InsufficientStorage(HTTPError):
+    status = 507
+    default_message = "The server has no storage space left; try again later"

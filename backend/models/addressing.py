@@ -11,7 +11,8 @@ DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.
 LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 KNOWN_EVENTS = ("email.received", "inbound", "delivery", "bounce", "email.sent", "email.delivered",
                 "email.bounced")
-INBOX_STATUSES = ("active", "paused", "disabled")
+INBOX_STATUSES = ("active", "paused", "disabled", "inactive")
+"""`inactive` (the SDK's word) takes no mail, exactly like `disabled`; it is stored and shown as sent."""
 
 
 def validate_domain_name(value: str) -> str:
@@ -54,10 +55,16 @@ class CreateDomain(Strict):
 class WebhookConfig(Strict):
     endpoint: str = Field(max_length=2048)
     events: list[str] | None = None
+    extraction_schema: dict[str, Any] | None = Field(
+        None, validation_alias=AliasChoices("extractionSchema", "extraction_schema")
+    )
+    """A JSON Schema stored on the inbox (the SDK sends it inside `webhook`); null removes it."""
 
     @field_validator("endpoint")
     @classmethod
-    def _url(cls, value: str) -> str:
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not re.match(r"^https?://[^\s/]+", value) or any(c in value for c in "\r\n "):
             raise ValueError("webhook endpoint must be an http(s) URL")
         return value
@@ -73,11 +80,24 @@ class WebhookConfig(Strict):
         return list(dict.fromkeys(value))
 
 
+class WebhookUpdate(WebhookConfig):
+    """`webhook` in an inbox update: `{}` removes the webhook (the SDK never sends null); an object with
+    only `extractionSchema` changes the schema and leaves the webhook as it is."""
+
+    endpoint: str | None = Field(None, max_length=2048)  # type: ignore[assignment]
+
+    @property
+    def removes_webhook(self) -> bool:
+        """`{}` (or a null endpoint alone): nothing but the wish to have no webhook."""
+        return self.endpoint is None and not ({"events", "extraction_schema"} & self.model_fields_set)
+
+
 class CreateInbox(Strict):
+    # The MCP tool sends `name` and `display_name` together; the display name is the sender name.
     local_part: str = Field(validation_alias=AliasChoices("local_part", "localPart"), max_length=64)
     domain_id: str | None = Field(None, validation_alias=AliasChoices("domain_id", "domainId"))
     name: str | None = Field(
-        None, validation_alias=AliasChoices("name", "display_name", "displayName"), max_length=200
+        None, validation_alias=AliasChoices("display_name", "displayName", "name"), max_length=200
     )
     webhook: WebhookConfig | None = None
 
@@ -97,9 +117,9 @@ class UpdateInbox(Strict):
         None, validation_alias=AliasChoices("local_part", "localPart"), max_length=64
     )
     name: str | None = Field(
-        None, validation_alias=AliasChoices("name", "display_name", "displayName"), max_length=200
+        None, validation_alias=AliasChoices("display_name", "displayName", "name"), max_length=200
     )
-    webhook: WebhookConfig | None = None
+    webhook: WebhookUpdate | None = None
     status: str | None = None
     retention_days: int | None = Field(None, ge=1, le=36500)
 
@@ -130,6 +150,8 @@ class ExtractionSchema(Strict):
 
 def inbox_json(inbox: dict, *, with_secret: bool) -> dict[str, Any]:
     """An inbox on the wire; the webhook's signing secret only when `with_secret` (it can forge webhooks)."""
+    stored_schema = inbox.get("extraction_schema") or {}
+    schema = stored_schema.get("schema")
     webhook = None
     if inbox.get("webhook_endpoint"):
         webhook = {
@@ -138,6 +160,8 @@ def inbox_json(inbox: dict, *, with_secret: bool) -> dict[str, Any]:
         }
         if with_secret:
             webhook["secret"] = inbox.get("webhook_secret")
+        if schema is not None:  # the SDK sets the schema inside `webhook` and may read it back there
+            webhook["extractionSchema"] = schema
     return {
         "id": inbox["id"],
         "localPart": inbox["local_part"],
@@ -147,9 +171,16 @@ def inbox_json(inbox: dict, *, with_secret: bool) -> dict[str, Any]:
         "displayName": inbox.get("display_name"),
         "status": inbox.get("status"),
         "webhook": webhook,
-        "extractionSchema": inbox.get("extraction_schema"),
+        "extractionSchema": schema,
+        "extractionSchemaSettings": (
+            {k: stored_schema.get(k) for k in ("name", "enabled", "description")} if stored_schema else None
+        ),
         "retention_days": inbox.get("retention_days"),
         "createdAt": inbox["created_at"],
+        # The names the official CLI's inbox table reads.
+        "email": inbox["address"],
+        "name": inbox.get("display_name"),
+        "domainId": inbox["domain_id"],
     }
 
 
@@ -166,6 +197,7 @@ def domain_json(domain: dict, inboxes: list[dict] | None = None) -> dict[str, An
         "records": domain["records"],
         "shared": domain["shared"],
         "createdAt": domain["created_at"],
+        "domain": domain["name"],  # the official CLI's domain table reads `domain`
     }
     if inboxes is not None:
         body["inboxes"] = [inbox_brief(i) for i in inboxes]

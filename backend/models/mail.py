@@ -175,6 +175,12 @@ def message_json(row: Any) -> dict[str, Any]:
         "attachments": _loads(row["attachment_ids"], []),
         "created_at": row["created_at"],
         "metadata": metadata,
+        # The names the official CLI's message tables read.
+        "from": row["sender"],
+        "subject": row["subject"],
+        "date": row["created_at"],
+        "threadId": row["thread_id"],
+        "createdAt": row["created_at"],
     }
 
 
@@ -196,14 +202,22 @@ def thread_json(row: Any) -> dict[str, Any]:
         "tags": _loads(row["tags"], []),
         "status": row["status"],
         "assigned_to": row["assigned_to"],
+        # The names the official CLI's thread tables read.
+        "id": row["id"],
+        "participantCount": row["participant_count"],
+        "lastActivityAt": row["last_message_at"],
     }
 
 
 def search_result_json(row: Any) -> dict[str, Any]:
-    """A thread as a search hit (CONTRACT.md §3.6, S1), with the thread fields beside it."""
+    """A thread as a search hit (CONTRACT.md §3.6, S1), with the thread fields beside it.
+
+    `score` is how many of the thread's messages match the query.
+    """
     return {
         **thread_json(row),
         "last_activity": row["last_message_at"],
+        "score": row["score"],
     }
 
 

@@ -24,6 +24,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from ..delivery.bounces import BounceReport, parse_dsn, parse_return_path
 from ..delivery.queue import publish_status
+from ..dmarc.inbox import report_inbox
 from ..mail.parse import parse_message
 from ..store.mail import Prepared
 from .commit import GroupCommit
@@ -82,7 +83,9 @@ class InboundHandler:
         address = address.strip().lower()
         return_path = self._is_return_path(address)
         inbox = None if return_path else self.services.domains.inbox_by_address(address)
-        if inbox is not None and inbox.get("status") == "disabled":
+        if inbox is None and not return_path:
+            inbox = report_inbox(self.services, address)  # a verified domain's DMARC `rua`, on first use
+        if inbox is not None and inbox.get("status") in ("disabled", "inactive"):
             return MAILBOX_DISABLED
         if inbox is not None and inbox.get("status") == "paused":
             return MAILBOX_PAUSED

@@ -7,6 +7,7 @@ import sqlite3
 
 from ..util import new_prefixed, now_iso
 from .database import Database
+from .delivery import NEWEST_FIRST
 
 
 class AuditStore:
@@ -38,18 +39,18 @@ class AuditStore:
         return entry_id
 
     def list_entries(
-        self, org_id: str, action: str | None, after: tuple[str, str] | None, limit: int
+        self, org_id: str, action: str | None, after: tuple[str, int] | None, limit: int
     ) -> list[dict]:
-        """Newest first, `limit` rows after the keyset `(created_at, id)` of the previous page."""
+        """Newest first (ties in insertion order), `limit` rows after the keyset `(created_at, rowid)`."""
         clauses, params = ["org_id = ?"], [org_id]
         if action:
             clauses.append("action = ?")
             params.append(action)
         if after is not None:
-            clauses.append("(created_at, id) < (?, ?)")
+            clauses.append("(created_at, rowid) < (?, ?)")
             params.extend(after)
         rows = self.database.query(
-            f"SELECT * FROM audit_logs WHERE {' AND '.join(clauses)} ORDER BY created_at DESC, id DESC LIMIT ?",
+            f"SELECT rowid, * FROM audit_logs WHERE {' AND '.join(clauses)}{NEWEST_FIRST} LIMIT ?",
             (*params, limit),
         )
         return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]

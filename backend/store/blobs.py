@@ -1,30 +1,70 @@
-"""Content-addressed files for attachment and raw-message bytes: `blobs/ab/cdef…` by sha256."""
+"""Content-addressed files for attachment and raw-message bytes: `blobs/<org_id>/ab/cdef…` by sha256.
+
+Bytes are deduplicated within an organisation only: whether an upload finds its content already
+stored (and so skips the write) depends on that organisation's own data, never on another's, so
+timing an upload tells nothing about what other tenants hold.
+
+Files are 0600 and directories 0700 whatever the process umask (mkstemp and `mkdir(mode=0o700)`).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
+
+from .errors import StorageFull, is_storage_full
+
+HEX = frozenset("0123456789abcdef")
+ORG_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` as 0700 if it does not exist yet (its parent must exist)."""
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
 
 
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.root)
 
-    def path(self, digest: str) -> Path:
-        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+    def path(self, org_id: str, digest: str) -> Path:
+        if len(digest) != 64 or not HEX.issuperset(digest):
             raise ValueError("not a sha256 digest")
-        return self.root / digest[:2] / digest[2:]
+        if not ORG_RE.match(org_id):
+            raise ValueError("not an organisation id")
+        return self.root / org_id / digest[:2] / digest[2:]
 
-    def put(self, content: bytes, fsync: bool = True) -> str:
-        """Store bytes (atomically, once per distinct content) and return their sha256."""
+    def put(self, org_id: str, content: bytes, fsync: bool = True) -> str:
+        """Store the organisation's bytes (atomically, once per distinct content) and return their sha256.
+
+        A full disk raises `StorageFull`, with no partial or temporary file left behind.
+        """
         digest = hashlib.sha256(content).hexdigest()
-        target = self.path(digest)
+        target = self.path(org_id, digest)
         if target.exists():
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._write(target, content, fsync)
+        except OSError as exc:
+            if is_storage_full(exc):
+                raise StorageFull from exc
+            raise
+        return digest
+
+    def _write(self, target: Path, content: bytes, fsync: bool) -> None:
+        try:
+            make_private_dir(target.parent)
+        except FileNotFoundError:
+            make_private_dir(target.parent.parent)
+            make_private_dir(target.parent)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -36,19 +76,58 @@ class BlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return digest
 
-    def get(self, digest: str) -> bytes:
-        return self.path(digest).read_bytes()
+    def get(self, org_id: str, digest: str) -> bytes:
+        return self.path(org_id, digest).read_bytes()
 
-    def exists(self, digest: str) -> bool:
+    def exists(self, org_id: str, digest: str) -> bool:
         try:
-            return self.path(digest).exists()
+            return self.path(org_id, digest).exists()
         except ValueError:
             return False
 
-    def delete(self, digest: str) -> None:
+    def delete(self, org_id: str, digest: str) -> None:
         try:
-            self.path(digest).unlink(missing_ok=True)
+            self.path(org_id, digest).unlink(missing_ok=True)
         except ValueError:
             pass
+
+    def has_shared_layout(self) -> bool:
+        """Whether blobs of the older layout, shared by every organisation, are still on disk."""
+        return bool(self._shared_dirs())
+
+    def _shared_dirs(self) -> list[Path]:
+        return [d for d in self.root.iterdir() if len(d.name) == 2 and HEX.issuperset(d.name) and d.is_dir()]
+
+    def adopt_shared_layout(self, references: Iterable[tuple[str, str]]) -> int:
+        """Move blobs of the older layout shared by every organisation (`blobs/ab/cdef…`) into each
+        referencing organisation's own tree; returns how many references were moved.
+
+        Every `(org_id, digest)` in `references` gets a hard link (a copy where links fail) before
+        any old file is removed, so a crash midway loses nothing and the next start finishes the job.
+        Old files that nothing references are dropped with the rest.
+        """
+        shared = self._shared_dirs()
+        moved = 0
+        for org_id, digest in references:
+            source = self.root / digest[:2] / digest[2:]
+            try:
+                target = self.path(org_id, digest)
+            except ValueError:
+                continue
+            if target.exists() or not source.exists():
+                continue
+            make_private_dir(target.parent.parent)
+            make_private_dir(target.parent)
+            try:
+                os.link(source, target)
+            except OSError:
+                self._write(target, source.read_bytes(), fsync=True)
+            moved += 1
+        # The links must be on disk before the only other names of those files go.
+        os.sync()
+        for directory in shared:
+            for leftover in directory.iterdir():
+                leftover.unlink()
+            directory.rmdir()
+        return moved

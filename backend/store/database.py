@@ -7,6 +7,7 @@ import ctypes.util
 import functools
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,26 @@ from pathlib import Path
 
 import sqlite_utils
 
+from .errors import StorageFull, is_storage_full
 from .migrations import migrate
+
+
+def make_private(path: Path) -> None:
+    """Create the database file 0600 (or take group/other access away from an existing one) before SQLite
+    opens it: SQLite creates the -wal and -shm files with the database file's mode, whatever the umask."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        try:
+            companion = path.with_name(path.name + suffix)
+            if stat.S_IMODE(companion.stat().st_mode) & 0o077:
+                companion.chmod(0o600)
+        except FileNotFoundError:
+            pass
 
 
 def connect(path: Path | str) -> sqlite3.Connection:
@@ -51,6 +71,7 @@ class Database:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private(self.path)
         self.conn = connect(self.path)
         self.db = sqlite_utils.Database(self.conn)
         migrate(self.conn)
@@ -59,7 +80,10 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT on the shared connection; nested calls join the outer one."""
+        """BEGIN IMMEDIATE … COMMIT on the shared connection; nested calls join the outer one.
+
+        A write refused for lack of space (SQLITE_FULL) rolls back and raises `StorageFull`.
+        """
         with self._lock:
             if self._depth:
                 self._depth += 1
@@ -72,12 +96,16 @@ class Database:
             self._depth = 1
             try:
                 yield self.conn
-            except BaseException:
-                self._depth = 0
-                self.conn.execute("ROLLBACK")
+                self.conn.execute("COMMIT")
+            except BaseException as exc:
+                # SQLite may have rolled back already (a full disk does), and a failed COMMIT may not have.
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                if is_storage_full(exc):
+                    raise StorageFull from exc
                 raise
-            self._depth = 0
-            self.conn.execute("COMMIT")
+            finally:
+                self._depth = 0
 
     def query(self, sql: str, params: tuple | list | dict = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, params).fetchall()

@@ -5,8 +5,9 @@ counts with each step's predicate and the purge deletes with the very same predi
 previewed is what goes (the `messages` scope is pinned to the request's time, so later mail is not
 swept up). The purge runs in ONE transaction: a failure anywhere leaves every row in place. Steps whose
 predicates look at `messages` run before the messages step. Blob files are unlinked only after the
-commit, and only when no remaining row references them; content that arrives again while a deletion
-is unlinking it can lose its file (ingest writes blobs before its own transaction), a narrow window.
+commit, and only when no remaining row of the same organisation references them (each organisation
+has its own blob files); content the organisation receives again while a deletion is unlinking it can
+lose its file (ingest writes blobs before its own transaction), a narrow window.
 """
 
 from __future__ import annotations
@@ -21,18 +22,18 @@ from ..util import new_prefixed, now_iso
 from .blobs import BlobStore
 from .database import Database
 
-SCOPES = ("organization", "inbox", "messages")
+SCOPES = ("organization", "inbox", "messages", "email", "domain")
 
-# The reference's collections. Those this server does not keep (no spam quarantine, DMARC reports,
-# alerts, sessions or verification tokens; keys belong to the organisation, not to user accounts,
-# so `users` is always 0) are reported as 0 so clients see the documented shape.
+# The reference's collections. Those this server does not keep (no spam quarantine, alerts, sessions
+# or verification tokens; keys belong to the organisation, not to user accounts, so `users` is always 0)
+# are reported as 0 so clients see the documented shape.
 REFERENCE_COLLECTIONS = (
     "messages", "attachments", "domains", "inboxes", "webhook_deliveries", "delivery_events",
     "blocked_spam", "thread_metadata", "dmarc_reports", "alerts", "suppressions", "spam_reports",
     "audit_logs", "users", "api_keys", "sessions", "verification_tokens",
 )
 # Tables of ours the reference does not name; reported beside its collections.
-EXTRA_COLLECTIONS = ("outbound_queue", "idempotency_keys", "organizations")
+EXTRA_COLLECTIONS = ("outbound_queue", "idempotency_keys", "dmarc_records", "organizations")
 
 WARNINGS = {
     "organization": "This will permanently delete ALL data for your organization including domains, inboxes,"
@@ -41,7 +42,16 @@ WARNINGS = {
              " delivery events, webhook deliveries and suppressions. This action cannot be undone.",
     "messages": "This will permanently delete the matching messages, their attachments and threads left"
                 " empty. This action cannot be undone.",
+    "email": "This will permanently delete every message of your organization in which the address takes part"
+             " (as sender, to, cc or bcc), with their attachments, delivery events and webhook deliveries;"
+             " threads left empty are removed. A suppression of the address is kept so it is not mailed again."
+             " This action cannot be undone.",
+    "domain": "This will permanently delete the domain, all of its inboxes and all of their data: messages,"
+              " threads, attachments, delivery events, webhook deliveries and suppressions. This action cannot"
+              " be undone.",
 }
+# A message's participants (sender, to, cc, bcc) as addresses; `thread_participants` indexes them per thread.
+PARTICIPANT_ADDRESS = "json_extract(j.value, '$.identity')"
 
 
 @dataclass(frozen=True)
@@ -63,14 +73,42 @@ class Plan:
 
 
 def _message_filter(org_id: str, params: dict) -> tuple[str, tuple]:
-    """Predicate on `messages` for a scope's parameters (inbox, `before`, and the request's own time)."""
-    clauses, values = ["messages.org_id = ?"], [org_id]
-    for column, key, op in (("inbox_id", "inbox_id", "="), ("created_at", "before", "<"),
-                            ("created_at", "until", "<=")):
+    """Predicate on `messages` for a scope's parameters (inbox, domain, a participant's address, `before`,
+    and the request's own time)."""
+    # With an address, the participant index leads (`+` keeps the other columns plain filters).
+    lead = "+" if params.get("email") else ""
+    clauses, values = [f"{lead}messages.org_id = ?"], [org_id]
+    for column, key, op in (("inbox_id", "inbox_id", "="), ("domain_id", "domain_id", "="),
+                            ("created_at", "before", "<"), ("created_at", "until", "<=")):
         if params.get(key):
-            clauses.append(f"messages.{column} {op} ?")
+            clauses.append(f"{lead}messages.{column} {op} ?")
             values.append(params[key])
+    if params.get("email"):
+        # The threads the address takes part in (`with_threads`); each of their messages is then checked.
+        clauses.append("messages.thread_id IN (SELECT value FROM json_each(?)) AND EXISTS (SELECT 1"
+                       f" FROM json_each(messages.participants) AS j WHERE {PARTICIPANT_ADDRESS} = ?)")
+        values += [params["threads"], params["email"]]
     return " AND ".join(clauses), tuple(values)
+
+
+def dmarc_steps(where: str, params: tuple) -> list[Step]:
+    """DMARC reports and their records matching `where` (on `org_id`, and `domain_id` for one domain).
+
+    They belong to the domain, not to the report inbox: deleting that inbox or its messages keeps them.
+    """
+    return [Step("dmarc_records", "dmarc_records", where, params),
+            Step("dmarc_reports", "dmarc_reports", where, params)]
+
+
+def with_threads(conn: sqlite3.Connection, org_id: str, params: dict) -> dict:
+    """`params`, plus for an address the threads it takes part in, read from the participant index once,
+    before anything is deleted: the purge deletes threads, and their index rows with them."""
+    if not params.get("email"):
+        return params
+    threads = [row[0] for row in conn.execute(
+        "SELECT thread_id FROM thread_participants WHERE org_id = ? AND address = ?", (org_id, params["email"])
+    )]
+    return {**params, "threads": json.dumps(threads)}
 
 
 def plan_for(org_id: str, scope: str, params: dict) -> Plan:
@@ -84,6 +122,7 @@ def plan_for(org_id: str, scope: str, params: dict) -> Plan:
                   ("inboxes", "inboxes"), ("domains", "domains"), ("api_keys", "api_keys"),
                   ("audit_logs", "audit_logs")]
         steps = [Step(name, table, *own) for name, table in tables]
+        steps.extend(dmarc_steps(*own))
         steps.append(Step("organizations", "orgs", "id = ?", (org_id,)))
         return Plan(steps, "messages.org_id = ?", (org_id,), "org_id = ?", (org_id,))
 
@@ -92,7 +131,8 @@ def plan_for(org_id: str, scope: str, params: dict) -> Plan:
     # Uploaded files carry no message id; they go with the messages that list them, unless a message
     # that stays lists them too.
     listed = "SELECT j.value FROM messages, json_each(messages.attachment_ids) AS j WHERE {}"
-    att_where = (f"org_id = ? AND (message_id IN ({of_messages}) OR (message_id IS NULL"
+    # `+org_id`: the message and id indexes lead, the organisation stays a filter.
+    att_where = (f"+org_id = ? AND (message_id IN ({of_messages}) OR (+message_id IS NULL"
                  f" AND id IN ({listed.format(msg_where)})"
                  f" AND id NOT IN ({listed.format(f'messages.org_id = ? AND NOT ({msg_where})')})))")
     att_params = (org_id, *msg_params, *msg_params, org_id, *msg_params)
@@ -102,8 +142,8 @@ def plan_for(org_id: str, scope: str, params: dict) -> Plan:
 
     if scope == "inbox":
         inbox_id = params["inbox_id"]
-        att_where = f"({att_where}) OR (org_id = ? AND inbox_id = ?)"
-        att_params = (*att_params, org_id, inbox_id)
+        att_where = f"org_id = ? AND (({att_where}) OR inbox_id = ?)"
+        att_params = (org_id, *att_params, inbox_id)
         by_inbox = ("org_id = ? AND inbox_id = ?", (org_id, inbox_id))
         steps = [
             Step("attachments", "attachments", att_where, att_params),
@@ -119,12 +159,40 @@ def plan_for(org_id: str, scope: str, params: dict) -> Plan:
         ]
         return Plan(steps, msg_where, msg_params, att_where, att_params)
 
-    emptied = (f"org_id = ? AND id IN (SELECT messages.thread_id FROM messages WHERE {msg_where})"
+    if scope == "domain":
+        domain_id = params["domain_id"]
+        inboxes = "SELECT id FROM inboxes WHERE domain_id = ? AND org_id = ?"
+        att_where = f"org_id = ? AND (({att_where}) OR inbox_id IN ({inboxes}))"
+        att_params = (org_id, *att_params, domain_id, org_id)
+        by_domain = ("org_id = ? AND domain_id = ?", (org_id, domain_id))
+        steps = [
+            Step("attachments", "attachments", att_where, att_params),
+            queue,
+            Step("delivery_events", "delivery_events",
+                 f"+org_id = ? AND (domain_id = ? OR message_id IN ({of_messages}))",
+                 (org_id, domain_id, *msg_params)),
+            Step("thread_metadata", "threads", *by_domain),
+            Step("webhook_deliveries", "webhook_deliveries", f"+org_id = ? AND inbox_id IN ({inboxes})",
+                 (org_id, domain_id, org_id)),
+            Step("suppressions", "suppressions", f"org_id = ? AND (domain_id = ? OR inbox_id IN ({inboxes}))",
+                 (org_id, domain_id, domain_id, org_id)),
+            messages,
+            Step("inboxes", "inboxes", *by_domain),
+            *dmarc_steps(*by_domain),
+            # The server's shared domain stays; only the organisation's inboxes on it go.
+            Step("domains", "domains", "org_id = ? AND id = ? AND shared = 0", (org_id, domain_id)),
+        ]
+        return Plan(steps, msg_where, msg_params, att_where, att_params)
+
+    emptied = (f"+org_id = ? AND id IN (SELECT messages.thread_id FROM messages WHERE {msg_where})"
                f" AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.thread_id = threads.id"
                f" AND NOT ({msg_where}))")
-    steps = [
-        Step("attachments", "attachments", att_where, att_params),
-        queue,
+    steps = [Step("attachments", "attachments", att_where, att_params), queue]
+    if scope == "email":
+        # These records repeat the address (and the message), so an erasure takes them too.
+        steps += [Step(name, name, f"+org_id = ? AND message_id IN ({of_messages})", (org_id, *msg_params))
+                  for name in ("delivery_events", "webhook_deliveries")]
+    steps += [
         Step("thread_metadata", "threads", emptied, (org_id, *msg_params, *msg_params)),
         messages,
     ]
@@ -169,36 +237,49 @@ def purge(conn: sqlite3.Connection, plan: Plan) -> tuple[dict[str, int], list[st
 
 
 def _rebuild_threads(conn: sqlite3.Connection, thread_ids: list[str]) -> None:
-    """Bring the summaries of threads that lost some messages back in line with what remains."""
+    """Bring the summaries and participants of threads that lost some messages back in line with what
+    remains (the participant triggers keep `participant_count`)."""
+    ids = json.dumps(thread_ids)
+    conn.execute("DELETE FROM thread_participants WHERE thread_id IN (SELECT value FROM json_each(?))", (ids,))
+    conn.execute(
+        "INSERT OR IGNORE INTO thread_participants (thread_id, address, org_id)"
+        f" SELECT messages.thread_id, {PARTICIPANT_ADDRESS}, messages.org_id"
+        " FROM messages, json_each(messages.participants) AS j"
+        f" WHERE messages.thread_id IN (SELECT value FROM json_each(?)) AND coalesce({PARTICIPANT_ADDRESS}, '') != ''",
+        (ids,),
+    )
     rows = conn.execute(
-        "SELECT thread_id, n, first_at, last_at, with_files, direction, sender, text_body, html_body FROM ("
-        " SELECT messages.*, COUNT(*) OVER w AS n, MIN(created_at) OVER w AS first_at,"
+        "SELECT thread_id, n, inbound, first_at, last_at, with_files, direction, sender, text_body, html_body FROM ("
+        " SELECT messages.*, COUNT(*) OVER w AS n, SUM(direction = 'inbound') OVER w AS inbound,"
+        " MIN(created_at) OVER w AS first_at,"
         " MAX(created_at) OVER w AS last_at, MAX(attachment_ids != '[]') OVER w AS with_files,"
         " ROW_NUMBER() OVER (PARTITION BY thread_id ORDER BY created_at DESC, seq DESC) AS pos"
         " FROM messages WHERE thread_id IN (SELECT value FROM json_each(?))"
         " WINDOW w AS (PARTITION BY thread_id)) WHERE pos = 1",
-        (json.dumps(thread_ids),),
+        (ids,),
     ).fetchall()
+    # Unread mail that was deleted no longer counts as unread.
     conn.executemany(
-        "UPDATE threads SET message_count = ?, first_message_at = ?, last_message_at = ?, has_attachments = ?,"
-        " last_direction = ?, last_sender = ?, snippet = ? WHERE id = ?",
-        [(r["n"], r["first_at"], r["last_at"], r["with_files"], r["direction"], r["sender"],
+        "UPDATE threads SET message_count = ?, unread_count = MIN(unread_count, ?), first_message_at = ?,"
+        " last_message_at = ?, has_attachments = ?, last_direction = ?, last_sender = ?, snippet = ? WHERE id = ?",
+        [(r["n"], r["inbound"], r["first_at"], r["last_at"], r["with_files"], r["direction"], r["sender"],
           snippet(r["text_body"], r["html_body"]), r["thread_id"]) for r in rows],
     )
 
 
-def unlink_unreferenced(conn: sqlite3.Connection, blobs: BlobStore, candidates: list[str]) -> int:
-    """Delete the blob files among `candidates` that no attachment or raw message still references."""
+def unlink_unreferenced(conn: sqlite3.Connection, blobs: BlobStore, org_id: str, candidates: list[str]) -> int:
+    """Delete the organisation's blob files among `candidates` that none of its attachments or raw
+    messages still references."""
     if not candidates:
         return 0
     still_used = {row[0] for row in conn.execute(
-        "SELECT value FROM json_each(?) WHERE EXISTS (SELECT 1 FROM attachments WHERE sha256 = value)"
-        " OR EXISTS (SELECT 1 FROM messages WHERE raw_sha256 = value)",
-        (json.dumps(candidates),),
+        "SELECT value FROM json_each(?) WHERE EXISTS (SELECT 1 FROM attachments WHERE sha256 = value"
+        " AND org_id = ?) OR EXISTS (SELECT 1 FROM messages WHERE raw_sha256 = value AND org_id = ?)",
+        (json.dumps(candidates), org_id, org_id),
     )}
     gone = [digest for digest in candidates if digest not in still_used]
     for digest in gone:
-        blobs.delete(digest)
+        blobs.delete(org_id, digest)
     return len(gone)
 
 
@@ -208,7 +289,7 @@ def _request_json(row: sqlite3.Row) -> dict:
         "confirm_by": row["confirm_by"], "created_at": row["created_at"],
     }
     params = json.loads(row["params"])
-    for key in ("inbox_id", "before"):
+    for key in ("inbox_id", "domain_id", "email", "before"):
         if params.get(key):
             item[key] = params[key]
     if row["status"] == "pending" and row["confirm_by"] <= now_iso():
@@ -247,7 +328,7 @@ class DeletionStore:
             if self.active_request(conn, org_id) is not None:
                 return None
             log(conn, request_id)
-            counts = preview(conn, plan_for(org_id, scope, params))
+            counts = preview(conn, plan_for(org_id, scope, with_threads(conn, org_id, params)))
             if scope == "organization":
                 counts["audit_logs"] += 1
             conn.execute(
@@ -279,13 +360,14 @@ class DeletionStore:
                 return None
             confirmed_at = now_iso()
             before_purge(conn)
-            counts, candidates = purge(conn, plan_for(org_id, row["scope"], json.loads(row["params"])))
+            params = with_threads(conn, org_id, json.loads(row["params"]))
+            counts, candidates = purge(conn, plan_for(org_id, row["scope"], params))
             conn.execute(
                 "UPDATE deletion_requests SET status = 'completed', deleted_counts = ?, confirmed_at = ?,"
                 " completed_at = ? WHERE id = ?",
                 (json.dumps(counts), confirmed_at, now_iso(), request_id),
             )
-        unlink_unreferenced(self.database.conn, self.blobs, candidates)
+        unlink_unreferenced(self.database.conn, self.blobs, org_id, candidates)
         return self.get_request(org_id, request_id)
 
     def delete_inbox(self, org_id: str, inbox_id: str, before_purge: Callable[[sqlite3.Connection], None]) -> dict[str, int]:
@@ -293,12 +375,12 @@ class DeletionStore:
         with self.database.transaction() as conn:
             before_purge(conn)
             counts, candidates = purge(conn, plan_for(org_id, "inbox", {"inbox_id": inbox_id}))
-        unlink_unreferenced(self.database.conn, self.blobs, candidates)
+        unlink_unreferenced(self.database.conn, self.blobs, org_id, candidates)
         return counts
 
     def delete_messages(self, org_id: str, params: dict) -> dict[str, int]:
         """Delete messages now, without a request (retention); one transaction."""
         with self.database.transaction() as conn:
             counts, candidates = purge(conn, plan_for(org_id, "messages", params))
-        unlink_unreferenced(self.database.conn, self.blobs, candidates)
+        unlink_unreferenced(self.database.conn, self.blobs, org_id, candidates)
         return counts

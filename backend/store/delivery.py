@@ -2,7 +2,7 @@
 
 Every transition of a queued recipient is one short transaction that updates the queue row, appends
 a delivery event, sets the message's `delivery_status` and, for permanent failures, suppresses the
-address. Lists are keyset-paged on `(created_at, id)`.
+address. Lists are keyset-paged on `(created_at, rowid)`: ties within a millisecond keep insertion order.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from .database import Database
 
 # Outcomes that end a queue row; anything else is retried.
 FINAL = ("sent", "bounced", "failed")
+# Newest first, ties in insertion order; every list's index ends in `created_at` (and the implicit rowid).
+NEWEST_FIRST = " ORDER BY created_at DESC, rowid DESC"
 EVENT_TYPES = ("queued", "sent", "delivered", "deferred", "bounced", "complained", "failed")
 # The columns of a `QueueItem`, in its field order.
 QUEUE_ITEM_SELECT = (
@@ -52,6 +54,8 @@ def event_json(row: sqlite3.Row) -> dict:
         "event_id": row["id"], "id": row["id"], "message_id": row["message_id"], "event_type": row["event_type"],
         "recipient": row["recipient"], "timestamp": row["created_at"], "detail": row["detail"],
         "inbox_id": row["inbox_id"], "domain_id": row["domain_id"],
+        # The names the official CLI's event table reads.
+        "type": row["event_type"], "email": row["recipient"], "messageId": row["message_id"],
     }
 
 
@@ -162,7 +166,7 @@ class DeliveryStore:
               after: tuple | None) -> list[sqlite3.Row]:
         where, params = newest_first_where(org_id, filters, after)
         return self.database.query(
-            f"SELECT * FROM {table} WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit)
+            f"SELECT rowid, * FROM {table} WHERE {where}{NEWEST_FIRST} LIMIT ?", (*params, limit)
         )
 
     def counts(self, org_id: str, since: str, inbox_id: str | None, domain_id: str | None) -> dict[str, int]:
@@ -178,13 +182,13 @@ class DeliveryStore:
 
 
 def newest_first_where(org_id: str, filters: dict[str, str | None], after: tuple | None) -> tuple[str, list]:
-    """`org_id = ?`, one equality per filter that is set, and the keyset row value after `after`."""
+    """`org_id = ?`, one equality per filter that is set, and the keyset `(created_at, rowid)` after `after`."""
     where, params = ["org_id = ?"], [org_id]
     for column, value in filters.items():
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
     if after is not None:
-        where.append("(created_at, id) < (?, ?)")
+        where.append("(created_at, rowid) < (?, ?)")
         params.extend(after)
     return " AND ".join(where), params

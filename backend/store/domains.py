@@ -110,13 +110,13 @@ class DomainStore:
         rows = self.database.query(
             "SELECT * FROM domains WHERE org_id = ?"
             " OR (shared = 1 AND EXISTS (SELECT 1 FROM inboxes WHERE inboxes.domain_id = domains.id"
-            " AND inboxes.org_id = ?)) ORDER BY shared DESC, created_at, id",
+            " AND inboxes.org_id = ?)) ORDER BY shared DESC, created_at, rowid",
             (org_id, org_id),
         )
         return [_domain(row) for row in rows]
 
     def shared_domain(self) -> dict | None:
-        row = self.database.one("SELECT * FROM domains WHERE shared = 1 ORDER BY created_at LIMIT 1")
+        row = self.database.one("SELECT * FROM domains WHERE shared = 1 ORDER BY created_at, rowid LIMIT 1")
         return _domain(row) if row else None
 
     def update_domain_status(self, domain_id: str, status: str, records: list[dict]) -> None:
@@ -218,13 +218,13 @@ class DomainStore:
         if domain_id is None:
             rows = self.database.query(
                 f"SELECT {INBOX_COLUMNS} FROM {INBOX_JOIN} WHERE inboxes.org_id = ?"
-                " ORDER BY inboxes.created_at, inboxes.id",
+                " ORDER BY inboxes.created_at, inboxes.rowid",
                 (org_id,),
             )
         else:
             rows = self.database.query(
                 f"SELECT {INBOX_COLUMNS} FROM {INBOX_JOIN} WHERE inboxes.domain_id = ?"
-                " AND inboxes.org_id = ? ORDER BY inboxes.created_at, inboxes.id",
+                " AND inboxes.org_id = ? ORDER BY inboxes.created_at, inboxes.rowid",
                 (domain_id, org_id),
             )
         return [_inbox(row) for row in rows]
@@ -237,7 +237,7 @@ class DomainStore:
         marks = ",".join("?" * len(domain_ids))
         rows = self.database.query(
             f"SELECT {INBOX_COLUMNS} FROM {INBOX_JOIN} WHERE inboxes.org_id = ?"
-            f" AND inboxes.domain_id IN ({marks}) ORDER BY inboxes.created_at, inboxes.id",
+            f" AND inboxes.domain_id IN ({marks}) ORDER BY inboxes.created_at, inboxes.rowid",
             (org_id, *domain_ids),
         )
         for row in rows:

@@ -117,7 +117,8 @@ class MailStore(MailReads):
         without it, the message's own attachments become new rows. `fsync=False` leaves flushing to
         the caller (SMTP group commit syncs the whole filesystem once per group instead).
         """
-        raw_sha = self.blobs.put(msg.raw, fsync=fsync) if msg.raw else None
+        org_id = inbox["org_id"]
+        raw_sha = self.blobs.put(org_id, msg.raw, fsync=fsync) if msg.raw else None
         new_rows: list[dict] = []
         if attachment_ids is None:
             for part in msg.attachments:
@@ -126,7 +127,7 @@ class MailStore(MailReads):
                     "filename": safe_filename(part.filename),
                     "mime_type": (part.mime_type or "application/octet-stream")[:255],
                     "size": len(part.content),
-                    "sha256": self.blobs.put(part.content, fsync=fsync),
+                    "sha256": self.blobs.put(org_id, part.content, fsync=fsync),
                 })
             attachment_ids = [row["id"] for row in new_rows]
         text = msg.text if msg.text.strip() or not msg.html else html_to_text(msg.html)
@@ -247,6 +248,17 @@ class MailStore(MailReads):
         return thread_json(found)
 
     # attachments ------------------------------------------------------------------------------
+    def adopt_shared_blobs(self) -> int:
+        """Move blob files from the older layout shared by all organisations into each referencing
+        organisation's own tree (once, at start); returns how many references were moved."""
+        if not self.blobs.has_shared_layout():
+            return 0
+        rows = self.database.query(
+            "SELECT org_id, sha256 FROM attachments"
+            " UNION SELECT org_id, raw_sha256 FROM messages WHERE raw_sha256 IS NOT NULL"
+        )
+        return self.blobs.adopt_shared_layout((row[0], row[1]) for row in rows)
+
     def create_attachment(self, org_id: str, filename: str, mime_type: str, size: int, sha256: str) -> dict:
         """The metadata row of an upload whose bytes are already in the blob store."""
         row = (new_attachment_id(), org_id, safe_filename(filename), mime_type, size, sha256, now_iso())

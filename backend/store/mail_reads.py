@@ -41,7 +41,8 @@ THREAD_JSON_SQL = (
     " 'last_direction', last_direction, 'last_sender', last_sender, 'inbox_id', inbox_id,"
     " 'domain_id', domain_id, 'has_attachments', json(CASE WHEN has_attachments THEN 'true' ELSE 'false' END),"
     " 'unread_count', unread_count, 'tags', json(CASE WHEN json_valid(tags) THEN tags ELSE '[]' END),"
-    " 'status', status, 'assigned_to', assigned_to)"
+    " 'status', status, 'assigned_to', assigned_to,"
+    " 'id', id, 'participantCount', participant_count, 'lastActivityAt', last_message_at)"
 )
 """A thread summary as JSON text, exactly what `models.mail.thread_json` builds from a row."""
 
@@ -189,18 +190,12 @@ class MailReads:
     # search ---------------------------------------------------------------------------------
     def search_threads(
         self, org_id: str, text: str, inbox_id: str | None, domain_id: str | None, limit: int
-    ) -> list[sqlite3.Row]:
-        """Threads with a message matching `text`, by their newest matching message first."""
+    ) -> list[dict[str, Any]]:
+        """Threads with a message matching `text`, by their newest matching message first; each carries
+        `score`, how many of its messages match."""
         query = fts_query(text)
         if not query:
             return []
-        where, params = "m.org_id = ?", [org_id]
-        if inbox_id is not None:
-            where += " AND m.inbox_id = ?"
-            params.append(inbox_id)
-        if domain_id is not None:
-            where += " AND m.domain_id = ?"
-            params.append(domain_id)
         cursor = self.database.execute(
             "SELECT m.thread_id, m.org_id, m.inbox_id, m.domain_id FROM messages_fts"
             " JOIN messages m ON m.seq = messages_fts.rowid"
@@ -222,8 +217,16 @@ class MailReads:
         ids = list(wanted)
         marks = ",".join("?" * len(ids))
         rows = self.database.query(f"SELECT * FROM threads WHERE +org_id = ? AND id IN ({marks})", (org_id, *ids))
+        # Each found thread's own messages, checked against the index by rowid (CROSS JOIN keeps that order),
+        # so counting never walks the word's whole posting list.
+        scores = dict(self.database.query(
+            "SELECT m.thread_id, COUNT(*) FROM messages m CROSS JOIN messages_fts"
+            f" WHERE m.thread_id IN ({marks}) AND messages_fts.rowid = m.seq AND messages_fts MATCH ?"
+            " GROUP BY m.thread_id",
+            (*ids, query),
+        ))
         by_id = {row["id"]: row for row in rows}
-        return [by_id[i] for i in ids if i in by_id]
+        return [{**dict(by_id[i]), "score": scores.get(i, 0)} for i in ids if i in by_id]
 
     # attachments ------------------------------------------------------------------------------
     def get_attachment(self, org_id: str, attachment_id: str) -> dict | None:

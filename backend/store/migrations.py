@@ -347,14 +347,139 @@ IDEMPOTENCY_REQUEST_HASH = """
 ALTER TABLE idempotency_keys ADD COLUMN request_hash TEXT NOT NULL DEFAULT '';
 """
 
+# Newest-first lists break ties within a millisecond by insertion order: the rowid, which SQLite keeps
+# as the last column of every index, so `(…, created_at)` serves `ORDER BY created_at DESC, rowid DESC`
+# and the keyset `(created_at, rowid) < (?, ?)`. The old indexes ended in a random id instead.
+NEWEST_FIRST_BY_INSERTION = """
+DROP INDEX audit_logs_org;
+DROP INDEX audit_logs_org_action;
+CREATE INDEX audit_logs_org_seq ON audit_logs(org_id, created_at);
+CREATE INDEX audit_logs_org_action_seq ON audit_logs(org_id, action, created_at);
+DROP INDEX delivery_events_org;
+DROP INDEX delivery_events_org_type;
+DROP INDEX delivery_events_message_order;
+DROP INDEX delivery_events_inbox_order;
+DROP INDEX delivery_events_domain_order;
+CREATE INDEX delivery_events_org_seq ON delivery_events(org_id, created_at);
+CREATE INDEX delivery_events_org_type_seq ON delivery_events(org_id, event_type, created_at);
+DROP INDEX webhook_deliveries_org;
+DROP INDEX webhook_deliveries_org_status;
+DROP INDEX webhook_deliveries_inbox_order;
+CREATE INDEX webhook_deliveries_org_seq ON webhook_deliveries(org_id, created_at);
+CREATE INDEX webhook_deliveries_org_status_seq ON webhook_deliveries(org_id, status, created_at);
+DROP INDEX suppressions_org;
+DROP INDEX suppressions_org_inbox;
+DROP INDEX suppressions_org_domain;
+CREATE INDEX suppressions_org_seq ON suppressions(org_id, created_at);
+CREATE INDEX suppressions_org_inbox_seq ON suppressions(org_id, inbox_id, created_at);
+CREATE INDEX suppressions_org_domain_seq ON suppressions(org_id, domain_id, created_at);
+"""
+
+# DMARC aggregate reports: one row per report message (`pending` until the worker parses it, then
+# `parsed`, `failed` or `duplicate`), one row per report record. Domains created before get the DMARC
+# TXT record (`rua` pointing at this server) added to the records they list.
+DMARC_REPORTS = """
+CREATE TABLE dmarc_reports (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    org_id TEXT NOT NULL,
+    domain_id TEXT NOT NULL,
+    inbox_id TEXT NOT NULL,
+    message_id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL DEFAULT 'pending',
+    error TEXT,
+    reporter_org TEXT,
+    reporter_email TEXT,
+    report_id TEXT,
+    date_begin TEXT,
+    date_end TEXT,
+    policy TEXT NOT NULL DEFAULT '{}',
+    record_count INTEGER NOT NULL DEFAULT 0,
+    message_count INTEGER NOT NULL DEFAULT 0,
+    pass_count INTEGER NOT NULL DEFAULT 0,
+    fail_count INTEGER NOT NULL DEFAULT 0,
+    received_at TEXT NOT NULL,
+    processed_at TEXT
+);
+CREATE INDEX dmarc_reports_domain ON dmarc_reports(domain_id, seq);
+CREATE INDEX dmarc_reports_org ON dmarc_reports(org_id, seq);
+CREATE INDEX dmarc_reports_identity ON dmarc_reports(domain_id, report_id);
+CREATE INDEX dmarc_reports_pending ON dmarc_reports(seq) WHERE status = 'pending';
+
+CREATE TABLE dmarc_records (
+    report_seq INTEGER NOT NULL,
+    org_id TEXT NOT NULL,
+    domain_id TEXT NOT NULL,
+    date_end TEXT NOT NULL,
+    source_ip TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    disposition TEXT NOT NULL,
+    dkim TEXT NOT NULL,
+    spf TEXT NOT NULL,
+    passed INTEGER NOT NULL,
+    header_from TEXT NOT NULL DEFAULT '',
+    envelope_from TEXT,
+    envelope_to TEXT,
+    reasons TEXT NOT NULL DEFAULT '[]',
+    auth_results TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX dmarc_records_report ON dmarc_records(report_seq);
+CREATE INDEX dmarc_records_domain ON dmarc_records(domain_id, date_end);
+CREATE INDEX dmarc_records_org ON dmarc_records(org_id);
+
+UPDATE domains SET records = json_insert(records, '$[#]', json_object(
+    'record', 'DMARC', 'name', '_dmarc.' || name, 'type', 'TXT',
+    'value', 'v=DMARC1; p=none; rua=mailto:dmarc-reports@' || name, 'status', 'pending', 'ttl', 'Auto'))
+    WHERE shared = 0 AND NOT EXISTS (
+        SELECT 1 FROM json_each(domains.records) WHERE json_extract(value, '$.record') = 'DMARC');
+"""
+
+# Who took part in each thread (every sender, to, cc and bcc address of its messages), kept by triggers
+# so ingest code stays as it is: it gives threads their `participant_count` without aggregating at read
+# time, and finds an address's mail through an index (a data-subject erasure) instead of scanning JSON.
+# Existing mail is indexed once, before the counting triggers exist.
+THREAD_PARTICIPANTS = """
+ALTER TABLE threads ADD COLUMN participant_count INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE thread_participants (
+    thread_id TEXT NOT NULL,
+    address TEXT NOT NULL,
+    org_id TEXT NOT NULL,
+    PRIMARY KEY (thread_id, address)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO thread_participants (thread_id, address, org_id)
+    SELECT m.thread_id, json_extract(j.value, '$.identity'), m.org_id FROM messages m, json_each(m.participants) j
+    WHERE coalesce(json_extract(j.value, '$.identity'), '') != '';
+CREATE INDEX thread_participants_address ON thread_participants(org_id, address);
+UPDATE threads SET participant_count = (SELECT COUNT(*) FROM thread_participants WHERE thread_id = threads.id);
+CREATE TRIGGER messages_participants AFTER INSERT ON messages BEGIN
+    INSERT OR IGNORE INTO thread_participants (thread_id, address, org_id)
+    SELECT new.thread_id, json_extract(value, '$.identity'), new.org_id FROM json_each(new.participants)
+    WHERE coalesce(json_extract(value, '$.identity'), '') != '';
+END;
+CREATE TRIGGER thread_participants_added AFTER INSERT ON thread_participants BEGIN
+    UPDATE threads SET participant_count = participant_count + 1 WHERE id = new.thread_id;
+END;
+CREATE TRIGGER thread_participants_removed AFTER DELETE ON thread_participants BEGIN
+    UPDATE threads SET participant_count = participant_count - 1 WHERE id = old.thread_id;
+END;
+CREATE TRIGGER threads_participants_counted AFTER INSERT ON threads BEGIN
+    UPDATE threads SET participant_count = (SELECT COUNT(*) FROM thread_participants WHERE thread_id = new.id)
+    WHERE id = new.id;
+END;
+CREATE TRIGGER threads_participants_gone AFTER DELETE ON threads BEGIN
+    DELETE FROM thread_participants WHERE thread_id = old.id;
+END;
+CREATE INDEX webhook_deliveries_message ON webhook_deliveries(message_id);
+"""
+
 # Codes and links of a message (JSON), filled the first time the message is read (store/extracted.py).
 MESSAGE_EXTRACTED = """
 ALTER TABLE messages ADD COLUMN extracted TEXT;
 """
 
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
-                         WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH,
-                         MESSAGE_EXTRACTED]
+                         WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, NEWEST_FIRST_BY_INSERTION,
+                         DMARC_REPORTS, THREAD_PARTICIPANTS, MESSAGE_EXTRACTED]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..util import new_prefixed, new_uuid, now_iso
 from .database import Database
+from .errors import is_storage_full
 
 
 class LastAdminKey(Exception):
@@ -70,7 +71,7 @@ class OrgStore:
         return dict(row) if row else None
 
     def first_org(self) -> dict | None:
-        row = self.database.one("SELECT * FROM orgs ORDER BY created_at, id LIMIT 1")
+        row = self.database.one("SELECT * FROM orgs ORDER BY created_at, rowid LIMIT 1")
         return dict(row) if row else None
 
     def insert_key(self, org_id: str, key_hash: str, prefix: str, scopes: list[str], name: str) -> ApiKeyRecord:
@@ -95,14 +96,14 @@ class OrgStore:
 
     def list_keys(self, org_id: str) -> list[ApiKeyRecord]:
         rows = self.database.query(
-            "SELECT * FROM api_keys WHERE org_id = ? ORDER BY created_at, id", (org_id,)
+            "SELECT * FROM api_keys WHERE org_id = ? ORDER BY created_at, rowid", (org_id,)
         )
         return [ApiKeyRecord.from_row(row) for row in rows]
 
     def all_keys(self) -> list[tuple[str, ApiKeyRecord]]:
         rows = self.database.query(
             "SELECT api_keys.*, orgs.name AS org_name FROM api_keys JOIN orgs ON orgs.id = api_keys.org_id"
-            " ORDER BY api_keys.created_at"
+            " ORDER BY api_keys.created_at, api_keys.rowid"
         )
         return [(row["org_name"], ApiKeyRecord.from_row(row)) for row in rows]
 
@@ -127,4 +128,9 @@ class OrgStore:
         return True
 
     def touch_key(self, key_id: str, when: str) -> None:
-        self.database.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (when, key_id))
+        """Note when a key was last used; skipped on a full disk, so reads keep working there."""
+        try:
+            self.database.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (when, key_id))
+        except sqlite3.OperationalError as exc:
+            if not is_storage_full(exc):
+                raise

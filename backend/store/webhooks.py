@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from ..util import new_prefixed, now_iso
 from .database import Database
-from .delivery import newest_first_where
+from .delivery import NEWEST_FIRST, newest_first_where
 
 STATUSES = ("pending", "success", "failed")
 
@@ -160,15 +160,14 @@ class WebhookStore:
         status: str | None = None,
         endpoint: str | None = None,
     ) -> list[dict]:
-        """Newest first, keyset on (created_at, id); returns up to `limit + 1` rows to tell if more exist."""
+        """Newest first, keyset on (created_at, rowid); returns up to `limit + 1` rows to tell if more exist."""
         where, params = newest_first_where(
             org_id, {"inbox_id": inbox_id, "status": status, "endpoint": endpoint}, after
         )
         rows = self.database.query(
-            "SELECT id, org_id, inbox_id, message_id, endpoint, event, status, attempts, next_attempt_at,"
+            "SELECT rowid, id, org_id, inbox_id, message_id, endpoint, event, status, attempts, next_attempt_at,"
             " http_status, last_error, latency_ms, created_at, updated_at, delivered_at"
-            f" FROM webhook_deliveries WHERE {where}"
-            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            f" FROM webhook_deliveries WHERE {where}{NEWEST_FIRST} LIMIT ?",
             (*params, limit + 1),
         )
         return [dict(r) for r in rows]

@@ -232,4 +232,4 @@ async def test_mail_sent_in_over_smtp_shows_up_live(mailbox: Mailbox, tmp_path: 
         newest = threads.ordered()[0]
         assert (newest.subject, newest.last_sender) == ("Invoice 2291", "erin@outside.test")
         assert threads.current_thread.subject == "Server maintenance window"
-        assert any("erin@outside.test" in (n.title or "") for n in app._notifications)
+        await wait_until(pilot, lambda: any("erin@outside.test" in (n.title or "") for n in app._notifications))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 from pathlib import Path
 
 import pytest
@@ -59,8 +61,15 @@ async def test_first_run_opens_a_ready_inbox_with_a_welcome_message(tmp_path: Pa
         return Settings(data_dir=tmp_path / "commune", downloads_dir=tmp_path, state_dir=tmp_path,
                         live_updates=False)
 
-    app = make_app(fresh_settings())
+    previous_umask = os.umask(0o022)
+    try:
+        app = make_app(fresh_settings())
+    finally:
+        os.umask(previous_umask)
     assert app.embedded is not None and app.embedded.base_url.startswith("http://127.0.0.1:")
+    # Mail, keys and the server's log are the user's alone, even under a permissive umask.
+    assert stat.S_IMODE((tmp_path / "commune").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "commune" / "server.log").stat().st_mode) == 0o600
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
         await wait_until(pilot, lambda: isinstance(app.screen, MailScreen)
