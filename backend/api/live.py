@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..auth import has_scope
 from ..events import STOPPING, Event, EventBus, Subscription
@@ -15,6 +15,7 @@ from ..http.response import Response
 from ..http.router import Route
 from ..models.mail import message_json
 from ..store import arrivals
+from ..store.extracted import Extractions
 from ..util import iso, parse_iso
 from ._common import Context, int_arg
 from .threads import mailbox_filter
@@ -81,7 +82,17 @@ def _missed_backlog(bus: EventBus, last_event_id: int | None) -> bool:
     return not bus.backlog[0].id <= last_event_id + 1 <= bus.backlog[-1].id + 1
 
 
-async def _stream(bus: EventBus, sub: Subscription, heartbeat: float, resync: bool) -> AsyncIterator[bytes]:
+async def _with_extracted(extractions: Extractions, event: Event) -> Event:
+    """A message event with the message's codes and links (computed once for every stream, off ingest)."""
+    message = event.data.get("message")
+    if not isinstance(message, dict) or "extracted" in message:
+        return event
+    extracted = await extractions.of_message(message)
+    return replace(event, data={**event.data, "message": {**message, "extracted": extracted}})
+
+
+async def _stream(bus: EventBus, sub: Subscription, heartbeat: float, resync: bool,
+                  extractions: Extractions) -> AsyncIterator[bytes]:
     try:
         # The opening comment flushes the headers at once, so clients know the stream is live.
         yield f": connected\nretry: {RETRY_MS}\n\n".encode()
@@ -100,7 +111,7 @@ async def _stream(bus: EventBus, sub: Subscription, heartbeat: float, resync: bo
                 # This client fell behind and the queue overflowed: tell it to reload.
                 dropped = sub.dropped
                 yield b'event: resync\ndata: {"reason":"overflow"}\n\n'
-            yield sse_frame(event)
+            yield sse_frame(await _with_extracted(extractions, event))
     finally:
         bus.unsubscribe(sub)
 
@@ -115,7 +126,8 @@ async def events(ctx: Context) -> Response:
     bus = ctx.services.events
     # Subscribe before answering, so nothing published while the headers go out is missed.
     sub = bus.subscribe(ctx.org_id, inbox_id, domain_id, types, last_id)
-    stream = _stream(bus, sub, ctx.services.settings.sse_heartbeat, _missed_backlog(bus, last_id))
+    stream = _stream(bus, sub, ctx.services.settings.sse_heartbeat, _missed_backlog(bus, last_id),
+                     ctx.services.mail.extractions)
     return Response.streaming(stream, "text/event-stream", headers)
 
 
