@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.store.migrations import MIGRATIONS
+from backend.store.migrations import MIGRATIONS, THREAD_PARTICIPANTS
 from tests.conftest import Running, start_server
 from tests.mailtools import make_inbox
 from tests.official_clients import run_cli
@@ -247,9 +247,10 @@ def test_another_organisations_domain_cannot_be_named(org, other) -> None:
 def test_mail_stored_before_the_participant_index_is_counted_and_erasable(tmp_path: Path, dns_server) -> None:
     """A data directory from before `thread_participants`: the upgrade indexes the mail already there."""
     conn = sqlite3.connect(tmp_path / "commune.db", isolation_level=None)
-    for script in MIGRATIONS[:-1]:
+    before = MIGRATIONS.index(THREAD_PARTICIPANTS)
+    for script in MIGRATIONS[:before]:
         conn.executescript(script)
-    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+    conn.execute(f"PRAGMA user_version = {before}")
     at = "2024-01-01T00:00:00.000Z"
     conn.execute("INSERT INTO orgs (id, name, created_at) VALUES ('org-old', 'old', ?)", (at,))
     conn.execute("INSERT INTO domains (id, org_id, name, status, records, created_at)"

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 
 from ..auth import has_scope
 from ..events import STOPPING, Event, EventBus, Subscription
@@ -14,6 +15,7 @@ from ..http.response import Response
 from ..http.router import Route
 from ..models.mail import message_json
 from ..store import arrivals
+from ..store.extracted import Extractions
 from ..util import iso, parse_iso
 from ._common import Context, int_arg
 from .threads import mailbox_filter
@@ -29,6 +31,10 @@ MAX_WAIT = 60.0
 DEFAULT_WAIT = 25.0
 RETRY_MS = 3000
 FAR_SEQ = 2**62
+MAX_LINK_FILTER = 500
+SCAN_PAGE = 100
+MAX_SCAN = 1000
+"""Messages one filtered `wait` reads before answering; past it, the answer moves `after` forward."""
 
 
 def _visible_types(ctx: Context) -> frozenset[str]:
@@ -76,7 +82,17 @@ def _missed_backlog(bus: EventBus, last_event_id: int | None) -> bool:
     return not bus.backlog[0].id <= last_event_id + 1 <= bus.backlog[-1].id + 1
 
 
-async def _stream(bus: EventBus, sub: Subscription, heartbeat: float, resync: bool) -> AsyncIterator[bytes]:
+async def _with_extracted(extractions: Extractions, event: Event) -> Event:
+    """A message event with the message's codes and links (computed once for every stream, off ingest)."""
+    message = event.data.get("message")
+    if not isinstance(message, dict) or "extracted" in message:
+        return event
+    extracted = await extractions.of_message(message)
+    return replace(event, data={**event.data, "message": {**message, "extracted": extracted}})
+
+
+async def _stream(bus: EventBus, sub: Subscription, heartbeat: float, resync: bool,
+                  extractions: Extractions) -> AsyncIterator[bytes]:
     try:
         # The opening comment flushes the headers at once, so clients know the stream is live.
         yield f": connected\nretry: {RETRY_MS}\n\n".encode()
@@ -95,7 +111,7 @@ async def _stream(bus: EventBus, sub: Subscription, heartbeat: float, resync: bo
                 # This client fell behind and the queue overflowed: tell it to reload.
                 dropped = sub.dropped
                 yield b'event: resync\ndata: {"reason":"overflow"}\n\n'
-            yield sse_frame(event)
+            yield sse_frame(await _with_extracted(extractions, event))
     finally:
         bus.unsubscribe(sub)
 
@@ -110,7 +126,8 @@ async def events(ctx: Context) -> Response:
     bus = ctx.services.events
     # Subscribe before answering, so nothing published while the headers go out is missed.
     sub = bus.subscribe(ctx.org_id, inbox_id, domain_id, types, last_id)
-    stream = _stream(bus, sub, ctx.services.settings.sse_heartbeat, _missed_backlog(bus, last_id))
+    stream = _stream(bus, sub, ctx.services.settings.sse_heartbeat, _missed_backlog(bus, last_id),
+                     ctx.services.mail.extractions)
     return Response.streaming(stream, "text/event-stream", headers)
 
 
@@ -143,6 +160,92 @@ def _start_position(ctx: Context, inbox_id: str) -> arrivals.Position:
         raise BadRequest("after must be a message id (msg_…) or an ISO 8601 time") from None
 
 
+def _bool_arg(ctx: Context, name: str) -> bool:
+    raw = (ctx.request.arg(name) or "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise BadRequest(f"{name} must be true or false")
+
+
+@dataclass(frozen=True)
+class WaitFilter:
+    """What a waiter asks of the next message: a code, and/or a link containing some text."""
+
+    code: bool
+    link_contains: str | None
+
+    def matches(self, extracted: dict) -> bool:
+        if self.code and not extracted["codes"]:
+            return False
+        if self.link_contains is not None:
+            return any(self.link_contains in link["url"].lower() for link in extracted["links"])
+        return True
+
+
+def _wait_filter(ctx: Context) -> WaitFilter | None:
+    code = _bool_arg(ctx, "code")
+    link = ctx.request.arg("link_contains", "linkContains") or ""
+    if len(link) > MAX_LINK_FILTER:
+        raise BadRequest(f"link_contains must be at most {MAX_LINK_FILTER} characters")
+    return WaitFilter(code, link.lower() or None) if code or link else None
+
+
+async def _matching_after(
+    ctx: Context, inbox_id: str, position: arrivals.Position, directions: tuple[str, ...], limit: int,
+    wanted: WaitFilter,
+) -> tuple[list[dict], str | None]:
+    """Messages after `position` that match `wanted`, oldest first, reading at most `MAX_SCAN` messages.
+
+    Returns the matches and, when the scan stopped at `MAX_SCAN` without filling `limit`, the id of the
+    last message read, so the answer can move the caller's `after` past what was read.
+    """
+    mail, matches, scanned = ctx.services.mail, [], 0
+    while scanned < MAX_SCAN:
+        rows = arrivals.messages_after(ctx.services.database, ctx.org_id, inbox_id, position, directions,
+                                       SCAN_PAGE)
+        if not rows:
+            return matches, None
+        messages = [message_json(r) for r in rows]
+        await mail.extractions.attach(rows, messages)
+        for message in messages:
+            if wanted.matches(message["extracted"]):
+                matches.append(message)
+                if len(matches) >= limit:
+                    return matches, None
+        scanned += len(rows)
+        position = (rows[-1]["created_at"], rows[-1]["seq"])
+    return matches, messages[-1]["id"]
+
+
+async def _arrival_matches(ctx: Context, sub: Subscription, timeout: float, directions: tuple[str, ...],
+                           wanted: WaitFilter) -> bool:
+    """Wait until a new message that matches `wanted` arrives (True), or `timeout` passes or the server
+    stops (False).
+
+    Each arriving message is extracted once for every waiter (`Extractions.of_message`); nothing is
+    read from the database until a match arrives. A queue that overflowed may have dropped a match,
+    so it counts as one: the caller reads the database again.
+    """
+    deadline, dropped = time.monotonic() + timeout, sub.dropped
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            event = await asyncio.wait_for(sub.queue.get(), remaining)
+        except TimeoutError:
+            return False
+        if event is STOPPING:
+            return False
+        if sub.dropped != dropped:
+            return True
+        message = event.data.get("message")
+        if not isinstance(message, dict) or message.get("direction") not in directions:
+            continue
+        if wanted.matches(await ctx.services.mail.extractions.of_message(message)):
+            return True
+    return False
+
+
 async def wait_for_messages(ctx: Context) -> dict:
     inbox_id, _ = mailbox_filter(ctx, required=False)
     if inbox_id is None:
@@ -153,11 +256,14 @@ async def wait_for_messages(ctx: Context) -> dict:
     directions = ("inbound", "outbound") if direction == "all" else (direction,)
     limit = int_arg(ctx.request, "limit", 50, 1, 200)
     timeout = _wait_seconds(ctx)
+    wanted = _wait_filter(ctx)
     position = _start_position(ctx, inbox_id)
     bus = ctx.services.events
     sub = bus.subscribe(ctx.org_id, inbox_id=inbox_id,
                         types=frozenset({"message.received", "message.sent"}), maxsize=16)
     try:
+        if wanted is not None:
+            return await _wait_for_match(ctx, sub, inbox_id, position, directions, limit, timeout, wanted)
         deadline = time.monotonic() + timeout
         while True:
             rows = arrivals.messages_after(ctx.services.database, ctx.org_id, inbox_id, position,
@@ -173,7 +279,23 @@ async def wait_for_messages(ctx: Context) -> dict:
     finally:
         bus.unsubscribe(sub)
     messages = [message_json(r) for r in rows]
+    await ctx.services.mail.extractions.attach(rows, messages)
     return {"data": messages, "after": messages[-1]["id"] if messages else ctx.request.arg("after")}
+
+
+async def _wait_for_match(ctx: Context, sub: Subscription, inbox_id: str, position: arrivals.Position,
+                          directions: tuple[str, ...], limit: int, timeout: float, wanted: WaitFilter) -> dict:
+    """`wait` with `code` / `link_contains`: matching messages already there, else the next to arrive."""
+    deadline = time.monotonic() + timeout
+    while True:
+        matches, read_up_to = await _matching_after(ctx, inbox_id, position, directions, limit, wanted)
+        remaining = deadline - time.monotonic()
+        if matches or read_up_to or remaining <= 0:
+            break
+        if not await _arrival_matches(ctx, sub, remaining, directions, wanted):
+            break
+    after = matches[-1]["id"] if matches else read_up_to or ctx.request.arg("after")
+    return {"data": matches, "after": after}
 
 
 ROUTES = [

@@ -56,7 +56,19 @@ async def list_messages(ctx: Context) -> dict:
         order=order, limit=limit + 1, after=after, quarantined=quarantined,
     )
     rows, next_cursor, has_more = page(rows, limit, scope, order, lambda r: (r["created_at"], r["seq"]))
-    return {"data": [message_json(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
+    messages = [message_json(r) for r in rows]
+    await ctx.services.mail.extractions.attach(rows, messages)
+    return {"data": messages, "next_cursor": next_cursor, "has_more": has_more}
+
+
+async def get_message(ctx: Context) -> dict:
+    """`GET /v1/messages/{message_id}`: one message with its codes and links."""
+    row = ctx.services.mail.get_message(ctx.org_id, ctx.params["message_id"])
+    if row is None:
+        raise NotFound("Message not found")
+    message = message_json(row)
+    await ctx.services.mail.extractions.attach([row], [message])
+    return data(message)
 
 
 def domain_sender(ctx: Context, domain_id: str) -> dict:
@@ -218,4 +230,5 @@ ROUTES = [
     Route("POST", "/v1/messages/send", send_message, "messages:write", "Send an email",
           body_limit=SEND_BODY_LIMIT),
     Route("GET", "/v1/messages", list_messages, "messages:read", "List messages"),
+    Route("GET", "/v1/messages/{message_id}", get_message, "messages:read", "A message with its codes and links"),
 ]

@@ -67,7 +67,9 @@ async def thread_messages(ctx: Context) -> dict:
     after = decode_cursor(ctx.request.arg("cursor"), scope, order, int)
     rows = ctx.services.mail.thread_messages(ctx.org_id, thread["id"], order, limit + 1, after)
     rows, next_cursor, has_more = page(rows, limit, scope, order, lambda r: (r["created_at"], r["seq"]))
-    return {"data": [message_json(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
+    messages = [message_json(r) for r in rows]
+    await ctx.services.mail.extractions.attach(rows, messages)
+    return {"data": messages, "next_cursor": next_cursor, "has_more": has_more}
 
 
 ROUTES = [

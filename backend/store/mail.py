@@ -14,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..events import EventBus
+from ..mail.extract import extract
 from ..mail.model import IncomingMessage
 from ..mail.render import html_to_text, snippet
 from ..models.mail import message_json, thread_json
 from ..util import new_attachment_id, new_message_id, new_thread_id, now_iso
 from .blobs import BlobStore
 from .database import Database
+from .extracted import Extractions
 from .mail_reads import MailReads, safe_filename
 
 TxHook = Callable[[sqlite3.Connection, dict, dict], None]
@@ -48,6 +50,8 @@ class Prepared:
     authentication: dict | None = None
     """SPF/DKIM/DMARC results of an inbound SMTP message (`mail.authentication`)."""
     labels: list[str] = field(default_factory=list)
+    extracted: dict | None = None
+    """Codes and links, computed here only when the inbox's webhook payload needs them (store/extracted.py)."""
 
     @property
     def quarantined(self) -> bool:
@@ -73,6 +77,7 @@ class MailStore(MailReads):
         super().__init__(database)
         self.blobs = blobs
         self.events = events
+        self.extractions = Extractions(database)
         self.tx_hooks: list[TxHook] = []
         """Called inside the ingest transaction as `hook(conn, inbox, message_json)` for each new message."""
         self._purge_keys_after = 0.0
@@ -134,10 +139,14 @@ class MailStore(MailReads):
                 })
             attachment_ids = [row["id"] for row in new_rows]
         text = msg.text if msg.text.strip() or not msg.html else html_to_text(msg.html)
+        # The webhook payload is written in the ingest transaction, so its codes and links are found
+        # here, off the event loop; every other message is extracted when first read.
+        extracted = extract(msg.subject, text, msg.html) if direction == "inbound" and inbox.get(
+            "webhook_endpoint") else None
         return Prepared(
             inbox=inbox, msg=msg, direction=direction, message_id=new_message_id(), text=text,
             raw_sha256=raw_sha, new_attachments=new_rows, attachment_ids=list(attachment_ids),
-            thread_id=thread_id, delivery_status=delivery_status,
+            thread_id=thread_id, delivery_status=delivery_status, extracted=extracted,
         )
 
     def store(self, conn: sqlite3.Connection, p: Prepared) -> Stored:
@@ -171,6 +180,8 @@ class MailStore(MailReads):
             "created_at": created_at, "labels": json.dumps(p.labels) if p.labels else "[]",
             "authentication": json.dumps(p.authentication) if p.authentication else None,
         }
+        if p.extracted is not None:
+            row["extracted"] = json.dumps(p.extracted, ensure_ascii=False)
         columns = ", ".join(row)
         conn.execute(f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
         for att in p.new_attachments:
@@ -182,8 +193,12 @@ class MailStore(MailReads):
             )
         thread = self._touch_thread(conn, thread_id, inbox, row, bool(p.attachment_ids), p.quarantined)
         message = message_json(row)
+        hooked = message
+        if p.extracted is not None:
+            self.extractions.remember(p.message_id, p.extracted)
+            hooked = {**message, "extracted": p.extracted}
         for hook in self.tx_hooks:
-            hook(conn, inbox, message)
+            hook(conn, inbox, hooked)
         return Stored(inbox, p.direction, message, True, thread)
 
     def publish(self, stored: list[Stored]) -> None:

@@ -493,10 +493,14 @@ CREATE INDEX messages_quarantined_domain ON messages(org_id, domain_id, created_
 CREATE INDEX messages_auth_failed ON messages(org_id, seq) WHERE instr(authentication, '"fail"') > 0;
 """
 
+# Codes and links of a message (JSON), filled the first time the message is read (store/extracted.py).
+MESSAGE_EXTRACTED = """
+ALTER TABLE messages ADD COLUMN extracted TEXT;
+"""
+
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
                          WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, NEWEST_FIRST_BY_INSERTION,
-                         DMARC_REPORTS, THREAD_PARTICIPANTS,
-                         MAIL_AUTHENTICATION]
+                         DMARC_REPORTS, THREAD_PARTICIPANTS, MAIL_AUTHENTICATION, MESSAGE_EXTRACTED]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -93,7 +93,7 @@ def inbound_payload(inbox: dict[str, Any], message: dict[str, Any], attachments:
         "attachments": attachments,
         "authentication": message.get("authentication"),
         "labels": message.get("labels") or [],
-        "extracted": None,
+        "extracted": message.get("extracted"),
         "extractedData": None,
     }
 
