@@ -23,8 +23,8 @@ from commune_tui.config import Settings
 from commune_tui.widgets.thread_list import ThreadList
 from screenshots.demo import seed_demo
 from tests.dnsserver import TestDNSServer
-from tests.tui.helpers import settle
 from tests.smtp_sink import SmtpSink
+from tests.tui.helpers import settle
 
 OUT = ROOT / "screenshots"
 SIZE = (120, 36)
