@@ -6,7 +6,7 @@ from ..http.errors import BadRequest
 from ..http.router import Route
 from ..models.mail import search_result_json
 from ._common import Context, data, int_arg
-from .threads import mailbox_filter, quarantine_filter
+from .threads import label_filter, mailbox_filter
 
 MAX_QUERY = 500
 AUTH_FAIL = "auth:fail"
@@ -37,7 +37,7 @@ async def search_threads(ctx: Context) -> dict:
     inbox_id, domain_id = mailbox_filter(ctx, required=False)
     limit = int_arg(ctx.request, "limit", 20, 1, 100)
     rows = ctx.services.mail.search_threads(ctx.org_id, words, inbox_id, domain_id, limit, auth_failed,
-                                            quarantine_filter(ctx))
+                                            label_filter(ctx))
     return data([search_result_json(r) for r in rows])
 
 

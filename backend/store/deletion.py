@@ -79,10 +79,14 @@ def _message_filter(org_id: str, params: dict) -> tuple[str, tuple]:
     lead = "+" if params.get("email") else ""
     clauses, values = [f"{lead}messages.org_id = ?"], [org_id]
     for column, key, op in (("inbox_id", "inbox_id", "="), ("domain_id", "domain_id", "="),
-                            ("created_at", "before", "<"), ("created_at", "until", "<=")):
+                            ("created_at", "before", "<"), ("created_at", "until", "<="),
+                            ("id", "message_id", "=")):
         if params.get(key):
             clauses.append(f"{lead}messages.{column} {op} ?")
             values.append(params[key])
+    if params.get("thread_ids"):
+        clauses.append("messages.thread_id IN (SELECT value FROM json_each(?))")
+        values.append(params["thread_ids"])
     if params.get("email"):
         # The threads the address takes part in (`with_threads`); each of their messages is then checked.
         clauses.append("messages.thread_id IN (SELECT value FROM json_each(?)) AND EXISTS (SELECT 1"
@@ -378,9 +382,18 @@ class DeletionStore:
         unlink_unreferenced(self.database.conn, self.blobs, org_id, candidates)
         return counts
 
-    def delete_messages(self, org_id: str, params: dict) -> dict[str, int]:
-        """Delete messages now, without a request (retention); one transaction."""
+    def delete_messages(self, org_id: str, params: dict,
+                        before_purge: Callable[[sqlite3.Connection], None] | None = None) -> dict[str, int]:
+        """Delete messages now, without a request (retention, the trash, a message or thread DELETE); one
+        transaction, `before_purge(conn)` (the audit entry) first. `thread_ids` (a JSON list) also removes
+        those threads when they hold no message."""
         with self.database.transaction() as conn:
+            if before_purge is not None:
+                before_purge(conn)
             counts, candidates = purge(conn, plan_for(org_id, "messages", params))
+            if params.get("thread_ids"):
+                counts["thread_metadata"] += conn.execute(
+                    "DELETE FROM threads WHERE id IN (SELECT value FROM json_each(?)) AND org_id = ?",
+                    (params["thread_ids"], org_id)).rowcount
         unlink_unreferenced(self.database.conn, self.blobs, org_id, candidates)
         return counts
