@@ -168,6 +168,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                                  "links": {"type": "array", "items": {
                                      "type": "object", "required": ["url", "text"],
                                      "properties": {"url": STR, "text": STR}}}}},
+    "Contact": {"type": "object", "required": ["address", "last_at"],
+                "description": "An address this organisation exchanged mail with (a sender of received mail,"
+                               " a recipient of sent mail), most recent first",
+                "properties": {"address": STR, "name": NULLABLE_STR, "last_at": STR,
+                               "message_count": {"type": "integer"}}},
     "Attachment": {"type": "object", "required": ["attachment_id", "filename", "size"],
                    "properties": {"attachment_id": STR, "filename": STR, "mime_type": STR,
                                   "size": {"type": "integer"}}},
@@ -203,6 +208,11 @@ METRICS: dict[str, Any] = {
 }
 """Delivery figures; the route sends them inside `data` and again at the top level (for the CLI)."""
 
+SEARCH_PAGE = _page("Thread")
+SEARCH_PAGE["properties"]["total"] = {"type": "integer", "minimum": 0,
+                                      "description": "How many threads match (among the newest 20 000 matching"
+                                                     " messages)"}
+SEARCH_PAGE["description"] = "Threads with a message matching every term, newest match first"
 OK = _data({"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}})
 IDS = "ids and filenames are opaque strings; another organisation's id is a 404"
 
@@ -284,9 +294,18 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                Param("Last-Event-ID", where="header", description="Resume after this event id")),
         content_type="text/event-stream", response=STR),
     ("GET", "/v1/search/threads"): Operation(
-        query=(Param("q", {"type": "string", "minLength": 1}, required=True, description="Words to find"),
-               INBOX_ID, DOMAIN_ID, _limit(20, 100)),
-        response=_list("Thread")),
+        query=(Param("q", {"type": "string", "minLength": 1, "maxLength": 500}, required=True,
+                     description="Words (substrings of subject, body, sender, attachment file names; any case,"
+                                 " also inside Chinese, Japanese and Korean text), \"quoted phrases\", -negation"
+                                 " and the operators from: to: subject: label: is:unread is:read is:flagged"
+                                 " is:unflagged has:attachment before: after: auth:fail (Mailpit's syntax)"),
+               INBOX_ID, DOMAIN_ID, LABELS, EXCLUDE_LABELS, _limit(20, 100), CURSOR),
+        response=SEARCH_PAGE),
+    ("GET", "/v1/contacts"): Operation(
+        query=(Param("q", {"type": "string", "maxLength": 200},
+                     description="Only addresses or names containing this text (any case)"),
+               _limit(20, 100), CURSOR),
+        response=_page("Contact")),
     ("POST", "/v1/attachments/upload"): Operation(
         body=UploadAttachment, status=201, response=_data(_ref("Attachment")), errors=(413,),
         raw_upload=True),

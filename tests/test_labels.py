@@ -419,5 +419,53 @@ def test_mail_stored_before_labels_is_upgraded_in_place(tmp_path: Path, dns_serv
             assert api.get("/v1/inboxes/i-old").json()["data"]["counts"]["flagged_threads"] == 1
             assert [t["thread_id"] for t in api.get("/v1/threads", params={
                 "inbox_id": "i-old", "labels": "flagged"}).json()["data"]] == ["t-old"]
+            # Correspondents and the trigram index are built from the mail already there.
+            contacts = api.get("/v1/contacts").json()["data"]
+            assert [(c["address"], c["name"]) for c in contacts] == [
+                ("pal@friend.test", "Pal"), ("evil@phish.test", None)]
+            found = api.get("/v1/search/threads", params={"q": "本文", "inbox_id": "i-old"}).json()["data"]
+            assert [t["thread_id"] for t in found] == ["t-old"]
+            found = api.get("/v1/search/threads", params={"q": "語の本文", "inbox_id": "i-old"}).json()["data"]
+            assert [t["thread_id"] for t in found] == ["t-old"]
     finally:
         running.stop()
+
+
+def test_contacts_are_the_addresses_mail_was_exchanged_with_most_recent_first(running, api) -> None:
+    inbox, desk = make_inbox(api), make_inbox(api)
+    sent = api.post("/v1/messages/send", json={"inbox_id": inbox["id"], "to": [f"Desk <{desk['address']}>"],
+                                                "subject": "Hi", "text": "x"})
+    assert sent.status_code == 200, sent.text
+    mail(running, inbox, "From Ann", sender="ann@people.example", sender_name="Ann Ärger")
+    mail(running, inbox, "From Zoe", sender="zoe@people.example")
+
+    def contacts(**params: str) -> list[tuple[str, str | None]]:
+        response = api.get("/v1/contacts", params=params)
+        assert response.status_code == 200, response.text
+        return [(c["address"], c["name"]) for c in response.json()["data"]]
+
+    everyone = contacts()
+    assert everyone[:2] == [("zoe@people.example", None), ("ann@people.example", "Ann Ärger")]
+    # The sent message's recipient, and its sender as the local recipient's copy saw it.
+    assert {a for a, _ in everyone[2:]} == {desk["address"], inbox["address"]}
+    assert contacts(q="people") == [("zoe@people.example", None), ("ann@people.example", "Ann Ärger")]
+    assert contacts(q="ÄRGER") == contacts(q="ärger") == [("ann@people.example", "Ann Ärger")]
+    assert contacts(q="ANN") == [("ann@people.example", "Ann Ärger")]
+    assert contacts(q="nobody") == []
+    first = api.get("/v1/contacts", params={"limit": 2}).json()
+    assert first["has_more"] is True
+    rest = api.get("/v1/contacts", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [(c["address"], c["name"]) for c in rest["data"]] == everyone[2:] and rest["has_more"] is False
+    assert api.get("/v1/contacts", params={"q": "x", "cursor": first["next_cursor"]}).status_code == 400
+    assert api.get("/v1/contacts", params={"q": "x" * 201}).status_code == 400
+    with running.client(running.new_key()) as stranger:
+        assert stranger.get("/v1/contacts").json()["data"] == []
+    # A data-subject erasure takes the address book entry too.
+    with running.client(running.new_key(["read", "write", "data:delete"], org=org_name_by_org(
+            running, sql(running, "SELECT org_id FROM inboxes WHERE id = ?", (inbox["id"],))[0][0]))) as eraser:
+        created = eraser.post("/v1/data/deletion-request", json={"email": "zoe@people.example"}).json()
+        assert created["preview"]["contacts"] == 1
+        confirmed = eraser.post(f"/v1/data/deletion-request/{created['id']}/confirm",
+                                json={"confirmation_token": created["confirmation_token"]})
+        assert confirmed.status_code == 200, confirmed.text
+    assert contacts() == everyone[1:]

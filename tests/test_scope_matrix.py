@@ -76,7 +76,7 @@ FAMILIES = {
     # Deleting a thread deletes its messages, so it asks for `messages:write` (issue 14).
     "/v1/threads": ("threads", "messages"),
     "/v1/search": ("threads",), "/v1/events": ("threads",), "/v1/messages": ("messages",),
-    "/v1/attachments": ("attachments",), "/v1/delivery": ("delivery",), "/v1/webhooks": ("webhooks",),
+    "/v1/attachments": ("attachments",), "/v1/contacts": ("messages",), "/v1/delivery": ("delivery",), "/v1/webhooks": ("webhooks",),
     "/v1/dmarc": ("domains",),
 }
 SPECIAL = {"/v1/data/": "data:delete", "/v1/audit-logs": "admin", "/v1/agent/api-keys": "admin",

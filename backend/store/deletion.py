@@ -33,7 +33,7 @@ REFERENCE_COLLECTIONS = (
     "audit_logs", "users", "api_keys", "sessions", "verification_tokens",
 )
 # Tables of ours the reference does not name; reported beside its collections.
-EXTRA_COLLECTIONS = ("outbound_queue", "idempotency_keys", "dmarc_records", "organizations")
+EXTRA_COLLECTIONS = ("outbound_queue", "idempotency_keys", "dmarc_records", "contacts", "organizations")
 
 WARNINGS = {
     "organization": "This will permanently delete ALL data for your organization including domains, inboxes,"
@@ -43,7 +43,8 @@ WARNINGS = {
     "messages": "This will permanently delete the matching messages, their attachments and threads left"
                 " empty. This action cannot be undone.",
     "email": "This will permanently delete every message of your organization in which the address takes part"
-             " (as sender, to, cc or bcc), with their attachments, delivery events and webhook deliveries;"
+             " (as sender, to, cc or bcc), with their attachments, delivery events, webhook deliveries and its"
+             " contact entry;"
              " threads left empty are removed. A suppression of the address is kept so it is not mailed again."
              " This action cannot be undone.",
     "domain": "This will permanently delete the domain, all of its inboxes and all of their data: messages,"
@@ -124,7 +125,7 @@ def plan_for(org_id: str, scope: str, params: dict) -> Plan:
                   ("webhook_deliveries", "webhook_deliveries"), ("suppressions", "suppressions"),
                   ("idempotency_keys", "idempotency_keys"), ("messages", "messages"),
                   ("inboxes", "inboxes"), ("domains", "domains"), ("api_keys", "api_keys"),
-                  ("audit_logs", "audit_logs")]
+                  ("audit_logs", "audit_logs"), ("contacts", "contacts")]
         steps = [Step(name, table, *own) for name, table in tables]
         steps.extend(dmarc_steps(*own))
         steps.append(Step("organizations", "orgs", "id = ?", (org_id,)))
@@ -196,6 +197,8 @@ def plan_for(org_id: str, scope: str, params: dict) -> Plan:
         # These records repeat the address (and the message), so an erasure takes them too.
         steps += [Step(name, name, f"+org_id = ? AND message_id IN ({of_messages})", (org_id, *msg_params))
                   for name in ("delivery_events", "webhook_deliveries")]
+        # The address book entry names the person too.
+        steps.append(Step("contacts", "contacts", "org_id = ? AND address = ?", (org_id, params["email"])))
     steps += [
         Step("thread_metadata", "threads", emptied, (org_id, *msg_params, *msg_params)),
         messages,

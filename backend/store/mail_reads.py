@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .database import Database
+from .search import conditions, contains, parse
 
 # Search walks matching messages newest first and stops after this many, so a word found in
 # millions of rows (or in other organisations' mail) still answers in bounded time.
@@ -29,23 +30,12 @@ def safe_filename(name: str) -> str:
     return cleaned[:255] or "attachment"
 
 
-def fts_query(text: str) -> str:
-    """The user's words as quoted FTS5 terms (implicit AND), so no input is FTS syntax."""
-    # NUL ends an FTS5 string early, so it is the one character quoting cannot neutralise.
-    terms = text.replace("\0", " ").split()
-    return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
-
-
 QUARANTINED = "instr(labels, '\"quarantine\"') > 0"
 """A message labelled `quarantine`. Labels are stored as a JSON array of strings, where a quote inside a
 label is escaped, so `"quarantine"` with its quotes matches that whole label only. The partial indexes
 `messages_quarantined_*` are defined with this very expression."""
 TRASH = "trash"
 QUARANTINE = "quarantine"
-AUTH_FAILED = "instr(authentication, '\"fail\"') > 0"
-"""A message whose SPF, DKIM or DMARC result is `fail` (what `auth:fail` searches for). The only other
-value in the object is `from_domain`, which always holds a dot, so it never reads `"fail"`."""
-
 THREAD_JSON_SQL = (
     "json_object('thread_id', id, 'subject', subject, 'last_message_at', last_message_at,"
     " 'first_message_at', first_message_at, 'message_count', message_count, 'snippet', snippet,"
@@ -298,66 +288,62 @@ class MailReads:
     # search ---------------------------------------------------------------------------------
     def search_threads(
         self, org_id: str, text: str, inbox_id: str | None, domain_id: str | None, limit: int,
-        auth_failed: bool = False, labels: LabelFilter = NO_LABELS,
-    ) -> list[dict[str, Any]]:
-        """Threads with a message matching `text`, by their newest matching message first; each carries
-        `score`, how many of its messages match.
+        labels: LabelFilter = NO_LABELS, after: tuple[str, int] | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Threads with a message matching every term of `text` (`store.search`), by their newest
+        matching message first, up to `limit` after the keyset `after`; and how many threads match.
 
-        `auth_failed` keeps only messages that failed SPF, DKIM or DMARC (alone, it lists them from
-        their partial index). Quarantined and trashed messages are searched only when `labels` asks for them.
+        Each thread carries `score` (how many of its messages match) and `_key`, its keyset. The newest
+        SEARCH_SCAN_LIMIT matching messages are considered, so a common word answers in bounded time.
+        Quarantined and trashed messages are searched only when `labels` or a `label:` term asks for them.
         """
-        query = fts_query(text)
-        if not query and not auth_failed:
-            return []
-        failed = f" AND {AUTH_FAILED}" if auth_failed else ""
-        if query:
-            labelled, label_params = labels.message_conditions("m")
-            cursor = self.database.execute(
-                "SELECT m.thread_id, m.org_id, m.inbox_id, m.domain_id FROM messages_fts"
-                " JOIN messages m ON m.seq = messages_fts.rowid"
-                f" WHERE messages_fts MATCH ?{labelled}{failed}"
-                f" ORDER BY messages_fts.rowid DESC LIMIT {SEARCH_SCAN_LIMIT}",
-                (query, *label_params),
-            )
+        query = parse(text)
+        if query.empty:
+            return [], 0
+        matched, params = conditions(query)
+        labels = LabelFilter(tuple(dict.fromkeys([*labels.include, *query.labels])), labels.exclude)
+        labelled, label_params = labels.message_conditions("m")
+        # A word's index lookup should lead when there is one; otherwise the mailbox's own index does.
+        lead = "+" if any(t.field == "" and not t.negated for t in query.terms) else ""
+        if inbox_id is not None:
+            scope, scope_params = f"{lead}m.inbox_id = ? AND +m.org_id = ?", [inbox_id, org_id]
+        elif domain_id is not None:
+            scope, scope_params = f"{lead}m.org_id = ? AND {lead}m.domain_id = ?", [org_id, domain_id]
         else:
-            labelled, label_params = labels.message_conditions()
-            cursor = self.database.execute(
-                f"SELECT thread_id, org_id, inbox_id, domain_id FROM messages WHERE org_id = ? AND {AUTH_FAILED}"
-                f"{labelled} ORDER BY seq DESC LIMIT {SEARCH_SCAN_LIMIT}",
-                (org_id, *label_params),
-            )
-        wanted: dict[str, None] = {}
-        try:
-            for row in cursor:
-                if (row["org_id"] == org_id and (inbox_id is None or row["inbox_id"] == inbox_id)
-                        and (domain_id is None or row["domain_id"] == domain_id)):
-                    wanted.setdefault(row["thread_id"])
-                    if len(wanted) >= limit:
-                        break
-        finally:
-            cursor.close()
-        if not wanted:
-            return []
-        ids = list(wanted)
+            scope, scope_params = f"{lead}m.org_id = ?", [org_id]
+        keyset, keyset_params = ("", ()) if after is None else (" WHERE (last_at, last_seq) < (?, ?)", after)
+        found = _dicts(
+            self.database,
+            "SELECT * FROM (SELECT thread_id, MAX(created_at) AS last_at, MAX(seq) AS last_seq, COUNT(*) AS score,"
+            " COUNT(*) OVER () AS total FROM (SELECT m.thread_id, m.created_at, m.seq FROM messages m"
+            f" WHERE {scope}{matched}{labelled} ORDER BY m.created_at DESC, m.seq DESC"
+            f" LIMIT {SEARCH_SCAN_LIMIT}) GROUP BY thread_id){keyset}"
+            " ORDER BY last_at DESC, last_seq DESC LIMIT ?",
+            (*scope_params, *params, *label_params, *keyset_params, limit),
+        )
+        if not found:
+            return [], 0
+        ids = [row["thread_id"] for row in found]
         marks = ",".join("?" * len(ids))
         rows = self.database.query(f"SELECT * FROM threads WHERE +org_id = ? AND id IN ({marks})", (org_id, *ids))
-        # Each found thread's own messages, checked against the index by rowid (CROSS JOIN keeps that order),
-        # so counting never walks the word's whole posting list.
-        if query:
-            scores = dict(self.database.query(
-                "SELECT m.thread_id, COUNT(*) FROM messages m CROSS JOIN messages_fts"
-                f" WHERE m.thread_id IN ({marks}) AND messages_fts.rowid = m.seq AND messages_fts MATCH ?"
-                f"{failed} GROUP BY m.thread_id",
-                (*ids, query),
-            ))
-        else:
-            scores = dict(self.database.query(
-                f"SELECT thread_id, COUNT(*) FROM messages WHERE thread_id IN ({marks}) AND {AUTH_FAILED}"
-                " GROUP BY thread_id",
-                ids,
-            ))
         by_id = {row["id"]: row for row in rows}
-        return [{**dict(by_id[i]), "score": scores.get(i, 0)} for i in ids if i in by_id]
+        hits = [{**dict(by_id[f["thread_id"]]), "score": f["score"], "_key": (f["last_at"], f["last_seq"])}
+                for f in found if f["thread_id"] in by_id]
+        return hits, found[0]["total"]
+
+    # contacts -------------------------------------------------------------------------------
+    def list_contacts(self, org_id: str, text: str, limit: int,
+                      after: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+        """The organisation's correspondents, most recent first (the `contacts_recent` index), whose
+        address or name contains `text` (any case), after the keyset `after`."""
+        where, params = "org_id = ?", [org_id]
+        if text:
+            name, param = contains("coalesce(name, '')", text)
+            where += f" AND (instr(address, ?) > 0 OR {name})"
+            params += [text.lower(), param]
+        cond, order_by, extra = _keyset("desc", "last_at, address", after)
+        return _dicts(self.database, f"SELECT * FROM contacts WHERE {where}{cond}{order_by} LIMIT ?",
+                      (*params, *extra, limit))
 
     # attachments ------------------------------------------------------------------------------
     def get_attachment(self, org_id: str, attachment_id: str) -> dict | None:
