@@ -50,6 +50,8 @@ class Prepared:
     authentication: dict | None = None
     """SPF/DKIM/DMARC results of an inbound SMTP message (`mail.authentication`)."""
     labels: list[str] = field(default_factory=list)
+    snippet: str = ""
+    """The thread summary's one-line snippet of `text` (computed with the blob writes, off the event loop)."""
     extracted: dict | None = None
     """Codes and links, computed here only when the inbox's webhook payload needs them (store/extracted.py)."""
 
@@ -99,14 +101,27 @@ class MailStore(MailReads):
         self,
         prepared: list[Prepared],
         after: Callable[[sqlite3.Connection, list[Stored]], None] | None = None,
+        keep: Callable[[sqlite3.Connection, list[Prepared]], list[Prepared]] | None = None,
     ) -> list[Stored]:
-        """Store prepared messages in one transaction, run `after` inside it, then publish events."""
+        """Store prepared messages in one transaction, run `after` inside it, then publish events.
+
+        `keep`, when given, chooses inside the transaction which of `prepared` are stored.
+        """
         with self.database.transaction() as conn:
+            if keep is not None:
+                prepared = keep(conn, prepared)
             stored = [self.store(conn, p) for p in prepared]
             if after is not None:
                 after(conn, stored)
         self.publish(stored)
         return stored
+
+    def still_hosted(self, conn: sqlite3.Connection, prepared: list[Prepared]) -> list[Prepared]:
+        """The copies whose inbox still exists (one deleted since it was looked up gets nothing stored)."""
+        ids = json.dumps(sorted({p.inbox["id"] for p in prepared}))
+        live = {row[0] for row in conn.execute(
+            "SELECT id FROM inboxes WHERE id IN (SELECT value FROM json_each(?))", (ids,))}
+        return [p for p in prepared if p.inbox["id"] in live]
 
     def prepare(
         self,
@@ -146,7 +161,7 @@ class MailStore(MailReads):
         return Prepared(
             inbox=inbox, msg=msg, direction=direction, message_id=new_message_id(), text=text,
             raw_sha256=raw_sha, new_attachments=new_rows, attachment_ids=list(attachment_ids),
-            thread_id=thread_id, delivery_status=delivery_status, extracted=extracted,
+            thread_id=thread_id, delivery_status=delivery_status, extracted=extracted, snippet=snippet(text),
         )
 
     def store(self, conn: sqlite3.Connection, p: Prepared) -> Stored:
@@ -191,7 +206,7 @@ class MailStore(MailReads):
                 (att["id"], inbox["org_id"], p.message_id, inbox["id"], att["filename"], att["mime_type"],
                  att["size"], att["sha256"], created_at),
             )
-        thread = self._touch_thread(conn, thread_id, inbox, row, bool(p.attachment_ids), p.quarantined)
+        thread = self._touch_thread(conn, thread_id, inbox, row, p.snippet, bool(p.attachment_ids), p.quarantined)
         message = message_json(row)
         hooked = message
         if p.extracted is not None:
@@ -231,36 +246,37 @@ class MailStore(MailReads):
         return new_thread_id()
 
     def _touch_thread(
-        self, conn: sqlite3.Connection, thread_id: str, inbox: dict, row: dict, has_attachments: bool,
-        quarantined: bool = False,
+        self, conn: sqlite3.Connection, thread_id: str, inbox: dict, row: dict, summary: str,
+        has_attachments: bool, quarantined: bool = False,
     ) -> dict:
         """Create the thread or bring its summary up to date with the message just stored.
 
         A thread is `quarantined` (left out of the default lists) while all its messages are.
         """
-        summary = snippet(row["text_body"], row["html_body"])
         unread = 1 if row["direction"] == "inbound" else 0
-        updated = conn.execute(
+        found = conn.execute(
             "UPDATE threads SET last_message_at = MAX(last_message_at, :at), message_count = message_count + 1,"
             " snippet = :snippet, last_direction = :direction, last_sender = :sender,"
             " has_attachments = has_attachments OR :att, unread_count = unread_count + :unread,"
             " subject = CASE WHEN subject = '' THEN :subject ELSE subject END,"
             " quarantined = quarantined AND :quarantined"
-            " WHERE id = :id AND org_id = :org",
+            " WHERE id = :id AND org_id = :org RETURNING *",
             {"at": row["created_at"], "snippet": summary, "direction": row["direction"], "sender": row["sender"],
              "att": int(has_attachments), "unread": unread, "subject": row["subject"], "id": thread_id,
              "org": inbox["org_id"], "quarantined": int(quarantined)},
-        ).rowcount
-        if not updated:
-            conn.execute(
+        ).fetchone()
+        if found is None:
+            # RETURNING shows the row before AFTER triggers run, so the participant count their trigger
+            # sets (from the rows the message's own trigger just added) is written here as well.
+            found = conn.execute(
                 "INSERT INTO threads (id, org_id, inbox_id, domain_id, subject, first_message_at, last_message_at,"
-                " message_count, snippet, last_direction, last_sender, has_attachments, unread_count, quarantined)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+                " message_count, snippet, last_direction, last_sender, has_attachments, unread_count, quarantined,"
+                " participant_count) VALUES (?1, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?,"
+                " (SELECT COUNT(*) FROM thread_participants WHERE thread_id = ?1)) RETURNING *",
                 (thread_id, inbox["org_id"], inbox["id"], inbox["domain_id"], row["subject"], row["created_at"],
                  row["created_at"], summary, row["direction"], row["sender"], int(has_attachments), unread,
                  int(quarantined)),
-            )
-        found = conn.execute("SELECT * FROM threads WHERE id = ?", (thread_id,)).fetchone()
+            ).fetchone()
         return thread_json(found)
 
     # attachments ------------------------------------------------------------------------------
