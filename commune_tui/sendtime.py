@@ -147,7 +147,7 @@ def _iso(text: str, now: datetime) -> datetime | None:
     if not re.match(r"^\d{4}-\d{2}-\d{2}", value):
         return None
     try:
-        moment = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.upper())
     except ValueError:
         raise SendTimeError(f"{value!r} is not a valid ISO 8601 date and time") from None
     if len(value) <= 10:
