@@ -15,6 +15,11 @@ class InboxSelected(Message):
 
 
 @dataclass
+class OutboxSelected(Message):
+    """The mailbox tree's Outbox entry was chosen: show the outbox of every inbox."""
+
+
+@dataclass
 class ThreadSelected(Message):
     thread: ThreadSummary
 
