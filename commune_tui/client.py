@@ -21,6 +21,7 @@ from .models import (
     Domain,
     Inbox,
     Message,
+    OutboxCounts,
     OutboxMessage,
     Page,
     SendResult,
@@ -259,13 +260,18 @@ class CommuneClient:
                                                                  "limit": limit})
         return [OutboxMessage.model_validate(m) for m in body.get("data", [])], _next_cursor(body)
 
-    async def list_scheduled(self, inbox_id: str, cursor: str | None = None,
-                             limit: int = 100) -> tuple[list[OutboxMessage], str | None]:
-        """`GET /v1/messages?status=scheduled`: one inbox's messages waiting for their `send_at`."""
-        body = await self._call("GET", "/v1/messages", params={
-            "inbox_id": inbox_id, "status": "scheduled", "cursor": cursor, "limit": limit})
-        rows = [OutboxMessage.model_validate(m) for m in body.get("data", [])]
-        return [m for m in rows if m.status == "scheduled"], _next_cursor(body)
+    async def list_outbox(self, status: str = "scheduled", inbox_id: str | None = None,
+                          cursor: str | None = None, limit: int = 100,
+                          ) -> tuple[list[OutboxMessage], str | None]:
+        """`GET /v1/outbox`: held or scheduled messages with `status`, soonest first."""
+        body = await self._call("GET", "/v1/outbox", params={
+            "status": status, "inbox_id": inbox_id, "cursor": cursor, "limit": limit})
+        return [OutboxMessage.model_validate(m) for m in body.get("data", [])], _next_cursor(body)
+
+    async def outbox_counts(self, inbox_id: str | None = None) -> OutboxCounts:
+        """`GET /v1/outbox/counts`: drafts, messages awaiting approval and scheduled ones."""
+        return OutboxCounts.model_validate(await self._data("GET", "/v1/outbox/counts",
+                                                            params={"inbox_id": inbox_id}))
 
     async def get_message(self, message_id: str) -> OutboxMessage:
         """`GET /v1/messages/{id}`, with its status."""

@@ -211,34 +211,37 @@ def _addresses(value: Any) -> list[str]:
 
 
 class OutboxMessage(Message):
-    """A message that has not left yet: waiting for a person's approval or for its `send_at`, with the
-    recipient verdict the server reached when it was submitted."""
+    """A message that has not left yet (`/v1/approvals`, `/v1/outbox`): waiting for a person's approval
+    or for its `send_at`, with the recipient verdict the server reached when it was submitted."""
 
     status: str | None = None
     send_at: str | None = None
+    expires_at: str | None = None
+    reason: str | None = None
     validation: Validation = Field(default_factory=Validation)
-    in_reply_to: str | None = None
-    headers: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
     def _flatten(cls, data: Any) -> Any:
-        # The id may come as `id`; status and send_at may sit in the metadata.
+        # The outbox's fields sit beside the message they describe: one object of both.
         if isinstance(data, dict):
-            data = dict(data)
-            data.setdefault("message_id", data.get("id"))
+            message = data.get("message") if isinstance(data.get("message"), dict) else {}
+            data = {**message, **{k: v for k, v in data.items() if k != "message" and v is not None}}
+            data["message_id"] = data.get("message_id") or data.get("id")
             data["thread_id"] = data.get("thread_id") or ""
-            metadata = data.get("metadata") or {}
-            for key in ("status", "send_at", "in_reply_to"):
-                if data.get(key) is None and metadata.get(key) is not None:
-                    data[key] = metadata[key]
-            if data.get("validation") is None:
-                data.pop("validation", None)
         return data
 
     @property
     def inbox_id(self) -> str:
         return str(self.metadata.get("inbox_id") or "")
+
+
+class OutboxCounts(Model):
+    """`GET /v1/outbox/counts`."""
+
+    drafts: int = 0
+    pending_approval: int = 0
+    scheduled: int = 0
 
 
 class ServerDraft(Model):

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from .client import ApiError, CommuneClient
 from .formatting import clean_line
-from .models import Inbox, OutboxMessage, ServerDraft
+from .models import Inbox, OutboxCounts, OutboxMessage, ServerDraft
 
 MAX_ROWS = 1000
 """Rows fetched per tab; a queue longer than this is a backlog to work through, not to scroll."""
@@ -45,11 +45,6 @@ class Outbox:
     def empty(self) -> bool:
         return not (self.approvals or self.scheduled or self.drafts)
 
-    def summary(self) -> str:
-        """What the mailbox tree shows beside Outbox: `2 held · 1 later · 3 drafts`, or nothing."""
-        parts = [f"{self.count(tab)} {word}" for tab, word in
-                 (("approvals", "held"), ("scheduled", "later"), ("drafts", "drafts")) if getattr(self, tab)]
-        return " · ".join(parts)
 
 
 def waiting_notice(data: dict[str, Any]) -> str:
@@ -71,6 +66,12 @@ def waiting_notice(data: dict[str, Any]) -> str:
     return clean_line(" ".join(parts)) + ". Review it in the Outbox (O)."
 
 
+def counts_summary(counts: OutboxCounts) -> str:
+    """What the mailbox tree shows beside Outbox: `2 held · 1 later · 3 drafts`, or nothing."""
+    parts = [(counts.pending_approval, "held"), (counts.scheduled, "later"), (counts.drafts, "drafts")]
+    return " · ".join(f"{n} {word}" for n, word in parts if n)
+
+
 async def _all_pages(fetch: Callable[[str | None], Awaitable[tuple[list[T], str | None]]],
                      limit: int) -> tuple[list[T], bool]:
     """Rows from every page (keyset cursor), up to `limit`; and whether more were left."""
@@ -85,27 +86,16 @@ async def _all_pages(fetch: Callable[[str | None], Awaitable[tuple[list[T], str 
             return rows[:limit], True
 
 
-async def load_outbox(client: CommuneClient, inboxes: list[Inbox], inbox: Inbox | None = None,
-                      limit: int = MAX_ROWS) -> Outbox:
-    """The outbox of `inbox`, or of all `inboxes` when it is None; each tab fails on its own."""
+async def load_outbox(client: CommuneClient, inbox: Inbox | None = None, limit: int = MAX_ROWS) -> Outbox:
+    """The outbox of `inbox`, or of every inbox when it is None; each tab fails on its own."""
     inbox_id = inbox.id if inbox else None
-    scope = [inbox] if inbox else inboxes
     page = min(limit, 200)
-
-    async def approvals() -> tuple[list[OutboxMessage], bool]:
-        return await _all_pages(lambda c: client.list_approvals(inbox_id, c, page), limit)
-
-    async def drafts() -> tuple[list[ServerDraft], bool]:
-        return await _all_pages(lambda c: client.list_drafts(inbox_id, c, page), limit)
-
-    async def scheduled() -> tuple[list[OutboxMessage], bool]:
-        found = await asyncio.gather(*(_all_pages(lambda c, i=i: client.list_scheduled(i.id, c, page), limit)
-                                       for i in scope))
-        rows = sorted((m for chunk, _ in found for m in chunk), key=lambda m: m.send_at or "")
-        return rows[:limit], any(more for _, more in found) or len(rows) > limit
-
     outbox = Outbox()
-    results = await asyncio.gather(approvals(), scheduled(), drafts(), return_exceptions=True)
+    results = await asyncio.gather(
+        _all_pages(lambda c: client.list_approvals(inbox_id, c, page), limit),
+        _all_pages(lambda c: client.list_outbox("scheduled", inbox_id, c, page), limit),
+        _all_pages(lambda c: client.list_drafts(inbox_id, c, page), limit),
+        return_exceptions=True)
     for tab, result in zip(TABS, results):
         if isinstance(result, ApiError):
             outbox.errors[tab] = result.message

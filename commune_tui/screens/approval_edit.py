@@ -6,13 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from textual import work
 from textual.binding import Binding
 from textual.widgets import Select
 
-from ..client import ApiError
 from ..formatting import html_to_text, split_addresses
-from ..models import Draft, OutboxMessage
+from ..models import Draft, OutboxMessage, SendResult
 from .compose import ComposeScreen
 
 NOT_HERE = {"send_later", "postpone", "attach", "remove_attachment"}
@@ -33,7 +31,7 @@ def approval_edits(before: Draft, after: Draft) -> dict[str, Any]:
 
 
 class ApprovalComposeScreen(ComposeScreen):
-    """Dismisses with True once the edited message was approved."""
+    """`ctrl+s` approves; the composer's sending, errors and notices apply unchanged."""
 
     BINDINGS = [Binding("ctrl+s", "send", "Approve", priority=True, id="approve.send")]
 
@@ -54,17 +52,11 @@ class ApprovalComposeScreen(ComposeScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return action not in NOT_HERE
 
-    @work(group="send", exclusive=True)
-    async def _send(self, draft: Draft, send_at: datetime | None = None) -> None:
-        self.query_one("#composer").loading = True
-        try:
-            await self.app.client.approve(self.message.message_id, approval_edits(self.draft, draft))
-        except ApiError as exc:
-            self.notify(f"{exc.message}\nYour edits are kept.", title="Not approved", severity="error",
-                        timeout=8, markup=False)
-            return
-        finally:
-            self.sending = False
-            self.query_one("#composer").loading = False
-        self.dismiss(True)
-        self.app.notify(draft.subject or "(no subject)", title="Edited and approved", markup=False)
+    async def deliver(self, draft: Draft, send_at: datetime | None) -> SendResult:
+        """Approve the held message with what was changed in it, instead of sending a new one."""
+        return await self.app.client.approve(self.message.message_id, approval_edits(self.draft, draft))
+
+    def announce_held(self, result: SendResult, draft: Draft, send_at: datetime | None) -> bool:
+        title = "Approved, scheduled" if result.status == "scheduled" else "Approved, on its way"
+        self.app.notify(f"To {draft.to}", title=title, markup=False)
+        return True

@@ -15,7 +15,7 @@ from ..client import ApiError
 from ..display import line
 from ..messages import InboxSelected, NewMail, OutboxSelected, ThreadSelected
 from ..models import Domain, Draft, Inbox, Message, Page, ThreadSummary
-from ..outbox import load_outbox
+from ..outbox import counts_summary
 from ..widgets.mailbox_tree import MailboxTree
 from ..widgets.reader import Reader
 from ..widgets.thread_list import ThreadList, is_unread
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from ..app import CommuneApp
 
 LIVE_PAGE = 20
-OUTBOX_COUNT_LIMIT = 99
 
 
 class MailScreen(ThreadActions):
@@ -103,10 +102,10 @@ class MailScreen(ThreadActions):
     async def load_outbox_counts(self) -> None:
         """What waits in every inbox's outbox, beside the tree's Outbox entry."""
         try:
-            outbox = await load_outbox(self.app.client, self.app.inboxes, limit=OUTBOX_COUNT_LIMIT)
+            counts = await self.app.client.outbox_counts()
         except ApiError:
-            return
-        self.tree.set_outbox(outbox.summary())
+            return  # a server without an outbox: the entry stays bare
+        self.tree.set_outbox(counts_summary(counts))
 
     def count_label(self, inbox_id: str) -> str:
         """`12` threads, `50+` when there are more than the first page, and how many are unread."""

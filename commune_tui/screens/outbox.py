@@ -143,7 +143,7 @@ class OutboxScreen(Screen):
         """Fetch the three tabs again, keeping each cursor on its row when it is still there."""
         self.query_one(TabbedContent).loading = True
         try:
-            outbox = await load_outbox(self.app.client, self.app.inboxes, self.inbox)
+            outbox = await load_outbox(self.app.client, self.inbox)
         except ApiError as exc:
             self.notify(f"Could not load the outbox: {exc.message}", severity="error", markup=False)
             return
@@ -272,7 +272,7 @@ class OutboxScreen(Screen):
 
         item = self.held()
         if item is not None:
-            self.app.push_screen(ApprovalComposeScreen(item), lambda done: self.reload() if done else None)
+            self.app.push_screen(ApprovalComposeScreen(item), lambda _: self.reload())
 
     def action_reject(self) -> None:
         item = self.held()

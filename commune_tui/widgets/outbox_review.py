@@ -24,6 +24,8 @@ STATUS_LABELS = {
     "draft": ("DRAFT", "bold"),
 }
 REPLY_PREVIEW_LINES = 6
+LABEL = 13
+"""Width of the header labels (`Attachments` and a space)."""
 
 
 def recipients(item: OutboxMessage | ServerDraft, role: str) -> list[str]:
@@ -53,7 +55,7 @@ def status_of(item: OutboxMessage | ServerDraft) -> str:
 
 
 def _field(text: Text, label: str, value: str, style: str = "") -> None:
-    text.append(f"{label:<12}", style="bold")
+    text.append(f"{label:<{LABEL}}", style="bold")
     text.append(clean_line(value, limit=2000) + "\n", style=style)
 
 
@@ -79,17 +81,17 @@ def review_text(item: OutboxMessage | ServerDraft, now: datetime, inboxes: list[
     if moment is not None:
         _field(text, "Sends", describe(moment, now), style="bold")
     if isinstance(item, OutboxMessage):
-        text.append(f"{'Recipients':<12}", style="bold")
+        text.append(f"{'Recipients':<{LABEL}}", style="bold")
         if item.validation.empty:
             text.append("✓ every recipient passed validation\n", style="green")
         else:
             verdict = report_text(item.validation)
-            verdict.pad_left(12)
+            verdict.pad_left(LABEL)
             text.append("\n")
             text.append_text(verdict)
     ids = item.attachments
     if ids:
-        text.append(f"{'Attachments':<12}", style="bold")
+        text.append(f"{'Attachments':<{LABEL}}", style="bold")
         for attachment_id in ids:
             found = attachments.get(attachment_id)
             if found is None:
@@ -98,11 +100,11 @@ def review_text(item: OutboxMessage | ServerDraft, now: datetime, inboxes: list[
                 text.append(clean_line(f"📎 {found.filename} {human_size(found.size)}  "))
         text.append("\n")
     if replied is not None:
-        text.append(f"{'Replies to':<12}", style="bold")
+        text.append(f"{'Replies to':<{LABEL}}", style="bold")
         text.append(clean_line(f"{replied.subject or '(no subject)'} — {replied.sender}") + "\n")
         quoted = message_body(replied).splitlines()[:REPLY_PREVIEW_LINES]
         for quoted_line in quoted:
-            text.append(f"{'':<12}> {clean_line(quoted_line)}\n", style="dim")
+            text.append(f"{'':<{LABEL}}> {clean_line(quoted_line)}\n", style="dim")
     text.append("\n" + "─" * 60 + "\n", style="dim")
     text.append(clean_text(body_of(item)))
     return text
