@@ -148,9 +148,9 @@ class CommuneApp(App[None]):
         if isinstance(mail, MailScreen):
             mail.load_outbox_counts()
 
-    def open_outbox(self, inbox: Inbox | None, everywhere: bool = False) -> None:
-        """Open the Outbox of `inbox`, or of every inbox."""
-        self.push_screen(OutboxScreen(inbox, everywhere=everywhere))
+    def open_outbox(self, inbox: Inbox | None, everywhere: bool = False, tab: str = "approvals") -> None:
+        """Open the Outbox of `inbox`, or of every inbox, on `tab`."""
+        self.push_screen(OutboxScreen(inbox, everywhere=everywhere, tab=tab))
 
     def open_composer(self, draft: Draft, forward_attachments: list[str] | None = None) -> None:
         """Open the composer on a draft (new, reply or forward)."""

@@ -16,7 +16,9 @@ class InboxSelected(Message):
 
 @dataclass
 class OutboxSelected(Message):
-    """The mailbox tree's Outbox entry was chosen: show the outbox of every inbox."""
+    """The mailbox tree's Outbox entry (or one of its tabs) was chosen: show every inbox's outbox."""
+
+    tab: str = "approvals"
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from .client import ApiError, CommuneClient
 from .formatting import clean_line
-from .models import Inbox, OutboxCounts, OutboxMessage, ServerDraft
+from .models import Inbox, OutboxMessage, ServerDraft
 
 MAX_ROWS = 1000
 """Rows fetched per tab; a queue longer than this is a backlog to work through, not to scroll."""
@@ -41,10 +41,6 @@ class Outbox:
         rows = len(getattr(self, tab))
         return f"{rows}+" if tab in self.truncated else str(rows)
 
-    @property
-    def empty(self) -> bool:
-        return not (self.approvals or self.scheduled or self.drafts)
-
 
 
 def waiting_notice(data: dict[str, Any]) -> str:
@@ -64,12 +60,6 @@ def waiting_notice(data: dict[str, Any]) -> str:
     if to:
         parts.append(f"to {to}")
     return clean_line(" ".join(parts)) + ". Review it in the Outbox (O)."
-
-
-def counts_summary(counts: OutboxCounts) -> str:
-    """What the mailbox tree shows beside Outbox: `2 held · 1 later · 3 drafts`, or nothing."""
-    parts = [(counts.pending_approval, "held"), (counts.scheduled, "later"), (counts.drafts, "drafts")]
-    return " · ".join(f"{n} {word}" for n, word in parts if n)
 
 
 async def _all_pages(fetch: Callable[[str | None], Awaitable[tuple[list[T], str | None]]],

@@ -139,6 +139,10 @@ async def update_inbox(ctx: Context) -> dict:
         changes["retention_days"] = body.retention_days
     if "reject_unauthenticated" in fields:
         changes["reject_unauthenticated"] = body.reject_unauthenticated or "none"
+    if "approval" in fields:
+        changes["approval"] = body.approval or "none"
+    if "approval_timeout_hours" in fields:
+        changes["approval_timeout_hours"] = body.approval_timeout_hours or 72
     if "webhook" in fields:
         hook = body.webhook
         if hook is None or hook.removes_webhook:

@@ -23,6 +23,7 @@ from .blobs import BlobStore
 from .database import Database
 from .extracted import Extractions
 from .mail_reads import MailReads, safe_filename
+from .outbox import WAITING
 
 TxHook = Callable[[sqlite3.Connection, dict, dict], None]
 IDEMPOTENCY_SECONDS = 24 * 3600
@@ -209,7 +210,9 @@ class MailStore(MailReads):
             inbox, message = item.inbox, item.message
             kind = "message.received" if item.direction == "inbound" else "message.sent"
             payload = {"message": message, "thread_id": message["thread_id"], "inbox_id": inbox["id"]}
-            self.events.publish(kind, inbox["org_id"], payload, inbox["id"], inbox["domain_id"])
+            # A held or scheduled message is announced by its outbox event now and `message.sent` later.
+            if message["metadata"].get("delivery_status") not in WAITING:
+                self.events.publish(kind, inbox["org_id"], payload, inbox["id"], inbox["domain_id"])
             if item.thread is not None:
                 self.events.publish("thread.updated", inbox["org_id"], item.thread, inbox["id"], inbox["domain_id"])
 

@@ -15,7 +15,6 @@ from ..client import ApiError
 from ..display import line
 from ..messages import InboxSelected, NewMail, OutboxSelected, ThreadSelected
 from ..models import Domain, Draft, Inbox, Message, Page, ThreadSummary
-from ..outbox import counts_summary
 from ..widgets.mailbox_tree import MailboxTree
 from ..widgets.reader import Reader
 from ..widgets.thread_list import ThreadList, is_unread
@@ -105,7 +104,8 @@ class MailScreen(ThreadActions):
             counts = await self.app.client.outbox_counts()
         except ApiError:
             return  # a server without an outbox: the entry stays bare
-        self.tree.set_outbox(counts_summary(counts))
+        self.tree.set_outbox({"approvals": counts.pending_approval, "scheduled": counts.scheduled,
+                              "drafts": counts.drafts})
 
     def count_label(self, inbox_id: str) -> str:
         """`12` threads, `50+` when there are more than the first page, and how many are unread."""
@@ -233,7 +233,7 @@ class MailScreen(ThreadActions):
 
     @on(OutboxSelected)
     def open_outbox_everywhere(self, event: OutboxSelected) -> None:
-        self.app.open_outbox(self.inbox, everywhere=True)
+        self.app.open_outbox(self.inbox, everywhere=True, tab=event.tab)
 
     def action_help(self) -> None:
         self.app.action_toggle_help()

@@ -12,11 +12,15 @@ from ..display import line
 from ..messages import InboxSelected, OutboxSelected
 from ..models import Domain, Inbox
 
+OUTBOX_TABS = (("approvals", "Awaiting approval"), ("scheduled", "Scheduled"), ("drafts", "Drafts"))
+
 
 class OutboxFolder:
-    """The data of the tree's Outbox entry."""
+    """The data of the tree's Outbox entry and of its tabs below it."""
 
-    id = "outbox"
+    def __init__(self, tab: str = "approvals") -> None:
+        self.id = f"outbox-{tab}"
+        self.tab = tab
 
 
 class MailboxTree(Tree[Inbox | Domain | OutboxFolder]):
@@ -38,7 +42,7 @@ class MailboxTree(Tree[Inbox | Domain | OutboxFolder]):
         self.counts: dict[str, str] = {}
         self.new_mail: set[str] = set()
         self.outbox_node: TreeNode[Inbox | Domain | OutboxFolder] | None = None
-        self.outbox_summary = ""
+        self.outbox_counts: dict[str, int] = {}
 
     def set_mailboxes(self, domains: list[Domain], inboxes: list[Inbox]) -> None:
         """Rebuild the tree (only when the set of mailboxes changed, so the cursor stays put)."""
@@ -57,7 +61,9 @@ class MailboxTree(Tree[Inbox | Domain | OutboxFolder]):
                 if inbox.domain_id == domain.id:
                     node = domain_node.add_leaf(self._label(inbox), data=inbox)
                     self.inbox_nodes[inbox.id] = node
-        self.outbox_node = self.root.add_leaf(self._outbox_label(), data=OutboxFolder())
+        self.outbox_node = self.root.add(line("Outbox", style="bold"), data=OutboxFolder(), expand=True)
+        for tab, _ in OUTBOX_TABS:
+            self.outbox_node.add_leaf(self._outbox_label(tab), data=OutboxFolder(tab))
         if selected in self.inbox_nodes:
             self.move_cursor(self.inbox_nodes[selected], animate=False)
 
@@ -70,17 +76,20 @@ class MailboxTree(Tree[Inbox | Domain | OutboxFolder]):
             label.append(" ●", style="bold")
         return label
 
-    def _outbox_label(self) -> Text:
-        label = line("Outbox", style="bold")
-        if self.outbox_summary:
-            label.append(f" {self.outbox_summary}", style="dim")
+    def _outbox_label(self, tab: str) -> Text:
+        label = line(dict(OUTBOX_TABS)[tab])
+        count = self.outbox_counts.get(tab)
+        if count:
+            label.append(f" {count}", style="bold" if tab == "approvals" else "dim")
         return label
 
-    def set_outbox(self, summary: str) -> None:
-        """Show what waits in the outbox (`2 held · 1 later · 3 drafts`) beside its entry."""
-        self.outbox_summary = summary
+    def set_outbox(self, counts: dict[str, int]) -> None:
+        """Show how many messages wait in each of the outbox's tabs."""
+        self.outbox_counts = counts
         if self.outbox_node is not None:
-            self.outbox_node.set_label(self._outbox_label())
+            for child in self.outbox_node.children:
+                if isinstance(child.data, OutboxFolder):
+                    child.set_label(self._outbox_label(child.data.tab))
 
     def update_inbox(self, inbox_id: str, count: str | None = None, new: bool | None = None) -> None:
         """Change an inbox's count or new-mail marker in place."""
@@ -105,4 +114,4 @@ class MailboxTree(Tree[Inbox | Domain | OutboxFolder]):
         if isinstance(event.node.data, Inbox):
             self.post_message(InboxSelected(event.node.data))
         elif isinstance(event.node.data, OutboxFolder):
-            self.post_message(OutboxSelected())
+            self.post_message(OutboxSelected(event.node.data.tab))

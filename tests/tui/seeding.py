@@ -82,33 +82,3 @@ def threads_of(client: httpx.Client, inbox_id: str) -> list[dict]:
 
 def messages_of(client: httpx.Client, thread_id: str) -> list[dict]:
     return _ok(client.get(f"/v1/threads/{thread_id}/messages"))["data"]
-
-
-def seed_outbox(user: httpx.Client, agent: httpx.Client, others: httpx.Client, seeded: Seeded,
-                send_at: str) -> None:
-    """Outbox content for the screenshot: `support` holds every send for approval, an agent's reply to
-    a customer and a new message wait there; one message from `me` is scheduled for `send_at`; a draft."""
-    support, alice, bob = seeded.support, seeded.others["alice"], seeded.others["bob"]
-    _ok(user.patch(f"/v1/inboxes/{support['id']}", json={"approval": "all"}))
-    send(others, alice["id"], support["address"], "Invoice 2291 is wrong",
-         "Hello,\n\nInvoice 2291 charges us for 12 seats; we have 10 since February.\n"
-         "Could you send a corrected one?\n\nAlice")
-    thread = next(t for t in threads_of(user, support["id"]) if t["subject"] == "Invoice 2291 is wrong")
-    for body in (
-        {"to": [alice["address"]], "subject": "Re: Invoice 2291 is wrong", "thread_id": thread["thread_id"],
-         "text": "Hi Alice,\n\nYou are right: your plan has 10 seats since 1 February. The corrected\n"
-                 "invoice 2291-B is attached and the difference is credited to your account.\n\n"
-                 "Support (sent by the billing agent)",
-         "attachments": [_ok(agent.post("/v1/attachments/upload", json={
-             "content": base64.b64encode(b"%PDF-1.4 corrected invoice " * 300).decode(),
-             "filename": "invoice-2291-B.pdf", "mime_type": "application/pdf"}))["data"]["attachment_id"]]},
-        {"to": [bob["address"]], "subject": "Your trial ends on Friday",
-         "text": "Hi Bob,\n\nYour trial ends on Friday. Reply to this message to extend it.\n\nSupport"},
-    ):
-        _ok(agent.post("/v1/messages/send", json={"inboxId": support["id"], **body}))
-    _ok(user.post("/v1/messages/send", json={
-        "inboxId": seeded.me["id"], "to": [seeded.others["carol"]["address"]], "send_at": send_at,
-        "subject": "Monday standup notes", "text": "Notes for Monday's standup are below.\n"}))
-    _ok(user.post("/v1/drafts", json={
-        "inbox_id": seeded.me["id"], "to": [seeded.others["dmitri"]["address"]],
-        "subject": "Slides for the conference", "text": "Dmitri,\n\nHere is the outline of my talk:\n"}))

@@ -28,14 +28,6 @@ from tests.tui.helpers import open_composer, settle, wait_until
 from tests.tui.seeding import seed_mailbox, threads_of
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(autouse=True)
-def _needs_the_outbox_api(running: Running) -> None:
-    """Until the branch with the server's outbox is merged here, these tests have nothing to drive."""
-    with running.client() as client:
-        if client.get("/v1/outbox/counts").status_code == 404:
-            pytest.skip("the server has no outbox API yet")
 _suffixes = itertools.count(1)
 
 
@@ -302,6 +294,14 @@ async def test_tree_counts_and_a_toast_when_a_message_starts_waiting(boxes: Outb
         note = next(n for n in app._notifications if "Contract renewal terms" in str(n.message))
         assert note.title == "Waiting for your approval"
         tree = app.screen.query_one(MailboxTree)
-        await wait_until(pilot, lambda: tree.outbox_summary == "1 held")
-        assert "1 held" in str(tree.outbox_node.label)
+        await wait_until(pilot, lambda: tree.outbox_counts.get("approvals") == 1)
+        assert [str(c.label) for c in tree.outbox_node.children] == [
+            "Awaiting approval 1", "Scheduled", "Drafts"]
+        tree.focus()
+        tree.move_cursor(tree.outbox_node.children[0], animate=False)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, OutboxScreen)
+        assert app.screen.inbox is None
+        assert "Contract renewal terms" in rows(app.screen, "approvals")[0]
 
