@@ -325,6 +325,9 @@ class InboundSession(SMTP):
             return
         handler: InboundHandler = self.event_handler
         handler.data_started()
+        # aiosmtpd sizes the reader's buffer for one command line (its `limit`), so a message of more
+        # than two lines paused and resumed the socket (two epoll changes); DATA reads in blocks.
+        self._reader._limit = DATA_BLOCK // 2  # type: ignore[attr-defined]
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")
             content = await read_data(self._reader, self.data_size_limit, self._reset_timeout)
@@ -340,6 +343,7 @@ class InboundSession(SMTP):
                 self.progress()
             await self.push(status)
         finally:
+            self._reader._limit = self.line_length_limit  # type: ignore[attr-defined]
             handler.data_ended()
 
 
