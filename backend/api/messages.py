@@ -177,8 +177,8 @@ async def _send(ctx: Context, body: SendMessage) -> dict:
         bcc=keep(body.bcc), reply_to=reply_to, subject=body.subject, text=body.text, html=body.html,  # type: ignore[arg-type]
         in_reply_to=in_reply_to, references=references, attachments=attachments, headers=body.headers,
     )
-    message = await submit(ctx.services.mail, ctx.services.domains, inbox, out, checked.accepted, checked.local,
-                     thread["id"] if thread else None, list(dict.fromkeys(body.attachments)))
+    message = await submit(ctx.services.commit, ctx.services.domains, inbox, out, checked.accepted, checked.local,
+                           thread["id"] if thread else None, list(dict.fromkeys(body.attachments)))
     result = data({
         "id": message["message_id"],
         "message_id": message["message_id"],

@@ -3,7 +3,7 @@
 Recipients hosted here receive it at once as inbound mail (threaded by its headers, exactly as if it
 had come over SMTP); every other recipient gets an `outbound_queue` row that the outbound worker
 sends from the raw bytes in the blob store. All rows, local copies and delivery events are written
-in one transaction.
+in one transaction, grouped with whatever else is being stored at the same moment (`GroupCommit`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import time
 from dataclasses import replace
 
 from ..mail.compose import Outgoing, as_incoming, compose
+from ..smtp.commit import GroupCommit
 from ..store.domains import DomainStore
-from ..store.mail import MailStore, Prepared, Stored
+from ..store.mail import Prepared, Stored
 from ..util import new_prefixed, now_iso
 
 LOCAL_DETAIL = "Delivered locally to an inbox on this server"
@@ -33,7 +34,7 @@ def record_delivery_event(
 
 
 async def submit(
-    mail: MailStore,
+    commit: GroupCommit,
     domains: DomainStore,
     sender_inbox: dict,
     out: Outgoing,
@@ -47,16 +48,17 @@ async def submit(
     remote = [r for r in recipients if r not in local_set]
     status = "queued" if remote else "delivered"
     org_id = sender_inbox["org_id"]
+    mail = commit.mail
     local_inboxes = [inbox for inbox in (domains.inbox_by_address(a, org_id) for a in local) if inbox is not None]
 
     def build() -> list[Prepared]:
-        """Composing and the fsync'd blob writes, off the event loop (they cost milliseconds)."""
+        """Composing and the blob writes, off the event loop; the group's one sync flushes them."""
         raw = compose(out)
         received = as_incoming(out, raw)
         sent_copy = replace(received, bcc=list(out.bcc))
         return [mail.prepare(sender_inbox, sent_copy, "outbound", thread_id=thread_id,
-                             attachment_ids=attachment_ids, delivery_status=status),
-                *(mail.prepare(inbox, received, "inbound") for inbox in local_inboxes)]
+                             attachment_ids=attachment_ids, delivery_status=status, fsync=False),
+                *(mail.prepare(inbox, received, "inbound", fsync=False) for inbox in local_inboxes)]
 
     prepared = await asyncio.to_thread(build)
 
@@ -74,7 +76,5 @@ async def submit(
             )
             record_delivery_event(conn, message, recipient, "queued")
 
-    message = mail.store_all(prepared, after=hand_off)[0].message
-    # The 200 promises the message is stored: flush the WAL off the event loop before answering.
-    await asyncio.to_thread(mail.database.fsync_wal)
-    return message
+    # The 200 promises the message is stored: this returns once the group's commit is synced.
+    return (await commit.submit(prepared, after=hand_off))[0].message
