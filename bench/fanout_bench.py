@@ -94,13 +94,16 @@ async def wait_once(port: int, number: int, key: str, inbox_id: str, after: str
 
 
 async def fan_out(server: ServerProcess, key: str, inbox: dict, subscribers: int, waiters: int,
-                  messages: int) -> tuple[list[float], int, int, float]:
-    """Latencies of every delivery, dropped subscribers, dropped waits and the RSS with all connected."""
+                  messages: int) -> tuple[list[float], list[float], int, int, float, float, float]:
+    """Latencies of every stream delivery and of every wait answer, dropped subscribers, dropped waits and
+    the RSS with all connected; server and bench CPU per message from a sent message to its last delivery."""
     subs = [Subscriber() for _ in range(subscribers)]
     tasks = [asyncio.create_task(s.run(server.port, n, key, inbox["id"])) for n, s in enumerate(subs)]
     await asyncio.wait_for(asyncio.gather(*(s.connected.wait() for s in subs)), 120)
     latencies: list[float] = []
+    streamed: list[float] = []
     dropped_waits = 0
+    server_cpu = client_cpu = 0.0
     rss = 0.0
     after = ""
     smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=server.smtp_port, timeout=60)
@@ -113,6 +116,8 @@ async def fan_out(server: ServerProcess, key: str, inbox: dict, subscribers: int
                      for n in range(waiters)]
             await asyncio.sleep(2 + waiters / 500)  # every call has reached the server and subscribed
             rss = max(rss, server.rss_mb())
+            server_cpu -= server.cpu_seconds()
+            client_cpu -= time.process_time()
             began = time.perf_counter()
             await smtp.sendmail("load@bench.example.org", [inbox["address"]], raw)
             for outcome in await asyncio.gather(*calls, return_exceptions=True):
@@ -124,13 +129,15 @@ async def fan_out(server: ServerProcess, key: str, inbox: dict, subscribers: int
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and not all(subject in s.arrived or s.ended for s in subs):
                 await asyncio.sleep(0.05)
-            latencies.extend(s.arrived[subject] - began for s in subs if subject in s.arrived)
+            server_cpu += server.cpu_seconds()
+            client_cpu += time.process_time()
+            streamed.extend(s.arrived[subject] - began for s in subs if subject in s.arrived)
     finally:
         await smtp.quit()
     dropped_subs = sum(1 for s in subs if s.ended or len(s.arrived) < messages)
     for task in tasks:
         task.cancel()
-    return latencies, dropped_subs, dropped_waits, rss
+    return streamed, latencies, dropped_subs, dropped_waits, rss, server_cpu / messages, client_cpu / messages
 
 
 def run(quick: bool = False, subscribers: int | None = None, waiters: int | None = None,
@@ -144,14 +151,20 @@ def run(quick: bool = False, subscribers: int | None = None, waiters: int | None
         with ServerProcess(data_dir, env=env).start(want_smtp=True) as server:
             key = (data_dir / "admin.key").read_text().strip()
             inbox = Api(server.port, key).call("POST", "/v1/inboxes", {"local_part": "fanout"})["data"]
-            latencies, dropped_subs, dropped_waits, rss = asyncio.run(
+            streamed, answered, dropped_subs, dropped_waits, rss, server_cpu, client_cpu = asyncio.run(
                 fan_out(server, key, inbox, subscribers, waiters, messages))
     expected = (subscribers + waiters) * messages
+    latencies = streamed + answered
     return [
         Figure(f"fan-out to {subscribers} SSE + {waiters} wait, {messages} messages: p99",
                f"{percentile(latencies, 0.99) * 1000:.1f} ms (p50 {percentile(latencies, 0.5) * 1000:.1f} ms,"
                f" {len(latencies)} of {expected} deliveries)", "< 250 ms",
                bool(latencies) and percentile(latencies, 0.99) < 0.250 and len(latencies) == expected),
+        Figure("fan-out: SSE stream / wait answer p50, p99",
+               f"{percentile(streamed, 0.5) * 1000:.1f}, {percentile(streamed, 0.99) * 1000:.1f} ms /"
+               f" {percentile(answered, 0.5) * 1000:.1f}, {percentile(answered, 0.99) * 1000:.1f} ms"),
+        Figure("fan-out: CPU per message, server / this bench's clients",
+               f"{server_cpu * 1000:.0f} ms / {client_cpu * 1000:.0f} ms (same 2 cores)"),
         Figure("fan-out: subscribers / wait calls dropped", f"{dropped_subs} / {dropped_waits}", "0 / 0",
                dropped_subs == 0 and dropped_waits == 0),
         Figure("fan-out: server RSS with everyone connected", f"{rss:.0f} MB", "< 200 MB", rss < 200),
