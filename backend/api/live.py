@@ -25,6 +25,7 @@ EVENT_SCOPES = {
     "message.received": "messages:read",
     "message.sent": "messages:read",
     "thread.updated": "threads:read",
+    "thread.deleted": "threads:read",
     "delivery.status": "delivery:read",
 }
 MAX_WAIT = 60.0
