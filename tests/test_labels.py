@@ -18,8 +18,8 @@ from backend.retention import apply_retention
 from backend.store.migrations import MAIL_STATE, MIGRATIONS
 from backend.util import iso, utcnow
 from tests.conftest import start_server
-from tests.test_live import frames, next_events
 from tests.mailtools import ingest, make_inbox
+from tests.test_live import frames, next_events
 
 EMPTY_COUNTS = {"threads": 0, "unread_threads": 0, "flagged_threads": 0, "trash_threads": 0}
 
