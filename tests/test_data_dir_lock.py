@@ -23,7 +23,7 @@ def serve_again(data_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "backend", "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
          "--port", "0", "--smtp-port", "0"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT)
+        check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 
 def test_second_serve_on_a_locked_data_dir_refuses(tmp_path: Path) -> None:

@@ -35,9 +35,13 @@ class MailScreen(ThreadActions):
         Binding("c", "compose", "Compose", id="mail.compose", tooltip="Write a new message"),
         Binding("slash", "search", "Search", id="mail.search", key_display="/"),
         Binding("ctrl+d", "domains", "Domains", id="mail.domains"),
-        Binding("q", "app.quit", "Quit", id="mail.quit"),
-        Binding("question_mark", "help", "Help", id="mail.help", key_display="?"),
+        Binding("q", "back(True)", "Back/quit", id="mail.quit", tooltip="Reader → list; on the list: quit"),
+        Binding("escape", "back(False)", "Back", show=False, id="mail.back"),
+        Binding("m", "toggle_mailboxes", "Mailboxes", show=False, id="mail.toggle_mailboxes"),
+        Binding("question_mark", "help", "Keys", id="mail.help", key_display="?"),
     ]
+    NARROW = 100
+    """At this width and less the mailbox tree hides until `m` shows it."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,8 +57,10 @@ class MailScreen(ThreadActions):
         with Horizontal(id="panes"):
             yield MailboxTree(id="mailboxes", classes="pane")
             with Vertical(id="right"):
-                yield ThreadList(self.app.settings.clock, self.app.read_state, self.app.settings.page_size,
-                                 id="threads", classes="pane")
+                threads = ThreadList(self.app.settings.clock, self.app.read_state,
+                                     self.app.settings.page_size, id="threads", classes="pane")
+                threads.zone, threads.names = self.app.settings.timezone, self.app.names
+                yield threads
                 yield Reader(id="reader", classes="pane")
         yield Footer()
 
@@ -63,6 +69,9 @@ class MailScreen(ThreadActions):
         self.query_one("#threads").border_title = "Threads"
         self.query_one("#reader").border_title = "Message"
         self.load_mailboxes()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width <= self.NARROW, "narrow")
 
     @property
     def tree(self) -> MailboxTree:
@@ -92,7 +101,7 @@ class MailScreen(ThreadActions):
         if inboxes and self.inbox is None:
             preferred = next((i for i in inboxes if i.local_part == "me"), inboxes[0])
             self.tree.select_inbox(preferred.id)
-        self.tree.focus()
+        self.thread_list.focus()
 
     def count_label(self, inbox_id: str) -> str:
         """`12` threads, `50+` when there are more than the first page, and how many are unread."""
@@ -216,4 +225,22 @@ class MailScreen(ThreadActions):
         self.app.open_domains()
 
     def action_help(self) -> None:
-        self.app.action_toggle_help()
+        self.app.show_keys()
+
+    def action_back(self, quit_on_list: bool) -> None:
+        """Back one level: from the reader (or the sidebar) to the thread list; there, `q` quits."""
+        if self.focused is not self.thread_list:
+            self.thread_list.focus()
+            self.remove_class("show-mailboxes")
+        elif quit_on_list:
+            self.app.request_quit()
+
+    def action_toggle_mailboxes(self) -> None:
+        """Show or hide the mailbox tree (hidden by default on narrow terminals)."""
+        if self.has_class("narrow"):
+            self.toggle_class("show-mailboxes")
+            showing = self.has_class("show-mailboxes")
+        else:
+            self.tree.display = not self.tree.display
+            showing = self.tree.display
+        (self.tree if showing else self.thread_list).focus()
