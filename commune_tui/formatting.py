@@ -139,7 +139,10 @@ def quote_text(body: str, sender: str, when: str | None, zone: tzinfo | None = N
 
 def with_signature(body: str, signature: str) -> str:
     """`body` with the signature under a `-- ` line, above any quoted or forwarded text."""
-    block = "\n\n-- \n" + signature.strip("\n")
+    signature = signature.strip("\n")
+    for separator in ("-- \n", "--\n"):  # a signature file that brings its own separator
+        signature = signature.removeprefix(separator)
+    block = "\n\n-- \n" + signature
     if not signature.strip() or block in body:
         return body
     if body.startswith("\n\n"):  # a reply or forward: you write at the top, above the original

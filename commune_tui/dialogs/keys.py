@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingsMap
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import ItemGrid, Vertical, VerticalScroll
 from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
@@ -54,19 +54,18 @@ class KeysDialog(ModalScreen[None]):
         self.groups = groups
 
     def compose(self) -> ComposeResult:
-        text = Text()
-        for group, rows in self.groups:
-            text.append(f"{group}\n", style="bold")
-            width = max(len(keys) for keys, _ in rows)
-            for keys, description in rows:
-                text.append_text(line(f"  {keys:<{width}}  "))
-                text.append_text(line(description, style="dim"))
-                text.append("\n")
-            text.append("\n")
         with Vertical(classes="dialog keys"):
             yield Static("Keys", classes="dialog-title")
-            with VerticalScroll(id="keys-body"):
-                yield Static(text, id="keys-text")
+            with VerticalScroll(id="keys-body"), ItemGrid(min_column_width=34, stretch_height=False):
+                for group, rows in self.groups:
+                    text = Text()
+                    text.append(group, style="bold")
+                    width = max(len(keys) for keys, _ in rows)
+                    for keys, description in rows:
+                        text.append("\n")
+                        text.append_text(line(f"  {keys:<{width}}  "))
+                        text.append_text(line(description, style="dim"))
+                    yield Static(text, classes="key-group")
             yield Static("escape or ? to close", classes="dialog-hint")
 
     def action_close(self) -> None:

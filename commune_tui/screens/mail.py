@@ -34,8 +34,8 @@ class MailScreen(ThreadActions):
     BINDINGS = [
         Binding("c", "compose", "Compose", id="mail.compose", tooltip="Write a new message"),
         Binding("slash", "search", "Search", id="mail.search", key_display="/"),
-        Binding("ctrl+d", "domains", "Domains", id="mail.domains"),
-        Binding("q", "back(True)", "Back/quit", id="mail.quit", tooltip="Reader → list; on the list: quit"),
+        Binding("ctrl+d", "domains", "Domains", show=False, id="mail.domains"),
+        Binding("q", "back(True)", "Back", id="mail.quit", tooltip="Reader → list; on the list: quit"),
         Binding("escape", "back(False)", "Back", show=False, id="mail.back"),
         Binding("m", "toggle_mailboxes", "Mailboxes", show=False, id="mail.toggle_mailboxes"),
         Binding("question_mark", "help", "Keys", id="mail.help", key_display="?"),
@@ -71,7 +71,10 @@ class MailScreen(ThreadActions):
         self.load_mailboxes()
 
     def on_resize(self) -> None:
-        self.set_class(self.size.width <= self.NARROW, "narrow")
+        narrow = self.size.width <= self.NARROW
+        self.set_class(narrow, "narrow")
+        footer = self.query_one(Footer)
+        footer.compact, footer.show_command_palette = narrow, not narrow
 
     @property
     def tree(self) -> MailboxTree:

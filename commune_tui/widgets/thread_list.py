@@ -156,8 +156,7 @@ class ThreadList(DataTable[object]):
             if known is None:
                 self.add_row(*self._cells(thread), key=thread.thread_id)
             else:
-                for column, value in zip(("mark", "from", "subject", "count", "date"), self._cells(thread)):
-                    self.update_cell(thread.thread_id, column, value)
+                self.redraw_row(thread.thread_id)
         self.sort("date", key=lambda cell: cell.sort_value, reverse=True)
         if current is not None:
             self.move_cursor(row=self.get_row_index(current.thread_id), animate=False, scroll=False)
@@ -169,7 +168,14 @@ class ThreadList(DataTable[object]):
             return
         self.fresh.discard(thread_id)
         self.read_state.mark(thread_id, thread.last_message_at)
-        self.update_cell(thread_id, "mark", self._cells(thread)[0])
+        self.redraw_row(thread_id)
+
+    def redraw_row(self, thread_id: str) -> None:
+        """Draw a thread's row again from what is known of it now (marks, names)."""
+        thread = self.threads.get(thread_id)
+        if thread is not None:
+            for column, value in zip(("mark", "from", "subject", "count", "date"), self._cells(thread)):
+                self.update_cell(thread_id, column, value)
 
     def ordered(self) -> list[ThreadSummary]:
         """The threads in the order shown."""

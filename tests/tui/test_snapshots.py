@@ -1,4 +1,5 @@
-"""Snapshots of every screen at 120×36, against a dedicated server seeded with a frozen clock."""
+"""Snapshots of every screen at 120×36 and the main ones at 80×24, against a dedicated server seeded
+with a frozen clock."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.tui.helpers import settle
 from tests.tui.seeding import Seeded, seed_mailbox
 
 SIZE = (120, 36)
+NARROW = (80, 24)
 
 
 def frozen_stamps() -> Iterator[str]:
@@ -101,7 +103,33 @@ class TestMailScreen:
         assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=open_report)
 
 
+async def show_keys(pilot: Pilot) -> None:
+    await settle(pilot)
+    await pilot.press("question_mark")
+    await opened(pilot)
+
+
+class TestNarrowTerminal:
+    """80×24: the sidebar folded away, every column and the footer fitting."""
+
+    def test_inbox(self, snap_compare, snapshot_app: CommuneApp) -> None:
+        assert snap_compare(snapshot_app, terminal_size=NARROW, run_before=opened)
+
+    def test_thread(self, snap_compare, snapshot_app: CommuneApp) -> None:
+        assert snap_compare(snapshot_app, terminal_size=NARROW, run_before=open_report)
+
+    def test_light_theme(self, snap_compare, snapshot_app: CommuneApp) -> None:
+        snapshot_app.theme = "commune-light"
+        assert snap_compare(snapshot_app, terminal_size=NARROW, run_before=open_report)
+
+    def test_keys(self, snap_compare, snapshot_app: CommuneApp) -> None:
+        assert snap_compare(snapshot_app, terminal_size=NARROW, run_before=show_keys)
+
+
 class TestOtherScreens:
+    def test_keys(self, snap_compare, snapshot_app: CommuneApp) -> None:
+        assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=show_keys)
+
     def test_reply_composer(self, snap_compare, snapshot_app: CommuneApp) -> None:
         assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=reply_to_report)
 
