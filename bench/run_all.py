@@ -30,7 +30,7 @@ BENCHES: dict[str, Callable[[bool, bool], list[Figure]]] = {
     "smtp": lambda quick, full: smtp_bench.run(quick),
     "scale": lambda quick, full: scale_bench.run(quick, full),
     "send": lambda quick, full: send_bench.run(quick),
-    "tui": lambda quick, full: tui_bench.run(quick),
+    "tui": lambda quick, full: tui_bench.run(quick) + tui_bench.run_opening(quick),
 }
 
 

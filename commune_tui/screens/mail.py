@@ -17,6 +17,7 @@ from ..messages import InboxSelected, NewMail, ThreadSelected
 from ..models import Domain, Draft, Inbox, Message, Page, ThreadSummary
 from ..widgets.mailbox_tree import MailboxTree
 from ..widgets.reader import Reader
+from ..widgets.spinner import spinner_if_slow
 from ..widgets.thread_list import ThreadList, is_unread
 from .thread_actions import ThreadActions
 
@@ -131,18 +132,17 @@ class MailScreen(ThreadActions):
     @work(group="inbox", exclusive=True)
     async def _load_inbox(self, inbox: Inbox) -> None:
         thread_list = self.thread_list
-        thread_list.loading = True
-        try:
-            async def loader(cursor: str | None) -> Page:
-                return await self.app.client.list_threads(inbox_id=inbox.id, cursor=cursor,
-                                                          limit=self.app.settings.page_size)
 
-            page = await loader(None)
+        async def loader(cursor: str | None) -> Page:
+            return await self.app.client.list_threads(inbox_id=inbox.id, cursor=cursor,
+                                                      limit=self.app.settings.page_size)
+
+        try:
+            with spinner_if_slow(thread_list):
+                page = await loader(None)
         except ApiError as exc:
             self.notify(f"Could not load {inbox.address}: {exc.message}", severity="error", markup=False)
             return
-        finally:
-            thread_list.loading = False
         thread_list.border_title = line(f"Threads · {inbox.address}")
         thread_list.show(loader, page)
 
@@ -153,7 +153,7 @@ class MailScreen(ThreadActions):
 
     @work(group="reader", exclusive=True)
     async def _show_thread(self, thread: ThreadSummary, focus: bool = True) -> None:
-        messages = await self.show_in_reader(thread)
+        messages = await self.show_in_reader(thread, focus)
         if messages is None:
             return
         reader = self.active_reader()
@@ -163,8 +163,6 @@ class MailScreen(ThreadActions):
         if thread.thread_id in self.unread.get(inbox_id, set()):
             self.unread[inbox_id].discard(thread.thread_id)
             self.tree.update_inbox(inbox_id, count=self.count_label(inbox_id))
-        if focus:
-            reader.focus()
 
     async def thread_for_action(self) -> tuple[ThreadSummary, list[Message]] | None:
         """From the thread list, act on the highlighted thread even when it is not open yet."""

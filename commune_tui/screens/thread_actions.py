@@ -15,10 +15,11 @@ from ..client import ApiError
 from ..dialogs.links import LinksDialog
 from ..dialogs.prompt import PromptDialog
 from ..dialogs.text_view import TextViewDialog
-from ..formatting import find_links, forward_text, prefixed_subject, quote_text
+from ..formatting import find_links, forward_text, named_address, prefixed_subject, quote_text
 from ..models import Attachment, Draft, Message, ThreadSummary
 from ..opener import browser_command, launch, open_command, pipe_to
 from ..widgets.reader import Reader, full_headers, message_body
+from ..widgets.spinner import spinner_if_slow
 
 if TYPE_CHECKING:
     from ..app import CommuneApp
@@ -52,21 +53,20 @@ class ThreadActions(Screen):
     def active_reader(self) -> Reader:
         return self.query_one(Reader)
 
-    async def show_in_reader(self, thread: ThreadSummary) -> list[Message] | None:
-        """Load `thread` into the reader; None, after an error notice, when it could not be fetched."""
+    async def show_in_reader(self, thread: ThreadSummary, focus: bool = True) -> list[Message] | None:
+        """Load `thread` into the reader (and focus it); None, after an error notice, when it could
+        not be fetched."""
         reader = self.active_reader()
-        reader.loading = True
         try:
-            messages, attachments = await load_thread(self.app, thread)
+            with spinner_if_slow(reader):
+                messages, attachments = await load_thread(self.app, thread)
         except ApiError as exc:
             self.notify(f"Could not open the thread: {exc.message}", severity="error", markup=False)
             return None
-        finally:
-            reader.loading = False
         for message in messages:
             if message.sender_name:
                 self.app.names[message.sender.lower()] = message.sender_name
-        await reader.show(thread, messages, attachments)
+        await reader.show(thread, messages, attachments, focus)
         return messages
 
     async def with_messages(self, thread: ThreadSummary) -> tuple[ThreadSummary, list[Message]] | None:
@@ -113,8 +113,8 @@ class ThreadActions(Screen):
         return Draft(
             inbox_id=inbox_id, to=", ".join(to), cc=", ".join(cc), thread_id=thread.thread_id,
             subject=prefixed_subject("Re", original.subject or thread.subject or ""),
-            body=quote_text(message_body(original), original.sender, original.date,
-                            self.app.settings.timezone),
+            body=quote_text(message_body(original), named_address(original.sender, original.sender_name),
+                            original.date, self.app.settings.timezone),
         )
 
     @work(group="thread-action")
@@ -145,8 +145,8 @@ class ThreadActions(Screen):
         self.app.open_composer(Draft(
             inbox_id=thread.inbox_id,
             subject=prefixed_subject("Fwd", original.subject or thread.subject or ""),
-            body=forward_text(message_body(original), original.sender, original.subject,
-                              original.date, self.app.settings.timezone),
+            body=forward_text(message_body(original), named_address(original.sender, original.sender_name),
+                              original.subject, original.date, self.app.settings.timezone),
         ), forward_attachments=list(original.attachments))
 
     async def message_for_action(self) -> Message | None:

@@ -6,11 +6,13 @@ import re
 from datetime import tzinfo
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.reactive import reactive
 from textual.widget import Widget
-from textual.widgets import Collapsible, Static
+from textual.widgets import Static
 
 from ..display import line, plain
 from ..formatting import clean_line, find_links, full_date, html_to_text, named_address
@@ -84,16 +86,54 @@ def full_headers(message: Message, zone: tzinfo | None = None) -> str:
     return "\n".join(f"{label}: {value}" for label, value in rows if value)
 
 
-class MessageView(Collapsible):
-    """One message: a header line that folds open to addresses, body and attachment chips."""
+class MessageTitle(Static, can_focus=True):
+    """A message's header line: `enter` or a click folds or unfolds the message."""
+
+    BINDINGS = [Binding("enter", "toggle", "Fold/unfold", show=False, id="reader.toggle_message")]
+
+    def on_click(self, event: events.Click) -> None:
+        event.stop()
+        self.action_toggle()
+
+    def action_toggle(self) -> None:
+        view = self.parent
+        if isinstance(view, MessageView):
+            view.collapsed = not view.collapsed
+
+
+class MessageView(Widget):
+    """One message: a header line that folds open to addresses, body and attachment chips.
+
+    A folded message is two widgets until it is first unfolded: a long thread opens without
+    laying out and styling the bodies nobody looks at.
+    """
+
+    collapsed: reactive[bool] = reactive(True, init=False)
 
     def __init__(self, message: Message, attachments: list[Attachment], collapsed: bool,
                  zone: tzinfo | None = None) -> None:
+        super().__init__(classes="message -collapsed" if collapsed else "message")
+        self.message, self.attachments, self.zone = message, attachments, zone
+        self.filled = not collapsed
+        self.set_reactive(MessageView.collapsed, collapsed)
+        self.title = MessageTitle(self._title_text())
+
+    def _title_text(self) -> Text:
+        return line(("▶ " if self.collapsed else "▼ ") + header_line(self.message, self.zone))
+
+    def compose(self) -> ComposeResult:
+        yield self.title
+        if self.filled:
+            yield from self.details()
+
+    def details(self) -> list[Widget]:
+        """The unfolded part: authentication warning, addresses and date, body, attachment chips."""
+        message = self.message
         headers = Text()
         rows = [("From", named_address(message.sender, message.sender_name)),
                 ("Reply-To", ", ".join(message.reply_to)),
                 ("To", ", ".join(message.addresses("to"))), ("Cc", ", ".join(message.addresses("cc"))),
-                ("Date", full_date(message.date, zone))]
+                ("Date", full_date(message.date, self.zone))]
         for label, value in rows:
             if value:
                 headers.append(f"{label}: ", style="bold")
@@ -101,17 +141,22 @@ class MessageView(Collapsible):
         children: list[Widget] = []
         warning = authentication_warning(message)
         if warning:
-            children.append(Static(plain(warning, style="bold"), classes="auth-warning"))
+            children.append(Static(plain(warning, style="bold"), classes="auth-warning detail"))
         children += [
-            Static(headers, classes="message-headers"),
-            Static(plain(message_body(message)), classes="message-body"),
+            Static(headers, classes="message-headers detail"),
+            Static(plain(message_body(message)), classes="message-body detail"),
         ]
-        if attachments:
-            children.append(Horizontal(*(AttachmentChip(a, classes="chip") for a in attachments),
-                                       classes="attachment-bar"))
-        super().__init__(*children, title=line(header_line(message, zone)),  # type: ignore[arg-type]
-                         collapsed=collapsed, classes="message")
-        self.message = message
+        if self.attachments:
+            children.append(Horizontal(*(AttachmentChip(a, classes="chip") for a in self.attachments),
+                                       classes="attachment-bar detail"))
+        return children
+
+    def watch_collapsed(self, collapsed: bool) -> None:
+        if not collapsed and not self.filled:
+            self.filled = True
+            self.mount_all(self.details())
+        self.set_class(collapsed, "-collapsed")
+        self.title.update(self._title_text())
 
 
 class Reader(VerticalScroll, can_focus=True):
@@ -140,6 +185,7 @@ class Reader(VerticalScroll, can_focus=True):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.thread: ThreadSummary | None = None
         self.messages: list[Message] = []
+        self.attachments: dict[str, Attachment] = {}
         self.current = 0
         """Index of the message `J`/`K` moved to; reply, forward, `H`, `V`, `|` and `L` act on it."""
 
@@ -147,21 +193,25 @@ class Reader(VerticalScroll, can_focus=True):
         yield Static("Select a thread and press enter to read it.", classes="reader-empty")
 
     async def show(self, thread: ThreadSummary, messages: list[Message],
-                   attachments: dict[str, Attachment]) -> None:
+                   attachments: dict[str, Attachment], focus: bool = False) -> None:
         """Replace the content with `thread`; only the newest message is unfolded."""
-        self.thread, self.messages = thread, messages
+        self.thread, self.messages, self.attachments = thread, messages, attachments
         await self.remove_children()
+        if focus:
+            # Focus restyles every widget inside the reader: cheaper while it is empty.
+            self.screen.set_focus(self)
         subject = messages[-1].subject if messages else ""
         widgets: list[Static | MessageView] = [
             Static(line(thread.subject or subject or "(no subject)", style="bold"), classes="reader-subject")
         ]
         zone = self.app.settings.timezone  # type: ignore[attr-defined]
+        self.current = max(0, len(messages) - 1)
         for index, message in enumerate(messages):
             found = [attachments[a] for a in message.attachments if a in attachments]
-            widgets.append(MessageView(message, found, collapsed=index < len(messages) - 1, zone=zone))
+            view = MessageView(message, found, collapsed=index < self.current, zone=zone)
+            view.set_class(index == self.current, "current")
+            widgets.append(view)
         await self.mount_all(widgets)
-        self.current = max(0, len(messages) - 1)
-        self._mark_current()
         self.scroll_home(animate=False)
 
     @property
@@ -170,7 +220,8 @@ class Reader(VerticalScroll, can_focus=True):
 
     def _mark_current(self) -> None:
         for index, view in enumerate(self.query(MessageView)):
-            view.set_class(index == self.current, "current")
+            if view.has_class("current") != (index == self.current):
+                view.set_class(index == self.current, "current")
 
     def move_to_message(self, index: int) -> None:
         """Unfold message `index` and scroll it to the top of the reader."""
@@ -202,9 +253,8 @@ class Reader(VerticalScroll, can_focus=True):
         focused = self.app.focused
         if isinstance(focused, AttachmentChip):
             return focused.attachment
-        shown = {c.attachment.attachment_id: c.attachment for c in self.query(AttachmentChip)}
         for message in reversed(self.messages):
             for attachment_id in message.attachments:
-                if attachment_id in shown:
-                    return shown[attachment_id]
+                if attachment_id in self.attachments:
+                    return self.attachments[attachment_id]
         return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import smtplib
 import stat
 from email.message import EmailMessage
@@ -22,7 +21,6 @@ from commune_tui.widgets.reader import MessageView, Reader
 from commune_tui.widgets.thread_list import ThreadList
 from tests.tui.conftest import Mailbox
 from tests.tui.helpers import settle, wait_until
-from tests.tui.seeding import send
 
 pytestmark = pytest.mark.anyio
 
