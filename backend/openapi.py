@@ -15,9 +15,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import __version__
-from .api.agent import CreateKey
+from .api.agent import CreateKey, UpdateKey
 from .api.deletion import DeletionRequestBody
 from .api.delivery import AddSuppression
+from .api.outbox import ApproveBody, DraftBody, RejectBody
 from .api.triage import AssignBody, StatusBody, Tags, ThreadPatch
 from .http.router import Route
 from .models.addressing import (
@@ -27,7 +28,7 @@ from .models.addressing import (
     UpdateInbox,
     WebhookConfig,
 )
-from .models.mail import SendMessage, UploadAttachment
+from .models.mail import LabelChanges, SendMessage, UploadAttachment
 from .store.delivery import EVENT_TYPES
 
 REF = "#/components/schemas/{model}"
@@ -70,6 +71,8 @@ class Operation:
     errors: tuple[int, ...] = ()
     raw_upload: bool = False
     """The body may also be the file itself (any media type), named by `X-Filename`."""
+    accepted: bool = False
+    """The route may also answer `202` with the same shape (a send that is held or scheduled)."""
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -108,6 +111,21 @@ ORDER = Param("order", _enum("asc", "desc"), description="Sort direction by time
 INBOX_ID = Param("inbox_id", description="Only this inbox (alias inboxId)")
 DOMAIN_ID = Param("domain_id", description="Only this domain (alias domainId)")
 ID_OBJECT = {"type": "object", "required": ["id"], "properties": {"id": STR}}
+LABELS = Param("labels", description="Only mail with every one of these labels (comma-separated; alias label)."
+                " `trash` and `quarantine` are left out unless named here")
+EXCLUDE_LABELS = Param("exclude_labels", description="Leave out mail with any of these labels (comma-separated)")
+LABEL_LIST = {"type": "array", "items": STR,
+              "description": "System labels unread, flagged, archived, trash, sent, received, quarantine;"
+                             " any other string is a user label (lower-cased). A thread's are the union of"
+                             " its messages'"}
+COUNTS = {"type": "object", "required": ["threads", "unread_threads", "flagged_threads", "trash_threads"],
+          "description": "Threads the default list shows, how many of them are unread and flagged, and how"
+                         " many threads are in the trash",
+          "properties": {k: {"type": "integer", "minimum": 0}
+                         for k in ("threads", "unread_threads", "flagged_threads", "trash_threads")}}
+DELETED = _data({"type": "object", "required": ["id", "deleted"],
+                 "properties": {"id": STR, "deleted": {"type": "boolean"},
+                                "deleted_counts": {"type": "object", "additionalProperties": {"type": "integer"}}}})
 DMARC_DOMAIN = Param("domain", {"type": "string", "minLength": 1}, required=True,
                      description="The organisation's domain, by name or id")
 
@@ -124,18 +142,26 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                              "webhook": {"type": ["object", "null"]}, "createdAt": STR,
                              "extractionSchema": {"type": ["object", "null"]},
                              "extractionSchemaSettings": {"type": ["object", "null"]},
-                             "email": STR, "name": NULLABLE_STR, "domainId": STR}},
+                             "email": STR, "name": NULLABLE_STR, "domainId": STR,
+                             "retention_days": {"type": ["integer", "null"]},
+                             "trash_days": {"type": "integer", "minimum": 1,
+                                            "description": "Days a thread stays in the trash before the"
+                                                           " retention sweep deletes it"},
+                             "counts": COUNTS}},
     "Thread": {"type": "object", "required": ["thread_id", "message_count"],
                "properties": {"thread_id": STR, "subject": NULLABLE_STR, "message_count": {"type": "integer"},
                               "last_message_at": STR, "inbox_id": STR, "tags": {"type": "array"},
                               "status": NULLABLE_STR, "assigned_to": NULLABLE_STR,
                               "has_attachments": {"type": "boolean"},
-                              "id": STR, "participantCount": {"type": "integer"}, "lastActivityAt": STR}},
+                              "id": STR, "participantCount": {"type": "integer"}, "lastActivityAt": STR,
+                              "unread_count": {"type": "integer"}, "labels": LABEL_LIST}},
     "Message": {"type": "object", "required": ["id", "thread_id", "direction"],
                 "properties": {"id": STR, "message_id": STR, "thread_id": STR, "direction": STR,
                                "participants": {"type": "array"}, "content": STR,
                                "content_html": NULLABLE_STR, "attachments": {"type": "array"},
-                               "created_at": STR, "metadata": ANY_OBJECT,
+                               "created_at": STR, "metadata": ANY_OBJECT, "labels": LABEL_LIST,
+                               "sent_at": {**NULLABLE_STR, "description": "The Date header (ISO 8601, UTC);"
+                                           " null when absent or unparseable. created_at is the arrival"},
                                "from": STR, "subject": STR, "date": STR, "threadId": STR, "createdAt": STR,
                                "extracted": _ref("Extracted")}},
     "Extracted": {"type": "object", "required": ["codes", "links"],
@@ -145,6 +171,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                                  "links": {"type": "array", "items": {
                                      "type": "object", "required": ["url", "text"],
                                      "properties": {"url": STR, "text": STR}}}}},
+    "Contact": {"type": "object", "required": ["address", "last_at"],
+                "description": "An address this organisation exchanged mail with (a sender of received mail,"
+                               " a recipient of sent mail), most recent first",
+                "properties": {"address": STR, "name": NULLABLE_STR, "last_at": STR,
+                               "message_count": {"type": "integer"}}},
     "Attachment": {"type": "object", "required": ["attachment_id", "filename", "size"],
                    "properties": {"attachment_id": STR, "filename": STR, "mime_type": STR,
                                   "size": {"type": "integer"}}},
@@ -153,7 +184,27 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                                        "attemptCount": {"type": "integer"}}},
     "ApiKey": {"type": "object", "required": ["id", "scopes", "status"],
                "properties": {"id": STR, "name": STR, "keyPrefix": STR,
-                              "scopes": {"type": "array", "items": STR}, "status": STR}},
+                              "scopes": {"type": "array", "items": STR}, "status": STR,
+                              "hold_sends": {"type": "boolean"}}},
+    "Draft": {"type": "object", "required": ["id", "inbox_id", "to", "created_at", "updated_at"],
+              "description": "A message to send later; any part may still be empty until it is sent.",
+              "properties": {"id": STR, "draft_id": STR, "inbox_id": STR, "from": NULLABLE_STR,
+                             "to": {"type": "array", "items": STR}, "cc": {"type": "array", "items": STR},
+                             "bcc": {"type": "array", "items": STR}, "reply_to": {"type": "array", "items": STR},
+                             "subject": NULLABLE_STR, "text": NULLABLE_STR, "html": NULLABLE_STR,
+                             "attachments": {"type": "array", "items": STR}, "thread_id": NULLABLE_STR,
+                             "in_reply_to": NULLABLE_STR, "headers": ANY_OBJECT, "send_at": NULLABLE_STR,
+                             "created_at": STR, "updated_at": STR}},
+    "OutboxItem": {"type": "object", "required": ["id", "status", "message"],
+                   "description": "A held or scheduled message: its place in the outbox, the recipient "
+                                  "validation verdict from submission, and the message itself.",
+                   "properties": {"id": STR, "message_id": STR, "thread_id": STR, "inbox_id": STR,
+                                  "status": _enum("pending_approval", "scheduled", "approved", "sent", "rejected",
+                                                  "cancelled", "failed"),
+                                  "send_at": NULLABLE_STR, "expires_at": NULLABLE_STR, "reason": NULLABLE_STR,
+                                  "submitted_by": NULLABLE_STR, "decided_by": NULLABLE_STR,
+                                  "validation": {"type": ["object", "null"]}, "created_at": STR,
+                                  "updated_at": STR, "message": _ref("Message")}},
     "SendResult": {"type": "object", "required": ["data"], "properties": {"data": ANY_OBJECT}},
     "AuditEntry": {"type": "object", "required": ["id", "action"], "properties": {"id": STR, "action": STR}},
     "DeliveryEvent": {"type": "object", "required": ["id"],
@@ -180,6 +231,11 @@ METRICS: dict[str, Any] = {
 }
 """Delivery figures; the route sends them inside `data` and again at the top level (for the CLI)."""
 
+SEARCH_PAGE = _page("Thread")
+SEARCH_PAGE["properties"]["total"] = {"type": "integer", "minimum": 0,
+                                      "description": "How many threads match (among the newest 20 000 matching"
+                                                     " messages)"}
+SEARCH_PAGE["description"] = "Threads with a message matching every term, newest match first"
 OK = _data({"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}})
 IDS = "ids and filenames are opaque strings; another organisation's id is a 404"
 
@@ -190,7 +246,34 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/agent/org"): Operation(response=_data(ID_OBJECT)),
     ("GET", "/v1/agent/api-keys"): Operation(response=_page("ApiKey")),
     ("POST", "/v1/agent/api-keys"): Operation(body=CreateKey, status=201, response=_data(_ref("ApiKey"))),
+    ("PATCH", "/v1/agent/api-keys/{key_id}"): Operation(body=UpdateKey, response=_data(_ref("ApiKey"))),
     ("DELETE", "/v1/agent/api-keys/{key_id}"): Operation(response=_data(ID_OBJECT)),
+    ("POST", "/v1/drafts"): Operation(body=DraftBody, status=201, response=_data(_ref("Draft"))),
+    ("GET", "/v1/drafts"): Operation(query=(INBOX_ID, _limit(50, 200), CURSOR, ORDER), response=_page("Draft")),
+    ("GET", "/v1/drafts/{draft_id}"): Operation(response=_data(_ref("Draft"))),
+    ("PATCH", "/v1/drafts/{draft_id}"): Operation(body=DraftBody, response=_data(_ref("Draft")), errors=(409,)),
+    ("DELETE", "/v1/drafts/{draft_id}"): Operation(response=OK, errors=(409,)),
+    ("POST", "/v1/drafts/{draft_id}/send"): Operation(
+        response=_ref("SendResult"), errors=(409, 413), accepted=True,
+        query=(Param("Idempotency-Key", {"type": "string", "maxLength": 255}, where="header",
+                     description="Repeat a send safely: the same key returns the first result"),)),
+    ("GET", "/v1/approvals"): Operation(query=(INBOX_ID, _limit(50, 200), CURSOR, ORDER),
+                                        response=_page("OutboxItem")),
+    ("GET", "/v1/outbox"): Operation(
+        query=(INBOX_ID, Param("status", _enum("pending_approval", "scheduled", "approved", "sent", "rejected",
+                                                "cancelled", "failed"), description="Default: scheduled"),
+               _limit(50, 200), CURSOR, ORDER),
+        response=_page("OutboxItem")),
+    ("GET", "/v1/outbox/counts"): Operation(
+        query=(INBOX_ID,),
+        response=_data({"type": "object", "required": ["drafts", "pending_approval", "scheduled"],
+                        "properties": {k: {"type": "integer", "minimum": 0}
+                                       for k in ("drafts", "pending_approval", "scheduled")}})),
+    ("POST", "/v1/messages/{message_id}/approve"): Operation(body=ApproveBody, response=_data(_ref("OutboxItem")),
+                                                            errors=(409,)),
+    ("POST", "/v1/messages/{message_id}/reject"): Operation(body=RejectBody, response=_data(_ref("OutboxItem")),
+                                                           errors=(409,)),
+    ("POST", "/v1/messages/{message_id}/cancel"): Operation(response=_data(_ref("OutboxItem")), errors=(409,)),
     ("GET", "/v1/domains"): Operation(response=_list("Domain")),
     ("POST", "/v1/domains"): Operation(body=CreateDomain, status=201, response=_data(_ref("Domain")),
                                        errors=(409,)),
@@ -219,8 +302,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=ExtractionSchema, response=_data(_ref("Inbox"))),
     ("DELETE", "/v1/domains/{domain_id}/inboxes/{inbox_id}/extraction-schema"): Operation(
         response=_data(_ref("Inbox"))),
-    ("GET", "/v1/threads"): Operation(query=(INBOX_ID, DOMAIN_ID, _limit(20, 100), CURSOR, ORDER),
+    ("GET", "/v1/threads"): Operation(query=(INBOX_ID, DOMAIN_ID, LABELS, EXCLUDE_LABELS, _limit(20, 100), CURSOR,
+                                             ORDER),
                                       response=_page("Thread")),
+    ("DELETE", "/v1/threads/{thread_id}"): Operation(response=DELETED),
     ("GET", "/v1/threads/{thread_id}"): Operation(response=_data(_ref("Thread"))),
     ("PATCH", "/v1/threads/{thread_id}"): Operation(body=ThreadPatch, response=_data(_ref("Thread"))),
     ("GET", "/v1/threads/{thread_id}/messages"): Operation(query=(_limit(50, 1000), CURSOR, ORDER),
@@ -234,11 +319,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/messages"): Operation(
         query=(INBOX_ID, DOMAIN_ID, Param("sender", description="Only messages from this address"),
                Param("before", description="ISO 8601 time"), Param("after", description="ISO 8601 time"),
-               _limit(50, 1000), CURSOR, ORDER),
+               LABELS, EXCLUDE_LABELS, _limit(50, 1000), CURSOR, ORDER),
         response=_page("Message")),
     ("GET", "/v1/messages/{message_id}"): Operation(response=_data(_ref("Message"))),
+    ("PATCH", "/v1/messages/{message_id}"): Operation(body=LabelChanges, response=_data(_ref("Message"))),
+    ("DELETE", "/v1/messages/{message_id}"): Operation(response=DELETED),
     ("POST", "/v1/messages/send"): Operation(
-        body=SendMessage, response=_ref("SendResult"), errors=(409, 413),
+        body=SendMessage, response=_ref("SendResult"), errors=(409, 413), accepted=True,
         query=(Param("Idempotency-Key", {"type": "string", "maxLength": 255}, where="header",
                      description="Repeat a send safely: the same key returns the first result"),)),
     ("GET", "/v1/messages/wait"): Operation(
@@ -257,9 +344,18 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                Param("Last-Event-ID", where="header", description="Resume after this event id")),
         content_type="text/event-stream", response=STR),
     ("GET", "/v1/search/threads"): Operation(
-        query=(Param("q", {"type": "string", "minLength": 1}, required=True, description="Words to find"),
-               INBOX_ID, DOMAIN_ID, _limit(20, 100)),
-        response=_list("Thread")),
+        query=(Param("q", {"type": "string", "minLength": 1, "maxLength": 500}, required=True,
+                     description="Words (substrings of subject, body, sender, attachment file names; any case,"
+                                 " also inside Chinese, Japanese and Korean text), \"quoted phrases\", -negation"
+                                 " and the operators from: to: subject: label: is:unread is:read is:flagged"
+                                 " is:unflagged has:attachment before: after: auth:fail (Mailpit's syntax)"),
+               INBOX_ID, DOMAIN_ID, LABELS, EXCLUDE_LABELS, _limit(20, 100), CURSOR),
+        response=SEARCH_PAGE),
+    ("GET", "/v1/contacts"): Operation(
+        query=(Param("q", {"type": "string", "maxLength": 200},
+                     description="Only addresses or names containing this text (any case)"),
+               _limit(20, 100), CURSOR),
+        response=_page("Contact")),
     ("POST", "/v1/attachments/upload"): Operation(
         body=UploadAttachment, status=201, response=_data(_ref("Attachment")), errors=(413,),
         raw_upload=True),
@@ -355,6 +451,8 @@ def _operation(route: Route, op: Operation, components: dict[str, Any]) -> dict[
         "responses": {
             str(op.status): {"description": "Success",
                              "content": {op.content_type: {"schema": op.response}}},
+            **({"202": {"description": "Accepted: held for approval or scheduled (`status` says which)",
+                        "content": {op.content_type: {"schema": op.response}}}} if op.accepted else {}),
             **{str(s): _error(s) for s in sorted(set(statuses))},
         },
     }

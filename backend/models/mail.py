@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..util import iso
 from .headers import (
     Mailbox,
     parse_mailbox,
@@ -17,6 +19,13 @@ from .headers import (
 )
 
 MAX_SUBJECT = 500
+MAX_LABEL = 64
+MAX_LABELS = 50
+"""How many labels one message holds at most."""
+SERVER_LABELS = ("sent", "received", "quarantine")
+"""System labels only the server sets (a message's direction, inbound authentication's verdict)."""
+CLIENT_LABELS = ("unread", "flagged", "archived", "trash")
+"""System labels clients set and clear; any other string is a user label."""
 HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,75}$")
 # Headers the server writes itself; letting a caller set them would forge the message's structure.
 STRUCTURAL_HEADERS = frozenset(
@@ -28,6 +37,66 @@ STRUCTURAL_HEADERS = frozenset(
         "Resent-Cc", "Resent-Bcc", "Resent-Date", "Resent-Message-ID", "Resent-Sender",
     )
 )
+
+
+def clean_label(value: str) -> str:
+    """A label as stored: trimmed and lower-cased, 1-64 printable characters without `,` `"` or `\\`."""
+    label = value.strip().lower()
+    if not label or len(label) > MAX_LABEL or any(not c.isprintable() or c in ',"\\' for c in label):
+        raise ValueError(f"each label must be 1-{MAX_LABEL} printable characters without , \" or \\")
+    return label
+
+
+def clean_labels(values: list[str], changeable: bool = False) -> list[str]:
+    """Labels cleaned and without repeats; `changeable` refuses the ones only the server sets."""
+    labels = list(dict.fromkeys(clean_label(v) for v in values))
+    fixed = [label for label in labels if changeable and label in SERVER_LABELS]
+    if fixed:
+        raise ValueError(f"'{fixed[0]}' is set by the server and cannot be added or removed")
+    return labels
+
+
+class LabelChanges(BaseModel):
+    """`add_labels` / `remove_labels` of a PATCH on a message or thread (removals win over additions)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    add_labels: list[str] | None = Field(None, max_length=MAX_LABELS,
+                                         validation_alias=AliasChoices("add_labels", "addLabels"))
+    remove_labels: list[str] | None = Field(None, max_length=MAX_LABELS,
+                                            validation_alias=AliasChoices("remove_labels", "removeLabels"))
+
+    @field_validator("add_labels", "remove_labels")
+    @classmethod
+    def _labels(cls, value: list[str] | None) -> list[str] | None:
+        return clean_labels(value, changeable=True) if value is not None else None
+
+    @property
+    def label_changes(self) -> tuple[list[str], list[str]]:
+        return self.add_labels or [], self.remove_labels or []
+
+
+MAX_SCHEDULE_DAYS = 30
+
+
+def normalise_send_at(value: str | None) -> str | None:
+    """`send_at` as a UTC timestamp; it must carry its UTC offset and lie at most 30 days ahead."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "Zz" else text)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 time with a UTC offset, e.g. 2025-03-15T08:30:00+01:00") from None
+    if moment.tzinfo is None or "T" not in text.upper():
+        raise ValueError("must be an ISO 8601 time with a UTC offset, e.g. 2025-03-15T08:30:00Z")
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+    if moment > datetime.now(UTC) + timedelta(days=MAX_SCHEDULE_DAYS):
+        raise ValueError(f"must be at most {MAX_SCHEDULE_DAYS} days ahead")
+    return iso(moment)
 
 
 def _address_list(value: Any, field: str) -> list[str]:
@@ -44,16 +113,16 @@ def _address_list(value: Any, field: str) -> list[str]:
     return [parse_mailbox(i).address for i in items if i.strip()]
 
 
-class SendMessage(BaseModel):
-    """`POST /v1/messages/send`, with the aliases the official clients send (CONTRACT.md §8)."""
+class MessageFields(BaseModel):
+    """What a message to send is made of; a draft may leave any of it empty (`SendMessage` may not)."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    to: list[str]
+    to: list[str] = Field(default_factory=list)
     cc: list[str] = Field(default_factory=list)
     bcc: list[str] = Field(default_factory=list)
     reply_to: list[str] = Field(default_factory=list, validation_alias=AliasChoices("reply_to", "replyTo"))
-    subject: str = Field(max_length=MAX_SUBJECT)
+    subject: str = Field("", max_length=MAX_SUBJECT)
     html: str | None = None
     text: str | None = None
     from_: str | None = Field(None, validation_alias=AliasChoices("from", "from_address", "from_"))
@@ -62,6 +131,13 @@ class SendMessage(BaseModel):
     thread_id: str | None = Field(None, validation_alias=AliasChoices("thread_id", "threadId"))
     attachments: list[str] = Field(default_factory=list, max_length=100)
     headers: dict[str, str] = Field(default_factory=dict)
+    send_at: str | None = Field(None, validation_alias=AliasChoices("send_at", "sendAt"))
+    """When to send (ISO 8601 with a UTC offset); past times send now, at most 30 days ahead."""
+
+    @field_validator("send_at")
+    @classmethod
+    def _send_at(cls, value: str | None) -> str | None:
+        return normalise_send_at(value)
 
     @field_validator("to", "cc", "bcc", "reply_to", mode="before")
     @classmethod
@@ -110,6 +186,18 @@ class SendMessage(BaseModel):
         # Mail readers drop white space around a header value, so it is not kept here either.
         return {name: text.strip() for name, text in value.items()}
 
+    @property
+    def sender(self) -> Mailbox | None:
+        """The `from` mailbox (display name and address), when one was given."""
+        return parse_mailbox(self.from_) if self.from_ is not None else None
+
+
+class SendMessage(MessageFields):
+    """`POST /v1/messages/send`, with the aliases the official clients send (CONTRACT.md §8)."""
+
+    to: list[str]
+    subject: str = Field(max_length=MAX_SUBJECT)
+
     @model_validator(mode="after")
     def _body_and_recipients(self) -> SendMessage:
         if not self.to:
@@ -119,11 +207,6 @@ class SendMessage(BaseModel):
         if len(self.reply_to) > 10:
             raise ValueError("reply_to: at most 10 addresses")
         return self
-
-    @property
-    def sender(self) -> Mailbox | None:
-        """The `from` mailbox (display name and address), when one was given."""
-        return parse_mailbox(self.from_) if self.from_ is not None else None
 
 
 class UploadAttachment(BaseModel):
@@ -174,6 +257,7 @@ def message_json(row: Any) -> dict[str, Any]:
         "content_html": row["html_body"],
         "attachments": _loads(row["attachment_ids"], []),
         "created_at": row["created_at"],
+        "sent_at": row["sent_at"],
         "metadata": metadata,
         **authentication_json(row),
         # The names the official CLI's message tables read.
@@ -208,6 +292,7 @@ def thread_json(row: Any) -> dict[str, Any]:
         "tags": _loads(row["tags"], []),
         "status": row["status"],
         "assigned_to": row["assigned_to"],
+        "labels": _loads(row["labels"], []),
         # The names the official CLI's thread tables read.
         "id": row["id"],
         "participantCount": row["participant_count"],

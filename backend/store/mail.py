@@ -23,6 +23,7 @@ from .blobs import BlobStore
 from .database import Database
 from .extracted import Extractions
 from .mail_reads import MailReads, safe_filename
+from .outbox import WAITING
 
 TxHook = Callable[[sqlite3.Connection, dict, dict], None]
 IDEMPOTENCY_SECONDS = 24 * 3600
@@ -31,6 +32,9 @@ DIFFERENT_REQUEST = "different request"
 """What claiming a key answers when it was first used for a request with another fingerprint."""
 MAX_THREAD_REFERENCES = 50
 QUARANTINE = "quarantine"
+INBOUND_LABELS = ("received", "unread")
+"""What every message that arrives starts with; `quarantine` is added when authentication asks for it."""
+OUTBOUND_LABELS = ("sent",)
 
 
 @dataclass
@@ -170,6 +174,7 @@ class MailStore(MailReads):
             extra["sender_name"] = msg.sender_name
         if msg.headers.get("reply-to"):
             extra["reply_to"] = msg.headers["reply-to"]
+        labels = sorted({*p.labels, *(INBOUND_LABELS if p.direction == "inbound" else OUTBOUND_LABELS)})
         row = {
             "id": p.message_id, "org_id": inbox["org_id"], "thread_id": thread_id, "inbox_id": inbox["id"],
             "domain_id": inbox["domain_id"], "direction": p.direction, "sender": msg.sender,
@@ -177,11 +182,14 @@ class MailStore(MailReads):
             "html_body": msg.html, "smtp_message_id": msg.smtp_message_id, "in_reply_to": msg.in_reply_to,
             "refs": json.dumps(msg.references), "attachment_ids": json.dumps(p.attachment_ids),
             "delivery_status": p.delivery_status, "raw_sha256": p.raw_sha256, "extra": json.dumps(extra),
-            "created_at": created_at, "labels": json.dumps(p.labels) if p.labels else "[]",
+            "created_at": created_at, "labels": json.dumps(labels),
             "authentication": json.dumps(p.authentication) if p.authentication else None,
+            "sent_at": msg.date, "filenames": " ".join(safe_filename(a.filename) for a in msg.attachments),
         }
         if p.extracted is not None:
             row["extracted"] = json.dumps(p.extracted, ensure_ascii=False)
+        # The thread row comes first: the label triggers copy its keys into `thread_labels`.
+        self._touch_thread(conn, thread_id, inbox, row, bool(p.attachment_ids), p.quarantined)
         columns = ", ".join(row)
         conn.execute(f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
         for att in p.new_attachments:
@@ -191,7 +199,7 @@ class MailStore(MailReads):
                 (att["id"], inbox["org_id"], p.message_id, inbox["id"], att["filename"], att["mime_type"],
                  att["size"], att["sha256"], created_at),
             )
-        thread = self._touch_thread(conn, thread_id, inbox, row, bool(p.attachment_ids), p.quarantined)
+        thread = thread_json(conn.execute("SELECT * FROM threads WHERE id = ?", (thread_id,)).fetchone())
         message = message_json(row)
         hooked = message
         if p.extracted is not None:
@@ -209,7 +217,9 @@ class MailStore(MailReads):
             inbox, message = item.inbox, item.message
             kind = "message.received" if item.direction == "inbound" else "message.sent"
             payload = {"message": message, "thread_id": message["thread_id"], "inbox_id": inbox["id"]}
-            self.events.publish(kind, inbox["org_id"], payload, inbox["id"], inbox["domain_id"])
+            # A held or scheduled message is announced by its outbox event now and `message.sent` later.
+            if message["metadata"].get("delivery_status") not in WAITING:
+                self.events.publish(kind, inbox["org_id"], payload, inbox["id"], inbox["domain_id"])
             if item.thread is not None:
                 self.events.publish("thread.updated", inbox["org_id"], item.thread, inbox["id"], inbox["domain_id"])
 
@@ -233,35 +243,33 @@ class MailStore(MailReads):
     def _touch_thread(
         self, conn: sqlite3.Connection, thread_id: str, inbox: dict, row: dict, has_attachments: bool,
         quarantined: bool = False,
-    ) -> dict:
-        """Create the thread or bring its summary up to date with the message just stored.
+    ) -> None:
+        """Create the thread or bring its summary up to date with the message about to be stored.
 
-        A thread is `quarantined` (left out of the default lists) while all its messages are.
+        Bit 1 of `hidden` (quarantined, left out of the default lists) stays set while all its messages
+        are quarantined; the label triggers keep bit 2 (trash), `labels` and `unread_count`.
         """
         summary = snippet(row["text_body"], row["html_body"])
-        unread = 1 if row["direction"] == "inbound" else 0
         updated = conn.execute(
             "UPDATE threads SET last_message_at = MAX(last_message_at, :at), message_count = message_count + 1,"
             " snippet = :snippet, last_direction = :direction, last_sender = :sender,"
-            " has_attachments = has_attachments OR :att, unread_count = unread_count + :unread,"
+            " has_attachments = has_attachments OR :att,"
             " subject = CASE WHEN subject = '' THEN :subject ELSE subject END,"
-            " quarantined = quarantined AND :quarantined"
+            " hidden = (hidden & 2) | (hidden & :quarantined)"
             " WHERE id = :id AND org_id = :org",
             {"at": row["created_at"], "snippet": summary, "direction": row["direction"], "sender": row["sender"],
-             "att": int(has_attachments), "unread": unread, "subject": row["subject"], "id": thread_id,
+             "att": int(has_attachments), "subject": row["subject"], "id": thread_id,
              "org": inbox["org_id"], "quarantined": int(quarantined)},
         ).rowcount
         if not updated:
             conn.execute(
                 "INSERT INTO threads (id, org_id, inbox_id, domain_id, subject, first_message_at, last_message_at,"
-                " message_count, snippet, last_direction, last_sender, has_attachments, unread_count, quarantined)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+                " message_count, snippet, last_direction, last_sender, has_attachments, hidden)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
                 (thread_id, inbox["org_id"], inbox["id"], inbox["domain_id"], row["subject"], row["created_at"],
-                 row["created_at"], summary, row["direction"], row["sender"], int(has_attachments), unread,
+                 row["created_at"], summary, row["direction"], row["sender"], int(has_attachments),
                  int(quarantined)),
             )
-        found = conn.execute("SELECT * FROM threads WHERE id = ?", (thread_id,)).fetchone()
-        return thread_json(found)
 
     # attachments ------------------------------------------------------------------------------
     def adopt_shared_blobs(self) -> int:
