@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -33,12 +33,17 @@ def frozen_stamps() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def seeded_server(tmp_path_factory: pytest.TempPathFactory,
                   dns_server) -> Iterator[tuple[Running, str, Seeded]]:
+    import backend.api.messages as messages_api
     import backend.store.mail as mail_store
+    from backend.mail.compose import Outgoing
 
     running = start_server(tmp_path_factory.mktemp("snapshots"), dns_server)
-    stamps = frozen_stamps()
+    stamps, dates = frozen_stamps(), frozen_stamps()
     patch = pytest.MonkeyPatch()
     patch.setattr(mail_store, "now_iso", lambda: next(stamps))
+    # The Date header (the reader's date) is frozen too.
+    patch.setattr(messages_api, "Outgoing", lambda **fields: Outgoing(
+        **fields, date=datetime.fromisoformat(next(dates).replace("Z", "+00:00"))))
     try:
         key = running.new_key()
         with running.client(key) as user, running.client(running.new_key()) as others:
