@@ -32,6 +32,9 @@ DRAFT_FIELDS = ("inbox_id", "from", "to", "cc", "bcc", "reply_to", "subject", "t
                 "thread_id", "in_reply_to", "headers", "send_at")
 EDITABLE = ("subject", "text", "html", "to", "cc", "bcc")
 MAX_REASON = 1000
+RELEASE_GRACE = 5.0
+"""Seconds before the worker takes over an approved message the approving request is releasing itself
+(it does so only if that request died mid-way)."""
 
 
 # drafts --------------------------------------------------------------------------------------------
@@ -321,7 +324,7 @@ async def approve(ctx: Context) -> dict:
         detail = {}
     later = item["send_at"] and parse_iso(item["send_at"]).timestamp() > time.time()
     after = states.SCHEDULED if later else states.APPROVED
-    columns["due_at"] = parse_iso(item["send_at"]).timestamp() if later else time.time()
+    columns["due_at"] = parse_iso(item["send_at"]).timestamp() if later else time.time() + RELEASE_GRACE
     if not decide(ctx.services, item, (states.PENDING,), after, "message.approved", ctx.key.id, detail, edits,
                   **columns):
         raise not_waiting(ctx.services.outbox.get_item(ctx.org_id, item["id"]), "pending approval")
