@@ -127,6 +127,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                              "webhook": {"type": ["object", "null"]}, "createdAt": STR,
                              "extractionSchema": {"type": ["object", "null"]},
                              "extractionSchemaSettings": {"type": ["object", "null"]},
+                             "approval": _enum("none", "all", "external"),
+                             "approval_timeout_hours": {"type": "integer", "minimum": 1},
                              "email": STR, "name": NULLABLE_STR, "domainId": STR}},
     "Thread": {"type": "object", "required": ["thread_id", "message_count"],
                "properties": {"thread_id": STR, "subject": NULLABLE_STR, "message_count": {"type": "integer"},

@@ -18,6 +18,7 @@ from backend.auth import hash_key
 from backend.store.migrations import MIGRATIONS, OUTBOX
 from tests.conftest import Running, start_server
 from tests.mailtools import make_inbox
+from tests.test_live import frames, next_events
 from tests.smtp_sink import SmtpSink, wait_until
 from tests.webhook_receiver import WebhookReceiver
 
@@ -224,7 +225,7 @@ def test_approve_with_edits_keeps_a_diff_and_reindexes_participants(org: Org, sm
     to, added = address("edit-to"), address("edit-cc")
     sent = send(org.agent, org.inbox, to, text="First line\nSecond line\n")
     response = org.person.post(f"/v1/messages/{sent['id']}/approve", json={
-        "subject": "Hello, edited", "text": "First line\nSecond line, reworded\n", "cc": [added]})
+        "subject": "Hello, edited", "text": "First line\nSecond line, reworded\n", "cc": [added.upper()]})
     assert response.status_code == 200, response.text
     item = response.json()["data"]
     assert item["message"]["subject"] == "Hello, edited"
@@ -557,3 +558,18 @@ def test_an_install_from_before_the_outbox_upgrades_in_place(tmp_path, dns_serve
             assert [i["id"] for i in api.get("/v1/approvals").json()["data"]] == [held["id"]]
     finally:
         running.stop()
+
+
+def test_the_event_stream_carries_outbox_transitions_and_the_send(org: Org) -> None:
+    hold_all(org)
+    types = "message.pending_approval,message.approved,message.sent"
+    with org.agent.stream("GET", "/v1/events", params={"inbox_id": org.inbox["id"], "types": types},
+                          timeout=20) as response:
+        sent = send(org.agent, org.inbox, address("stream"))
+        assert org.person.post(f"/v1/messages/{sent['id']}/approve").status_code == 200
+        events = next_events(frames(response), 3)
+    assert [e["event"] for e in events] == ["message.pending_approval", "message.approved", "message.sent"]
+    assert events[0]["data"]["message_id"] == sent["id"] and events[0]["data"]["status"] == "pending_approval"
+    assert events[2]["data"]["message"]["metadata"]["delivery_status"] == "queued"
+    refused = org.agent.get("/v1/events", params={"types": "message.nope"})
+    assert refused.status_code == 400

@@ -16,6 +16,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from ..auth import has_scope
 from ..delivery.outbox import decide, recipients_of, release
+from ..delivery.validation import normalise_address
 from ..http.errors import BadRequest, Conflict, Forbidden, NotFound
 from ..http.router import Route
 from ..mail.render import html_to_text
@@ -317,6 +318,8 @@ async def approve(ctx: Context) -> dict:
                 raise BadRequest(nobody_left(checked.report(), "Refused recipients"),
                                  extra={"validation": checked.report()})
             columns["validation"] = json.dumps(checked.report())
+            for name in ("to", "cc", "bcc"):
+                new[name] = list(dict.fromkeys(normalise_address(a) or a for a in new[name]))
         edits = {"spec": new, "text_body": new["text"] if new["text"] is not None else html_to_text(new["html"])}
         columns["payload"] = json.dumps(new)
         detail = {"changes": edit_diff(spec, new)}
