@@ -18,6 +18,7 @@ from backend.auth import hash_key
 from backend.store.migrations import MIGRATIONS, OUTBOX
 from tests.conftest import Running, start_server
 from tests.mailtools import make_inbox
+from tests.test_auth import commune_server
 from tests.test_live import frames, next_events
 from tests.smtp_sink import SmtpSink, wait_until
 from tests.webhook_receiver import WebhookReceiver
@@ -573,3 +574,13 @@ def test_the_event_stream_carries_outbox_transitions_and_the_send(org: Org) -> N
     assert events[2]["data"]["message"]["metadata"]["delivery_status"] == "queued"
     refused = org.agent.get("/v1/events", params={"types": "message.nope"})
     assert refused.status_code == 400
+
+
+def test_keys_create_hold_sends_on_the_command_line(relayed: Running) -> None:
+    data_dir = str(relayed.server.settings.data_dir)
+    result = commune_server("keys", "create", "--data-dir", data_dir, "--org", "cli-agent", "--hold-sends")
+    assert result.returncode == 0, result.stderr
+    assert "wait for approval" in result.stdout
+    with relayed.client(result.stdout.strip().splitlines()[-1]) as agent:
+        inbox = make_inbox(agent)
+        assert send(agent, inbox, make_inbox(agent)["address"])["status"] == "pending_approval"
