@@ -115,7 +115,9 @@ def test_scheduled_send_waits_then_leaves_once(org: Org, smtp_sink: SmtpSink) ->
     send_at = time.time() + 1.5
     sent = send(org.agent, org.inbox, to, send_at=datetime.fromtimestamp(send_at, UTC).isoformat())
     assert sent["status"] == "scheduled" and sent["send_at"]
-    assert message(org.agent, sent["id"])["metadata"]["delivery_status"] == "scheduled"
+    waiting = message(org.agent, sent["id"])
+    assert waiting["metadata"]["delivery_status"] == "scheduled"
+    assert "sent" not in waiting["labels"] and waiting["sent_at"] is None
     listed = org.agent.get("/v1/outbox", params={"status": "scheduled", "inbox_id": org.inbox["id"]}).json()
     assert [item["id"] for item in listed["data"]] == [sent["id"]]
     thread = org.agent.get(f"/v1/threads/{sent['thread_id']}/messages").json()["data"]
@@ -126,6 +128,9 @@ def test_scheduled_send_waits_then_leaves_once(org: Org, smtp_sink: SmtpSink) ->
     time.sleep(0.3)
     assert len(arrivals(smtp_sink, to)) == len(found) == 1
     wait_until(lambda: message(org.agent, sent["id"])["metadata"]["delivery_status"] == "sent")
+    left = message(org.agent, sent["id"])
+    assert "sent" in left["labels"]
+    assert datetime.fromisoformat(left["sent_at"]).timestamp() >= int(send_at)
     counts = org.agent.get("/v1/outbox/counts").json()["data"]
     assert counts == {"drafts": 0, "pending_approval": 0, "scheduled": 0}
 
