@@ -18,9 +18,9 @@ from backend.auth import hash_key
 from backend.store.migrations import MIGRATIONS, OUTBOX
 from tests.conftest import Running, start_server
 from tests.mailtools import make_inbox
+from tests.smtp_sink import SmtpSink, wait_until
 from tests.test_auth import commune_server
 from tests.test_live import frames, next_events
-from tests.smtp_sink import SmtpSink, wait_until
 from tests.webhook_receiver import WebhookReceiver
 
 PARTNER = "outbox-partner.test"
