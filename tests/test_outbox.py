@@ -454,6 +454,11 @@ def test_draft_lifecycle_and_send_returns_what_a_send_returns(org: Org, smtp_sin
     assert patched.json()["data"]["to"] == [to] and patched.json()["data"]["subject"] == "From a draft"
     assert org.agent.get(f"/v1/drafts/{draft['id']}").json()["data"]["attachments"] == [attachment]
     assert org.agent.get("/v1/outbox/counts").json()["data"]["drafts"] == 1
+    other = make_inbox(org.agent)
+    moved = org.agent.patch(f"/v1/drafts/{draft['id']}", json={"from": other["address"]})
+    assert moved.status_code == 200 and moved.json()["data"]["inbox_id"] == other["id"]
+    back = org.agent.patch(f"/v1/drafts/{draft['id']}", json={"inbox_id": org.inbox["id"]})
+    assert back.status_code == 200 and back.json()["data"]["from"] is None
     sent = org.agent.post(f"/v1/drafts/{draft['id']}/send")
     assert sent.status_code == 200, sent.text
     assert set(sent.json()["data"]) >= {"id", "message_id", "thread_id", "smtp_message_id", "status"}

@@ -68,7 +68,13 @@ def missing_attachments(ctx: Context, ids: list[str]) -> None:
 def draft_payload(ctx: Context, body: DraftBody, current: dict[str, Any] | None) -> tuple[str, dict]:
     """The draft's stored fields (the old ones with the new ones over them) and its sending inbox."""
     payload = dict(current or {name: None for name in DRAFT_FIELDS})
-    for name in body.model_fields_set:
+    # A new sender given one way replaces the old one given the other way.
+    given = body.model_fields_set
+    if "from_" in given and "inbox_id" not in given:
+        payload["inbox_id"] = None
+    if "inbox_id" in given and "from_" not in given:
+        payload["from"] = None
+    for name in given:
         wire = "from" if name == "from_" else name
         if wire in DRAFT_FIELDS:
             payload[wire] = getattr(body, name)
