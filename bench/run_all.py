@@ -22,7 +22,15 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import counts_bench, http_bench, outbox_bench, scale_bench, send_bench, smtp_bench, tui_bench
+from bench import (
+    counts_bench,
+    http_bench,
+    outbox_bench,
+    scale_bench,
+    send_bench,
+    smtp_bench,
+    tui_bench,
+)
 from bench.common import Figure, print_table
 
 BENCHES: dict[str, Callable[[bool, bool], list[Figure]]] = {
