@@ -146,6 +146,21 @@ def test_label_filters_and_the_trash_left_out_by_default(running, api) -> None:
     assert counts(api, inbox) == {"threads": 4, "unread_threads": 3, "flagged_threads": 1, "trash_threads": 0}
 
 
+def test_user_labels_beyond_ascii(running, api) -> None:
+    inbox = make_inbox(api)
+    tagged = mail(running, inbox, "Umbau")
+    mail(running, inbox, "Other")
+    assert patch(api, f"/v1/messages/{tagged['id']}", add_labels=["Büro/Ärger", "日本"])["labels"] == [
+        "büro/ärger", "received", "unread", "日本"]
+    assert subjects(api, inbox, labels="büro/ärger") == ["Umbau"]
+    assert subjects(api, inbox, labels="BÜRO/ÄRGER,日本") == ["Umbau"]
+    assert subjects(api, inbox, exclude_labels="日本") == ["Other"]
+    listed = api.get("/v1/messages", params={"inbox_id": inbox["id"], "labels": "日本"}).json()["data"]
+    assert [m["subject"] for m in listed] == ["Umbau"]
+    found = api.get("/v1/search/threads", params={"q": "label:büro/ärger", "inbox_id": inbox["id"]}).json()
+    assert [t["subject"] for t in found["data"]] == ["Umbau"]
+
+
 def test_label_lists_page_with_cursors_bound_to_their_filter(running, api) -> None:
     inbox = make_inbox(api)
     for number in range(7):
