@@ -83,7 +83,7 @@ class App:
             ctx = Context(request=request, services=self.services, key=admitted.key, scopes=admitted.scopes)
             response = _as_response(await admitted.route.handler(ctx))
         except HTTPError as exc:
-            response = Response.error(exc.message, exc.status, exc.headers)
+            response = Response.error(exc.message, exc.status, exc.headers, exc.extra)
         except StorageFull as exc:
             # The store kept nothing of the failed write; the client may retry once space is freed.
             log.error("no storage space left handling %s %s", request.method, request.path)

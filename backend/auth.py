@@ -10,9 +10,10 @@ import time
 from .store.orgs import ApiKeyRecord, OrgStore
 from .util import now_iso
 
-RESOURCES = ("domains", "inboxes", "threads", "messages", "attachments", "delivery", "webhooks")
+RESOURCES = ("domains", "inboxes", "threads", "messages", "attachments", "delivery", "webhooks", "drafts")
 RESOURCE_SCOPES = tuple(f"{r}:{a}" for r in RESOURCES for a in ("read", "write"))
-SPECIAL_SCOPES = ("admin", "data:delete")
+SPECIAL_SCOPES = ("admin", "data:delete", "approvals:write")
+"""Granted only by name or by `admin`: `write` never includes them."""
 ALL_SCOPES = ("read", "write", *RESOURCE_SCOPES, *SPECIAL_SCOPES)
 DEFAULT_SCOPES = ["read", "write"]
 KEY_PREFIX = "comm_"
@@ -62,9 +63,11 @@ class KeyRing:
         self._cache: dict[str, tuple[float, ApiKeyRecord | None, frozenset[str]]] = {}
         self._touched: dict[str, float] = {}
 
-    def create(self, org_id: str, scopes: list[str], name: str = "") -> tuple[str, ApiKeyRecord]:
+    def create(self, org_id: str, scopes: list[str], name: str = "",
+               hold_sends: bool = False) -> tuple[str, ApiKeyRecord]:
         key = generate_key()
-        record = self.orgs.insert_key(org_id, hash_key(key), key[: len(KEY_PREFIX) + 6], scopes, name)
+        record = self.orgs.insert_key(org_id, hash_key(key), key[: len(KEY_PREFIX) + 6], scopes, name,
+                                      hold_sends)
         return key, record
 
     def authenticate(self, presented: str) -> tuple[ApiKeyRecord, frozenset[str]] | None:

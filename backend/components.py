@@ -25,10 +25,12 @@ from .dmarc.worker import start as start_dmarc_reports
 ALL.append(start_dmarc_reports)
 
 from .delivery.queue import start as start_outbound
+from .delivery.scheduler import start as start_outbox
 from .smtp.inbound import start as start_smtp
 
 ALL.append(start_smtp)
 ALL.append(start_outbound)
+ALL.append(start_outbox)
 
 from .retention import start as start_retention
 

@@ -15,9 +15,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import __version__
-from .api.agent import CreateKey
+from .api.agent import CreateKey, UpdateKey
 from .api.deletion import DeletionRequestBody
 from .api.delivery import AddSuppression
+from .api.outbox import ApproveBody, DraftBody, RejectBody
 from .api.triage import AssignBody, StatusBody, Tags, ThreadPatch
 from .http.router import Route
 from .models.addressing import (
@@ -70,6 +71,8 @@ class Operation:
     errors: tuple[int, ...] = ()
     raw_upload: bool = False
     """The body may also be the file itself (any media type), named by `X-Filename`."""
+    accepted: bool = False
+    """The route may also answer `202` with the same shape (a send that is held or scheduled)."""
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -181,7 +184,27 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                                        "attemptCount": {"type": "integer"}}},
     "ApiKey": {"type": "object", "required": ["id", "scopes", "status"],
                "properties": {"id": STR, "name": STR, "keyPrefix": STR,
-                              "scopes": {"type": "array", "items": STR}, "status": STR}},
+                              "scopes": {"type": "array", "items": STR}, "status": STR,
+                              "hold_sends": {"type": "boolean"}}},
+    "Draft": {"type": "object", "required": ["id", "inbox_id", "to", "created_at", "updated_at"],
+              "description": "A message to send later; any part may still be empty until it is sent.",
+              "properties": {"id": STR, "draft_id": STR, "inbox_id": STR, "from": NULLABLE_STR,
+                             "to": {"type": "array", "items": STR}, "cc": {"type": "array", "items": STR},
+                             "bcc": {"type": "array", "items": STR}, "reply_to": {"type": "array", "items": STR},
+                             "subject": NULLABLE_STR, "text": NULLABLE_STR, "html": NULLABLE_STR,
+                             "attachments": {"type": "array", "items": STR}, "thread_id": NULLABLE_STR,
+                             "in_reply_to": NULLABLE_STR, "headers": ANY_OBJECT, "send_at": NULLABLE_STR,
+                             "created_at": STR, "updated_at": STR}},
+    "OutboxItem": {"type": "object", "required": ["id", "status", "message"],
+                   "description": "A held or scheduled message: its place in the outbox, the recipient "
+                                  "validation verdict from submission, and the message itself.",
+                   "properties": {"id": STR, "message_id": STR, "thread_id": STR, "inbox_id": STR,
+                                  "status": _enum("pending_approval", "scheduled", "approved", "sent", "rejected",
+                                                  "cancelled", "failed"),
+                                  "send_at": NULLABLE_STR, "expires_at": NULLABLE_STR, "reason": NULLABLE_STR,
+                                  "submitted_by": NULLABLE_STR, "decided_by": NULLABLE_STR,
+                                  "validation": {"type": ["object", "null"]}, "created_at": STR,
+                                  "updated_at": STR, "message": _ref("Message")}},
     "SendResult": {"type": "object", "required": ["data"], "properties": {"data": ANY_OBJECT}},
     "AuditEntry": {"type": "object", "required": ["id", "action"], "properties": {"id": STR, "action": STR}},
     "DeliveryEvent": {"type": "object", "required": ["id"],
@@ -225,7 +248,34 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/agent/org"): Operation(response=_data(ID_OBJECT)),
     ("GET", "/v1/agent/api-keys"): Operation(response=_page("ApiKey")),
     ("POST", "/v1/agent/api-keys"): Operation(body=CreateKey, status=201, response=_data(_ref("ApiKey"))),
+    ("PATCH", "/v1/agent/api-keys/{key_id}"): Operation(body=UpdateKey, response=_data(_ref("ApiKey"))),
     ("DELETE", "/v1/agent/api-keys/{key_id}"): Operation(response=_data(ID_OBJECT)),
+    ("POST", "/v1/drafts"): Operation(body=DraftBody, status=201, response=_data(_ref("Draft"))),
+    ("GET", "/v1/drafts"): Operation(query=(INBOX_ID, _limit(50, 200), CURSOR, ORDER), response=_page("Draft")),
+    ("GET", "/v1/drafts/{draft_id}"): Operation(response=_data(_ref("Draft"))),
+    ("PATCH", "/v1/drafts/{draft_id}"): Operation(body=DraftBody, response=_data(_ref("Draft")), errors=(409,)),
+    ("DELETE", "/v1/drafts/{draft_id}"): Operation(response=OK, errors=(409,)),
+    ("POST", "/v1/drafts/{draft_id}/send"): Operation(
+        response=_ref("SendResult"), errors=(409, 413), accepted=True,
+        query=(Param("Idempotency-Key", {"type": "string", "maxLength": 255}, where="header",
+                     description="Repeat a send safely: the same key returns the first result"),)),
+    ("GET", "/v1/approvals"): Operation(query=(INBOX_ID, _limit(50, 200), CURSOR, ORDER),
+                                        response=_page("OutboxItem")),
+    ("GET", "/v1/outbox"): Operation(
+        query=(INBOX_ID, Param("status", _enum("pending_approval", "scheduled", "approved", "sent", "rejected",
+                                                "cancelled", "failed"), description="Default: scheduled"),
+               _limit(50, 200), CURSOR, ORDER),
+        response=_page("OutboxItem")),
+    ("GET", "/v1/outbox/counts"): Operation(
+        query=(INBOX_ID,),
+        response=_data({"type": "object", "required": ["drafts", "pending_approval", "scheduled"],
+                        "properties": {k: {"type": "integer", "minimum": 0}
+                                       for k in ("drafts", "pending_approval", "scheduled")}})),
+    ("POST", "/v1/messages/{message_id}/approve"): Operation(body=ApproveBody, response=_data(_ref("OutboxItem")),
+                                                            errors=(409,)),
+    ("POST", "/v1/messages/{message_id}/reject"): Operation(body=RejectBody, response=_data(_ref("OutboxItem")),
+                                                           errors=(409,)),
+    ("POST", "/v1/messages/{message_id}/cancel"): Operation(response=_data(_ref("OutboxItem")), errors=(409,)),
     ("GET", "/v1/domains"): Operation(response=_list("Domain")),
     ("POST", "/v1/domains"): Operation(body=CreateDomain, status=201, response=_data(_ref("Domain")),
                                        errors=(409,)),
@@ -277,7 +327,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("PATCH", "/v1/messages/{message_id}"): Operation(body=LabelChanges, response=_data(_ref("Message"))),
     ("DELETE", "/v1/messages/{message_id}"): Operation(response=DELETED),
     ("POST", "/v1/messages/send"): Operation(
-        body=SendMessage, response=_ref("SendResult"), errors=(409, 413),
+        body=SendMessage, response=_ref("SendResult"), errors=(409, 413), accepted=True,
         query=(Param("Idempotency-Key", {"type": "string", "maxLength": 255}, where="header",
                      description="Repeat a send safely: the same key returns the first result"),)),
     ("GET", "/v1/messages/wait"): Operation(
@@ -403,6 +453,8 @@ def _operation(route: Route, op: Operation, components: dict[str, Any]) -> dict[
         "responses": {
             str(op.status): {"description": "Success",
                              "content": {op.content_type: {"schema": op.response}}},
+            **({"202": {"description": "Accepted: held for approval or scheduled (`status` says which)",
+                        "content": {op.content_type: {"schema": op.response}}}} if op.accepted else {}),
             **{str(s): _error(s) for s in sorted(set(statuses))},
         },
     }

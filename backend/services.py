@@ -24,6 +24,7 @@ from .store.dmarc import DmarcStore
 from .store.domains import DomainStore
 from .store.mail import MailStore
 from .store.orgs import OrgStore
+from .store.outbox import OutboxStore
 from .store.triage import TriageStore
 from .store.webhooks import WebhookStore
 
@@ -77,6 +78,7 @@ class Services:
             log.info("moved %d blob file(s) into per-organisation folders", moved)
         self.validator = RecipientValidator(self.database, self.resolver)
         self.delivery = DeliveryStore(self.database)
+        self.outbox = OutboxStore(self.database)
         self.deletion = DeletionStore(self.database, self.blobs)
         self.dmarc = DmarcStore(self.database)
         self.admin_key: str | None = None

@@ -31,7 +31,7 @@ BODY = {
 }
 # Tables whose rows for organisation A must be untouched by everything B tries.
 TABLES = ("domains", "inboxes", "threads", "messages", "attachments", "suppressions", "webhook_deliveries",
-          "deletion_requests", "api_keys")
+          "deletion_requests", "api_keys", "outbox")
 
 
 def route_id(route: Route) -> str:
@@ -72,6 +72,7 @@ class Tenant:
         report = wait_until(lambda: self.client.get("/v1/dmarc/reports", params={"domain": domain["id"]}).json()["data"],
                             bool)[0]
         keys = self.ok(self.client.get("/v1/agent/api-keys"))
+        draft = self.ok(self.client.post("/v1/drafts", json={"inbox_id": inbox["id"], "subject": self.marker}))
         deliveries = wait_until(
             lambda: self.client.get("/v1/webhooks/deliveries", params={"inbox_id": inbox["id"]}).json()["data"],
             bool)
@@ -80,7 +81,7 @@ class Tenant:
             "domain_id": domain["id"], "inbox_id": inbox["id"], "thread_id": first["thread_id"],
             "message_id": first["message_id"], "attachment_id": first["attachments"][0], "email": email,
             "deletion_id": deletion.json()["id"], "key_id": keys[0]["id"], "delivery_id": deliveries[0]["id"],
-            "report_id": report["id"],
+            "report_id": report["id"], "draft_id": draft["id"],
         }
 
     @staticmethod

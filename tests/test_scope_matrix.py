@@ -76,11 +76,13 @@ FAMILIES = {
     # Deleting a thread deletes its messages, so it asks for `messages:write` (issue 14).
     "/v1/threads": ("threads", "messages"),
     "/v1/search": ("threads",), "/v1/events": ("threads",), "/v1/messages": ("messages",),
-    "/v1/attachments": ("attachments",), "/v1/contacts": ("messages",), "/v1/delivery": ("delivery",), "/v1/webhooks": ("webhooks",),
-    "/v1/dmarc": ("domains",),
+    "/v1/attachments": ("attachments",), "/v1/contacts": ("messages",), "/v1/delivery": ("delivery",),
+    "/v1/webhooks": ("webhooks",), "/v1/dmarc": ("domains",), "/v1/drafts": ("drafts",),
+    "/v1/approvals": ("messages",), "/v1/outbox": ("messages",),
 }
 SPECIAL = {"/v1/data/": "data:delete", "/v1/audit-logs": "admin", "/v1/agent/api-keys": "admin",
-           "/v1/agent/org": "read"}
+           "/v1/agent/org": "read", "/v1/messages/{message_id}/approve": "approvals:write",
+           "/v1/messages/{message_id}/reject": "approvals:write"}
 
 
 @pytest.mark.parametrize("route", [r for r in ROUTES if r.scope is not None], ids=route_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 
 from ..auth import DEFAULT_SCOPES, validate_scopes
 from ..http.errors import Conflict, NotFound
@@ -17,11 +17,17 @@ from ._common import Context, data, parse_body
 class CreateKey(Strict):
     name: str = Field("", max_length=200)
     scopes: list[str] = Field(default_factory=lambda: list(DEFAULT_SCOPES), max_length=32)
+    hold_sends: bool = Field(False, validation_alias=AliasChoices("hold_sends", "holdSends"))
+    """Every send with the key waits for a person's approval (for an agent's key)."""
 
     @field_validator("scopes")
     @classmethod
     def _scopes(cls, value: list[str]) -> list[str]:
         return validate_scopes(list(dict.fromkeys(value)))
+
+
+class UpdateKey(Strict):
+    hold_sends: bool | None = Field(None, validation_alias=AliasChoices("hold_sends", "holdSends"))
 
 
 def key_json(record: ApiKeyRecord) -> dict[str, Any]:
@@ -35,6 +41,7 @@ def key_json(record: ApiKeyRecord) -> dict[str, Any]:
         "lastUsedAt": record.last_used_at,
         "createdAt": record.created_at,
         "revokedAt": record.revoked_at,
+        "hold_sends": record.hold_sends,
     }
 
 
@@ -60,10 +67,25 @@ async def list_keys(ctx: Context) -> dict:
 
 async def create_key(ctx: Context) -> tuple[int, dict]:
     body = parse_body(ctx.request, CreateKey)
-    secret, record = ctx.services.keys.create(ctx.org_id, body.scopes, body.name)
+    secret, record = ctx.services.keys.create(ctx.org_id, body.scopes, body.name, body.hold_sends)
     ctx.services.audit.record(ctx.org_id, ctx.key.id, "key.created", "api_key", record.id,
-                              {"scopes": body.scopes, "name": body.name})
+                              {"scopes": body.scopes, "name": body.name, "hold_sends": body.hold_sends})
     return 201, data({**key_json(record), "key": secret})
+
+
+async def update_key(ctx: Context) -> dict:
+    """`PATCH /v1/agent/api-keys/{id}`: set `hold_sends`. Another organisation's key is a 404 whatever the body."""
+    record = ctx.services.orgs.get_key(ctx.org_id, ctx.params["key_id"])
+    if record is None:
+        raise NotFound("API key not found")
+    body = parse_body(ctx.request, UpdateKey)
+    if body.hold_sends is not None and body.hold_sends != record.hold_sends:
+        record = ctx.services.orgs.set_hold_sends(ctx.org_id, record.id, body.hold_sends)  # type: ignore[assignment]
+        ctx.services.audit.record(ctx.org_id, ctx.key.id, "key.updated", "api_key", record.id,
+                                  {"hold_sends": body.hold_sends})
+        # Keys are cached for a few seconds; the change must hold from the next request on.
+        ctx.services.keys.forget()
+    return data(key_json(record))
 
 
 async def revoke_key(ctx: Context) -> dict:
@@ -87,5 +109,6 @@ ROUTES = [
     Route("GET", "/v1/agent/org", get_org, "read", "The caller's organisation"),
     Route("GET", "/v1/agent/api-keys", list_keys, "admin", "List the organisation's API keys"),
     Route("POST", "/v1/agent/api-keys", create_key, "admin", "Create an API key (shown once)"),
+    Route("PATCH", "/v1/agent/api-keys/{key_id}", update_key, "admin", "Change an API key (hold_sends)"),
     Route("DELETE", "/v1/agent/api-keys/{key_id}", revoke_key, "admin", "Revoke an API key"),
 ]

@@ -150,6 +150,10 @@ async def update_inbox(ctx: Context) -> dict:
         changes["trash_days"] = body.trash_days if body.trash_days is not None else DEFAULT_TRASH_DAYS
     if "reject_unauthenticated" in fields:
         changes["reject_unauthenticated"] = body.reject_unauthenticated or "none"
+    if "approval" in fields:
+        changes["approval"] = body.approval or "none"
+    if "approval_timeout_hours" in fields:
+        changes["approval_timeout_hours"] = body.approval_timeout_hours or 72
     if "webhook" in fields:
         hook = body.webhook
         if hook is None or hook.removes_webhook:

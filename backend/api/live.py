@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 from ..auth import has_scope
+from ..delivery.outbox import OUTBOX_EVENTS
 from ..events import STOPPING, Event, EventBus, Subscription
 from ..http.errors import BadRequest, Forbidden, NotFound
 from ..http.response import Response
@@ -27,6 +28,7 @@ EVENT_SCOPES = {
     "thread.updated": "threads:read",
     "thread.deleted": "threads:read",
     "delivery.status": "delivery:read",
+    **{event: "messages:read" for event in OUTBOX_EVENTS},
 }
 MAX_WAIT = 60.0
 DEFAULT_WAIT = 25.0

@@ -6,14 +6,18 @@ import asyncio
 import hashlib
 import json
 import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
-from ..delivery.outbox import submit
+from ..delivery.outbox import Hold, submit
 from ..delivery.validation import normalise_address
 from ..http.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from ..http.router import Route
 from ..mail.compose import Outgoing, reply_references
 from ..mail.model import IncomingAttachment
 from ..models.mail import LabelChanges, SendMessage, message_json, thread_json
+from ..store import outbox as states
 from ..store.mail import DIFFERENT_REQUEST, PENDING
 from ..store.triage import TooManyLabels
 from ..util import iso, parse_iso
@@ -181,14 +185,45 @@ async def load_attachments(ctx: Context, ids: list[str]) -> list[IncomingAttachm
     return await asyncio.to_thread(read) if rows else []
 
 
-def nobody_left(validation: dict) -> str:
+def nobody_left(validation: dict, lead: str = "No valid recipients") -> str:
     """The 400 message when validation leaves no recipient: each address with its reason."""
     reasons = [f"{r['email']} ({r['reason']})" for r in validation["rejected"]]
     reasons += [f"{email} (suppressed)" for email in validation["suppressed"]]
-    return "No valid recipients: " + "; ".join(reasons)
+    return f"{lead}: " + "; ".join(reasons)
 
 
-async def _send(ctx: Context, body: SendMessage) -> dict:
+def needs_approval(ctx: Context, inbox: dict, recipients: list[str]) -> bool:
+    """A person must approve: the key holds its sends, or the inbox holds all mail, or any mail leaving
+    the organisation's own domains (`external`)."""
+    setting = inbox.get("approval") or "none"
+    if ctx.key.hold_sends or setting == "all":
+        return True
+    if setting != "external":
+        return False
+    own = ctx.services.domains.own_domain_names(ctx.org_id)
+    return any(address.rsplit("@", 1)[-1] not in own for address in recipients)
+
+
+def hold_for(ctx: Context, inbox: dict, send_at: str | None, checked) -> Hold | None:
+    """Why this send waits, if it does: an approval hold (expiring after the inbox's timeout) first, then a
+    `send_at` still ahead; a `send_at` already past sends now."""
+    now = time.time()
+    due = parse_iso(send_at).timestamp() if send_at else None
+    if due is not None and due <= now:
+        send_at, due = None, None
+    if needs_approval(ctx, inbox, checked.accepted):
+        expires = now + (inbox.get("approval_timeout_hours") or 72) * 3600
+        return Hold(states.PENDING, ctx.key.id, send_at, expires, iso_at(expires), checked.report())
+    if due is not None:
+        return Hold(states.SCHEDULED, ctx.key.id, send_at, due, None, checked.report())
+    return None
+
+
+def iso_at(seconds: float) -> str:
+    return iso(datetime.fromtimestamp(seconds, UTC))
+
+
+async def _send(ctx: Context, body: SendMessage) -> dict | tuple[int, dict]:
     thread = own_thread(ctx, body.thread_id) if body.thread_id else None
     inbox, sender_name = resolve_sender(ctx, body, thread)
     reply_to = [normalise_address(a) for a in body.reply_to]
@@ -217,8 +252,9 @@ async def _send(ctx: Context, body: SendMessage) -> dict:
         bcc=keep(body.bcc), reply_to=reply_to, subject=body.subject, text=body.text, html=body.html,  # type: ignore[arg-type]
         in_reply_to=in_reply_to, references=references, attachments=attachments, headers=body.headers,
     )
-    message = await submit(ctx.services.mail, ctx.services.domains, inbox, out, checked.accepted, checked.local,
-                     thread["id"] if thread else None, list(dict.fromkeys(body.attachments)))
+    hold = hold_for(ctx, inbox, body.send_at, checked)
+    message = await submit(ctx.services, inbox, out, checked.accepted, checked.local,
+                           thread["id"] if thread else None, list(dict.fromkeys(body.attachments)), hold)
     result = data({
         "id": message["message_id"],
         "message_id": message["message_id"],
@@ -228,7 +264,15 @@ async def _send(ctx: Context, body: SendMessage) -> dict:
     }, id=message["message_id"], messageId=message["message_id"], status=message["metadata"]["delivery_status"])
     if checked.noteworthy:
         result["validation"] = checked.report()
-    return result
+    if hold is None:
+        return result
+    result["data"].update(send_at=hold.send_at, expires_at=hold.expires_at)
+    return 202, result
+
+
+def answer(result: dict) -> dict | tuple[int, dict]:
+    """A stored send result as first answered: `202` for a message that waits."""
+    return (202, result) if result.get("data", {}).get("status") in states.WAITING else result
 
 
 def request_fingerprint(ctx: Context) -> str:
@@ -239,13 +283,18 @@ def request_fingerprint(ctx: Context) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def send_message(ctx: Context) -> dict:
+async def send_message(ctx: Context) -> dict | tuple[int, dict]:
     """`POST /v1/messages/send`; a repeated `Idempotency-Key` (24 h) answers the first result again,
     and the same key with a different request is a 409."""
     body = parse_body(ctx.request, SendMessage)
+    return await once(ctx, lambda: _send(ctx, body))
+
+
+async def once(ctx: Context, run: Callable[[], Awaitable[dict | tuple[int, dict]]]) -> dict | tuple[int, dict]:
+    """Run a send under the request's `Idempotency-Key`, if it has one."""
     key = ctx.request.headers.get("idempotency-key", "").strip()
     if not key:
-        return await _send(ctx, body)
+        return await run()
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise BadRequest(f"Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY} characters")
     mail = ctx.services.mail
@@ -256,13 +305,13 @@ async def send_message(ctx: Context) -> dict:
     if earlier == PENDING:
         raise Conflict(f"A request with Idempotency-Key '{key}' is still being processed")
     if earlier is not None:
-        return earlier
+        return answer(earlier)
     try:
-        result = await _send(ctx, body)
+        result = await run()
     except BaseException:
         mail.release_idempotency_key(ctx.org_id, key)
         raise
-    mail.save_idempotency_key(ctx.org_id, key, result)
+    mail.save_idempotency_key(ctx.org_id, key, result[1] if isinstance(result, tuple) else result)
     return result
 
 

@@ -52,6 +52,11 @@ class OutboundWorker:
     def on_new_message(self, conn: sqlite3.Connection, inbox: dict, message: dict) -> None:
         """Ingest hook: a sent message may have queued rows, so look at the queue once the commit is done."""
         if message.get("direction") == "outbound":
+            self.wake_soon()
+
+    def wake_soon(self) -> None:
+        """Look at the queue now; safe to call from any thread."""
+        if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.wake.set)
 
     async def start(self) -> None:
@@ -149,5 +154,6 @@ async def start(server: Server) -> None:
         return
     worker = OutboundWorker(services, make_transport(services.settings, services.resolver))
     services.mail.tx_hooks.append(worker.on_new_message)
+    services.delivery.listeners.append(worker.wake_soon)
     await worker.start()
     server.on_stop(worker.stop)

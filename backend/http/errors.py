@@ -7,10 +7,13 @@ class HTTPError(Exception):
     status = 500
     default_message = "Internal server error"
 
-    def __init__(self, message: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, message: str | None = None, headers: dict[str, str] | None = None,
+                 extra: dict | None = None) -> None:
         super().__init__(message or self.default_message)
         self.message = message or self.default_message
         self.headers = headers or {}
+        self.extra = extra or {}
+        """Fields the error body carries beside `error` (a send's `validation` block)."""
 
 
 class BadRequest(HTTPError):

@@ -77,8 +77,9 @@ class Response:
         return cls(dumps(value), status, headers)
 
     @classmethod
-    def error(cls, message: str, status: int, headers: dict[str, str] | None = None) -> Response:
-        return cls(dumps({"error": message}), status, headers)
+    def error(cls, message: str, status: int, headers: dict[str, str] | None = None,
+              extra: dict | None = None) -> Response:
+        return cls(dumps({"error": message, **(extra or {})}), status, headers)
 
     @classmethod
     def streaming(

@@ -10,7 +10,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
 LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 KNOWN_EVENTS = ("email.received", "inbound", "delivery", "bounce", "email.sent", "email.delivered",
-                "email.bounced")
+                "email.bounced", "outbox", "message.scheduled", "message.pending_approval", "message.approved",
+                "message.rejected", "message.cancelled")
 INBOX_STATUSES = ("active", "paused", "disabled", "inactive")
 """`inactive` (the SDK's word) takes no mail, exactly like `disabled`; it is stored and shown as sent."""
 
@@ -126,6 +127,11 @@ class UpdateInbox(Strict):
     reject_unauthenticated: Literal["none", "quarantine", "reject"] | None = Field(
         None, validation_alias=AliasChoices("reject_unauthenticated", "rejectUnauthenticated")
     )
+    approval: Literal["none", "all", "external"] | None = None
+    """Which sends wait for a person: none, all, or those with a recipient outside the organisation's domains."""
+    approval_timeout_hours: int | None = Field(
+        None, ge=1, le=24 * 30, validation_alias=AliasChoices("approval_timeout_hours", "approvalTimeoutHours")
+    )
 
     @field_validator("local_part")
     @classmethod
@@ -182,6 +188,8 @@ def inbox_json(inbox: dict, *, with_secret: bool) -> dict[str, Any]:
         "retention_days": inbox.get("retention_days"),
         "trash_days": inbox.get("trash_days", 30),
         "reject_unauthenticated": inbox.get("reject_unauthenticated") or "none",
+        "approval": inbox.get("approval") or "none",
+        "approval_timeout_hours": inbox.get("approval_timeout_hours") or 72,
         "createdAt": inbox["created_at"],
         # The names the official CLI's inbox table reads.
         "email": inbox["address"],

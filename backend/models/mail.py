@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..util import iso
 from .headers import (
     Mailbox,
     parse_mailbox,
@@ -74,6 +76,29 @@ class LabelChanges(BaseModel):
         return self.add_labels or [], self.remove_labels or []
 
 
+MAX_SCHEDULE_DAYS = 30
+
+
+def normalise_send_at(value: str | None) -> str | None:
+    """`send_at` as a UTC timestamp; it must carry its UTC offset and lie at most 30 days ahead."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "Zz" else text)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 time with a UTC offset, e.g. 2025-03-15T08:30:00+01:00") from None
+    if moment.tzinfo is None or "T" not in text.upper():
+        raise ValueError("must be an ISO 8601 time with a UTC offset, e.g. 2025-03-15T08:30:00Z")
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+    if moment > datetime.now(UTC) + timedelta(days=MAX_SCHEDULE_DAYS):
+        raise ValueError(f"must be at most {MAX_SCHEDULE_DAYS} days ahead")
+    return iso(moment)
+
+
 def _address_list(value: Any, field: str) -> list[str]:
     """A string or list of strings as the addresses they name, each entry exactly one mailbox.
 
@@ -88,16 +113,16 @@ def _address_list(value: Any, field: str) -> list[str]:
     return [parse_mailbox(i).address for i in items if i.strip()]
 
 
-class SendMessage(BaseModel):
-    """`POST /v1/messages/send`, with the aliases the official clients send (CONTRACT.md §8)."""
+class MessageFields(BaseModel):
+    """What a message to send is made of; a draft may leave any of it empty (`SendMessage` may not)."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    to: list[str]
+    to: list[str] = Field(default_factory=list)
     cc: list[str] = Field(default_factory=list)
     bcc: list[str] = Field(default_factory=list)
     reply_to: list[str] = Field(default_factory=list, validation_alias=AliasChoices("reply_to", "replyTo"))
-    subject: str = Field(max_length=MAX_SUBJECT)
+    subject: str = Field("", max_length=MAX_SUBJECT)
     html: str | None = None
     text: str | None = None
     from_: str | None = Field(None, validation_alias=AliasChoices("from", "from_address", "from_"))
@@ -106,6 +131,13 @@ class SendMessage(BaseModel):
     thread_id: str | None = Field(None, validation_alias=AliasChoices("thread_id", "threadId"))
     attachments: list[str] = Field(default_factory=list, max_length=100)
     headers: dict[str, str] = Field(default_factory=dict)
+    send_at: str | None = Field(None, validation_alias=AliasChoices("send_at", "sendAt"))
+    """When to send (ISO 8601 with a UTC offset); past times send now, at most 30 days ahead."""
+
+    @field_validator("send_at")
+    @classmethod
+    def _send_at(cls, value: str | None) -> str | None:
+        return normalise_send_at(value)
 
     @field_validator("to", "cc", "bcc", "reply_to", mode="before")
     @classmethod
@@ -154,6 +186,18 @@ class SendMessage(BaseModel):
         # Mail readers drop white space around a header value, so it is not kept here either.
         return {name: text.strip() for name, text in value.items()}
 
+    @property
+    def sender(self) -> Mailbox | None:
+        """The `from` mailbox (display name and address), when one was given."""
+        return parse_mailbox(self.from_) if self.from_ is not None else None
+
+
+class SendMessage(MessageFields):
+    """`POST /v1/messages/send`, with the aliases the official clients send (CONTRACT.md §8)."""
+
+    to: list[str]
+    subject: str = Field(max_length=MAX_SUBJECT)
+
     @model_validator(mode="after")
     def _body_and_recipients(self) -> SendMessage:
         if not self.to:
@@ -163,11 +207,6 @@ class SendMessage(BaseModel):
         if len(self.reply_to) > 10:
             raise ValueError("reply_to: at most 10 addresses")
         return self
-
-    @property
-    def sender(self) -> Mailbox | None:
-        """The `from` mailbox (display name and address), when one was given."""
-        return parse_mailbox(self.from_) if self.from_ is not None else None
 
 
 class UploadAttachment(BaseModel):

@@ -33,7 +33,8 @@ REFERENCE_COLLECTIONS = (
     "audit_logs", "users", "api_keys", "sessions", "verification_tokens",
 )
 # Tables of ours the reference does not name; reported beside its collections.
-EXTRA_COLLECTIONS = ("outbound_queue", "idempotency_keys", "dmarc_records", "contacts", "organizations")
+EXTRA_COLLECTIONS = ("outbound_queue", "idempotency_keys", "dmarc_records", "contacts", "organizations",
+                     "outbox")
 
 WARNINGS = {
     "organization": "This will permanently delete ALL data for your organization including domains, inboxes,"
@@ -51,6 +52,9 @@ WARNINGS = {
               " threads, attachments, delivery events, webhook deliveries and suppressions. This action cannot"
               " be undone.",
 }
+# Drafts naming an address (to, cc, bcc, reply-to): an erasure of the address takes them too.
+DRAFT_NAMING = ("EXISTS (SELECT 1 FROM json_tree(outbox.payload) AS t WHERE t.path IN ('$.to', '$.cc', '$.bcc',"
+                " '$.reply_to') AND t.type = 'text' AND lower(t.value) = lower(?))")
 # A message's participants (sender, to, cc, bcc) as addresses; `thread_participants` indexes them per thread.
 PARTICIPANT_ADDRESS = "json_extract(j.value, '$.identity')"
 
@@ -123,7 +127,7 @@ def plan_for(org_id: str, scope: str, params: dict) -> Plan:
         tables = [("attachments", "attachments"), ("thread_metadata", "threads"),
                   ("outbound_queue", "outbound_queue"), ("delivery_events", "delivery_events"),
                   ("webhook_deliveries", "webhook_deliveries"), ("suppressions", "suppressions"),
-                  ("idempotency_keys", "idempotency_keys"), ("messages", "messages"),
+                  ("idempotency_keys", "idempotency_keys"), ("outbox", "outbox"), ("messages", "messages"),
                   ("inboxes", "inboxes"), ("domains", "domains"), ("api_keys", "api_keys"),
                   ("audit_logs", "audit_logs"), ("contacts", "contacts")]
         steps = [Step(name, table, *own) for name, table in tables]
@@ -144,6 +148,8 @@ def plan_for(org_id: str, scope: str, params: dict) -> Plan:
     queue = Step("outbound_queue", "outbound_queue", f"org_id = ? AND message_id IN ({of_messages})",
                  (org_id, *msg_params))
     messages = Step("messages", "messages", msg_where, msg_params)
+    # A held or scheduled message's outbox row (it carries the message's content) goes with the message.
+    held = Step("outbox", "outbox", f"org_id = ? AND id IN ({of_messages})", (org_id, *msg_params))
 
     if scope == "inbox":
         inbox_id = params["inbox_id"]
@@ -159,6 +165,8 @@ def plan_for(org_id: str, scope: str, params: dict) -> Plan:
             Step("thread_metadata", "threads", *by_inbox),
             Step("webhook_deliveries", "webhook_deliveries", *by_inbox),
             Step("suppressions", "suppressions", *by_inbox),
+            Step("outbox", "outbox", f"org_id = ? AND (inbox_id = ? OR id IN ({of_messages}))",
+                 (org_id, inbox_id, *msg_params)),
             messages,
             Step("inboxes", "inboxes", "org_id = ? AND id = ?", (org_id, inbox_id)),
         ]
@@ -181,6 +189,8 @@ def plan_for(org_id: str, scope: str, params: dict) -> Plan:
                  (org_id, domain_id, org_id)),
             Step("suppressions", "suppressions", f"org_id = ? AND (domain_id = ? OR inbox_id IN ({inboxes}))",
                  (org_id, domain_id, domain_id, org_id)),
+            Step("outbox", "outbox", f"org_id = ? AND (inbox_id IN ({inboxes}) OR id IN ({of_messages}))",
+                 (org_id, domain_id, org_id, *msg_params)),
             messages,
             Step("inboxes", "inboxes", *by_domain),
             *dmarc_steps(*by_domain),
@@ -192,13 +202,15 @@ def plan_for(org_id: str, scope: str, params: dict) -> Plan:
     emptied = (f"+org_id = ? AND id IN (SELECT messages.thread_id FROM messages WHERE {msg_where})"
                f" AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.thread_id = threads.id"
                f" AND NOT ({msg_where}))")
-    steps = [Step("attachments", "attachments", att_where, att_params), queue]
+    steps = [Step("attachments", "attachments", att_where, att_params), queue, held]
     if scope == "email":
         # These records repeat the address (and the message), so an erasure takes them too.
         steps += [Step(name, name, f"+org_id = ? AND message_id IN ({of_messages})", (org_id, *msg_params))
                   for name in ("delivery_events", "webhook_deliveries")]
         # The address book entry names the person too.
         steps.append(Step("contacts", "contacts", "org_id = ? AND address = ?", (org_id, params["email"])))
+        steps.append(Step("outbox", "outbox", f"org_id = ? AND status IN ('draft', 'sending') AND {DRAFT_NAMING}",
+                          (org_id, params["email"])))
     steps += [
         Step("thread_metadata", "threads", emptied, (org_id, *msg_params, *msg_params)),
         messages,

@@ -8,6 +8,7 @@ address. Lists are keyset-paged on `(created_at, rowid)`: ties within a millisec
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..util import new_prefixed, now_iso
@@ -62,6 +63,12 @@ def event_json(row: sqlite3.Row) -> dict:
 class DeliveryStore:
     def __init__(self, database: Database) -> None:
         self.database = database
+        self.listeners: list[Callable[[], None]] = []
+        """Called (from any thread) after rows were queued outside a message's ingest: the worker's wake-up."""
+
+    def notify(self) -> None:
+        for listener in list(self.listeners):
+            listener()
 
     # queue ----------------------------------------------------------------------------------
     def due(self, now: float, limit: int) -> list[QueueItem]:

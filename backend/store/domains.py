@@ -115,6 +115,10 @@ class DomainStore:
         )
         return [_domain(row) for row in rows]
 
+    def own_domain_names(self, org_id: str) -> set[str]:
+        """Names of the domains the organisation registered (not the shared one): its own mail."""
+        return {row[0] for row in self.database.query("SELECT name FROM domains WHERE org_id = ?", (org_id,))}
+
     def shared_domain(self) -> dict | None:
         row = self.database.one("SELECT * FROM domains WHERE shared = 1 ORDER BY created_at, rowid LIMIT 1")
         return _domain(row) if row else None

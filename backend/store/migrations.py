@@ -642,6 +642,13 @@ CREATE TRIGGER messages_trigram_delete AFTER DELETE ON messages BEGIN
     INSERT INTO messages_trigram(messages_trigram, rowid, subject, text_body, sender, filenames)
     VALUES ('delete', old.seq, old.subject, old.text_body, old.sender, old.filenames);
 END;
+CREATE TRIGGER messages_trigram_update AFTER UPDATE OF subject, text_body, sender, filenames ON messages
+BEGIN
+    INSERT INTO messages_trigram(messages_trigram, rowid, subject, text_body, sender, filenames)
+    VALUES ('delete', old.seq, old.subject, old.text_body, old.sender, old.filenames);
+    INSERT INTO messages_trigram(rowid, subject, text_body, sender, filenames)
+    VALUES (new.seq, new.subject, new.text_body, new.sender, new.filenames);
+END;
 
 CREATE TRIGGER messages_contacts AFTER INSERT ON messages BEGIN
     INSERT INTO contacts (org_id, address, name, last_at, messages)
@@ -659,6 +666,37 @@ END;
 
 MAIL_STATE = MAIL_STATE_TABLES + MAIL_STATE_FILL + MAIL_STATE_TRIGGERS
 
+# The outbox (issue 15): drafts, scheduled sends and approval holds. A held or scheduled message is an
+# ordinary sender's-copy message row (status in `delivery_status`, shown in its thread) plus one `outbox`
+# row carrying what the release needs; a draft is an `outbox` row alone. `due_at` is when the worker
+# must next look at a row (its `send_at`, or when a pending approval expires): the partial index holds
+# only the rows the worker may still act on. Inboxes gain the approval setting, API keys `hold_sends`.
+OUTBOX = """
+ALTER TABLE api_keys ADD COLUMN hold_sends INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE inboxes ADD COLUMN approval TEXT NOT NULL DEFAULT 'none';
+ALTER TABLE inboxes ADD COLUMN approval_timeout_hours INTEGER NOT NULL DEFAULT 72;
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    org_id TEXT NOT NULL,
+    inbox_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    submitted_by TEXT,
+    decided_by TEXT,
+    payload TEXT NOT NULL DEFAULT '{}',
+    validation TEXT,
+    send_at TEXT,
+    due_at REAL,
+    expires_at TEXT,
+    reason TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX outbox_org_status ON outbox(org_id, status, created_at);
+CREATE INDEX outbox_inbox_status ON outbox(inbox_id, status, created_at);
+CREATE INDEX outbox_due ON outbox(due_at) WHERE status IN ('scheduled', 'approved', 'pending_approval');
+"""
+
 # The inbox `counts` count an inbox's visible threads (`hidden = 0`): this narrow index holds just those
 # keys, so the count walks a third of the pages the thread list index would.
 INBOX_COUNTS = """
@@ -668,7 +706,7 @@ CREATE INDEX threads_inbox_hidden ON threads(inbox_id, hidden);
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
                          WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, NEWEST_FIRST_BY_INSERTION,
                          DMARC_REPORTS, THREAD_PARTICIPANTS, MAIL_AUTHENTICATION, MESSAGE_EXTRACTED,
-                         MAIL_STATE, INBOX_COUNTS]
+                         MAIL_STATE, OUTBOX, INBOX_COUNTS]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

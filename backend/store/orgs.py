@@ -31,6 +31,8 @@ class ApiKeyRecord:
     created_at: str
     last_used_at: str | None
     revoked_at: str | None
+    hold_sends: bool = False
+    """Every send with this key waits for a person's approval (an agent's key)."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ApiKeyRecord:
@@ -44,6 +46,7 @@ class ApiKeyRecord:
             created_at=row["created_at"],
             last_used_at=row["last_used_at"],
             revoked_at=row["revoked_at"],
+            hold_sends=bool(row["hold_sends"]),
         )
 
 
@@ -74,13 +77,14 @@ class OrgStore:
         row = self.database.one("SELECT * FROM orgs ORDER BY created_at, rowid LIMIT 1")
         return dict(row) if row else None
 
-    def insert_key(self, org_id: str, key_hash: str, prefix: str, scopes: list[str], name: str) -> ApiKeyRecord:
+    def insert_key(self, org_id: str, key_hash: str, prefix: str, scopes: list[str], name: str,
+                   hold_sends: bool = False) -> ApiKeyRecord:
         key_id = new_prefixed("key", 8)
         with self.database.transaction() as conn:
             conn.execute(
-                "INSERT INTO api_keys (id, org_id, name, key_hash, prefix, scopes, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key_id, org_id, name, key_hash, prefix, json.dumps(scopes), now_iso()),
+                "INSERT INTO api_keys (id, org_id, name, key_hash, prefix, scopes, created_at, hold_sends)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key_id, org_id, name, key_hash, prefix, json.dumps(scopes), now_iso(), int(hold_sends)),
             )
         found = self.get_key(org_id, key_id)
         assert found is not None
@@ -126,6 +130,12 @@ class OrgStore:
                 raise LastAdminKey(key_id)
             conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (now_iso(), key_id))
         return True
+
+    def set_hold_sends(self, org_id: str, key_id: str, hold_sends: bool) -> ApiKeyRecord | None:
+        with self.database.transaction() as conn:
+            conn.execute("UPDATE api_keys SET hold_sends = ? WHERE org_id = ? AND id = ?",
+                         (int(hold_sends), org_id, key_id))
+        return self.get_key(org_id, key_id)
 
     def touch_key(self, key_id: str, when: str) -> None:
         """Note when a key was last used; skipped on a full disk, so reads keep working there."""

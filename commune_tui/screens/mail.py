@@ -13,7 +13,7 @@ from textual.widgets import Footer, Header
 
 from ..client import ApiError
 from ..display import line
-from ..messages import InboxSelected, NewMail, ThreadSelected
+from ..messages import InboxSelected, NewMail, OutboxSelected, ThreadSelected
 from ..models import Domain, Draft, Inbox, Message, Page, ThreadSummary
 from ..widgets.mailbox_tree import MailboxTree
 from ..widgets.reader import Reader
@@ -35,6 +35,8 @@ class MailScreen(ThreadActions):
         Binding("c", "compose", "Compose", id="mail.compose", tooltip="Write a new message"),
         Binding("slash", "search", "Search", id="mail.search", key_display="/"),
         Binding("ctrl+d", "domains", "Domains", id="mail.domains"),
+        Binding("O", "outbox", "Outbox", id="mail.outbox",
+                tooltip="Held, scheduled and draft messages of this inbox"),
         Binding("q", "app.quit", "Quit", id="mail.quit"),
         Binding("question_mark", "help", "Help", id="mail.help", key_display="?"),
     ]
@@ -93,6 +95,17 @@ class MailScreen(ThreadActions):
             preferred = next((i for i in inboxes if i.local_part == "me"), inboxes[0])
             self.tree.select_inbox(preferred.id)
         self.tree.focus()
+        self.load_outbox_counts()
+
+    @work(group="outbox-counts", exclusive=True)
+    async def load_outbox_counts(self) -> None:
+        """What waits in every inbox's outbox, beside the tree's Outbox entry."""
+        try:
+            counts = await self.app.client.outbox_counts()
+        except ApiError:
+            return  # a server without an outbox: the entry stays bare
+        self.tree.set_outbox({"approvals": counts.pending_approval, "scheduled": counts.scheduled,
+                              "drafts": counts.drafts})
 
     def count_label(self, inbox_id: str) -> str:
         """`12` threads, `50+` when there are more than the first page, and how many are unread."""
@@ -214,6 +227,13 @@ class MailScreen(ThreadActions):
 
     def action_domains(self) -> None:
         self.app.open_domains()
+
+    def action_outbox(self) -> None:
+        self.app.open_outbox(self.inbox)
+
+    @on(OutboxSelected)
+    def open_outbox_everywhere(self, event: OutboxSelected) -> None:
+        self.app.open_outbox(self.inbox, everywhere=True, tab=event.tab)
 
     def action_help(self) -> None:
         self.app.action_toggle_help()

@@ -18,7 +18,8 @@ from commune_tui.formatting import (
     split_addresses,
 )
 
-PLAIN_MODULES = ["commune_tui.client", "commune_tui.models", "commune_tui.config", "commune_tui.formatting"]
+PLAIN_MODULES = ["commune_tui.client", "commune_tui.models", "commune_tui.config", "commune_tui.formatting",
+                 "commune_tui.sendtime"]
 
 
 @pytest.mark.parametrize("module", PLAIN_MODULES)
