@@ -666,6 +666,7 @@ END;
 
 MAIL_STATE = MAIL_STATE_TABLES + MAIL_STATE_FILL + MAIL_STATE_TRIGGERS
 
+
 # The outbox (issue 15): drafts, scheduled sends and approval holds. A held or scheduled message is an
 # ordinary sender's-copy message row (status in `delivery_status`, shown in its thread) plus one `outbox`
 # row carrying what the release needs; a draft is an `outbox` row alone. `due_at` is when the worker
