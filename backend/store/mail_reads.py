@@ -100,8 +100,9 @@ class LabelFilter:
 
 
 NO_LABELS = LabelFilter()
-COUNT_NAMES = {"": "threads", "unread": "unread_threads", "flagged": "flagged_threads", "trash": "trash_threads"}
-"""The inbox `counts` keys, by the label each counts (none: every thread the default list shows)."""
+COUNT_NAMES = {"threads": "threads", "unread": "unread_threads", "flagged": "flagged_threads",
+               "trash": "trash_threads"}
+"""The inbox `counts` keys, by the counter's name in `inbox_counts` (migration INBOX_COUNTERS)."""
 
 
 def _thread_page_sql(
@@ -205,8 +206,8 @@ class MailReads:
             cursor.close()
 
     def inbox_counts(self, inbox_ids: list[str]) -> dict[str, dict[str, int]]:
-        """`{threads, unread_threads, flagged_threads, trash_threads}` of each inbox, in ONE query of
-        index range counts (`threads_inbox_hidden`, narrow so it counts fast, and `thread_labels`).
+        """`{threads, unread_threads, flagged_threads, trash_threads}` of each inbox, in ONE primary-key
+        read of the counters the triggers keep (`inbox_counts`), whatever the inboxes' size.
 
         `threads`, `unread_threads` and `flagged_threads` count what the default list shows (neither in
         the trash nor quarantined); `trash_threads` counts the trash.
@@ -216,16 +217,10 @@ class MailReads:
             return counts
         marks = ", ".join("?" * len(inbox_ids))
         rows = self.database.query(
-            f"SELECT inbox_id, '', COUNT(*) FROM threads WHERE inbox_id IN ({marks}) AND hidden = 0"
-            " GROUP BY inbox_id"
-            f" UNION ALL SELECT inbox_id, label, COUNT(*) FROM thread_labels WHERE inbox_id IN ({marks})"
-            " AND label IN ('unread', 'flagged') AND hidden = 0 GROUP BY inbox_id, label"
-            f" UNION ALL SELECT inbox_id, label, COUNT(*) FROM thread_labels WHERE inbox_id IN ({marks})"
-            " AND label = 'trash' GROUP BY inbox_id",
-            (*inbox_ids, *inbox_ids, *inbox_ids),
-        )
-        for inbox_id, label, count in rows:
-            counts[inbox_id][COUNT_NAMES[label]] = count
+            f"SELECT inbox_id, name, value FROM inbox_counts WHERE inbox_id IN ({marks})", tuple(inbox_ids))
+        for inbox_id, name, value in rows:
+            if name in COUNT_NAMES:
+                counts[inbox_id][COUNT_NAMES[name]] = max(0, value)
         return counts
 
     def thread_messages(self, org_id: str, thread_id: str, order: str, limit: int,
