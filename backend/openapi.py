@@ -28,7 +28,7 @@ from .models.addressing import (
     UpdateInbox,
     WebhookConfig,
 )
-from .models.mail import SendMessage, UploadAttachment
+from .models.mail import LabelChanges, SendMessage, UploadAttachment
 from .store.delivery import EVENT_TYPES
 
 REF = "#/components/schemas/{model}"
@@ -111,6 +111,21 @@ ORDER = Param("order", _enum("asc", "desc"), description="Sort direction by time
 INBOX_ID = Param("inbox_id", description="Only this inbox (alias inboxId)")
 DOMAIN_ID = Param("domain_id", description="Only this domain (alias domainId)")
 ID_OBJECT = {"type": "object", "required": ["id"], "properties": {"id": STR}}
+LABELS = Param("labels", description="Only mail with every one of these labels (comma-separated; alias label)."
+                " `trash` and `quarantine` are left out unless named here")
+EXCLUDE_LABELS = Param("exclude_labels", description="Leave out mail with any of these labels (comma-separated)")
+LABEL_LIST = {"type": "array", "items": STR,
+              "description": "System labels unread, flagged, archived, trash, sent, received, quarantine;"
+                             " any other string is a user label (lower-cased). A thread's are the union of"
+                             " its messages'"}
+COUNTS = {"type": "object", "required": ["threads", "unread_threads", "flagged_threads", "trash_threads"],
+          "description": "Threads the default list shows, how many of them are unread and flagged, and how"
+                         " many threads are in the trash",
+          "properties": {k: {"type": "integer", "minimum": 0}
+                         for k in ("threads", "unread_threads", "flagged_threads", "trash_threads")}}
+DELETED = _data({"type": "object", "required": ["id", "deleted"],
+                 "properties": {"id": STR, "deleted": {"type": "boolean"},
+                                "deleted_counts": {"type": "object", "additionalProperties": {"type": "integer"}}}})
 DMARC_DOMAIN = Param("domain", {"type": "string", "minLength": 1}, required=True,
                      description="The organisation's domain, by name or id")
 
@@ -127,18 +142,26 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                              "webhook": {"type": ["object", "null"]}, "createdAt": STR,
                              "extractionSchema": {"type": ["object", "null"]},
                              "extractionSchemaSettings": {"type": ["object", "null"]},
-                             "email": STR, "name": NULLABLE_STR, "domainId": STR}},
+                             "email": STR, "name": NULLABLE_STR, "domainId": STR,
+                             "retention_days": {"type": ["integer", "null"]},
+                             "trash_days": {"type": "integer", "minimum": 1,
+                                            "description": "Days a thread stays in the trash before the"
+                                                           " retention sweep deletes it"},
+                             "counts": COUNTS}},
     "Thread": {"type": "object", "required": ["thread_id", "message_count"],
                "properties": {"thread_id": STR, "subject": NULLABLE_STR, "message_count": {"type": "integer"},
                               "last_message_at": STR, "inbox_id": STR, "tags": {"type": "array"},
                               "status": NULLABLE_STR, "assigned_to": NULLABLE_STR,
                               "has_attachments": {"type": "boolean"},
-                              "id": STR, "participantCount": {"type": "integer"}, "lastActivityAt": STR}},
+                              "id": STR, "participantCount": {"type": "integer"}, "lastActivityAt": STR,
+                              "unread_count": {"type": "integer"}, "labels": LABEL_LIST}},
     "Message": {"type": "object", "required": ["id", "thread_id", "direction"],
                 "properties": {"id": STR, "message_id": STR, "thread_id": STR, "direction": STR,
                                "participants": {"type": "array"}, "content": STR,
                                "content_html": NULLABLE_STR, "attachments": {"type": "array"},
-                               "created_at": STR, "metadata": ANY_OBJECT,
+                               "created_at": STR, "metadata": ANY_OBJECT, "labels": LABEL_LIST,
+                               "sent_at": {**NULLABLE_STR, "description": "The Date header (ISO 8601, UTC);"
+                                           " null when absent or unparseable. created_at is the arrival"},
                                "from": STR, "subject": STR, "date": STR, "threadId": STR, "createdAt": STR,
                                "extracted": _ref("Extracted")}},
     "Extracted": {"type": "object", "required": ["codes", "links"],
@@ -148,6 +171,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                                  "links": {"type": "array", "items": {
                                      "type": "object", "required": ["url", "text"],
                                      "properties": {"url": STR, "text": STR}}}}},
+    "Contact": {"type": "object", "required": ["address", "last_at"],
+                "description": "An address this organisation exchanged mail with (a sender of received mail,"
+                               " a recipient of sent mail), most recent first",
+                "properties": {"address": STR, "name": NULLABLE_STR, "last_at": STR,
+                               "message_count": {"type": "integer"}}},
     "Attachment": {"type": "object", "required": ["attachment_id", "filename", "size"],
                    "properties": {"attachment_id": STR, "filename": STR, "mime_type": STR,
                                   "size": {"type": "integer"}}},
@@ -203,6 +231,11 @@ METRICS: dict[str, Any] = {
 }
 """Delivery figures; the route sends them inside `data` and again at the top level (for the CLI)."""
 
+SEARCH_PAGE = _page("Thread")
+SEARCH_PAGE["properties"]["total"] = {"type": "integer", "minimum": 0,
+                                      "description": "How many threads match (among the newest 20 000 matching"
+                                                     " messages)"}
+SEARCH_PAGE["description"] = "Threads with a message matching every term, newest match first"
 OK = _data({"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}})
 IDS = "ids and filenames are opaque strings; another organisation's id is a 404"
 
@@ -269,8 +302,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=ExtractionSchema, response=_data(_ref("Inbox"))),
     ("DELETE", "/v1/domains/{domain_id}/inboxes/{inbox_id}/extraction-schema"): Operation(
         response=_data(_ref("Inbox"))),
-    ("GET", "/v1/threads"): Operation(query=(INBOX_ID, DOMAIN_ID, _limit(20, 100), CURSOR, ORDER),
+    ("GET", "/v1/threads"): Operation(query=(INBOX_ID, DOMAIN_ID, LABELS, EXCLUDE_LABELS, _limit(20, 100), CURSOR,
+                                             ORDER),
                                       response=_page("Thread")),
+    ("DELETE", "/v1/threads/{thread_id}"): Operation(response=DELETED),
     ("GET", "/v1/threads/{thread_id}"): Operation(response=_data(_ref("Thread"))),
     ("PATCH", "/v1/threads/{thread_id}"): Operation(body=ThreadPatch, response=_data(_ref("Thread"))),
     ("GET", "/v1/threads/{thread_id}/messages"): Operation(query=(_limit(50, 1000), CURSOR, ORDER),
@@ -284,9 +319,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/messages"): Operation(
         query=(INBOX_ID, DOMAIN_ID, Param("sender", description="Only messages from this address"),
                Param("before", description="ISO 8601 time"), Param("after", description="ISO 8601 time"),
-               _limit(50, 1000), CURSOR, ORDER),
+               LABELS, EXCLUDE_LABELS, _limit(50, 1000), CURSOR, ORDER),
         response=_page("Message")),
     ("GET", "/v1/messages/{message_id}"): Operation(response=_data(_ref("Message"))),
+    ("PATCH", "/v1/messages/{message_id}"): Operation(body=LabelChanges, response=_data(_ref("Message"))),
+    ("DELETE", "/v1/messages/{message_id}"): Operation(response=DELETED),
     ("POST", "/v1/messages/send"): Operation(
         body=SendMessage, response=_ref("SendResult"), errors=(409, 413), accepted=True,
         query=(Param("Idempotency-Key", {"type": "string", "maxLength": 255}, where="header",
@@ -307,9 +344,18 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                Param("Last-Event-ID", where="header", description="Resume after this event id")),
         content_type="text/event-stream", response=STR),
     ("GET", "/v1/search/threads"): Operation(
-        query=(Param("q", {"type": "string", "minLength": 1}, required=True, description="Words to find"),
-               INBOX_ID, DOMAIN_ID, _limit(20, 100)),
-        response=_list("Thread")),
+        query=(Param("q", {"type": "string", "minLength": 1, "maxLength": 500}, required=True,
+                     description="Words (substrings of subject, body, sender, attachment file names; any case,"
+                                 " also inside Chinese, Japanese and Korean text), \"quoted phrases\", -negation"
+                                 " and the operators from: to: subject: label: is:unread is:read is:flagged"
+                                 " is:unflagged has:attachment before: after: auth:fail (Mailpit's syntax)"),
+               INBOX_ID, DOMAIN_ID, LABELS, EXCLUDE_LABELS, _limit(20, 100), CURSOR),
+        response=SEARCH_PAGE),
+    ("GET", "/v1/contacts"): Operation(
+        query=(Param("q", {"type": "string", "maxLength": 200},
+                     description="Only addresses or names containing this text (any case)"),
+               _limit(20, 100), CURSOR),
+        response=_page("Contact")),
     ("POST", "/v1/attachments/upload"): Operation(
         body=UploadAttachment, status=201, response=_data(_ref("Attachment")), errors=(413,),
         raw_upload=True),

@@ -1,4 +1,5 @@
-"""Per-inbox retention: a background sweep deleting messages older than the inbox's `retention_days`.
+"""Per-inbox retention: a background sweep deleting messages older than the inbox's `retention_days`, and
+threads that have been in the trash longer than its `trash_days`.
 
 It uses the deletion code of the `messages` scope (same predicates, one transaction per inbox, blob
 files removed once unreferenced), so retention and user-requested deletion cannot drift apart.
@@ -7,6 +8,7 @@ files removed once unreferenced), so retention and user-requested deletion canno
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -21,6 +23,8 @@ log = logging.getLogger("commune.retention")
 
 
 BATCH = 1000
+TRASH_BATCH = 100
+"""Threads purged from the trash per transaction."""
 
 
 def _batch_end(services: Services, inbox_id: str, cutoff: str) -> str | None:
@@ -54,6 +58,32 @@ async def apply_retention(services: Services) -> int:
         if deleted.get("messages"):
             total += deleted["messages"]
             services.audit.record(inbox["org_id"], None, "retention.applied", "inbox", inbox["id"],
+                                  {"before": cutoff, "deleted_counts": {k: v for k, v in deleted.items() if v}})
+    return total + await purge_trash(services)
+
+
+async def purge_trash(services: Services) -> int:
+    """Delete for good the threads in each inbox's trash since more than `trash_days` (from the time the
+    thread got the `trash` label); returns how many messages went."""
+    inboxes = services.database.query("SELECT id, org_id, trash_days FROM inboxes WHERE trash_days > 0")
+    total = 0
+    for inbox in inboxes:
+        cutoff = iso(utcnow() - timedelta(days=inbox["trash_days"]))
+        deleted: dict[str, int] = {}
+        while threads := [row[0] for row in services.database.query(
+            "SELECT thread_id FROM thread_labels WHERE inbox_id = ? AND label = 'trash' AND added_at < ? LIMIT ?",
+            (inbox["id"], cutoff, TRASH_BATCH),
+        )]:
+            params = {"inbox_id": inbox["id"], "thread_ids": json.dumps(threads)}
+            counts = services.deletion.delete_messages(inbox["org_id"], params)
+            for name, count in counts.items():
+                deleted[name] = deleted.get(name, 0) + count
+            if not counts["thread_metadata"]:
+                break  # never spin on rows that cannot go
+            await asyncio.sleep(0)
+        if deleted:
+            total += deleted.get("messages", 0)
+            services.audit.record(inbox["org_id"], None, "trash.purged", "inbox", inbox["id"],
                                   {"before": cutoff, "deleted_counts": {k: v for k, v in deleted.items() if v}})
     return total
 

@@ -108,7 +108,7 @@ def test_signed_mail_from_a_permitted_address_passes_spf_dkim_and_dmarc(running,
     assert answer.startswith("250 ")
     [stored] = listed(api, inbox["id"])
     assert stored["authentication"] == {"spf": "pass", "dkim": "pass", "dmarc": "pass", "from_domain": sender}
-    assert stored["labels"] == []
+    assert stored["labels"] == ["received", "unread"]
     raw = raw_of(running, stored["id"])
     assert raw.startswith(b"Received: from client.auth.test ([127.0.0.1])")
     assert results_header(raw) == (
@@ -193,7 +193,7 @@ def test_dns_timeout_is_temperror_and_the_mail_is_accepted(running, api, dns_ser
     [stored] = listed(api, inbox["id"])
     assert stored["authentication"] == {"spf": "temperror", "dkim": "none", "dmarc": "temperror",
                                         "from_domain": sender}
-    assert stored["labels"] == []
+    assert stored["labels"] == ["received", "unread"]
 
 
 def test_reject_setting_refuses_dmarc_failures_of_reject_domains_at_data(running, api, dns_server) -> None:
@@ -216,7 +216,7 @@ def test_reject_setting_refuses_dmarc_failures_of_reject_domains_at_data(running
     assert answer.startswith("250 ")
     assert listed(api, inbox["id"]) == []
     [kept] = listed(api, inbox["id"], labels="quarantine")
-    assert kept["metadata"]["subject"] == "Order shipped" and kept["labels"] == ["quarantine"]
+    assert kept["metadata"]["subject"] == "Order shipped" and kept["labels"] == ["quarantine", "received", "unread"]
 
 
 def test_mixed_recipients_keep_the_mail_and_quarantine_it_where_it_would_be_refused(running, api, dns_server) -> None:
@@ -228,7 +228,7 @@ def test_mixed_recipients_keep_the_mail_and_quarantine_it_where_it_would_be_refu
     answer = send(running, f"x@{attacker}", [strict["address"], open_inbox["address"]],
                   message(f"payroll@{victim}", strict["address"], "New bank details"))
     assert answer.startswith("250 ")
-    assert [m["labels"] for m in listed(api, open_inbox["id"])] == [[]]
+    assert [m["labels"] for m in listed(api, open_inbox["id"])] == [["received", "unread"]]
     assert listed(api, strict["id"]) == []
     [kept] = listed(api, strict["id"], labels="quarantine")
     assert kept["authentication"]["dmarc"] == "fail"
@@ -256,12 +256,16 @@ def test_quarantined_mail_is_left_out_of_the_default_lists(running, api, dns_ser
     assert hidden[0]["thread_id"] in [t["thread_id"] for t in by_domain["data"]]
     assert [m["metadata"]["subject"] for m in listed(api, inbox["id"])] == ["Lunch"]
     [quarantined] = listed(api, inbox["id"], labels="quarantine")
-    assert quarantined["labels"] == ["quarantine"]
+    assert quarantined["labels"] == ["quarantine", "received", "unread"]
     assert quarantined["authentication"]["dmarc"] == "fail"
     assert api.get("/v1/search/threads", params={"q": "password", "inbox_id": inbox["id"]}).json()["data"] == []
     found = api.get("/v1/search/threads", params={"q": "password", "inbox_id": inbox["id"], "labels": "quarantine"})
     assert [t["subject"] for t in found.json()["data"]] == ["Reset your password"]
-    assert api.get("/v1/threads", params={"inbox_id": inbox["id"], "labels": "spam"}).status_code == 400
+    # Any label can be listed now (labels are general); no thread carries this one.
+    spam = api.get("/v1/threads", params={"inbox_id": inbox["id"], "labels": "spam"})
+    assert spam.status_code == 200 and spam.json()["data"] == []
+    counts = api.get(f"/v1/inboxes/{inbox['id']}").json()["data"]["counts"]
+    assert counts == {"threads": 1, "unread_threads": 1, "flagged_threads": 0, "trash_threads": 0}
 
 
 def _message_id(raw: bytes) -> bytes:
@@ -299,4 +303,4 @@ def test_webhook_payload_carries_the_results(running, api, dns_server, receiver)
     expected = {"spf": "pass", "dkim": "none", "dmarc": "fail", "from_domain": victim}
     assert payload["authentication"] == expected
     assert payload["message"]["authentication"] == expected
-    assert payload["labels"] == []
+    assert payload["labels"] == ["received", "unread"]

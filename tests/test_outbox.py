@@ -241,6 +241,12 @@ def test_approve_with_edits_keeps_a_diff_and_reindexes_participants(org: Org, sm
     assert thread["participantCount"] == 3
     found = org.agent.get("/v1/search/threads", params={"q": "reworded"}).json()["data"]
     assert [t["thread_id"] for t in found] == [sent["thread_id"]]
+    # The substring index follows the edit too, and forgets the message once it is deleted.
+    found = org.agent.get("/v1/search/threads", params={"q": "eworde"}).json()["data"]
+    assert [t["thread_id"] for t in found] == [sent["thread_id"]]
+    assert org.person.delete(f"/v1/threads/{sent['thread_id']}").is_success
+    assert org.agent.get("/v1/search/threads", params={"q": "eworde"}).json()["data"] == []
+    assert org.agent.get("/v1/search/threads", params={"q": "reworded"}).json()["data"] == []
 
 
 def test_edit_to_an_address_that_fails_validation_is_a_400_with_the_block(org: Org) -> None:

@@ -72,11 +72,13 @@ def test_route_refuses_keys_without_its_scope(running, keys, route: Route) -> No
 # Which scopes a path family may declare: the matrix above proves a route checks its declared scope,
 # this proves the declared scope fits the route (GET reads, anything else writes).
 FAMILIES = {
-    "/v1/domains": ("domains", "inboxes"), "/v1/inboxes": ("inboxes",), "/v1/threads": ("threads",),
+    "/v1/domains": ("domains", "inboxes"), "/v1/inboxes": ("inboxes",),
+    # Deleting a thread deletes its messages, so it asks for `messages:write` (issue 14).
+    "/v1/threads": ("threads", "messages"),
     "/v1/search": ("threads",), "/v1/events": ("threads",), "/v1/messages": ("messages",),
-    "/v1/attachments": ("attachments",), "/v1/delivery": ("delivery",), "/v1/webhooks": ("webhooks",),
-    "/v1/dmarc": ("domains",), "/v1/drafts": ("drafts",), "/v1/approvals": ("messages",),
-    "/v1/outbox": ("messages",),
+    "/v1/attachments": ("attachments",), "/v1/contacts": ("messages",), "/v1/delivery": ("delivery",),
+    "/v1/webhooks": ("webhooks",), "/v1/dmarc": ("domains",), "/v1/drafts": ("drafts",),
+    "/v1/approvals": ("messages",), "/v1/outbox": ("messages",),
 }
 SPECIAL = {"/v1/data/": "data:delete", "/v1/audit-logs": "admin", "/v1/agent/api-keys": "admin",
            "/v1/agent/org": "read", "/v1/messages/{message_id}/approve": "approvals:write",

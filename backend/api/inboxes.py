@@ -20,6 +20,8 @@ from ..webhooks.targets import RefusedTarget, parse_endpoint, refuse_by_name
 from ._common import Context, data, parse_body
 from .domains import visible_domain
 
+DEFAULT_TRASH_DAYS = 30
+
 
 def new_webhook_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(24)
@@ -55,9 +57,16 @@ def schema_columns(webhook: WebhookConfig) -> dict:
     return {"extraction_schema": None if value is None else {"schema": value, "enabled": True}}
 
 
+def inbox_views(ctx: Context, inboxes: list[dict]) -> list[dict[str, Any]]:
+    """Inboxes as this caller may see them, each with its thread `counts` (one query for them all); only
+    keys that can change an inbox's webhook see the signing secret."""
+    counts = ctx.services.mail.inbox_counts([inbox["id"] for inbox in inboxes])
+    secret = has_scope(ctx.scopes, "inboxes:write")
+    return [{**inbox_json(inbox, with_secret=secret), "counts": counts[inbox["id"]]} for inbox in inboxes]
+
+
 def inbox_view(ctx: Context, inbox: dict) -> dict[str, Any]:
-    """The inbox as this caller may see it: only keys that can change its webhook see the signing secret."""
-    return inbox_json(inbox, with_secret=has_scope(ctx.scopes, "inboxes:write"))
+    return inbox_views(ctx, [inbox])[0]
 
 
 def own_inbox(ctx: Context, inbox_id: str, domain_id: str | None = None) -> dict:
@@ -109,12 +118,12 @@ async def create_inbox_in_domain(ctx: Context) -> tuple[int, dict]:
 async def list_all_inboxes(ctx: Context) -> dict:
     domain_id = ctx.request.arg("domain_id", "domainId")
     inboxes = ctx.services.domains.list_inboxes(ctx.org_id, domain_id or None)
-    return data([inbox_view(ctx, i) for i in inboxes])
+    return data(inbox_views(ctx, inboxes))
 
 
 async def list_domain_inboxes(ctx: Context) -> dict:
     domain = visible_domain(ctx, ctx.params["domain_id"])
-    return data([inbox_view(ctx, i) for i in ctx.services.domains.list_inboxes(ctx.org_id, domain["id"])])
+    return data(inbox_views(ctx, ctx.services.domains.list_inboxes(ctx.org_id, domain["id"])))
 
 
 async def get_inbox(ctx: Context) -> dict:
@@ -137,6 +146,8 @@ async def update_inbox(ctx: Context) -> dict:
         changes["status"] = body.status
     if "retention_days" in fields:
         changes["retention_days"] = body.retention_days
+    if "trash_days" in fields:
+        changes["trash_days"] = body.trash_days if body.trash_days is not None else DEFAULT_TRASH_DAYS
     if "reject_unauthenticated" in fields:
         changes["reject_unauthenticated"] = body.reject_unauthenticated or "none"
     if "approval" in fields:

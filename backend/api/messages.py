@@ -16,15 +16,16 @@ from ..http.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from ..http.router import Route
 from ..mail.compose import Outgoing, reply_references
 from ..mail.model import IncomingAttachment
-from ..models.mail import SendMessage, message_json
+from ..models.mail import LabelChanges, SendMessage, message_json, thread_json
 from ..store import outbox as states
 from ..store.mail import DIFFERENT_REQUEST, PENDING
+from ..store.triage import TooManyLabels
 from ..util import iso, parse_iso
 from ._common import Context, data, int_arg, order_arg, parse_body
 from ._paging import decode_cursor, page
 from .domains import visible_domain
 from .inboxes import own_inbox
-from .threads import mailbox_filter, own_thread, quarantine_filter
+from .threads import label_filter, mailbox_filter, own_thread
 
 DEFAULT_LOCAL_PART = "agent"
 MAX_IDEMPOTENCY_KEY = 255
@@ -52,12 +53,13 @@ async def list_messages(ctx: Context) -> dict:
     limit = int_arg(ctx.request, "limit", 50, 1, 1000)
     order = order_arg(ctx.request, "desc")
     before, since = date_arg(ctx, "before"), date_arg(ctx, "after")
-    quarantined = quarantine_filter(ctx)
-    scope = f"messages:{inbox_id}:{domain_id}:{sender}:{before}:{since}" + (":quarantine" if quarantined else "")
+    labels = label_filter(ctx)
+    scope = f"messages:{inbox_id}:{domain_id}:{sender}:{before}:{since}" + (
+        f":{labels.key}" if labels.include or labels.exclude else "")
     after = decode_cursor(ctx.request.arg("cursor"), scope, order, int)
     rows = ctx.services.mail.list_messages(
         ctx.org_id, inbox_id=inbox_id, domain_id=domain_id, sender=sender, before=before, since=since,
-        order=order, limit=limit + 1, after=after, quarantined=quarantined,
+        order=order, limit=limit + 1, after=after, labels=labels,
     )
     rows, next_cursor, has_more = page(rows, limit, scope, order, lambda r: (r["created_at"], r["seq"]))
     messages = [message_json(r) for r in rows]
@@ -67,12 +69,49 @@ async def list_messages(ctx: Context) -> dict:
 
 async def get_message(ctx: Context) -> dict:
     """`GET /v1/messages/{message_id}`: one message with its codes and links."""
-    row = ctx.services.mail.get_message(ctx.org_id, ctx.params["message_id"])
-    if row is None:
-        raise NotFound("Message not found")
+    row = own_message(ctx)
     message = message_json(row)
     await ctx.services.mail.extractions.attach([row], [message])
     return data(message)
+
+
+def own_message(ctx: Context) -> sqlite3.Row:
+    row = ctx.services.mail.get_message(ctx.org_id, ctx.params["message_id"])
+    if row is None:
+        raise NotFound("Message not found")
+    return row
+
+
+async def patch_message(ctx: Context) -> dict:
+    """`PATCH /v1/messages/{id}`: add and remove labels; answers the updated message."""
+    add, remove = parse_body(ctx.request, LabelChanges).label_changes
+    own_message(ctx)
+    try:
+        row = ctx.services.triage.relabel_message(ctx.org_id, ctx.params["message_id"], add, remove)
+    except TooManyLabels as exc:
+        raise BadRequest(f"Invalid request: add_labels: {exc}") from exc
+    if row is None:
+        raise NotFound("Message not found")
+    thread = ctx.services.mail.get_thread(ctx.org_id, row["thread_id"])
+    if thread is not None and (add or remove):
+        ctx.services.events.publish("thread.updated", ctx.org_id, thread_json(thread), row["inbox_id"],
+                                    row["domain_id"])
+    message = message_json(row)
+    await ctx.services.mail.extractions.attach([row], [message])
+    return data(message)
+
+
+async def delete_message(ctx: Context) -> dict:
+    """`DELETE /v1/messages/{id}`: the message for good (its thread goes too when left empty); attachments
+    and blob files no longer referenced go with it. Audit-logged in the same transaction."""
+    row = own_message(ctx)
+
+    def audit(conn: sqlite3.Connection) -> None:
+        ctx.services.audit.record(ctx.org_id, ctx.key.id, "message.deleted", "message", row["id"],
+                                  {"inbox_id": row["inbox_id"], "thread_id": row["thread_id"]}, conn=conn)
+
+    counts = ctx.services.deletion.delete_messages(ctx.org_id, {"message_id": row["id"]}, audit)
+    return data({"id": row["id"], "deleted": True, "deleted_counts": {k: v for k, v in counts.items() if v}})
 
 
 def domain_sender(ctx: Context, domain_id: str) -> dict:
@@ -280,4 +319,7 @@ ROUTES = [
           body_limit=SEND_BODY_LIMIT),
     Route("GET", "/v1/messages", list_messages, "messages:read", "List messages"),
     Route("GET", "/v1/messages/{message_id}", get_message, "messages:read", "A message with its codes and links"),
+    Route("PATCH", "/v1/messages/{message_id}", patch_message, "messages:write", "Add or remove a message's labels"),
+    Route("DELETE", "/v1/messages/{message_id}", delete_message, "messages:write",
+          "Delete a message permanently"),
 ]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+
 from ..http.errors import BadRequest, NotFound
 from ..http.response import Response, dumps
 from ..http.router import Route
-from ..models.mail import message_json
-from ._common import Context, int_arg, order_arg
+from ..models.mail import clean_labels, message_json
+from ..store.mail_reads import LabelFilter
+from ._common import Context, data, int_arg, order_arg
 from ._paging import decode_cursor, page
 from .domains import visible_domain
 from .inboxes import own_inbox
@@ -25,12 +29,23 @@ def mailbox_filter(ctx: Context, required: bool = True) -> tuple[str | None, str
     return inbox_id, domain_id
 
 
-def quarantine_filter(ctx: Context) -> bool:
-    """`labels=quarantine` lists the quarantined mail the default lists leave out; the only label so far."""
-    value = (ctx.request.arg("labels", "label") or "").strip().lower()
-    if value not in ("", "quarantine"):
-        raise BadRequest("labels: only 'quarantine' can be listed (quarantined mail is left out by default)")
-    return value == "quarantine"
+MAX_FILTER_LABELS = 10
+
+
+def _labels_arg(ctx: Context, name: str, *aliases: str) -> tuple[str, ...]:
+    values = [v for v in (ctx.request.arg(name, *aliases) or "").split(",") if v.strip()]
+    if len(values) > MAX_FILTER_LABELS:
+        raise BadRequest(f"{name}: at most {MAX_FILTER_LABELS} labels")
+    try:
+        return tuple(clean_labels(values))
+    except ValueError as exc:
+        raise BadRequest(f"{name}: {exc}") from None
+
+
+def label_filter(ctx: Context) -> LabelFilter:
+    """`labels=a,b` (all of them) and `exclude_labels=c,d` (none of them); `trash` and `quarantine` are
+    left out unless `labels` names them."""
+    return LabelFilter(_labels_arg(ctx, "labels", "label"), _labels_arg(ctx, "exclude_labels", "excludeLabels"))
 
 
 def own_thread(ctx: Context, thread_id: str) -> dict:
@@ -46,11 +61,11 @@ async def list_threads(ctx: Context) -> dict:
     inbox_id, domain_id = mailbox_filter(ctx)
     limit = int_arg(ctx.request, "limit", 20, 1, 100)
     order = order_arg(ctx.request, "desc")
-    quarantined = quarantine_filter(ctx)
-    scope = f"threads:{inbox_id or ''}:{domain_id or ''}" + (":quarantine" if quarantined else "")
+    labels = label_filter(ctx)
+    scope = f"threads:{inbox_id or ''}:{domain_id or ''}" + (f":{labels.key}" if labels.include or labels.exclude else "")
     after = decode_cursor(ctx.request.arg("cursor"), scope, order, str)
     rows = ctx.services.mail.list_threads_json(ctx.org_id, inbox_id, domain_id, order, limit + 1, after,
-                                               quarantined)
+                                               labels)
     rows, next_cursor, has_more = page(rows, limit, scope, order, lambda r: (r[0], r[1]))
     # The thread objects arrive as JSON text from SQLite; only the envelope is encoded here.
     items = ",".join(r[2] for r in rows).encode()
@@ -72,7 +87,22 @@ async def thread_messages(ctx: Context) -> dict:
     return {"data": messages, "next_cursor": next_cursor, "has_more": has_more}
 
 
+async def delete_thread(ctx: Context) -> dict:
+    """`DELETE /v1/threads/{id}`: the thread and its messages, for good; attachments and blob files no
+    longer referenced go too. Audit-logged in the same transaction."""
+    thread = own_thread(ctx, ctx.params["thread_id"])
+
+    def audit(conn: sqlite3.Connection) -> None:
+        ctx.services.audit.record(ctx.org_id, ctx.key.id, "thread.deleted", "thread", thread["id"],
+                                  {"inbox_id": thread["inbox_id"], "subject": thread["subject"][:200]}, conn=conn)
+
+    counts = ctx.services.deletion.delete_messages(ctx.org_id, {"thread_ids": json.dumps([thread["id"]])}, audit)
+    return data({"id": thread["id"], "deleted": True, "deleted_counts": {k: v for k, v in counts.items() if v}})
+
+
 ROUTES = [
     Route("GET", "/v1/threads", list_threads, "threads:read", "List threads (keyset-paged)"),
     Route("GET", "/v1/threads/{thread_id}/messages", thread_messages, "threads:read", "A thread's messages"),
+    Route("DELETE", "/v1/threads/{thread_id}", delete_thread, "messages:write",
+          "Delete a thread and its messages permanently"),
 ]

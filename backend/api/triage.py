@@ -12,8 +12,8 @@ from pydantic import AliasChoices, Field, field_validator
 from ..http.errors import BadRequest, NotFound
 from ..http.router import Route
 from ..models.addressing import Strict
-from ..models.mail import thread_json
-from ..store.triage import TooManyTags
+from ..models.mail import LabelChanges, thread_json
+from ..store.triage import TooManyLabels, TooManyTags
 from ._common import Context, data, parse_body
 from .threads import own_thread
 
@@ -47,7 +47,11 @@ class Tags(Strict):
         return _clean_tags(value)
 
 
-class ThreadPatch(Strict):
+class ThreadPatch(LabelChanges):
+    """`status`, `assigned_to`, `tags`, and labels added to or removed from every message of the thread."""
+
+    model_config = Strict.model_config
+
     status: str | None = None
     assigned_to: str | None = Field(None, validation_alias=ASSIGNEE_ALIASES, max_length=320)
     tags: list[str] | None = Field(None, max_length=50)
@@ -81,13 +85,16 @@ def metadata_json(thread: dict[str, Any]) -> dict[str, Any]:
             "assigned_to": thread["assigned_to"]}
 
 
-def _apply(ctx: Context, changes: dict, add: list[str] | None = None, remove: list[str] | None = None) -> dict:
-    """Change a thread's triage fields, announce it on the event bus, and return the thread JSON."""
+def _apply(ctx: Context, changes: dict, add: list[str] | None = None, remove: list[str] | None = None,
+           labels: tuple[list[str], list[str]] = ([], [])) -> dict:
+    """Change a thread's triage fields and labels, announce it on the event bus, and return the thread JSON."""
     thread_id = ctx.params["thread_id"]
     try:
-        row = ctx.services.triage.apply(ctx.org_id, thread_id, changes, add, remove)
+        row = ctx.services.triage.apply(ctx.org_id, thread_id, changes, add, remove, labels)
     except TooManyTags as exc:
         raise BadRequest(f"Invalid request: tags: {exc}") from exc
+    except TooManyLabels as exc:
+        raise BadRequest(f"Invalid request: add_labels: {exc}") from exc
     if row is None:
         raise NotFound("Thread not found")
     thread = thread_json(row)
@@ -101,14 +108,14 @@ async def get_thread(ctx: Context) -> dict:
 
 async def patch_thread(ctx: Context) -> dict:
     body = parse_body(ctx.request, ThreadPatch)
-    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    changes = {name: getattr(body, name) for name in body.model_fields_set - {"add_labels", "remove_labels"}}
     if changes.get("status", "") is None:
         raise BadRequest("Invalid request: status: must be one of " + ", ".join(STATUSES))
     if changes.get("tags", []) is None:
         raise BadRequest("Invalid request: tags: must be a list of strings")
     if "assigned_to" in changes:
         changes["assigned_to"] = changes["assigned_to"] or None
-    return data(_apply(ctx, changes))
+    return data(_apply(ctx, changes, labels=body.label_changes))
 
 
 async def add_tags(ctx: Context) -> dict:
@@ -136,7 +143,7 @@ ONE = "/v1/threads/{thread_id}"
 
 ROUTES = [
     Route("GET", ONE, get_thread, "threads:read", "A thread with its triage fields"),
-    Route("PATCH", ONE, patch_thread, "threads:write", "Set a thread's status, assignee or tags"),
+    Route("PATCH", ONE, patch_thread, "threads:write", "Set a thread's status, assignee, tags or labels"),
     Route("POST", ONE + "/tags", add_tags, "threads:write", "Add tags to a thread"),
     Route("DELETE", ONE + "/tags", remove_tags, "threads:write", "Remove tags (JSON body) from a thread"),
     Route("POST", ONE + "/tags/remove", remove_tags, "threads:write", "Remove tags from a thread"),

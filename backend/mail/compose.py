@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, localtime
 
 from ..models.headers import header_safe
+from ..util import iso
 from .model import IncomingAttachment, IncomingMessage
 from .render import html_to_text
 
@@ -35,6 +37,8 @@ class Outgoing:
     attachments: list[IncomingAttachment] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     smtp_message_id: str = ""
+    date: datetime = field(default_factory=localtime)
+    """The Date header (local time with its offset); the stored copy's `sent_at`."""
 
     def __post_init__(self) -> None:
         if not self.smtp_message_id:
@@ -72,7 +76,7 @@ def compose(out: Outgoing) -> bytes:
     if out.reply_to:
         message["Reply-To"] = [_address(a) for a in out.reply_to]
     message["Subject"] = out.subject
-    message["Date"] = format_datetime(localtime())
+    message["Date"] = format_datetime(out.date.replace(microsecond=0))
     message["Message-ID"] = out.smtp_message_id
     if out.in_reply_to:
         message["In-Reply-To"] = out.in_reply_to
@@ -106,5 +110,6 @@ def as_incoming(out: Outgoing, raw: bytes) -> IncomingMessage:
         references=list(out.references),
         attachments=list(out.attachments),
         raw=raw,
+        date=iso(out.date.replace(microsecond=0)),
         headers={"reply-to": ", ".join(out.reply_to)} if out.reply_to else {},
     )

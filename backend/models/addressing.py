@@ -123,6 +123,7 @@ class UpdateInbox(Strict):
     webhook: WebhookUpdate | None = None
     status: str | None = None
     retention_days: int | None = Field(None, ge=1, le=36500)
+    trash_days: int | None = Field(None, ge=1, le=36500, validation_alias=AliasChoices("trash_days", "trashDays"))
     reject_unauthenticated: Literal["none", "quarantine", "reject"] | None = Field(
         None, validation_alias=AliasChoices("reject_unauthenticated", "rejectUnauthenticated")
     )
@@ -185,6 +186,7 @@ def inbox_json(inbox: dict, *, with_secret: bool) -> dict[str, Any]:
             {k: stored_schema.get(k) for k in ("name", "enabled", "description")} if stored_schema else None
         ),
         "retention_days": inbox.get("retention_days"),
+        "trash_days": inbox.get("trash_days", 30),
         "reject_unauthenticated": inbox.get("reject_unauthenticated") or "none",
         "approval": inbox.get("approval") or "none",
         "approval_timeout_hours": inbox.get("approval_timeout_hours") or 72,

@@ -19,6 +19,13 @@ from .headers import (
 )
 
 MAX_SUBJECT = 500
+MAX_LABEL = 64
+MAX_LABELS = 50
+"""How many labels one message holds at most."""
+SERVER_LABELS = ("sent", "received", "quarantine")
+"""System labels only the server sets (a message's direction, inbound authentication's verdict)."""
+CLIENT_LABELS = ("unread", "flagged", "archived", "trash")
+"""System labels clients set and clear; any other string is a user label."""
 HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,75}$")
 # Headers the server writes itself; letting a caller set them would forge the message's structure.
 STRUCTURAL_HEADERS = frozenset(
@@ -30,6 +37,43 @@ STRUCTURAL_HEADERS = frozenset(
         "Resent-Cc", "Resent-Bcc", "Resent-Date", "Resent-Message-ID", "Resent-Sender",
     )
 )
+
+
+def clean_label(value: str) -> str:
+    """A label as stored: trimmed and lower-cased, 1-64 printable characters without `,` `"` or `\\`."""
+    label = value.strip().lower()
+    if not label or len(label) > MAX_LABEL or any(not c.isprintable() or c in ',"\\' for c in label):
+        raise ValueError(f"each label must be 1-{MAX_LABEL} printable characters without , \" or \\")
+    return label
+
+
+def clean_labels(values: list[str], changeable: bool = False) -> list[str]:
+    """Labels cleaned and without repeats; `changeable` refuses the ones only the server sets."""
+    labels = list(dict.fromkeys(clean_label(v) for v in values))
+    fixed = [label for label in labels if changeable and label in SERVER_LABELS]
+    if fixed:
+        raise ValueError(f"'{fixed[0]}' is set by the server and cannot be added or removed")
+    return labels
+
+
+class LabelChanges(BaseModel):
+    """`add_labels` / `remove_labels` of a PATCH on a message or thread (removals win over additions)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    add_labels: list[str] | None = Field(None, max_length=MAX_LABELS,
+                                         validation_alias=AliasChoices("add_labels", "addLabels"))
+    remove_labels: list[str] | None = Field(None, max_length=MAX_LABELS,
+                                            validation_alias=AliasChoices("remove_labels", "removeLabels"))
+
+    @field_validator("add_labels", "remove_labels")
+    @classmethod
+    def _labels(cls, value: list[str] | None) -> list[str] | None:
+        return clean_labels(value, changeable=True) if value is not None else None
+
+    @property
+    def label_changes(self) -> tuple[list[str], list[str]]:
+        return self.add_labels or [], self.remove_labels or []
 
 
 MAX_SCHEDULE_DAYS = 30
@@ -213,6 +257,7 @@ def message_json(row: Any) -> dict[str, Any]:
         "content_html": row["html_body"],
         "attachments": _loads(row["attachment_ids"], []),
         "created_at": row["created_at"],
+        "sent_at": row["sent_at"],
         "metadata": metadata,
         **authentication_json(row),
         # The names the official CLI's message tables read.
@@ -247,6 +292,7 @@ def thread_json(row: Any) -> dict[str, Any]:
         "tags": _loads(row["tags"], []),
         "status": row["status"],
         "assigned_to": row["assigned_to"],
+        "labels": _loads(row["labels"], []),
         # The names the official CLI's thread tables read.
         "id": row["id"],
         "participantCount": row["participant_count"],

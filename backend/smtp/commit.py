@@ -10,6 +10,7 @@ one session at a time, so one bad message cannot cost the others their `250`.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 from ..store.mail import MailStore, Prepared
 
@@ -55,16 +56,22 @@ class GroupCommit:
 
     def _commit(self, group: list[tuple[list[Prepared], asyncio.Future[list[str]]]]
                 ) -> list[tuple[asyncio.Future[list[str]], list[str] | BaseException]]:
-        """Commit the group (or, if that fails, each session alone); the answer for each session."""
+        """Commit the group (or, if that fails, each session alone); the answer for each session.
+
+        The inboxes were looked up at RCPT: a copy whose inbox was deleted since is not stored, and a
+        session left with no copy gets an empty list (its message is refused, never acknowledged).
+        """
+        kept: list[Prepared] = []
+
+        def keep(conn: sqlite3.Connection, prepared: list[Prepared]) -> list[Prepared]:
+            kept.extend(self.mail.still_hosted(conn, prepared))
+            return kept
+
         try:
-            stored = self.mail.store_all([p for prepared, _ in group for p in prepared])
+            stored = self.mail.store_all([p for prepared, _ in group for p in prepared], keep=keep)
         except Exception as exc:
             if len(group) > 1:
                 return [answer for one in group for answer in self._commit([one])]
             return [(group[0][1], exc)]
-        answers: list[tuple[asyncio.Future[list[str]], list[str] | BaseException]] = []
-        position = 0
-        for prepared, future in group:
-            answers.append((future, [s.message["message_id"] for s in stored[position:position + len(prepared)]]))
-            position += len(prepared)
-        return answers
+        ids = {id(p): s.message["message_id"] for p, s in zip(kept, stored, strict=True)}
+        return [(future, [ids[id(p)] for p in prepared if id(p) in ids]) for prepared, future in group]

@@ -89,7 +89,7 @@ class InboundHandler:
             self.idle.set()
 
     async def handle_RCPT(
-        self, server: InboundSession, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+        self, server: InboundSession, session: Session, envelope: InboundEnvelope, address: str, rcpt_options: list[str]
     ) -> str:
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             # A full envelope is not idling: the client sends the other recipients in the next transaction.
@@ -108,6 +108,9 @@ class InboundHandler:
             if address not in envelope.rcpt_tos:
                 envelope.rcpt_tos.append(address)
                 envelope.rcpt_options.append(rcpt_options)
+                if inbox is not None:
+                    # DATA files the message by this lookup; the commit checks the inbox still exists.
+                    envelope.inboxes.append(inbox)
                 server.progress()
             return "250 2.1.5 OK"
         server.unknown_recipients += 1
@@ -117,17 +120,15 @@ class InboundHandler:
         found = parse_return_path(address)
         return found is not None and self.services.domains.domain_by_name(found[1]) is not None
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: InboundEnvelope) -> str:
         raw = envelope.original_content or b""
         bounces = [a for a in envelope.rcpt_tos if parse_return_path(a)]
-        inboxes = [i for i in (self.services.domains.inbox_by_address(a) for a in envelope.rcpt_tos
-                               if a not in bounces) if i is not None]
+        inboxes = envelope.inboxes
         loop = asyncio.get_running_loop()
         try:
             if bounces:
                 self._record_bounces(await loop.run_in_executor(None, parse_dsn, raw), bounces)
             if not inboxes:
-                # Only return paths, or every inbox was deleted since RCPT: never a 250 for mail we drop.
                 return "250 2.0.0 OK" if bounces else NO_SUCH_USER
             received = self._received(session, envelope)
             peer = session.peer[0] if isinstance(session.peer, tuple) else ""
@@ -144,6 +145,9 @@ class InboundHandler:
         except Exception:
             log.exception("storing a message from %s failed", envelope.mail_from)
             return TRY_LATER
+        if not ids:
+            # Every recipient inbox was deleted since RCPT: never a 250 for mail we drop.
+            return NO_SUCH_USER
         return f"250 2.0.0 OK {ids[0]}"
 
     def _received(self, session: Session, envelope: Envelope) -> bytes:
@@ -196,6 +200,14 @@ class InboundHandler:
             recorded = self.services.delivery.record_bounce_report(queue_id, reports[0].detail)
             if recorded is not None:
                 publish_status(self.services.events, *recorded)
+
+
+class InboundEnvelope(Envelope):
+    """aiosmtpd's envelope plus the inboxes its recipients named, as RCPT found them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inboxes: list[dict] = []
 
 
 Command = Callable[["InboundSession", str], Awaitable[None]]
@@ -266,6 +278,9 @@ class InboundSession(SMTP):
         self.admitted = False
         self.open_sessions.release(self, self.client)
         super().connection_lost(error)
+
+    def _create_envelope(self) -> InboundEnvelope:
+        return InboundEnvelope()
 
     def progress(self) -> None:
         """The command being handled moves the session towards a delivered message: it is not counted."""

@@ -50,7 +50,13 @@ def connect(path: Path | str) -> sqlite3.Connection:
     conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute("PRAGMA cache_size=-16000")
     conn.execute("PRAGMA mmap_size=268435456")
+    # Unicode case folding for `store.search` (SQLite's own lower() folds ASCII letters only).
+    conn.create_function("casefold", 1, _casefold, deterministic=True)
     return conn
+
+
+def _casefold(value: object) -> object:
+    return value.casefold() if isinstance(value, str) else value
 
 
 @functools.cache

@@ -33,7 +33,8 @@ REFERENCE_COLLECTIONS = (
     "audit_logs", "users", "api_keys", "sessions", "verification_tokens",
 )
 # Tables of ours the reference does not name; reported beside its collections.
-EXTRA_COLLECTIONS = ("outbound_queue", "idempotency_keys", "dmarc_records", "organizations", "outbox")
+EXTRA_COLLECTIONS = ("outbound_queue", "idempotency_keys", "dmarc_records", "contacts", "organizations",
+                     "outbox")
 
 WARNINGS = {
     "organization": "This will permanently delete ALL data for your organization including domains, inboxes,"
@@ -43,7 +44,8 @@ WARNINGS = {
     "messages": "This will permanently delete the matching messages, their attachments and threads left"
                 " empty. This action cannot be undone.",
     "email": "This will permanently delete every message of your organization in which the address takes part"
-             " (as sender, to, cc or bcc), with their attachments, delivery events and webhook deliveries;"
+             " (as sender, to, cc or bcc), with their attachments, delivery events, webhook deliveries and its"
+             " contact entry;"
              " threads left empty are removed. A suppression of the address is kept so it is not mailed again."
              " This action cannot be undone.",
     "domain": "This will permanently delete the domain, all of its inboxes and all of their data: messages,"
@@ -82,10 +84,14 @@ def _message_filter(org_id: str, params: dict) -> tuple[str, tuple]:
     lead = "+" if params.get("email") else ""
     clauses, values = [f"{lead}messages.org_id = ?"], [org_id]
     for column, key, op in (("inbox_id", "inbox_id", "="), ("domain_id", "domain_id", "="),
-                            ("created_at", "before", "<"), ("created_at", "until", "<=")):
+                            ("created_at", "before", "<"), ("created_at", "until", "<="),
+                            ("id", "message_id", "=")):
         if params.get(key):
             clauses.append(f"{lead}messages.{column} {op} ?")
             values.append(params[key])
+    if params.get("thread_ids"):
+        clauses.append("messages.thread_id IN (SELECT value FROM json_each(?))")
+        values.append(params["thread_ids"])
     if params.get("email"):
         # The threads the address takes part in (`with_threads`); each of their messages is then checked.
         clauses.append("messages.thread_id IN (SELECT value FROM json_each(?)) AND EXISTS (SELECT 1"
@@ -123,7 +129,7 @@ def plan_for(org_id: str, scope: str, params: dict) -> Plan:
                   ("webhook_deliveries", "webhook_deliveries"), ("suppressions", "suppressions"),
                   ("idempotency_keys", "idempotency_keys"), ("outbox", "outbox"), ("messages", "messages"),
                   ("inboxes", "inboxes"), ("domains", "domains"), ("api_keys", "api_keys"),
-                  ("audit_logs", "audit_logs")]
+                  ("audit_logs", "audit_logs"), ("contacts", "contacts")]
         steps = [Step(name, table, *own) for name, table in tables]
         steps.extend(dmarc_steps(*own))
         steps.append(Step("organizations", "orgs", "id = ?", (org_id,)))
@@ -201,6 +207,8 @@ def plan_for(org_id: str, scope: str, params: dict) -> Plan:
         # These records repeat the address (and the message), so an erasure takes them too.
         steps += [Step(name, name, f"+org_id = ? AND message_id IN ({of_messages})", (org_id, *msg_params))
                   for name in ("delivery_events", "webhook_deliveries")]
+        # The address book entry names the person too.
+        steps.append(Step("contacts", "contacts", "org_id = ? AND address = ?", (org_id, params["email"])))
         steps.append(Step("outbox", "outbox", f"org_id = ? AND status IN ('draft', 'sending') AND {DRAFT_NAMING}",
                           (org_id, params["email"])))
     steps += [
@@ -389,9 +397,18 @@ class DeletionStore:
         unlink_unreferenced(self.database.conn, self.blobs, org_id, candidates)
         return counts
 
-    def delete_messages(self, org_id: str, params: dict) -> dict[str, int]:
-        """Delete messages now, without a request (retention); one transaction."""
+    def delete_messages(self, org_id: str, params: dict,
+                        before_purge: Callable[[sqlite3.Connection], None] | None = None) -> dict[str, int]:
+        """Delete messages now, without a request (retention, the trash, a message or thread DELETE); one
+        transaction, `before_purge(conn)` (the audit entry) first. `thread_ids` (a JSON list) also removes
+        those threads when they hold no message."""
         with self.database.transaction() as conn:
+            if before_purge is not None:
+                before_purge(conn)
             counts, candidates = purge(conn, plan_for(org_id, "messages", params))
+            if params.get("thread_ids"):
+                counts["thread_metadata"] += conn.execute(
+                    "DELETE FROM threads WHERE id IN (SELECT value FROM json_each(?)) AND org_id = ?",
+                    (params["thread_ids"], org_id)).rowcount
         unlink_unreferenced(self.database.conn, self.blobs, org_id, candidates)
         return counts

@@ -32,6 +32,9 @@ DIFFERENT_REQUEST = "different request"
 """What claiming a key answers when it was first used for a request with another fingerprint."""
 MAX_THREAD_REFERENCES = 50
 QUARANTINE = "quarantine"
+INBOUND_LABELS = ("received", "unread")
+"""What every message that arrives starts with; `quarantine` is added when authentication asks for it."""
+OUTBOUND_LABELS = ("sent",)
 
 
 @dataclass
@@ -51,6 +54,8 @@ class Prepared:
     authentication: dict | None = None
     """SPF/DKIM/DMARC results of an inbound SMTP message (`mail.authentication`)."""
     labels: list[str] = field(default_factory=list)
+    snippet: str = ""
+    """The thread summary's one-line snippet of `text` (computed with the blob writes, off the event loop)."""
     extracted: dict | None = None
     """Codes and links, computed here only when the inbox's webhook payload needs them (store/extracted.py)."""
 
@@ -100,14 +105,27 @@ class MailStore(MailReads):
         self,
         prepared: list[Prepared],
         after: Callable[[sqlite3.Connection, list[Stored]], None] | None = None,
+        keep: Callable[[sqlite3.Connection, list[Prepared]], list[Prepared]] | None = None,
     ) -> list[Stored]:
-        """Store prepared messages in one transaction, run `after` inside it, then publish events."""
+        """Store prepared messages in one transaction, run `after` inside it, then publish events.
+
+        `keep`, when given, chooses inside the transaction which of `prepared` are stored.
+        """
         with self.database.transaction() as conn:
+            if keep is not None:
+                prepared = keep(conn, prepared)
             stored = [self.store(conn, p) for p in prepared]
             if after is not None:
                 after(conn, stored)
         self.publish(stored)
         return stored
+
+    def still_hosted(self, conn: sqlite3.Connection, prepared: list[Prepared]) -> list[Prepared]:
+        """The copies whose inbox still exists (one deleted since it was looked up gets nothing stored)."""
+        ids = json.dumps(sorted({p.inbox["id"] for p in prepared}))
+        live = {row[0] for row in conn.execute(
+            "SELECT id FROM inboxes WHERE id IN (SELECT value FROM json_each(?))", (ids,))}
+        return [p for p in prepared if p.inbox["id"] in live]
 
     def prepare(
         self,
@@ -147,7 +165,7 @@ class MailStore(MailReads):
         return Prepared(
             inbox=inbox, msg=msg, direction=direction, message_id=new_message_id(), text=text,
             raw_sha256=raw_sha, new_attachments=new_rows, attachment_ids=list(attachment_ids),
-            thread_id=thread_id, delivery_status=delivery_status, extracted=extracted,
+            thread_id=thread_id, delivery_status=delivery_status, extracted=extracted, snippet=snippet(text),
         )
 
     def store(self, conn: sqlite3.Connection, p: Prepared) -> Stored:
@@ -171,6 +189,7 @@ class MailStore(MailReads):
             extra["sender_name"] = msg.sender_name
         if msg.headers.get("reply-to"):
             extra["reply_to"] = msg.headers["reply-to"]
+        labels = sorted({*p.labels, *(INBOUND_LABELS if p.direction == "inbound" else OUTBOUND_LABELS)})
         row = {
             "id": p.message_id, "org_id": inbox["org_id"], "thread_id": thread_id, "inbox_id": inbox["id"],
             "domain_id": inbox["domain_id"], "direction": p.direction, "sender": msg.sender,
@@ -178,11 +197,14 @@ class MailStore(MailReads):
             "html_body": msg.html, "smtp_message_id": msg.smtp_message_id, "in_reply_to": msg.in_reply_to,
             "refs": json.dumps(msg.references), "attachment_ids": json.dumps(p.attachment_ids),
             "delivery_status": p.delivery_status, "raw_sha256": p.raw_sha256, "extra": json.dumps(extra),
-            "created_at": created_at, "labels": json.dumps(p.labels) if p.labels else "[]",
+            "created_at": created_at, "labels": json.dumps(labels),
             "authentication": json.dumps(p.authentication) if p.authentication else None,
+            "sent_at": msg.date, "filenames": " ".join(safe_filename(a.filename) for a in msg.attachments),
         }
         if p.extracted is not None:
             row["extracted"] = json.dumps(p.extracted, ensure_ascii=False)
+        # The thread row comes first: the label triggers copy its keys into `thread_labels`.
+        self._touch_thread(conn, thread_id, inbox, row, p.snippet, bool(p.attachment_ids), p.quarantined)
         columns = ", ".join(row)
         conn.execute(f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
         for att in p.new_attachments:
@@ -192,7 +214,7 @@ class MailStore(MailReads):
                 (att["id"], inbox["org_id"], p.message_id, inbox["id"], att["filename"], att["mime_type"],
                  att["size"], att["sha256"], created_at),
             )
-        thread = self._touch_thread(conn, thread_id, inbox, row, bool(p.attachment_ids), p.quarantined)
+        thread = thread_json(conn.execute("SELECT * FROM threads WHERE id = ?", (thread_id,)).fetchone())
         message = message_json(row)
         hooked = message
         if p.extracted is not None:
@@ -234,37 +256,34 @@ class MailStore(MailReads):
         return new_thread_id()
 
     def _touch_thread(
-        self, conn: sqlite3.Connection, thread_id: str, inbox: dict, row: dict, has_attachments: bool,
-        quarantined: bool = False,
-    ) -> dict:
-        """Create the thread or bring its summary up to date with the message just stored.
+        self, conn: sqlite3.Connection, thread_id: str, inbox: dict, row: dict, summary: str,
+        has_attachments: bool, quarantined: bool = False,
+    ) -> None:
+        """Create the thread or bring its summary up to date with the message about to be stored.
 
-        A thread is `quarantined` (left out of the default lists) while all its messages are.
+        Bit 1 of `hidden` (quarantined, left out of the default lists) stays set while all its messages
+        are quarantined; the label triggers keep bit 2 (trash), `labels` and `unread_count`.
         """
-        summary = snippet(row["text_body"], row["html_body"])
-        unread = 1 if row["direction"] == "inbound" else 0
         updated = conn.execute(
             "UPDATE threads SET last_message_at = MAX(last_message_at, :at), message_count = message_count + 1,"
             " snippet = :snippet, last_direction = :direction, last_sender = :sender,"
-            " has_attachments = has_attachments OR :att, unread_count = unread_count + :unread,"
+            " has_attachments = has_attachments OR :att,"
             " subject = CASE WHEN subject = '' THEN :subject ELSE subject END,"
-            " quarantined = quarantined AND :quarantined"
+            " hidden = (hidden & 2) | (hidden & :quarantined)"
             " WHERE id = :id AND org_id = :org",
             {"at": row["created_at"], "snippet": summary, "direction": row["direction"], "sender": row["sender"],
-             "att": int(has_attachments), "unread": unread, "subject": row["subject"], "id": thread_id,
+             "att": int(has_attachments), "subject": row["subject"], "id": thread_id,
              "org": inbox["org_id"], "quarantined": int(quarantined)},
         ).rowcount
         if not updated:
             conn.execute(
                 "INSERT INTO threads (id, org_id, inbox_id, domain_id, subject, first_message_at, last_message_at,"
-                " message_count, snippet, last_direction, last_sender, has_attachments, unread_count, quarantined)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+                " message_count, snippet, last_direction, last_sender, has_attachments, hidden)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
                 (thread_id, inbox["org_id"], inbox["id"], inbox["domain_id"], row["subject"], row["created_at"],
-                 row["created_at"], summary, row["direction"], row["sender"], int(has_attachments), unread,
+                 row["created_at"], summary, row["direction"], row["sender"], int(has_attachments),
                  int(quarantined)),
             )
-        found = conn.execute("SELECT * FROM threads WHERE id = ?", (thread_id,)).fetchone()
-        return thread_json(found)
 
     # attachments ------------------------------------------------------------------------------
     def adopt_shared_blobs(self) -> int:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 from .database import Database
+from .search import conditions, contains, parse
 
 # Search walks matching messages newest first and stops after this many, so a word found in
 # millions of rows (or in other organisations' mail) still answers in bounded time.
@@ -28,31 +30,65 @@ def safe_filename(name: str) -> str:
     return cleaned[:255] or "attachment"
 
 
-def fts_query(text: str) -> str:
-    """The user's words as quoted FTS5 terms (implicit AND), so no input is FTS syntax."""
-    # NUL ends an FTS5 string early, so it is the one character quoting cannot neutralise.
-    terms = text.replace("\0", " ").split()
-    return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
-
-
 QUARANTINED = "instr(labels, '\"quarantine\"') > 0"
 """A message labelled `quarantine`. Labels are stored as a JSON array of strings, where a quote inside a
 label is escaped, so `"quarantine"` with its quotes matches that whole label only. The partial indexes
 `messages_quarantined_*` are defined with this very expression."""
-AUTH_FAILED = "instr(authentication, '\"fail\"') > 0"
-"""A message whose SPF, DKIM or DMARC result is `fail` (what `auth:fail` searches for). The only other
-value in the object is `from_domain`, which always holds a dot, so it never reads `"fail"`."""
-
+TRASH = "trash"
+QUARANTINE = "quarantine"
 THREAD_JSON_SQL = (
     "json_object('thread_id', id, 'subject', subject, 'last_message_at', last_message_at,"
     " 'first_message_at', first_message_at, 'message_count', message_count, 'snippet', snippet,"
     " 'last_direction', last_direction, 'last_sender', last_sender, 'inbox_id', inbox_id,"
     " 'domain_id', domain_id, 'has_attachments', json(CASE WHEN has_attachments THEN 'true' ELSE 'false' END),"
     " 'unread_count', unread_count, 'tags', json(CASE WHEN json_valid(tags) THEN tags ELSE '[]' END),"
-    " 'status', status, 'assigned_to', assigned_to,"
+    " 'status', status, 'assigned_to', assigned_to, 'labels', json(labels),"
     " 'id', id, 'participantCount', participant_count, 'lastActivityAt', last_message_at)"
 )
 """A thread summary as JSON text, exactly what `models.mail.thread_json` builds from a row."""
+
+
+@dataclass(frozen=True)
+class LabelFilter:
+    """`labels=` (every one of them) and `exclude_labels=` (none of them) of a list.
+
+    `trash` and `quarantine` are left out unless asked for: a thread's `hidden` bits say so (1 = all its
+    messages quarantined, 2 = in the trash), so `hidden_values` are the values a listed thread may have.
+    """
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    @property
+    def hidden_values(self) -> tuple[int, ...]:
+        trash, quarantine = TRASH in self.include, QUARANTINE in self.include
+        if trash:
+            return (2, 3) if quarantine else (2,)
+        return (0, 1) if quarantine else (0,)
+
+    @property
+    def key(self) -> str:
+        """The filter as text, for cursors: a cursor is valid only for the same filter."""
+        return ",".join(self.include) + "-" + ",".join(self.exclude)
+
+    def message_conditions(self, table: str = "") -> tuple[str, tuple]:
+        """SQL conditions on a message row's own `labels`, with their parameters (leading " AND ")."""
+        sql, params, column = "", [], f"{table}.labels" if table else "labels"
+        excluded = [*self.exclude, *(label for label in (TRASH, QUARANTINE) if label not in self.include)]
+        for label, wanted in [*((label, True) for label in self.include), *((label, False) for label in excluded)]:
+            if label == QUARANTINE:
+                # Written as the partial indexes `messages_quarantined_*` are defined.
+                condition = QUARANTINED.replace("labels", column)
+            else:
+                condition = f"instr({column}, ?) > 0"
+                params.append(json.dumps(label))
+            sql += f" AND {condition}" if wanted else f" AND NOT {condition}"
+        return sql, tuple(params)
+
+
+NO_LABELS = LabelFilter()
+COUNT_NAMES = {"": "threads", "unread": "unread_threads", "flagged": "flagged_threads", "trash": "trash_threads"}
+"""The inbox `counts` keys, by the label each counts (none: every thread the default list shows)."""
 
 
 def _thread_page_sql(
@@ -63,19 +99,41 @@ def _thread_page_sql(
     order: str,
     limit: int,
     after: tuple[str, str] | None,
-    quarantined: bool = False,
+    labels: LabelFilter = NO_LABELS,
 ) -> tuple[str, tuple]:
-    """The keyset page query over `threads` by inbox (and/or domain): quarantined threads or the others."""
+    """The keyset page query over `threads` by inbox (and/or domain) and labels.
+
+    Without `labels=`, the thread list index leads; with it, the first label's `thread_labels` range
+    does (already in list order), the other labels are checked per row by primary key.
+    """
+    hidden = labels.hidden_values
+    hidden_sql = "hidden = ?" if len(hidden) == 1 else f"hidden IN ({', '.join('?' * len(hidden))})"
+    table, key = ("threads", "id") if not labels.include else ("thread_labels", "thread_id")
+    lead = [] if not labels.include else [labels.include[0]]
+    label_sql = " AND label = ?" if lead else ""
     if inbox_id is not None:
         # `+org_id` keeps the planner on the inbox index; the org check stays a plain filter.
-        where, params = "inbox_id = ? AND +org_id = ? AND quarantined = ?", [inbox_id, org_id, int(quarantined)]
+        where = f"inbox_id = ?{label_sql} AND {hidden_sql} AND +org_id = ?"
+        params = [inbox_id, *lead, *hidden, org_id]
         if domain_id is not None:
             where += " AND domain_id = ?"
             params.append(domain_id)
     else:
-        where, params = "org_id = ? AND domain_id = ? AND quarantined = ?", [org_id, domain_id, int(quarantined)]
-    cond, order_by, extra = _keyset(order, "last_message_at, id", after)
-    return f"SELECT {columns} FROM threads WHERE {where}{cond}{order_by} LIMIT ?", (*params, *extra, limit)
+        where = f"org_id = ? AND domain_id = ?{label_sql} AND {hidden_sql}"
+        params = [org_id, domain_id, *lead, *hidden]
+    for label in labels.include[1:]:
+        where += f" AND EXISTS (SELECT 1 FROM thread_labels x WHERE x.thread_id = {table}.{key} AND x.label = ?)"
+        params.append(label)
+    for label in labels.exclude:
+        where += f" AND NOT EXISTS (SELECT 1 FROM thread_labels x WHERE x.thread_id = {table}.{key} AND x.label = ?)"
+        params.append(label)
+    cond, order_by, extra = _keyset(order, f"last_message_at, {key}", after)
+    if not labels.include:
+        return f"SELECT {columns} FROM threads WHERE {where}{cond}{order_by} LIMIT ?", (*params, *extra, limit)
+    _, outer_order, _ = _keyset(order, "last_message_at, id", None)
+    sql = (f"SELECT {columns} FROM (SELECT thread_id FROM thread_labels WHERE {where}{cond}{order_by} LIMIT ?)"
+           f" AS picked JOIN threads ON threads.id = picked.thread_id{outer_order}")
+    return sql, (*params, *extra, limit)
 
 
 def _dicts(database: Database, sql: str, params: tuple) -> list[dict[str, Any]]:
@@ -120,7 +178,7 @@ class MailReads:
         order: str,
         limit: int,
         after: tuple[str, str] | None = None,
-        quarantined: bool = False,
+        labels: LabelFilter = NO_LABELS,
     ) -> list[tuple[str, str, str]]:
         """Up to `limit` threads by last activity after the keyset `after`, as `(last_message_at, id, JSON)`.
 
@@ -128,13 +186,37 @@ class MailReads:
         half the cost of building Python dicts and encoding them, on the API's busiest list.
         """
         sql, params = _thread_page_sql(f"last_message_at, id, {THREAD_JSON_SQL}", org_id, inbox_id, domain_id,
-                                       order, limit, after, quarantined)
+                                       order, limit, after, labels)
         cursor = self.database.conn.cursor()
         cursor.row_factory = None
         try:
             return cursor.execute(sql, params).fetchall()
         finally:
             cursor.close()
+
+    def inbox_counts(self, inbox_ids: list[str]) -> dict[str, dict[str, int]]:
+        """`{threads, unread_threads, flagged_threads, trash_threads}` of each inbox, in ONE query of
+        index range counts (the thread list index and `thread_labels`), whatever the inboxes' size.
+
+        `threads`, `unread_threads` and `flagged_threads` count what the default list shows (neither in
+        the trash nor quarantined); `trash_threads` counts the trash.
+        """
+        counts = {i: dict.fromkeys(COUNT_NAMES.values(), 0) for i in inbox_ids}
+        if not inbox_ids:
+            return counts
+        marks = ", ".join("?" * len(inbox_ids))
+        rows = self.database.query(
+            f"SELECT inbox_id, '', COUNT(*) FROM threads WHERE inbox_id IN ({marks}) AND hidden = 0"
+            " GROUP BY inbox_id"
+            f" UNION ALL SELECT inbox_id, label, COUNT(*) FROM thread_labels WHERE inbox_id IN ({marks})"
+            " AND label IN ('unread', 'flagged') AND hidden = 0 GROUP BY inbox_id, label"
+            f" UNION ALL SELECT inbox_id, label, COUNT(*) FROM thread_labels WHERE inbox_id IN ({marks})"
+            " AND label = 'trash' GROUP BY inbox_id",
+            (*inbox_ids, *inbox_ids, *inbox_ids),
+        )
+        for inbox_id, label, count in rows:
+            counts[inbox_id][COUNT_NAMES[label]] = count
+        return counts
 
     def thread_messages(self, org_id: str, thread_id: str, order: str, limit: int,
                         after: tuple[str, int] | None = None) -> list[dict[str, Any]]:
@@ -173,12 +255,12 @@ class MailReads:
         order: str = "desc",
         limit: int = 50,
         after: tuple[str, int] | None = None,
-        quarantined: bool = False,
+        labels: LabelFilter = NO_LABELS,
     ) -> list[sqlite3.Row]:
         """Messages matching every given filter; the most selective one leads (its index is used).
 
-        Quarantined messages are listed only when asked for, and then only they (from the small
-        partial indexes); otherwise they are skipped as the scan meets them.
+        Quarantined and trashed messages are listed only when asked for (`labels`); quarantined ones
+        then come from their small partial indexes.
         """
         filters: list[tuple[str, Any]] = []
         if inbox_id is not None:
@@ -195,76 +277,73 @@ class MailReads:
             filters.append(("created_at < ?", before))
         if since is not None:
             filters.append(("created_at > ?", since))
-        filters.append((QUARANTINED if quarantined else f"NOT {QUARANTINED}", None))
         where = " AND ".join(f for f, _ in filters)
+        labelled, label_params = labels.message_conditions()
         cond, order_by, extra = _keyset(order, "created_at, seq", after)
         return self.database.query(
-            f"SELECT * FROM messages WHERE {where}{cond}{order_by} LIMIT ?",
-            (*(v for f, v in filters if "?" in f), *extra, limit),
+            f"SELECT * FROM messages WHERE {where}{labelled}{cond}{order_by} LIMIT ?",
+            (*(v for f, v in filters if "?" in f), *label_params, *extra, limit),
         )
 
     # search ---------------------------------------------------------------------------------
     def search_threads(
         self, org_id: str, text: str, inbox_id: str | None, domain_id: str | None, limit: int,
-        auth_failed: bool = False, quarantined: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Threads with a message matching `text`, by their newest matching message first; each carries
-        `score`, how many of its messages match.
+        labels: LabelFilter = NO_LABELS, after: tuple[str, int] | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Threads with a message matching every term of `text` (`store.search`), by their newest
+        matching message first, up to `limit` after the keyset `after`; and how many threads match.
 
-        `auth_failed` keeps only messages that failed SPF, DKIM or DMARC (alone, it lists them from
-        their partial index). Quarantined messages are searched only when `quarantined` asks for them.
+        Each thread carries `score` (how many of its messages match) and `_key`, its keyset. The newest
+        SEARCH_SCAN_LIMIT matching messages are considered, so a common word answers in bounded time.
+        Quarantined and trashed messages are searched only when `labels` or a `label:` term asks for them.
         """
-        query = fts_query(text)
-        if not query and not auth_failed:
-            return []
-        labelled = QUARANTINED if quarantined else f"NOT {QUARANTINED}"
-        failed = f" AND {AUTH_FAILED}" if auth_failed else ""
-        if query:
-            cursor = self.database.execute(
-                "SELECT m.thread_id, m.org_id, m.inbox_id, m.domain_id FROM messages_fts"
-                " JOIN messages m ON m.seq = messages_fts.rowid"
-                f" WHERE messages_fts MATCH ? AND {labelled}{failed}"
-                f" ORDER BY messages_fts.rowid DESC LIMIT {SEARCH_SCAN_LIMIT}",
-                (query,),
-            )
+        query = parse(text)
+        if query.empty:
+            return [], 0
+        matched, params = conditions(query)
+        labels = LabelFilter(tuple(dict.fromkeys([*labels.include, *query.labels])), labels.exclude)
+        labelled, label_params = labels.message_conditions("m")
+        # A word's index lookup should lead when there is one; otherwise the mailbox's own index does.
+        lead = "+" if any(t.field == "" and not t.negated for t in query.terms) else ""
+        if inbox_id is not None:
+            scope, scope_params = f"{lead}m.inbox_id = ? AND +m.org_id = ?", [inbox_id, org_id]
+        elif domain_id is not None:
+            scope, scope_params = f"{lead}m.org_id = ? AND {lead}m.domain_id = ?", [org_id, domain_id]
         else:
-            cursor = self.database.execute(
-                f"SELECT thread_id, org_id, inbox_id, domain_id FROM messages WHERE org_id = ? AND {AUTH_FAILED}"
-                f" AND {labelled} ORDER BY seq DESC LIMIT {SEARCH_SCAN_LIMIT}",
-                (org_id,),
-            )
-        wanted: dict[str, None] = {}
-        try:
-            for row in cursor:
-                if (row["org_id"] == org_id and (inbox_id is None or row["inbox_id"] == inbox_id)
-                        and (domain_id is None or row["domain_id"] == domain_id)):
-                    wanted.setdefault(row["thread_id"])
-                    if len(wanted) >= limit:
-                        break
-        finally:
-            cursor.close()
-        if not wanted:
-            return []
-        ids = list(wanted)
+            scope, scope_params = f"{lead}m.org_id = ?", [org_id]
+        keyset, keyset_params = ("", ()) if after is None else (" WHERE (last_at, last_seq) < (?, ?)", after)
+        found = _dicts(
+            self.database,
+            "SELECT * FROM (SELECT thread_id, MAX(created_at) AS last_at, MAX(seq) AS last_seq, COUNT(*) AS score,"
+            " COUNT(*) OVER () AS total FROM (SELECT m.thread_id, m.created_at, m.seq FROM messages m"
+            f" WHERE {scope}{matched}{labelled} ORDER BY m.created_at DESC, m.seq DESC"
+            f" LIMIT {SEARCH_SCAN_LIMIT}) GROUP BY thread_id){keyset}"
+            " ORDER BY last_at DESC, last_seq DESC LIMIT ?",
+            (*scope_params, *params, *label_params, *keyset_params, limit),
+        )
+        if not found:
+            return [], 0
+        ids = [row["thread_id"] for row in found]
         marks = ",".join("?" * len(ids))
         rows = self.database.query(f"SELECT * FROM threads WHERE +org_id = ? AND id IN ({marks})", (org_id, *ids))
-        # Each found thread's own messages, checked against the index by rowid (CROSS JOIN keeps that order),
-        # so counting never walks the word's whole posting list.
-        if query:
-            scores = dict(self.database.query(
-                "SELECT m.thread_id, COUNT(*) FROM messages m CROSS JOIN messages_fts"
-                f" WHERE m.thread_id IN ({marks}) AND messages_fts.rowid = m.seq AND messages_fts MATCH ?"
-                f"{failed} GROUP BY m.thread_id",
-                (*ids, query),
-            ))
-        else:
-            scores = dict(self.database.query(
-                f"SELECT thread_id, COUNT(*) FROM messages WHERE thread_id IN ({marks}) AND {AUTH_FAILED}"
-                " GROUP BY thread_id",
-                ids,
-            ))
         by_id = {row["id"]: row for row in rows}
-        return [{**dict(by_id[i]), "score": scores.get(i, 0)} for i in ids if i in by_id]
+        hits = [{**dict(by_id[f["thread_id"]]), "score": f["score"], "_key": (f["last_at"], f["last_seq"])}
+                for f in found if f["thread_id"] in by_id]
+        return hits, found[0]["total"]
+
+    # contacts -------------------------------------------------------------------------------
+    def list_contacts(self, org_id: str, text: str, limit: int,
+                      after: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+        """The organisation's correspondents, most recent first (the `contacts_recent` index), whose
+        address or name contains `text` (any case), after the keyset `after`."""
+        where, params = "org_id = ?", [org_id]
+        if text:
+            name, param = contains("coalesce(name, '')", text)
+            where += f" AND (instr(address, ?) > 0 OR {name})"
+            params += [text.lower(), param]
+        cond, order_by, extra = _keyset("desc", "last_at, address", after)
+        return _dicts(self.database, f"SELECT * FROM contacts WHERE {where}{cond}{order_by} LIMIT ?",
+                      (*params, *extra, limit))
 
     # attachments ------------------------------------------------------------------------------
     def get_attachment(self, org_id: str, attachment_id: str) -> dict | None:

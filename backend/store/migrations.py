@@ -498,6 +498,161 @@ MESSAGE_EXTRACTED = """
 ALTER TABLE messages ADD COLUMN extracted TEXT;
 """
 
+# Mail state shared by every client: labels on messages (`unread`, `flagged`, `archived`, `trash`, `sent`,
+# `received`, `quarantine` and users' own), each thread labelled with the union of its messages' labels.
+# `messages.labels` (JSON) stays the message's own list; triggers keep `message_labels` (one row per message
+# and label) and `thread_labels` (per thread and label: how many of its messages carry it, with copies of
+# the thread's list keys so a label's threads are one index range, newest first) and the thread's `labels`,
+# `unread_count` and `hidden` in line. `threads.quarantined` becomes `hidden`, a bit set: 1 = every message
+# is quarantined (as before), 2 = in the trash; the default lists read `hidden = 0` from their index.
+# Mail stored before is labelled `received` (counted read) or `sent`. Beside the word index, a trigram
+# index (subjects, bodies, senders, attachment file names) finds substrings, also in Chinese, Japanese and
+# Korean text. `contacts` holds every address the organisation exchanged mail with, for completion.
+MAIL_STATE = """
+ALTER TABLE threads RENAME COLUMN quarantined TO hidden;
+ALTER TABLE threads ADD COLUMN labels TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE messages ADD COLUMN sent_at TEXT;
+ALTER TABLE messages ADD COLUMN filenames TEXT NOT NULL DEFAULT '';
+ALTER TABLE inboxes ADD COLUMN trash_days INTEGER NOT NULL DEFAULT 30;
+UPDATE messages SET labels = json_insert(labels, '$[#]',
+    CASE direction WHEN 'inbound' THEN 'received' ELSE 'sent' END);
+UPDATE threads SET unread_count = 0;
+UPDATE messages SET filenames = coalesce((SELECT group_concat(a.filename, ' ') FROM json_each(messages.attachment_ids) j
+    JOIN attachments a ON a.id = j.value), '') WHERE attachment_ids != '[]';
+
+CREATE TABLE message_labels (
+    message_id TEXT NOT NULL,
+    label TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    PRIMARY KEY (message_id, label)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO message_labels (message_id, label, thread_id)
+    SELECT m.id, j.value, m.thread_id FROM messages m, json_each(m.labels) j;
+CREATE TABLE thread_labels (
+    thread_id TEXT NOT NULL,
+    label TEXT NOT NULL,
+    messages INTEGER NOT NULL,
+    org_id TEXT NOT NULL,
+    inbox_id TEXT NOT NULL,
+    domain_id TEXT NOT NULL,
+    hidden INTEGER NOT NULL,
+    last_message_at TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    PRIMARY KEY (thread_id, label)
+) WITHOUT ROWID;
+INSERT INTO thread_labels (thread_id, label, messages, org_id, inbox_id, domain_id, hidden, last_message_at,
+                           added_at)
+    SELECT ml.thread_id, ml.label, COUNT(*), t.org_id, t.inbox_id, t.domain_id, t.hidden, t.last_message_at,
+           strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+    FROM message_labels ml JOIN threads t ON t.id = ml.thread_id GROUP BY ml.thread_id, ml.label;
+CREATE INDEX thread_labels_inbox ON thread_labels(inbox_id, label, hidden, last_message_at, thread_id);
+CREATE INDEX thread_labels_domain ON thread_labels(org_id, domain_id, label, hidden, last_message_at, thread_id);
+UPDATE threads SET labels = coalesce((SELECT json_group_array(label) FROM (
+    SELECT label FROM thread_labels WHERE thread_id = threads.id ORDER BY label)), '[]');
+
+CREATE TRIGGER messages_labels_added AFTER INSERT ON messages BEGIN
+    INSERT OR IGNORE INTO message_labels (message_id, label, thread_id)
+    SELECT new.id, value, new.thread_id FROM json_each(new.labels);
+END;
+CREATE TRIGGER messages_labels_changed AFTER UPDATE OF labels ON messages BEGIN
+    DELETE FROM message_labels WHERE message_id = new.id
+        AND label NOT IN (SELECT value FROM json_each(new.labels));
+    INSERT OR IGNORE INTO message_labels (message_id, label, thread_id)
+    SELECT new.id, value, new.thread_id FROM json_each(new.labels);
+END;
+CREATE TRIGGER messages_labels_gone AFTER DELETE ON messages BEGIN
+    DELETE FROM message_labels WHERE message_id = old.id;
+END;
+CREATE TRIGGER message_labels_added AFTER INSERT ON message_labels BEGIN
+    INSERT INTO thread_labels (thread_id, label, messages, org_id, inbox_id, domain_id, hidden, last_message_at,
+                               added_at)
+    SELECT id, new.label, 1, org_id, inbox_id, domain_id, hidden, last_message_at,
+           strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM threads WHERE id = new.thread_id
+    ON CONFLICT (thread_id, label) DO UPDATE SET messages = messages + 1;
+END;
+CREATE TRIGGER message_labels_removed AFTER DELETE ON message_labels BEGIN
+    UPDATE thread_labels SET messages = messages - 1 WHERE thread_id = old.thread_id AND label = old.label;
+    DELETE FROM thread_labels WHERE thread_id = old.thread_id AND label = old.label AND messages <= 0;
+END;
+CREATE TRIGGER thread_labels_added AFTER INSERT ON thread_labels BEGIN
+    UPDATE threads SET
+        labels = (SELECT json_group_array(label) FROM (
+            SELECT label FROM thread_labels WHERE thread_id = new.thread_id ORDER BY label)),
+        hidden = CASE WHEN new.label = 'trash' THEN hidden | 2 ELSE hidden END,
+        unread_count = CASE WHEN new.label = 'unread' THEN new.messages ELSE unread_count END
+    WHERE id = new.thread_id;
+END;
+CREATE TRIGGER thread_labels_counted AFTER UPDATE OF messages ON thread_labels WHEN new.label = 'unread' BEGIN
+    UPDATE threads SET unread_count = new.messages WHERE id = new.thread_id;
+END;
+CREATE TRIGGER thread_labels_removed AFTER DELETE ON thread_labels BEGIN
+    UPDATE threads SET
+        labels = coalesce((SELECT json_group_array(label) FROM (
+            SELECT label FROM thread_labels WHERE thread_id = old.thread_id ORDER BY label)), '[]'),
+        hidden = CASE WHEN old.label = 'trash' THEN hidden & ~2 ELSE hidden END,
+        unread_count = CASE WHEN old.label = 'unread' THEN 0 ELSE unread_count END
+    WHERE id = old.thread_id;
+END;
+CREATE TRIGGER threads_label_keys AFTER UPDATE OF hidden, last_message_at ON threads BEGIN
+    UPDATE thread_labels SET hidden = new.hidden, last_message_at = new.last_message_at
+    WHERE thread_id = new.id AND (hidden != new.hidden OR last_message_at != new.last_message_at);
+END;
+CREATE TRIGGER threads_labels_gone AFTER DELETE ON threads BEGIN
+    DELETE FROM thread_labels WHERE thread_id = old.id;
+END;
+
+CREATE VIRTUAL TABLE messages_trigram USING fts5(
+    subject, text_body, sender, filenames, content='messages', content_rowid='seq', tokenize='trigram'
+);
+INSERT INTO messages_trigram(messages_trigram) VALUES ('rebuild');
+CREATE TRIGGER messages_trigram_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_trigram(rowid, subject, text_body, sender, filenames)
+    VALUES (new.seq, new.subject, new.text_body, new.sender, new.filenames);
+END;
+CREATE TRIGGER messages_trigram_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_trigram(messages_trigram, rowid, subject, text_body, sender, filenames)
+    VALUES ('delete', old.seq, old.subject, old.text_body, old.sender, old.filenames);
+END;
+CREATE TRIGGER messages_trigram_update AFTER UPDATE OF subject, text_body, sender, filenames ON messages
+BEGIN
+    INSERT INTO messages_trigram(messages_trigram, rowid, subject, text_body, sender, filenames)
+    VALUES ('delete', old.seq, old.subject, old.text_body, old.sender, old.filenames);
+    INSERT INTO messages_trigram(rowid, subject, text_body, sender, filenames)
+    VALUES (new.seq, new.subject, new.text_body, new.sender, new.filenames);
+END;
+
+CREATE TABLE contacts (
+    org_id TEXT NOT NULL,
+    address TEXT NOT NULL,
+    name TEXT,
+    last_at TEXT NOT NULL,
+    messages INTEGER NOT NULL,
+    PRIMARY KEY (org_id, address)
+) WITHOUT ROWID;
+INSERT INTO contacts (org_id, address, name, last_at, messages)
+    SELECT org_id, address, max(name), max(created_at), COUNT(*) FROM (
+        SELECT org_id, sender AS address, json_extract(extra, '$.sender_name') AS name, created_at
+        FROM messages WHERE direction = 'inbound'
+        UNION ALL
+        SELECT m.org_id, json_extract(j.value, '$.identity'), NULL, m.created_at
+        FROM messages m, json_each(m.participants) j
+        WHERE m.direction = 'outbound' AND json_extract(j.value, '$.role') != 'sender')
+    WHERE coalesce(address, '') != '' GROUP BY org_id, address;
+CREATE INDEX contacts_recent ON contacts(org_id, last_at);
+CREATE TRIGGER messages_contacts AFTER INSERT ON messages BEGIN
+    INSERT INTO contacts (org_id, address, name, last_at, messages)
+    SELECT new.org_id, address, name, new.created_at, 1 FROM (
+        SELECT new.sender AS address, json_extract(new.extra, '$.sender_name') AS name
+        WHERE new.direction = 'inbound'
+        UNION ALL
+        SELECT json_extract(value, '$.identity'), NULL FROM json_each(new.participants)
+        WHERE new.direction = 'outbound' AND json_extract(value, '$.role') != 'sender')
+    WHERE coalesce(address, '') != ''
+    ON CONFLICT (org_id, address) DO UPDATE SET last_at = max(last_at, excluded.last_at),
+        name = coalesce(excluded.name, name), messages = messages + 1;
+END;
+"""
+
 # The outbox (issue 15): drafts, scheduled sends and approval holds. A held or scheduled message is an
 # ordinary sender's-copy message row (status in `delivery_status`, shown in its thread) plus one `outbox`
 # row carrying what the release needs; a draft is an `outbox` row alone. `due_at` is when the worker
@@ -532,7 +687,7 @@ CREATE INDEX outbox_due ON outbox(due_at) WHERE status IN ('scheduled', 'approve
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
                          WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, NEWEST_FIRST_BY_INSERTION,
                          DMARC_REPORTS, THREAD_PARTICIPANTS, MAIL_AUTHENTICATION, MESSAGE_EXTRACTED,
-                         OUTBOX]
+                         MAIL_STATE, OUTBOX]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
