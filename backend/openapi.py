@@ -142,6 +142,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                              "webhook": {"type": ["object", "null"]}, "createdAt": STR,
                              "extractionSchema": {"type": ["object", "null"]},
                              "extractionSchemaSettings": {"type": ["object", "null"]},
+                             "approval": _enum("none", "all", "external"),
+                             "approval_timeout_hours": {"type": "integer", "minimum": 1},
                              "email": STR, "name": NULLABLE_STR, "domainId": STR,
                              "retention_days": {"type": ["integer", "null"]},
                              "trash_days": {"type": "integer", "minimum": 1,

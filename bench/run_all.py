@@ -22,7 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import http_bench, scale_bench, send_bench, smtp_bench, tui_bench
+from bench import http_bench, outbox_bench, scale_bench, send_bench, smtp_bench, tui_bench
 from bench.common import Figure, print_table
 
 BENCHES: dict[str, Callable[[bool, bool], list[Figure]]] = {
@@ -30,6 +30,7 @@ BENCHES: dict[str, Callable[[bool, bool], list[Figure]]] = {
     "smtp": lambda quick, full: smtp_bench.run(quick),
     "scale": lambda quick, full: scale_bench.run(quick, full),
     "send": lambda quick, full: send_bench.run(quick),
+    "outbox": lambda quick, full: outbox_bench.run(quick),
     "tui": lambda quick, full: tui_bench.run(quick),
 }
 
