@@ -141,7 +141,8 @@ async def test_approve_a_held_message(boxes: Outboxes, tmp_path: Path) -> None:
         shown = review(screen)
         for expected in ("AWAITING APPROVAL", boxes.support["address"], boxes.alice["address"],
                          "Refund for order 4521", "every recipient passed validation",
-                         "We will refund the full amount today."):
+                         "We will refund the full amount today.", "by key key_",
+                         "(in 2d 23h): rejected as expired unless decided"):
             assert expected in shown, expected
         await pilot.press("A")
         await settle(pilot)
@@ -246,6 +247,28 @@ async def test_resume_a_draft_and_send_it(boxes: Outboxes, tmp_path: Path) -> No
         await wait_until(pilot, lambda: rows(screen, "drafts") == [])
     assert boxes.user.get(f"/v1/drafts/{draft['id']}").status_code == 404
     assert boxes.alice_subjects().count("Draft: lunch") == 1
+
+
+async def test_a_resumed_draft_postponed_again_is_updated_in_place(boxes: Outboxes, tmp_path: Path) -> None:
+    draft = ok(boxes.user.post("/v1/drafts", json={
+        "inbox_id": boxes.seeded.me["id"], "to": [boxes.alice["address"]], "subject": "Agenda",
+        "text": "1. budget"}))["data"]
+    app = boxes.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_outbox(pilot, everywhere=False)
+        await pilot.press("3", "enter")
+        await settle(pilot)
+        composer = app.screen
+        assert isinstance(composer, ComposeScreen)
+        composer.query_one("#cc", Input).value = boxes.seeded.others["bob"]["address"]
+        composer.query_one("#body", TextArea).text = "1. budget\n2. hiring"
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        assert isinstance(app.screen, OutboxScreen)
+        await wait_until(pilot, lambda: "Agenda" in " ".join(rows(app.screen, "drafts")))
+    drafts = ok(boxes.user.get("/v1/drafts"))["data"]
+    assert [(d["id"], d["cc"], d["text"]) for d in drafts] == [
+        (draft["id"], [boxes.seeded.others["bob"]["address"]], "1. budget\n2. hiring")]
 
 
 async def test_send_later_from_the_composer(boxes: Outboxes, tmp_path: Path) -> None:
