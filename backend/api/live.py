@@ -27,6 +27,7 @@ EVENT_SCOPES = {
     "message.received": "messages:read",
     "message.sent": "messages:read",
     "thread.updated": "threads:read",
+    "thread.deleted": "threads:read",
     "delivery.status": "delivery:read",
     **{event: "messages:read" for event in OUTBOX_EVENTS},
 }

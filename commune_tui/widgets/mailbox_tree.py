@@ -1,4 +1,5 @@
-"""The sidebar: domains with their inboxes, thread counts and a marker for new mail."""
+"""The sidebar: domains with their inboxes, thread counts and a marker for new mail; then the Outbox
+with what waits in it."""
 
 from __future__ import annotations
 
@@ -8,12 +9,23 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from ..display import line
-from ..messages import InboxSelected
+from ..messages import InboxSelected, OutboxSelected
 from ..models import Domain, Inbox
 
+OUTBOX_TABS = (("approvals", "Awaiting approval"), ("scheduled", "Scheduled"), ("drafts", "Drafts"))
 
-class MailboxTree(Tree[Inbox | Domain]):
-    """Domains → inboxes; selecting an inbox posts `InboxSelected`."""
+
+class OutboxFolder:
+    """The data of the tree's Outbox entry and of its tabs below it."""
+
+    def __init__(self, tab: str = "approvals") -> None:
+        self.id = f"outbox-{tab}"
+        self.tab = tab
+
+
+class MailboxTree(Tree[Inbox | Domain | OutboxFolder]):
+    """Domains → inboxes, then Outbox; selecting an inbox posts `InboxSelected`, the Outbox
+    `OutboxSelected`."""
 
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False, id="tree.down"),
@@ -29,13 +41,15 @@ class MailboxTree(Tree[Inbox | Domain]):
         self.inbox_nodes: dict[str, TreeNode[Inbox | Domain]] = {}
         self.counts: dict[str, str] = {}
         self.new_mail: set[str] = set()
+        self.outbox_node: TreeNode[Inbox | Domain | OutboxFolder] | None = None
+        self.outbox_counts: dict[str, int] = {}
 
     def set_mailboxes(self, domains: list[Domain], inboxes: list[Inbox]) -> None:
         """Rebuild the tree (only when the set of mailboxes changed, so the cursor stays put)."""
         wanted = [(d.id, [i.id for i in inboxes if i.domain_id == d.id]) for d in domains]
         current = [(node.data.id, [c.data.id for c in node.children if c.data])
-                   for node in self.root.children if node.data]
-        if wanted == current:
+                   for node in self.root.children if isinstance(node.data, Domain)]
+        if wanted == current and self.outbox_node is not None:
             return
         selected = self.cursor_node.data.id if self.cursor_node and self.cursor_node.data else None
         self.clear()
@@ -47,6 +61,9 @@ class MailboxTree(Tree[Inbox | Domain]):
                 if inbox.domain_id == domain.id:
                     node = domain_node.add_leaf(self._label(inbox), data=inbox)
                     self.inbox_nodes[inbox.id] = node
+        self.outbox_node = self.root.add(line("Outbox", style="bold"), data=OutboxFolder(), expand=True)
+        for tab, _ in OUTBOX_TABS:
+            self.outbox_node.add_leaf(self._outbox_label(tab), data=OutboxFolder(tab))
         if selected in self.inbox_nodes:
             self.move_cursor(self.inbox_nodes[selected], animate=False)
 
@@ -58,6 +75,21 @@ class MailboxTree(Tree[Inbox | Domain]):
         if inbox.id in self.new_mail:
             label.append(" ●", style="bold")
         return label
+
+    def _outbox_label(self, tab: str) -> Text:
+        label = line(dict(OUTBOX_TABS)[tab])
+        count = self.outbox_counts.get(tab)
+        if count:
+            label.append(f" {count}", style="bold" if tab == "approvals" else "dim")
+        return label
+
+    def set_outbox(self, counts: dict[str, int]) -> None:
+        """Show how many messages wait in each of the outbox's tabs."""
+        self.outbox_counts = counts
+        if self.outbox_node is not None:
+            for child in self.outbox_node.children:
+                if isinstance(child.data, OutboxFolder):
+                    child.set_label(self._outbox_label(child.data.tab))
 
     def update_inbox(self, inbox_id: str, count: str | None = None, new: bool | None = None) -> None:
         """Change an inbox's count or new-mail marker in place."""
@@ -81,3 +113,5 @@ class MailboxTree(Tree[Inbox | Domain]):
         event.stop()
         if isinstance(event.node.data, Inbox):
             self.post_message(InboxSelected(event.node.data))
+        elif isinstance(event.node.data, OutboxFolder):
+            self.post_message(OutboxSelected(event.node.data.tab))
