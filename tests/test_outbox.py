@@ -631,3 +631,14 @@ def test_scheduled_messages_are_listed_soonest_first(org: Org) -> None:
     assert paged_ids(org.agent, "/v1/outbox?status=scheduled", org.inbox["id"]) == [soon, middle, later]
     latest = org.agent.get("/v1/outbox", params={"status": "scheduled", "order": "desc"}).json()["data"]
     assert [i["id"] for i in latest] == [later, middle, soon]
+
+
+def test_deleting_a_held_message_takes_its_outbox_row(relayed: Running, org: Org) -> None:
+    hold_all(org)
+    held = send(org.agent, org.inbox, address("deleted"))
+    assert org.agent.delete(f"/v1/messages/{held['id']}").status_code == 200
+    assert org.person.get("/v1/approvals").json()["data"] == []
+    assert org.person.post(f"/v1/messages/{held['id']}/approve").status_code == 404
+    left = relayed.run(lambda: relayed.server.services.database.one(
+        "SELECT COUNT(*) FROM outbox WHERE id = ?", (held["id"],))[0])
+    assert left == 0
