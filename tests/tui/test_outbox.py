@@ -14,14 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static, TextArea
+from textual.widgets import DataTable, Input, Static, TabbedContent, TextArea
 
 from commune_tui import editor
+from commune_tui import outbox as outbox_module
 from commune_tui.app import CommuneApp, make_app
 from commune_tui.dialogs.confirm import ConfirmDialog
 from commune_tui.dialogs.prompt import PromptDialog
 from commune_tui.dialogs.send_later import SendLaterDialog
 from commune_tui.models import Draft
+from commune_tui.screens import outbox as outbox_screen
 from commune_tui.screens.approval_edit import (
     ApprovalComposeScreen,
     approval_edits,
@@ -436,3 +438,22 @@ def test_the_editor_file_reads_back_into_the_fields() -> None:
         parse_message_text("From: someone@else.test\n\nBody", before)
     with pytest.raises(ValueError, match="cannot read 'no header here'"):
         parse_message_text("no header here\n\nBody", before)
+
+
+async def test_a_long_queue_pages_in_as_the_cursor_moves(boxes: Outboxes, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbox_module, "PAGE", 2)
+    monkeypatch.setattr(outbox_screen, "PREFETCH_ROWS", 1)
+    for number in range(7):
+        boxes.agent_sends(f"Batch {number}")
+    app = boxes.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_outbox(pilot)
+        assert str(screen.query_one(TabbedContent).get_tab("approvals").label) == "Awaiting approval (7)"
+        assert len(rows(screen, "approvals")) == 2
+        assert app.focused is screen.table("approvals")
+        for _ in range(7):
+            await pilot.press("j")
+            await settle(pilot)
+        assert [row.split(" | ")[2] for row in rows(screen, "approvals")] == [f"Batch {n}" for n in range(7)]
+        assert "Batch 6" in review(screen)
