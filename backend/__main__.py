@@ -67,6 +67,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from .datalock import DataDirInUse
     from .listeners import PortInUse
     from .server import Server
 
@@ -90,7 +91,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
-    except PortInUse as exc:
+    except (PortInUse, DataDirInUse) as exc:
         print(f"commune-server: {exc}", file=sys.stderr)
         return 1
     return 0

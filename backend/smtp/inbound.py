@@ -141,14 +141,14 @@ class InboundHandler:
                 prepared = await loop.run_in_executor(None, self._prepare, received, raw, client, inboxes, auth)
             if isinstance(prepared, str):
                 return prepared
-            ids = await self.commit.submit(prepared)
+            stored = await self.commit.submit(prepared, hosted_only=True)
         except Exception:
             log.exception("storing a message from %s failed", envelope.mail_from)
             return TRY_LATER
-        if not ids:
+        if not stored:
             # Every recipient inbox was deleted since RCPT: never a 250 for mail we drop.
             return NO_SUCH_USER
-        return f"250 2.0.0 OK {ids[0]}"
+        return f"250 2.0.0 OK {stored[0].message['message_id']}"
 
     def _received(self, session: Session, envelope: Envelope) -> bytes:
         """The trace header a receiving server adds (RFC 5321 §4.4)."""
@@ -325,6 +325,9 @@ class InboundSession(SMTP):
             return
         handler: InboundHandler = self.event_handler
         handler.data_started()
+        # aiosmtpd sizes the reader's buffer for one command line (its `limit`), so a message of more
+        # than two lines paused and resumed the socket (two epoll changes); DATA reads in blocks.
+        self._reader._limit = DATA_BLOCK // 2  # type: ignore[attr-defined]
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")
             content = await read_data(self._reader, self.data_size_limit, self._reset_timeout)
@@ -340,6 +343,7 @@ class InboundSession(SMTP):
                 self.progress()
             await self.push(status)
         finally:
+            self._reader._limit = self.line_length_limit  # type: ignore[attr-defined]
             handler.data_ended()
 
 
@@ -397,8 +401,7 @@ async def start(server: Server) -> None:
     services = server.services
     # aiosmtpd logs every connection and command at INFO: under load that halves ingest throughput.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
-    commit = GroupCommit(services.mail)
-    handler = InboundHandler(services, commit)
+    handler = InboundHandler(services, services.commit)
     context = tls_context(settings.smtp_tls_cert, settings.smtp_tls_key) if settings.smtp_tls_cert else None
     open_sessions = OpenSessions(SessionLimits.from_settings(settings))
 
@@ -420,7 +423,7 @@ async def start(server: Server) -> None:
         listener.close()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(handler.idle.wait(), STOP_GRACE_SECONDS)
-        await commit.drain()
+        await services.commit.drain()
         handler.auth_pool.shutdown(wait=False, cancel_futures=True)
         for session in list(open_sessions.sessions):
             if session.transport is not None:
