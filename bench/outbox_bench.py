@@ -116,10 +116,13 @@ def run(quick: bool = False, messages: int | None = None) -> list[Figure]:
 def _release(url: str, key: str, inbox_id: str, sink: ArrivalSink, count: int) -> list[Figure]:
     """Direct sends (the normal rate), then `count` scheduled for one `send_at`."""
     normal = max(200, count // 10)
-    submit_rate = asyncio.run(send_many(url, key, inbox_id, "now", normal, 200))
+    asyncio.run(send_many(url, key, inbox_id, "now", normal, 200))
     sent = arrivals(sink, "now", normal, 120)
-    # Due once every one is scheduled: the submit rate measured above, with room to spare.
-    send_at = time.time() + count / submit_rate * 1.5 + 5
+    # Due once every one is scheduled: the rate of scheduling (measured on messages due in 29 days, which
+    # stay behind), with room to spare.
+    far = datetime.fromtimestamp(time.time() + 29 * 86400, UTC).isoformat()
+    submit_rate = asyncio.run(send_many(url, key, inbox_id, "far", 200, 202, send_at=far))
+    send_at = time.time() + count / submit_rate * 1.25 + 3
     at_perf = send_at - time.time() + time.perf_counter()
     asyncio.run(send_many(url, key, inbox_id, "later", count, 202,
                           send_at=datetime.fromtimestamp(send_at, UTC).isoformat()))

@@ -18,9 +18,9 @@ from backend.auth import hash_key
 from backend.store.migrations import MIGRATIONS, OUTBOX
 from tests.conftest import Running, start_server
 from tests.mailtools import make_inbox
+from tests.smtp_sink import SmtpSink, wait_until
 from tests.test_auth import commune_server
 from tests.test_live import frames, next_events
-from tests.smtp_sink import SmtpSink, wait_until
 from tests.webhook_receiver import WebhookReceiver
 
 PARTNER = "outbox-partner.test"
@@ -115,7 +115,9 @@ def test_scheduled_send_waits_then_leaves_once(org: Org, smtp_sink: SmtpSink) ->
     send_at = time.time() + 1.5
     sent = send(org.agent, org.inbox, to, send_at=datetime.fromtimestamp(send_at, UTC).isoformat())
     assert sent["status"] == "scheduled" and sent["send_at"]
-    assert message(org.agent, sent["id"])["metadata"]["delivery_status"] == "scheduled"
+    waiting = message(org.agent, sent["id"])
+    assert waiting["metadata"]["delivery_status"] == "scheduled"
+    assert "sent" not in waiting["labels"] and waiting["sent_at"] is None
     listed = org.agent.get("/v1/outbox", params={"status": "scheduled", "inbox_id": org.inbox["id"]}).json()
     assert [item["id"] for item in listed["data"]] == [sent["id"]]
     thread = org.agent.get(f"/v1/threads/{sent['thread_id']}/messages").json()["data"]
@@ -126,6 +128,9 @@ def test_scheduled_send_waits_then_leaves_once(org: Org, smtp_sink: SmtpSink) ->
     time.sleep(0.3)
     assert len(arrivals(smtp_sink, to)) == len(found) == 1
     wait_until(lambda: message(org.agent, sent["id"])["metadata"]["delivery_status"] == "sent")
+    left = message(org.agent, sent["id"])
+    assert "sent" in left["labels"]
+    assert datetime.fromisoformat(left["sent_at"]).timestamp() >= int(send_at)
     counts = org.agent.get("/v1/outbox/counts").json()["data"]
     assert counts == {"drafts": 0, "pending_approval": 0, "scheduled": 0}
 
@@ -449,6 +454,11 @@ def test_draft_lifecycle_and_send_returns_what_a_send_returns(org: Org, smtp_sin
     assert patched.json()["data"]["to"] == [to] and patched.json()["data"]["subject"] == "From a draft"
     assert org.agent.get(f"/v1/drafts/{draft['id']}").json()["data"]["attachments"] == [attachment]
     assert org.agent.get("/v1/outbox/counts").json()["data"]["drafts"] == 1
+    other = make_inbox(org.agent)
+    moved = org.agent.patch(f"/v1/drafts/{draft['id']}", json={"from": other["address"]})
+    assert moved.status_code == 200 and moved.json()["data"]["inbox_id"] == other["id"]
+    back = org.agent.patch(f"/v1/drafts/{draft['id']}", json={"inbox_id": org.inbox["id"]})
+    assert back.status_code == 200 and back.json()["data"]["from"] is None
     sent = org.agent.post(f"/v1/drafts/{draft['id']}/send")
     assert sent.status_code == 200, sent.text
     assert set(sent.json()["data"]) >= {"id", "message_id", "thread_id", "smtp_message_id", "status"}
@@ -612,3 +622,23 @@ def test_approving_a_message_whose_send_at_is_ahead_schedules_it(org: Org, smtp_
     assert org.agent.get("/v1/outbox/counts").json()["data"]["scheduled"] == 1
     wait_until(lambda: arrivals(smtp_sink, to), timeout=20)
     assert time.time() >= send_at - 0.01
+
+
+def test_scheduled_messages_are_listed_soonest_first(org: Org) -> None:
+    later = send(org.agent, org.inbox, address("third"), send_at=at(3000))["id"]
+    soon = send(org.agent, org.inbox, address("first"), send_at=at(1000))["id"]
+    middle = send(org.agent, org.inbox, address("second"), send_at=at(2000))["id"]
+    assert paged_ids(org.agent, "/v1/outbox?status=scheduled", org.inbox["id"]) == [soon, middle, later]
+    latest = org.agent.get("/v1/outbox", params={"status": "scheduled", "order": "desc"}).json()["data"]
+    assert [i["id"] for i in latest] == [later, middle, soon]
+
+
+def test_deleting_a_held_message_takes_its_outbox_row(relayed: Running, org: Org) -> None:
+    hold_all(org)
+    held = send(org.agent, org.inbox, address("deleted"))
+    assert org.agent.delete(f"/v1/messages/{held['id']}").status_code == 200
+    assert org.person.get("/v1/approvals").json()["data"] == []
+    assert org.person.post(f"/v1/messages/{held['id']}/approve").status_code == 404
+    left = relayed.run(lambda: relayed.server.services.database.one(
+        "SELECT COUNT(*) FROM outbox WHERE id = ?", (held["id"],))[0])
+    assert left == 0

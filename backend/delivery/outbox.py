@@ -26,7 +26,7 @@ from ..mail.compose import Outgoing, as_incoming, compose
 from ..mail.model import IncomingAttachment
 from ..models.mail import message_json
 from ..store import outbox as states
-from ..store.mail import Prepared, Stored
+from ..store.mail import OUTBOUND_LABELS, Prepared, Stored
 from ..util import new_prefixed, now_iso
 from ..webhooks.payload import encode
 
@@ -236,6 +236,7 @@ class Ready:
     remote: list[str] | None = None
     attachments: dict | None = None
     raw_sha256: str | None = None
+    sent_at: str | None = None
     local: list[Prepared] | None = None
     failure: str | None = None
 
@@ -275,8 +276,10 @@ async def release(services: Services, items: list[sqlite3.Row]) -> list[str]:
             if not services.outbox.move(conn, item["id"], states.RELEASABLE, states.SENT, due_at=None):
                 continue
             status = "queued" if one.remote else "delivered"
-            conn.execute("UPDATE messages SET raw_sha256 = ?, delivery_status = ? WHERE id = ?",
-                         (one.raw_sha256, status, item["id"]))
+            # Now it is sent: its bytes, its Date and the `sent` label (the label triggers index it).
+            labels = sorted({*json.loads(item["labels"]), *OUTBOUND_LABELS})
+            conn.execute("UPDATE messages SET raw_sha256 = ?, delivery_status = ?, sent_at = ?, labels = ?"
+                         " WHERE id = ?", (one.raw_sha256, status, one.sent_at, json.dumps(labels), item["id"]))
             message = message_json(conn.execute("SELECT * FROM messages WHERE id = ?", (item["id"],)).fetchone())
             stored.extend(services.mail.store(conn, p) for p in one.local or [])
             hand_off(conn, message, one.local_inboxes or [], one.remote or [])
@@ -323,5 +326,6 @@ def _compose(services: Services, one: Ready) -> None:
                                [a for a in out.bcc if a in accepted])
     raw = compose(out)
     received = as_incoming(out, raw)
+    one.sent_at = received.date
     one.raw_sha256 = services.blobs.put(org_id, raw, fsync=False)
     one.local = [services.mail.prepare(i, received, "inbound", fsync=False) for i in one.local_inboxes or []]

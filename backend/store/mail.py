@@ -189,7 +189,10 @@ class MailStore(MailReads):
             extra["sender_name"] = msg.sender_name
         if msg.headers.get("reply-to"):
             extra["reply_to"] = msg.headers["reply-to"]
-        labels = sorted({*p.labels, *(INBOUND_LABELS if p.direction == "inbound" else OUTBOUND_LABELS)})
+        # A held or scheduled message is not `sent` (and has no Date) until it leaves (delivery/outbox.py).
+        waiting = p.delivery_status in WAITING
+        own = INBOUND_LABELS if p.direction == "inbound" else () if waiting else OUTBOUND_LABELS
+        labels = sorted({*p.labels, *own})
         row = {
             "id": p.message_id, "org_id": inbox["org_id"], "thread_id": thread_id, "inbox_id": inbox["id"],
             "domain_id": inbox["domain_id"], "direction": p.direction, "sender": msg.sender,
@@ -199,7 +202,7 @@ class MailStore(MailReads):
             "delivery_status": p.delivery_status, "raw_sha256": p.raw_sha256, "extra": json.dumps(extra),
             "created_at": created_at, "labels": json.dumps(labels),
             "authentication": json.dumps(p.authentication) if p.authentication else None,
-            "sent_at": msg.date, "filenames": " ".join(safe_filename(a.filename) for a in msg.attachments),
+            "sent_at": None if waiting else msg.date, "filenames": " ".join(safe_filename(a.filename) for a in msg.attachments),
         }
         if p.extracted is not None:
             row["extracted"] = json.dumps(p.extracted, ensure_ascii=False)

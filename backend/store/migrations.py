@@ -704,10 +704,16 @@ INBOX_COUNTS = """
 CREATE INDEX threads_inbox_hidden ON threads(inbox_id, hidden);
 """
 
+# Scheduled messages are listed soonest first: by `send_at` (UTC ISO text, so text order is time order).
+OUTBOX_SEND_ORDER = """
+CREATE INDEX outbox_org_send_at ON outbox(org_id, status, send_at);
+CREATE INDEX outbox_inbox_send_at ON outbox(inbox_id, status, send_at);
+"""
+
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
                          WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, NEWEST_FIRST_BY_INSERTION,
                          DMARC_REPORTS, THREAD_PARTICIPANTS, MAIL_AUTHENTICATION, MESSAGE_EXTRACTED,
-                         MAIL_STATE, OUTBOX, INBOX_COUNTS]
+                         MAIL_STATE, OUTBOX, INBOX_COUNTS, OUTBOX_SEND_ORDER]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
