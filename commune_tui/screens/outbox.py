@@ -100,7 +100,6 @@ class OutboxScreen(Screen):
         self.active_tab = tab
         self.outbox = Outbox()
         self.loaded = False
-        self.zone = local_zone()
         self.attachments: dict[str, Attachment] = {}
         self.threads: dict[str, list[Message]] = {}
         self.fetching: set[str] = set()
@@ -139,7 +138,8 @@ class OutboxScreen(Screen):
         self.sub_title = f"Outbox · {self.inbox.address if self.inbox else 'all inboxes'}"
 
     def now(self) -> datetime:
-        return self.app.settings.clock().astimezone(self.zone)
+        """The clock in the configured time zone, else the local one."""
+        return self.app.settings.clock().astimezone(self.app.settings.timezone or local_zone())
 
     def current(self, tab: str | None = None) -> OutboxMessage | ServerDraft | None:
         """The highlighted row's message or draft in `tab` (the active one by default)."""

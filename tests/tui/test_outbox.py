@@ -5,11 +5,13 @@ server stored and what reached the recipient."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -33,11 +35,16 @@ from commune_tui.screens.approval_edit import (
 from commune_tui.screens.compose import ComposeScreen
 from commune_tui.screens.outbox import OutboxScreen
 from commune_tui.widgets.mailbox_tree import MailboxTree
-from tests.conftest import Running
+from tests.conftest import Running, start_server
+from tests.smtp_sink import SmtpSink
+from tests.smtp_sink import wait_until as sink_wait_until
 from tests.tui import hostile
 from tests.tui.conftest import app_settings
 from tests.tui.helpers import open_composer, settle, wait_until
 from tests.tui.seeding import seed_mailbox, threads_of
+
+if TYPE_CHECKING:
+    from tests.dnsserver import TestDNSServer  # imported here, pytest would try to collect it
 
 pytestmark = pytest.mark.anyio
 _suffixes = itertools.count(1)
@@ -457,3 +464,51 @@ async def test_a_long_queue_pages_in_as_the_cursor_moves(boxes: Outboxes, tmp_pa
             await settle(pilot)
         assert [row.split(" | ")[2] for row in rows(screen, "approvals")] == [f"Batch {n}" for n in range(7)]
         assert "Batch 6" in review(screen)
+
+
+PARTNER = "outbox-tui-partner.test"
+
+
+@pytest.fixture(scope="module")
+def relayed(tmp_path_factory: pytest.TempPathFactory, dns_server: TestDNSServer,
+            smtp_sink: SmtpSink) -> Iterator[Running]:
+    """A server whose outbound relay is the local SMTP sink, for mail to outside domains."""
+    dns_server.publish(PARTNER, "MX", f"10 mx.{PARTNER}.")
+    server = start_server(tmp_path_factory.mktemp("outbox-tui"), dns_server,
+                          relay=f"127.0.0.1:{smtp_sink.port}", delivery_backoff=0.1, delivery_backoff_max=0.2)
+    yield server
+    server.stop()
+
+
+async def test_approved_in_the_client_it_reaches_the_relay_once(relayed: Running, smtp_sink: SmtpSink,
+                                                              tmp_path: Path) -> None:
+    boxes = Outboxes(relayed)
+    to, control = f"buyer-{next(_suffixes)}@{PARTNER}", f"control-{next(_suffixes)}@{PARTNER}"
+
+    def arrived(recipient: str) -> list:
+        return [r for r in list(smtp_sink.received) if recipient in r.rcpt_tos]
+
+    try:
+        response = boxes.agent.post("/v1/messages/send", json={
+            "inboxId": boxes.support["id"], "to": [to], "subject": "Offer 17", "text": "20% off."})
+        assert response.status_code == 202, response.text
+        # The relay works and is quick: a direct send leaves while the held one stays.
+        ok(boxes.agent.post("/v1/messages/send", json={
+            "inboxId": boxes.seeded.me["id"], "to": [control], "subject": "Control", "text": "x"}))
+        sink_wait_until(lambda: arrived(control), timeout=20)
+        assert arrived(to) == []
+        app = boxes.app(tmp_path)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await open_outbox(pilot)
+            await pilot.press("E")
+            await settle(pilot)
+            app.screen.query_one("#subject", Input).value = "Offer 17 (10% off)"
+            app.screen.query_one("#body", TextArea).text = "10% off."
+            await pilot.press("ctrl+s")
+            await settle(pilot)
+        found = sink_wait_until(lambda: arrived(to), timeout=20)
+        assert b"Subject: Offer 17 (10% off)" in found[0].data and b"10% off." in found[0].data
+        await asyncio.sleep(0.3)
+        assert len(arrived(to)) == 1
+    finally:
+        boxes.close()
