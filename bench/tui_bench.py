@@ -1,5 +1,6 @@
 """TUI: time from starting `commune-tui` to a first screen that shows threads, on the 100 k mailbox;
-then opening a 300-thread inbox and a 30-message thread inside the running client.
+then opening a 300-thread inbox and a 30-message thread inside the running client, and
+going from `O` to an Outbox of 1 000 messages held for approval (its first page and count shown).
 
 The server runs in its own process on the seeded mailbox; `commune-tui --server … --api-key …` runs in a
 pseudo-terminal (120 × 36) exactly as a user starts it, and the clock stops when a thread subject from
@@ -7,7 +8,8 @@ the mailbox appears on the terminal. Repeated a few times; the median is the fig
 
 Opening an inbox and a thread is timed in the client itself (Textual's headless driver at 120 × 36,
 the same app `commune-tui` builds): from selecting the inbox until its first screen of rows is laid out
-and drawn, and from `enter` on a thread until all of its messages are mounted and drawn.
+and drawn, and from `enter` on a thread until all of its messages are mounted and drawn. The Outbox is
+timed the same way, against a server whose agent key had 1 000 sends held for approval.
 
     python3 bench/tui_bench.py [--quick] [--messages 100000]
 """
@@ -40,6 +42,8 @@ from bench.common import CACHE_DIR, Figure, ServerProcess, percentile, print_tab
 from bench.seed import seed
 
 TARGET = 1.5
+OUTBOX_TARGET = 1.0
+"""Seconds from `O` to the Awaiting approval tab with its count, first page and first row under review."""
 OPEN_INBOX_TARGET = 0.150
 OPEN_THREAD_TARGET = 0.300
 ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\x1b[=>]")
@@ -92,7 +96,71 @@ def run(quick: bool = False, messages: int | None = None) -> list[Figure]:
     median = percentile(times, 0.5)
     size = f"{messages // 1000} k"
     return [Figure(f"tui start to first screen with threads ({size} mailbox, median of {len(times)})",
-                   f"{median:.2f} s (best {min(times):.2f} s)", f"< {TARGET} s", median < TARGET)]
+                   f"{median:.2f} s (best {min(times):.2f} s)", f"< {TARGET} s", median < TARGET),
+            outbox_figure(300 if quick else 1000, 2 if quick else 5)]
+
+
+async def hold_many(url: str, agent: str, inbox: dict, count: int) -> None:
+    """`count` sends by the agent from `inbox` (which holds them all) to itself, 8 at a time."""
+    numbers = iter(range(count))
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {agent}"}, timeout=60) as api:
+        async def worker() -> None:
+            for number in numbers:
+                response = await api.post("/v1/messages/send", json={
+                    "inboxId": inbox["id"], "to": [inbox["address"]], "subject": f"Held {number}",
+                    "text": f"Outbox benchmark message {number}.\n" * 10})
+                if response.status_code != 202:
+                    raise RuntimeError(f"send answered {response.status_code}: {response.text}")
+
+        await asyncio.gather(*(worker() for _ in range(8)))
+
+
+async def time_outbox(url: str, key: str, folder: Path, rows: int, rounds: int) -> list[float]:
+    """Seconds from `O` until the Outbox counts `rows` held messages, shows its first page and reviews
+    the first message, `rounds` times."""
+    from textual.widgets import TabbedContent
+
+    from commune_tui.app import make_app
+    from commune_tui.config import Settings
+    from commune_tui.outbox import PAGE
+    from commune_tui.screens.outbox import OutboxScreen
+    from tests.tui.helpers import settle
+
+    settings = Settings(base_url=url, api_key=key, data_dir=folder / "client", state_dir=folder / "state",
+                        live_updates=False, cursor_blink=False)
+    app = make_app(settings)
+    times: list[float] = []
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        for _ in range(rounds):
+            began = time.perf_counter()
+            await pilot.press("O")
+            await _until(lambda: isinstance(app.screen, OutboxScreen)
+                         and app.screen.table("approvals").row_count == min(rows, PAGE)
+                         and f"({rows})" in str(app.screen.query_one(TabbedContent).get_tab("approvals").label)
+                         and "Held" in str(app.screen.query_one("#review-text").render()), poll=0.005)
+            await pilot.pause()  # laid out and drawn
+            times.append(time.perf_counter() - began)
+            await pilot.press("q")
+            await settle(pilot)
+    return times
+
+
+def outbox_figure(count: int, rounds: int) -> Figure:
+    with tempfile.TemporaryDirectory(prefix="commune-tui-outbox-") as tmp:
+        folder = Path(tmp)
+        (folder / "server").mkdir()
+        with ServerProcess(folder / "server").start() as server:
+            key = (folder / "server" / "admin.key").read_text().strip()
+            with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as api:
+                inbox = api.post("/v1/inboxes", json={"local_part": "held"}).json()["data"]
+                api.patch(f"/v1/inboxes/{inbox['id']}", json={"approval": "all"})
+                agent = api.post("/v1/agent/api-keys", json={"name": "agent"}).json()["data"]["key"]
+            asyncio.run(hold_many(server.url, agent, inbox, count))
+            times = asyncio.run(time_outbox(server.url, key, folder, count, rounds))
+    median = percentile(times, 0.5)
+    return Figure(f"tui O to an Outbox of {count} held messages (median of {len(times)})",
+                  f"{median:.2f} s (best {min(times):.2f} s)", f"< {OUTBOX_TARGET} s", median < OUTBOX_TARGET)
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 30.0, poll: float = 0.001) -> None:

@@ -9,38 +9,40 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from .client import ApiError, CommuneClient
 from .formatting import clean_line
-from .models import Inbox, OutboxMessage, ServerDraft
+from .models import Inbox, OutboxCounts, OutboxMessage, ServerDraft
 
-MAX_ROWS = 1000
-"""Rows fetched per tab; a queue longer than this is a backlog to work through, not to scroll."""
+PAGE = 100
+"""Rows fetched per tab at a time; more follow (keyset pages) as the cursor nears the end."""
 
 OUTBOX_EVENTS = ("message.scheduled", "message.pending_approval", "message.approved",
                  "message.rejected", "message.cancelled")
 
 TABS = ("approvals", "scheduled", "drafts")
-
-T = TypeVar("T")
+COUNT_FIELDS = {"approvals": "pending_approval", "scheduled": "scheduled", "drafts": "drafts"}
 
 
 @dataclass
 class Outbox:
-    """The three tabs' rows, and per tab the error that kept it empty (a server without the route)."""
+    """The three tabs' rows fetched so far with the cursor of each tab's next page, the server's
+    counts, and per tab the error that kept it empty (a server without the route)."""
 
     approvals: list[OutboxMessage] = field(default_factory=list)
     scheduled: list[OutboxMessage] = field(default_factory=list)
     drafts: list[ServerDraft] = field(default_factory=list)
+    cursors: dict[str, str] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
-    truncated: set[str] = field(default_factory=set)
 
     def count(self, tab: str) -> str:
-        """`3`, or `1000+` when there were more rows than fetched."""
+        """The server's count, else `100+` while more pages wait, else the rows fetched."""
+        if tab in self.totals:
+            return str(self.totals[tab])
         rows = len(getattr(self, tab))
-        return f"{rows}+" if tab in self.truncated else str(rows)
-
+        return f"{rows}+" if tab in self.cursors else str(rows)
 
 
 def waiting_notice(data: dict[str, Any]) -> str:
@@ -62,38 +64,51 @@ def waiting_notice(data: dict[str, Any]) -> str:
     return clean_line(" ".join(parts)) + ". Review it in the Outbox (O)."
 
 
-async def _all_pages(fetch: Callable[[str | None], Awaitable[tuple[list[T], str | None]]],
-                     limit: int) -> tuple[list[T], bool]:
-    """Rows from every page (keyset cursor), up to `limit`; and whether more were left."""
-    rows: list[T] = []
-    cursor: str | None = None
-    while True:
-        page, cursor = await fetch(cursor)
-        rows.extend(page)
-        if cursor is None or not page:
-            return rows[:limit], len(rows) > limit
-        if len(rows) >= limit:
-            return rows[:limit], True
-
-
-async def load_outbox(client: CommuneClient, inbox: Inbox | None = None, limit: int = MAX_ROWS) -> Outbox:
-    """The outbox of `inbox`, or of every inbox when it is None; each tab fails on its own."""
+def page_fetcher(client: CommuneClient, tab: str, inbox: Inbox | None
+                 ) -> Callable[[str | None], Awaitable[tuple[list[Any], str | None]]]:
+    """The call that fetches one page of `tab` after a cursor."""
     inbox_id = inbox.id if inbox else None
-    page = min(limit, 200)
+    if tab == "approvals":
+        return lambda cursor: client.list_approvals(inbox_id, cursor, PAGE)
+    if tab == "scheduled":
+        return lambda cursor: client.list_outbox("scheduled", inbox_id, cursor, PAGE)
+    return lambda cursor: client.list_drafts(inbox_id, cursor, PAGE)
+
+
+async def load_outbox(client: CommuneClient, inbox: Inbox | None = None) -> Outbox:
+    """The first page of each tab of `inbox`'s outbox (every inbox's when None) and the counts; each
+    tab fails on its own."""
     outbox = Outbox()
-    results = await asyncio.gather(
-        _all_pages(lambda c: client.list_approvals(inbox_id, c, page), limit),
-        _all_pages(lambda c: client.list_outbox("scheduled", inbox_id, c, page), limit),
-        _all_pages(lambda c: client.list_drafts(inbox_id, c, page), limit),
-        return_exceptions=True)
+    results = await asyncio.gather(*(page_fetcher(client, tab, inbox)(None) for tab in TABS),
+                                   client.outbox_counts(inbox.id if inbox else None), return_exceptions=True)
     for tab, result in zip(TABS, results):
         if isinstance(result, ApiError):
             outbox.errors[tab] = result.message
         elif isinstance(result, BaseException):
             raise result
         else:
-            rows, more = result
-            setattr(outbox, tab, rows)
-            if more:
-                outbox.truncated.add(tab)
+            setattr(outbox, tab, result[0])
+            if result[1]:
+                outbox.cursors[tab] = result[1]
+    counts = results[-1]
+    if isinstance(counts, OutboxCounts):
+        outbox.totals = {tab: getattr(counts, name) for tab, name in COUNT_FIELDS.items()}
+    elif isinstance(counts, BaseException) and not isinstance(counts, ApiError):
+        raise counts
     return outbox
+
+
+async def load_more(client: CommuneClient, outbox: Outbox, tab: str, inbox: Inbox | None) -> int:
+    """Fetch the next page of `tab` into `outbox`; the number of rows added (0 at the end)."""
+    cursor = outbox.cursors.get(tab)
+    if cursor is None:
+        return 0
+    rows, following = await page_fetcher(client, tab, inbox)(cursor)
+    if outbox.cursors.get(tab) != cursor:
+        return 0  # another call fetched this page meanwhile
+    getattr(outbox, tab).extend(rows)
+    if following:
+        outbox.cursors[tab] = following
+    else:
+        del outbox.cursors[tab]
+    return len(rows)

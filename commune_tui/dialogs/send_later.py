@@ -16,7 +16,8 @@ from ..sendtime import EXAMPLES, SendTimeError, describe, local_zone, parse_send
 
 
 class SendLaterDialog(ModalScreen[datetime | None]):
-    """Dismisses with the chosen moment (aware, in the local zone), or None on escape."""
+    """Dismisses with the chosen moment (aware, in `zone`: the configured time zone, else the local
+    one), or None on escape."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="send_later.cancel")]
 

@@ -56,7 +56,7 @@ class OutboxComposer(Screen):
                 self.sending = True
                 self._send(self.current_draft(), moment)
 
-        self.app.push_screen(SendLaterDialog(self.app.settings.clock), chosen)
+        self.app.push_screen(SendLaterDialog(self.app.settings.clock, self.app.settings.timezone), chosen)
 
     def _send(self, draft: Draft, send_at: datetime | None = None) -> None:
         raise NotImplementedError

@@ -22,7 +22,7 @@ from ..dialogs.prompt import PromptDialog
 from ..display import line
 from ..formatting import compact_date, parse_time, short_address
 from ..models import Attachment, Draft, Inbox, Message, OutboxMessage, ServerDraft
-from ..outbox import TABS, Outbox, load_outbox
+from ..outbox import TABS, Outbox, load_more, load_outbox
 from ..sendtime import local_zone, until
 from ..widgets.outbox_review import (
     OutboxReview,
@@ -48,6 +48,8 @@ EMPTY = {
     "scheduled": "Nothing is scheduled.",
     "drafts": "No drafts: ctrl+o in the composer keeps one here.",
 }
+PREFETCH_ROWS = 10
+"""The next page is fetched once the cursor comes this close to the last row fetched."""
 TAB_ACTIONS = {"approve": "approvals", "edit_approve": "approvals", "edit_in_editor": "approvals",
                "reject": "approvals",
                "cancel_send": "scheduled", "resume": "drafts"}
@@ -97,9 +99,10 @@ class OutboxScreen(Screen):
         self.inbox = None if everywhere else inbox
         self.active_tab = tab
         self.outbox = Outbox()
-        self.zone = local_zone()
+        self.loaded = False
         self.attachments: dict[str, Attachment] = {}
         self.threads: dict[str, list[Message]] = {}
+        self.fetching: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -135,7 +138,8 @@ class OutboxScreen(Screen):
         self.sub_title = f"Outbox · {self.inbox.address if self.inbox else 'all inboxes'}"
 
     def now(self) -> datetime:
-        return self.app.settings.clock().astimezone(self.zone)
+        """The clock in the configured time zone, else the local one."""
+        return self.app.settings.clock().astimezone(self.app.settings.timezone or local_zone())
 
     def current(self, tab: str | None = None) -> OutboxMessage | ServerDraft | None:
         """The highlighted row's message or draft in `tab` (the active one by default)."""
@@ -152,35 +156,65 @@ class OutboxScreen(Screen):
     @work(group="outbox", exclusive=True)
     async def reload(self, keep: str | None = None) -> None:
         """Fetch the three tabs again, keeping each cursor on its row when it is still there."""
-        self.query_one(TabbedContent).loading = True
+        tabs = self.query_one(TabbedContent)
+        # Only the first load shows a spinner: later ones (after every decision or live event) would
+        # flash it, and a loading widget gives up the focus.
+        tabs.loading = not self.loaded
         try:
             outbox = await load_outbox(self.app.client, self.inbox)
         except ApiError as exc:
             self.notify(f"Could not load the outbox: {exc.message}", severity="error", markup=False)
             return
         finally:
-            self.query_one(TabbedContent).loading = False
-        self.outbox = outbox
+            tabs.loading = False
+        self.outbox, self.loaded = outbox, True
         for tab in TABS:
             self.fill(tab, keep)
         self.review()
+        if self.focused is None:
+            self.table(self.tab).focus()
 
     def fill(self, tab: str, keep: str | None) -> None:
+        """Show `tab`'s rows afresh; the cursor stays on its row, or at its place when that row left."""
         table = self.table(tab)
         before = self.current(tab) if table.row_count else None
         wanted = keep if keep is not None else (_key(before) if before else None)
+        place = table.cursor_row
         table.clear()
-        now = self.now()
         rows: list[OutboxMessage] | list[ServerDraft] = getattr(self.outbox, tab)
-        for item in rows:
-            table.add_row(*self.cells(item, tab, now), key=_key(item))
+        self.add_rows(tab, rows)
         count = self.outbox.count(tab)
-        error = self.outbox.errors.get(tab)
         title = f"{TAB_TITLES[tab]} ({count})" if rows else TAB_TITLES[tab]
         self.query_one(TabbedContent).get_tab(tab).label = line(title)
-        table.border_title = line(f"unavailable: {error}" if error else ("" if rows else EMPTY[tab]))
         if wanted is not None and any(_key(r) == wanted for r in rows):
             table.move_cursor(row=table.get_row_index(wanted), animate=False)
+        elif rows:
+            table.move_cursor(row=min(place, len(rows) - 1), animate=False)
+
+    def add_rows(self, tab: str, rows: list[OutboxMessage] | list[ServerDraft]) -> None:
+        table, now = self.table(tab), self.now()
+        for item in rows:
+            table.add_row(*self.cells(item, tab, now), key=_key(item))
+
+    @work(group="outbox-more")
+    async def more(self, tab: str) -> None:
+        """The next page of `tab`, added below the rows shown (one fetch per tab at a time)."""
+        outbox = self.outbox
+        if tab in self.fetching:
+            return
+        self.fetching.add(tab)
+        before = len(getattr(outbox, tab))
+        try:
+            added = await load_more(self.app.client, outbox, tab, self.inbox)
+        except ApiError as exc:
+            self.notify(f"Could not load more: {exc.message}", severity="error", markup=False)
+            return
+        finally:
+            self.fetching.discard(tab)
+        if added and outbox is self.outbox:  # a reload meanwhile shows its own rows
+            self.add_rows(tab, getattr(outbox, tab)[before:])
+            if self.table(tab).cursor_row >= self.table(tab).row_count - PREFETCH_ROWS:
+                self.more(tab)
 
     def cells(self, item: OutboxMessage | ServerDraft, tab: str, now: datetime) -> list[Text]:
         """One row: sender, recipients, subject, then the tab's own column(s)."""
@@ -205,8 +239,12 @@ class OutboxScreen(Screen):
 
     @on(DataTable.RowHighlighted)
     def row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table is self.table(self.tab):
-            self.review()
+        table = event.data_table
+        if table is not self.table(self.tab):
+            return
+        self.review()
+        if self.tab in self.outbox.cursors and event.cursor_row >= table.row_count - PREFETCH_ROWS:
+            self.more(self.tab)
 
     @on(DataTable.RowSelected)
     def row_selected(self, event: DataTable.RowSelected) -> None:
@@ -350,7 +388,7 @@ class OutboxScreen(Screen):
             return
         done = {"approve": "Approved: on its way", "reject": "Rejected", "cancel": "Cancelled"}[verb]
         self.notify(subject_of(item), title=done, markup=False)
-        self.reload()
+        self.app.outbox_changed(None)
 
     def action_resume(self) -> None:
         item = self.current("drafts")

@@ -5,23 +5,27 @@ server stored and what reached the recipient."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static, TextArea
+from textual.widgets import DataTable, Input, Static, TabbedContent, TextArea
 
 from commune_tui import editor
+from commune_tui import outbox as outbox_module
 from commune_tui.app import CommuneApp, make_app
 from commune_tui.dialogs.confirm import ConfirmDialog
 from commune_tui.dialogs.prompt import PromptDialog
 from commune_tui.dialogs.send_later import SendLaterDialog
 from commune_tui.models import Draft
+from commune_tui.screens import outbox as outbox_screen
 from commune_tui.screens.approval_edit import (
     ApprovalComposeScreen,
     approval_edits,
@@ -31,11 +35,16 @@ from commune_tui.screens.approval_edit import (
 from commune_tui.screens.compose import ComposeScreen
 from commune_tui.screens.outbox import OutboxScreen
 from commune_tui.widgets.mailbox_tree import MailboxTree
-from tests.conftest import Running
+from tests.conftest import Running, start_server
+from tests.smtp_sink import SmtpSink
+from tests.smtp_sink import wait_until as sink_wait_until
 from tests.tui import hostile
 from tests.tui.conftest import app_settings
 from tests.tui.helpers import open_composer, settle, wait_until
 from tests.tui.seeding import seed_mailbox, threads_of
+
+if TYPE_CHECKING:
+    from tests.dnsserver import TestDNSServer  # imported here, pytest would try to collect it
 
 pytestmark = pytest.mark.anyio
 _suffixes = itertools.count(1)
@@ -436,3 +445,70 @@ def test_the_editor_file_reads_back_into_the_fields() -> None:
         parse_message_text("From: someone@else.test\n\nBody", before)
     with pytest.raises(ValueError, match="cannot read 'no header here'"):
         parse_message_text("no header here\n\nBody", before)
+
+
+async def test_a_long_queue_pages_in_as_the_cursor_moves(boxes: Outboxes, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbox_module, "PAGE", 2)
+    monkeypatch.setattr(outbox_screen, "PREFETCH_ROWS", 1)
+    for number in range(7):
+        boxes.agent_sends(f"Batch {number}")
+    app = boxes.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_outbox(pilot)
+        assert str(screen.query_one(TabbedContent).get_tab("approvals").label) == "Awaiting approval (7)"
+        assert len(rows(screen, "approvals")) == 2
+        assert app.focused is screen.table("approvals")
+        for _ in range(7):
+            await pilot.press("j")
+            await settle(pilot)
+        assert [row.split(" | ")[2] for row in rows(screen, "approvals")] == [f"Batch {n}" for n in range(7)]
+        assert "Batch 6" in review(screen)
+
+
+PARTNER = "outbox-tui-partner.test"
+
+
+@pytest.fixture(scope="module")
+def relayed(tmp_path_factory: pytest.TempPathFactory, dns_server: TestDNSServer,
+            smtp_sink: SmtpSink) -> Iterator[Running]:
+    """A server whose outbound relay is the local SMTP sink, for mail to outside domains."""
+    dns_server.publish(PARTNER, "MX", f"10 mx.{PARTNER}.")
+    server = start_server(tmp_path_factory.mktemp("outbox-tui"), dns_server,
+                          relay=f"127.0.0.1:{smtp_sink.port}", delivery_backoff=0.1, delivery_backoff_max=0.2)
+    yield server
+    server.stop()
+
+
+async def test_approved_in_the_client_it_reaches_the_relay_once(relayed: Running, smtp_sink: SmtpSink,
+                                                              tmp_path: Path) -> None:
+    boxes = Outboxes(relayed)
+    to, control = f"buyer-{next(_suffixes)}@{PARTNER}", f"control-{next(_suffixes)}@{PARTNER}"
+
+    def arrived(recipient: str) -> list:
+        return [r for r in list(smtp_sink.received) if recipient in r.rcpt_tos]
+
+    try:
+        response = boxes.agent.post("/v1/messages/send", json={
+            "inboxId": boxes.support["id"], "to": [to], "subject": "Offer 17", "text": "20% off."})
+        assert response.status_code == 202, response.text
+        # The relay works and is quick: a direct send leaves while the held one stays.
+        ok(boxes.agent.post("/v1/messages/send", json={
+            "inboxId": boxes.seeded.me["id"], "to": [control], "subject": "Control", "text": "x"}))
+        sink_wait_until(lambda: arrived(control), timeout=20)
+        assert arrived(to) == []
+        app = boxes.app(tmp_path)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await open_outbox(pilot)
+            await pilot.press("E")
+            await settle(pilot)
+            app.screen.query_one("#subject", Input).value = "Offer 17 (10% off)"
+            app.screen.query_one("#body", TextArea).text = "10% off."
+            await pilot.press("ctrl+s")
+            await settle(pilot)
+        found = sink_wait_until(lambda: arrived(to), timeout=20)
+        assert b"Subject: Offer 17 (10% off)" in found[0].data and b"10% off." in found[0].data
+        await asyncio.sleep(0.3)
+        assert len(arrived(to)) == 1
+    finally:
+        boxes.close()
