@@ -39,8 +39,8 @@ BENCHES: dict[str, Callable[[bool, bool], list[Figure]]] = {
     "smtp": lambda quick, full: smtp_bench.run(quick),
     "scale": lambda quick, full: scale_bench.run(quick, full),
     "send": lambda quick, full: send_bench.run(quick),
-    "outbox": lambda quick, full: outbox_bench.run(quick),
     "fanout": lambda quick, full: fanout_bench.run(quick),
+    "outbox": lambda quick, full: outbox_bench.run(quick),
     "tui": lambda quick, full: tui_bench.run(quick) + tui_bench.run_opening(quick),
     "counts": lambda quick, full: counts_bench.run(quick),
 }
