@@ -303,6 +303,8 @@ def edit_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 async def approve(ctx: Context) -> dict:
+    """`POST /v1/messages/{id}/approve`, optionally with edits (checked like a send, kept as a diff in the
+    audit log): it leaves now, or is scheduled when its `send_at` is still ahead."""
     item = outbox_item(ctx)
     if item["submitted_by"] == ctx.key.id:
         raise Forbidden("A key cannot approve a message it submitted itself; another person's key must")
@@ -344,6 +346,7 @@ async def approve(ctx: Context) -> dict:
 
 
 async def reject(ctx: Context) -> dict:
+    """`POST /v1/messages/{id}/reject` with a `reason`: the message never leaves."""
     item = outbox_item(ctx)
     if item["outbox_status"] != states.PENDING:
         raise not_waiting(item, "pending approval")
