@@ -65,6 +65,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from .datalock import DataDirInUse
     from .listeners import PortInUse
     from .server import Server
 
@@ -88,7 +89,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
-    except PortInUse as exc:
+    except (PortInUse, DataDirInUse) as exc:
         print(f"commune-server: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable
 from .app import App
 from .config import Settings
 from .http.protocol import ConnectionLimits, HttpServerState
+from .datalock import DataDirLock
 from .listeners import Listeners
-from .services import Services
+from .services import Services, prepare_data_dir
 
 log = logging.getLogger("commune.server")
 
@@ -26,10 +27,14 @@ class Server:
         self.settings = settings
         # Ports first: a port in use (`PortInUse`) must stop us before the data directory is created.
         self.listeners = Listeners.bind(settings)
+        self.data_lock = DataDirLock(settings.data_dir)
         try:
+            prepare_data_dir(settings.data_dir)
+            self.data_lock.acquire()  # `DataDirInUse` when another server runs on this directory
             self.services = Services(settings)
             self.services.bootstrap()
         except BaseException:
+            self.data_lock.release()
             self.listeners.close()
             raise
         self.app = App(self.services)
@@ -70,6 +75,8 @@ class Server:
         self.port = self.listeners.http.port
         log.info("HTTP listening on %s", self.base_url)
         await self._start_services()
+        smtp_port = self.listeners.smtp.port if self.listeners.smtp is not None else None
+        self.data_lock.publish(self.base_url, smtp_port)
 
     async def _start_services(self) -> None:
         """Start the mail listener and workers that exist in this build (each module registers itself)."""
@@ -93,6 +100,7 @@ class Server:
         await self.listeners.http.wait_closed()
         self.listeners.close()
         self.services.close()
+        self.data_lock.release()
 
 
 class ServerThread:

@@ -39,7 +39,7 @@ BENCHES: dict[str, Callable[[bool, bool], list[Figure]]] = {
     "scale": lambda quick, full: scale_bench.run(quick, full),
     "send": lambda quick, full: send_bench.run(quick),
     "fanout": lambda quick, full: fanout_bench.run(quick),
-    "tui": lambda quick, full: tui_bench.run(quick),
+    "tui": lambda quick, full: tui_bench.run(quick) + tui_bench.run_opening(quick),
     "counts": lambda quick, full: counts_bench.run(quick),
 }
 

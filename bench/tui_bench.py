@@ -1,8 +1,13 @@
-"""TUI: time from starting `commune-tui` to a first screen that shows threads, on the 100 k mailbox.
+"""TUI: time from starting `commune-tui` to a first screen that shows threads, on the 100 k mailbox;
+then opening a 300-thread inbox and a 30-message thread inside the running client.
 
 The server runs in its own process on the seeded mailbox; `commune-tui --server … --api-key …` runs in a
 pseudo-terminal (120 × 36) exactly as a user starts it, and the clock stops when a thread subject from
 the mailbox appears on the terminal. Repeated a few times; the median is the figure.
+
+Opening an inbox and a thread is timed in the client itself (Textual's headless driver at 120 × 36,
+the same app `commune-tui` builds): from selecting the inbox until its first screen of rows is laid out
+and drawn, and from `enter` on a thread until all of its messages are mounted and drawn.
 
     python3 bench/tui_bench.py [--quick] [--messages 100000]
 """
@@ -10,6 +15,7 @@ the mailbox appears on the terminal. Repeated a few times; the median is the fig
 from __future__ import annotations
 
 import argparse
+import asyncio
 import fcntl
 import os
 import pty
@@ -19,9 +25,13 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,6 +40,8 @@ from bench.common import CACHE_DIR, Figure, ServerProcess, percentile, print_tab
 from bench.seed import seed
 
 TARGET = 1.5
+OPEN_INBOX_TARGET = 0.150
+OPEN_THREAD_TARGET = 0.300
 ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\x1b[=>]")
 
 
@@ -83,12 +95,88 @@ def run(quick: bool = False, messages: int | None = None) -> list[Figure]:
                    f"{median:.2f} s (best {min(times):.2f} s)", f"< {TARGET} s", median < TARGET)]
 
 
+async def _until(condition: Callable[[], bool], timeout: float = 30.0, poll: float = 0.001) -> None:
+    deadline = time.perf_counter() + timeout
+    while not condition():
+        if time.perf_counter() > deadline:
+            raise RuntimeError("the client never reached the expected state")
+        await asyncio.sleep(poll)
+
+
+async def time_opening(url: str, key: str, inbox_id: str, other_inbox_id: str,
+                       rounds: int) -> tuple[list[float], list[float]]:
+    """Seconds to open the inbox (first screen of rows drawn) and one of its threads, `rounds` times."""
+    from commune_tui.app import make_app
+    from commune_tui.config import Settings
+    from commune_tui.screens.mail import MailScreen
+    from commune_tui.widgets.mailbox_tree import MailboxTree
+    from commune_tui.widgets.reader import Reader
+    from commune_tui.widgets.thread_list import ThreadList
+
+    with tempfile.TemporaryDirectory() as state:
+        settings = Settings(base_url=url, api_key=key, state_dir=Path(state), live_updates=False,
+                            cursor_blink=False, keymap={})
+        app = make_app(settings)
+        inbox_times: list[float] = []
+        thread_times: list[float] = []
+        async with app.run_test(size=(120, 36)) as pilot:
+            await _until(lambda: isinstance(app.screen, MailScreen) and app.screen.is_mounted
+                         and bool(app.screen.query(MailboxTree)) and bool(app.screen.tree.inbox_nodes))
+            screen = app.screen
+            threads, reader = screen.query_one(ThreadList), screen.query_one(Reader)
+            for n in range(rounds):
+                screen.tree.select_inbox(other_inbox_id)
+                await _until(lambda: screen.inbox is not None and screen.inbox.id == other_inbox_id and not threads.loading
+                             and threads.row_count < 10)
+                await pilot.pause()
+                began = time.perf_counter()
+                screen.tree.select_inbox(inbox_id)
+                await _until(lambda: threads.row_count >= 30)
+                await pilot.pause()  # laid out and drawn
+                inbox_times.append(time.perf_counter() - began)
+
+                screen.set_focus(threads)
+                threads.move_cursor(row=n + 1, animate=False)
+                reader.border_title = ""
+                await pilot.pause()
+                began = time.perf_counter()
+                await pilot.press("enter")
+                # The title is set once every message of the thread is mounted.
+                await _until(lambda: reader.border_title == "Message · 30 in thread", poll=0.005)
+                await pilot.pause()  # laid out and drawn
+                thread_times.append(time.perf_counter() - began)
+    return inbox_times, thread_times
+
+
+def run_opening(quick: bool = False) -> list[Figure]:
+    """A 300-thread inbox of 30-message threads: open it, and open a thread, in the running client."""
+    info = seed(CACHE_DIR / "mailbox-tui-300x30", 9000, per_thread=30)
+    rounds = 3 if quick else 7
+    with ServerProcess(Path(info.data_dir)).start() as server:
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {info.key}"}) as api:
+            inboxes = api.get("/v1/inboxes").json()["data"]
+            other = next((i for i in inboxes if i["id"] != info.inbox_id), None)
+            if other is None:
+                other = api.post("/v1/inboxes", json={"local_part": "bench-other"}).json()["data"]
+        inbox_times, thread_times = asyncio.run(
+            time_opening(server.url, info.key, info.inbox_id, other["id"], rounds))
+    inbox, thread = percentile(inbox_times, 0.5), percentile(thread_times, 0.5)
+    return [
+        Figure(f"tui open a {info.threads}-thread inbox, first screen of rows drawn (median of {rounds})",
+               f"{inbox * 1000:.0f} ms (best {min(inbox_times) * 1000:.0f} ms)",
+               f"< {OPEN_INBOX_TARGET * 1000:.0f} ms", inbox < OPEN_INBOX_TARGET),
+        Figure(f"tui open a {info.messages // info.threads}-message thread (median of {rounds})",
+               f"{thread * 1000:.0f} ms (best {min(thread_times) * 1000:.0f} ms)",
+               f"< {OPEN_THREAD_TARGET * 1000:.0f} ms", thread < OPEN_THREAD_TARGET),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 k mailbox, two starts")
     parser.add_argument("--messages", type=int, help="mailbox size (default 100 000)")
     args = parser.parse_args(argv)
-    print_table(run(args.quick, args.messages), "TUI")
+    print_table(run(args.quick, args.messages) + run_opening(args.quick), "TUI")
     return 0
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 
 from textual import events, work
 from textual.app import App, SystemCommand
@@ -13,9 +16,12 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from .client import ApiError, CommuneClient
-from .config import Settings
+from .config import ServerProfile, Settings
+from .dialogs.confirm import ConfirmDialog
+from .dialogs.keys import KeysDialog, key_groups
+from .dialogs.servers import ServerPicker
 from .embedded import EmbeddedServer, first_run, start_embedded
-from .formatting import clean_line, clean_text
+from .formatting import clean_line, clean_text, with_signature
 from .messages import MessageSent, NewMail
 from .models import Draft, Inbox, ServerEvent
 from .outbox import OUTBOX_EVENTS, waiting_notice
@@ -42,6 +48,7 @@ class CommuneApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True, id="app.quit"),
         Binding("f1", "toggle_help", "Keys", show=False, id="app.help"),
         Binding("ctrl+t", "toggle_theme", "Light/dark", show=False, id="app.theme"),
+        Binding("S", "switch_server", "Switch server", show=False, id="app.switch_server"),
     ]
 
     def __init__(self, settings: Settings, client: CommuneClient,
@@ -52,6 +59,10 @@ class CommuneApp(App[None]):
         self.embedded = embedded
         self.seed_first_run = seed_first_run
         self.inboxes: list[Inbox] = []
+        self.names: dict[str, str] = {}
+        """Address (lower case) → display name, for the thread list's sender column."""
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="commune-tui-"))
+        """Attachments opened with an external program; removed when the app exits."""
         self.read_state = ReadState.for_server(settings.state_dir, client.base_url)
         self.live_mode = "off"
         for theme in THEMES:
@@ -154,6 +165,7 @@ class CommuneApp(App[None]):
 
     def open_composer(self, draft: Draft, forward_attachments: list[str] | None = None) -> None:
         """Open the composer on a draft (new, reply or forward)."""
+        draft.body = with_signature(draft.body, self.settings.signature)
         self.push_screen(ComposeScreen(draft, forward_attachments or []))
 
     def open_search(self, inbox: Inbox | None) -> None:
@@ -167,6 +179,57 @@ class CommuneApp(App[None]):
     def open_danger_zone(self) -> None:
         """Open the two-phase deletion screen."""
         self.push_screen(DangerZoneScreen())
+
+    def show_keys(self) -> None:
+        """Every key of the current screen and the global ones, grouped."""
+        if not isinstance(self.screen, KeysDialog):
+            self.push_screen(KeysDialog(key_groups(self.screen)))
+
+    def unsaved_drafts(self) -> list[ComposeScreen]:
+        return [s for s in self.screen_stack if isinstance(s, ComposeScreen) and s.modified]
+
+    def request_quit(self) -> None:
+        """Quit, asking first only when a draft would be lost."""
+        if not self.unsaved_drafts():
+            self.exit()
+            return
+
+        def decided(quit_anyway: bool | None) -> None:
+            if quit_anyway:
+                self.exit()
+
+        self.push_screen(ConfirmDialog("A draft is not saved. Quit and lose it?", yes="Quit",
+                                       no="Stay"), decided)
+
+    def action_switch_server(self) -> None:
+        """Pick another server from the config file's `[[servers]]`."""
+        profiles = self.settings.servers
+        if len(profiles) < 2:
+            self.notify("Only one server is configured: add [[servers]] entries to"
+                        " ~/.config/commune-tui/config.toml to switch between several.",
+                        severity="warning", markup=False)
+            return
+
+        def chosen(index: int | None) -> None:
+            if index is not None:
+                self.switch_server(profiles[index])
+
+        current = next((n for n, p in enumerate(profiles) if p.url == self.client.base_url), 0)
+        self.push_screen(ServerPicker(profiles, current), chosen)
+
+    @work(group="connect", exclusive=True)
+    async def switch_server(self, profile: ServerProfile) -> None:
+        """Drop every screen of the old server and open the mailboxes of `profile`."""
+        old = self.client
+        self.client = CommuneClient(profile.url or "", profile.api_key or "")
+        self.settings.base_url, self.settings.api_key = profile.url, profile.api_key
+        self.inboxes, self.names = [], {}
+        self.read_state = ReadState.for_server(self.settings.state_dir, self.client.base_url)
+        await old.close()
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.sub_title = profile.name
+        self.connect()
 
     def action_toggle_help(self) -> None:
         if self.screen.query("HelpPanel"):
@@ -192,6 +255,7 @@ class CommuneApp(App[None]):
                             self.open_danger_zone)
 
     async def on_unmount(self) -> None:
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
         await self.client.close()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from .formatting import clean_text
+from .formatting import clean_data, clean_text
 from .models import (
     Attachment,
     AttachmentUrl,
@@ -157,6 +157,10 @@ class CommuneClient:
             cursor = body.get("next_cursor")
             if not body.get("has_more") or not cursor:
                 return messages
+
+    async def message_source(self, message_id: str) -> dict[str, Any]:
+        """`GET /v1/messages/{id}` as the server sent it (cleaned for the terminal)."""
+        return clean_data(await self._data("GET", f"/v1/messages/{message_id}"))
 
     async def search_threads(self, query: str, inbox_id: str | None = None,
                              limit: int = 50) -> list[ThreadSummary]:

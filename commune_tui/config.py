@@ -6,8 +6,10 @@ import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
@@ -27,6 +29,49 @@ def default_state_dir() -> Path:
 
 def default_keymap_path() -> Path:
     return Path(platformdirs.user_config_dir("commune-tui", appauthor=False)) / "keymap.toml"
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir("commune-tui", appauthor=False)) / "config.toml"
+
+
+@dataclass(frozen=True)
+class ServerProfile:
+    """One server and key from the config file's `[[servers]]`; `S` switches between them."""
+
+    name: str
+    url: str | None
+    api_key: str | None
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """The config file's values: `signature`, `theme`, `timezone` and `[[servers]]` (missing: `{}`)."""
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            table = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read the config file {path}: {exc}") from exc
+    values: dict[str, Any] = {}
+    if isinstance(table.get("signature"), str):
+        values["signature"] = table["signature"]
+    if table.get("theme") in ("commune-dark", "commune-light"):
+        values["theme"] = table["theme"]
+    if isinstance(table.get("timezone"), str):
+        try:
+            values["timezone"] = ZoneInfo(table["timezone"])
+        except (ValueError, ZoneInfoNotFoundError) as exc:
+            raise ValueError(f"{path}: unknown timezone {table['timezone']!r}") from exc
+    servers = []
+    for number, entry in enumerate(table.get("servers") or [], 1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+            raise ValueError(f"{path}: servers entry {number} needs a url")
+        servers.append(ServerProfile(str(entry.get("name") or entry["url"]), entry["url"],
+                                     str(entry.get("api_key") or "") or None))
+    if servers:
+        values["servers"] = servers
+    return values
 
 
 def load_keymap(path: Path) -> dict[str, str]:
@@ -62,6 +107,11 @@ class Settings:
     page_size: int = 50
     cursor_blink: bool = True
     clock: Callable[[], datetime] = utc_now
+    timezone: tzinfo | None = None
+    """Dates are shown in this zone; None is the local time zone (`TZ`)."""
+    signature: str = ""
+    """Appended to new messages, replies and forwards under `-- `."""
+    servers: list[ServerProfile] = field(default_factory=list)
 
     @property
     def embedded(self) -> bool:
@@ -71,7 +121,8 @@ class Settings:
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
         """Environment (`COMMUNE_BASE_URL`, `COMMUNE_API_KEY`, `COMMUNE_DATA_DIR`) under explicit values.
 
-        Key remaps come from `COMMUNE_TUI_KEYMAP` (a TOML file) or the default keymap.toml.
+        Key remaps come from `COMMUNE_TUI_KEYMAP` (a TOML file) or the default keymap.toml; the
+        signature, theme, time zone and servers from `COMMUNE_TUI_CONFIG` or the default config.toml.
         """
         env = os.environ if environ is None else environ
         values: dict[str, object] = {
@@ -82,5 +133,10 @@ class Settings:
             values["data_dir"] = Path(env["COMMUNE_DATA_DIR"]).expanduser()
         keymap = env.get("COMMUNE_TUI_KEYMAP")
         values["keymap"] = load_keymap(Path(keymap) if keymap else default_keymap_path())
+        config = env.get("COMMUNE_TUI_CONFIG")
+        values.update(load_config(Path(config) if config else default_config_path()))
         values.update({k: v for k, v in overrides.items() if v is not None})
+        servers = values.get("servers")
+        if not values.get("base_url") and isinstance(servers, list) and servers:
+            values["base_url"], values["api_key"] = servers[0].url, values.get("api_key") or servers[0].api_key
         return cls(**values)  # type: ignore[arg-type]

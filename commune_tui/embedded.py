@@ -36,15 +36,28 @@ and create more inboxes. Mail to any inbox here arrives over SMTP on this server
 
 @dataclass
 class EmbeddedServer:
-    """A running bundled server and how to reach it."""
+    """A running bundled server and how to reach it; `thread` is None when the server is another
+    process (`commune-server serve` on the same data dir), which this client must leave running."""
 
-    thread: ServerThread
+    thread: ServerThread | None
     base_url: str
     api_key: str
     smtp_port: int
 
     def stop(self) -> None:
-        self.thread.stop()
+        if self.thread is not None:
+            self.thread.stop()
+
+
+def find_running(data_dir: Path) -> EmbeddedServer | None:
+    """The server already running on `data_dir` (found through its lock file), with its admin key."""
+    from backend.datalock import running_server
+
+    running = running_server(data_dir)
+    key_path = data_dir / "admin.key"
+    if running is None or not key_path.is_file():
+        return None
+    return EmbeddedServer(None, running.base_url, key_path.read_text().strip(), running.smtp_port or 0)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -57,7 +70,11 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def start_embedded(data_dir: Path) -> EmbeddedServer:
-    """Start the bundled server in a background thread, HTTP on a free loopback port."""
+    """Connect to the server running on `data_dir`, or start the bundled server in a background
+    thread, HTTP on a free loopback port."""
+    running = find_running(data_dir)
+    if running is not None:
+        return running
     # Imported here: a client pointed at a remote server never needs the server's modules.
     from backend.config import Settings as ServerSettings
     from backend.server import ServerThread

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from email.utils import getaddresses
 from html.parser import HTMLParser
 from typing import Any
@@ -70,12 +70,13 @@ def parse_time(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def compact_date(value: str | None, now: datetime) -> str:
-    """`14:30` today, `Mar 15` this year, `2024-03-15` before: what fits a thread list column."""
+def compact_date(value: str | None, now: datetime, zone: tzinfo | None = None) -> str:
+    """`14:30` today, `Mar 15` this year, `2024-03-15` before, in `zone` (None: the local time zone,
+    which `TZ` sets): what fits a thread list column."""
     moment = parse_time(value)
     if moment is None:
         return ""
-    moment = moment.astimezone(now.tzinfo or UTC)
+    moment, now = moment.astimezone(zone), now.astimezone(zone)
     if moment.date() == now.date():
         return moment.strftime("%H:%M")
     if moment.year == now.year:
@@ -83,9 +84,13 @@ def compact_date(value: str | None, now: datetime) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
-def full_date(value: str | None) -> str:
+def full_date(value: str | None, zone: tzinfo | None = None) -> str:
+    """`Sun, 15 Mar 2026 13:00 CET` in `zone` (None: the local time zone)."""
     moment = parse_time(value)
-    return moment.strftime("%a, %d %b %Y %H:%M UTC") if moment else ""
+    if moment is None:
+        return ""
+    moment = moment.astimezone(zone)
+    return moment.strftime("%a, %d %b %Y %H:%M ") + (moment.tzname() or moment.strftime("%z"))
 
 
 def human_size(size: int | None) -> str:
@@ -125,18 +130,32 @@ def prefixed_subject(prefix: str, subject: str) -> str:
     return f"{prefix}: {subject}" if subject else f"{prefix}:"
 
 
-def quote_text(body: str, sender: str, when: str | None) -> str:
+def quote_text(body: str, sender: str, when: str | None, zone: tzinfo | None = None) -> str:
     """The original body quoted with `> ` under an attribution line, as a reply starts."""
-    attribution = f"On {full_date(when)}, {sender} wrote:" if when else f"{sender} wrote:"
+    attribution = f"On {full_date(when, zone)}, {sender} wrote:" if when else f"{sender} wrote:"
     quoted = "\n".join(f"> {line}" if line else ">" for line in body.rstrip().splitlines())
     return f"\n\n{attribution}\n{quoted}\n"
 
 
-def forward_text(body: str, sender: str, subject: str, when: str | None) -> str:
+def with_signature(body: str, signature: str) -> str:
+    """`body` with the signature under a `-- ` line, above any quoted or forwarded text."""
+    signature = signature.strip("\n")
+    for separator in ("-- \n", "--\n"):  # a signature file that brings its own separator
+        signature = signature.removeprefix(separator)
+    block = "\n\n-- \n" + signature
+    if not signature.strip() or block in body:
+        return body
+    if body.startswith("\n\n"):  # a reply or forward: you write at the top, above the original
+        return block + body
+    return body.rstrip("\n") + block + "\n" if body.strip() else block
+
+
+def forward_text(body: str, sender: str, subject: str, when: str | None,
+                 zone: tzinfo | None = None) -> str:
     """The original message under a forwarded-message header block."""
     return (
         "\n\n---------- Forwarded message ----------\n"
-        f"From: {sender}\nDate: {full_date(when)}\nSubject: {subject}\n\n{body.rstrip()}\n"
+        f"From: {sender}\nDate: {full_date(when, zone)}\nSubject: {subject}\n\n{body.rstrip()}\n"
     )
 
 
@@ -148,7 +167,8 @@ class _TextExtractor(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.skipping = 0
-        self.links: list[str] = []
+        self.open_links: list[str] = []
+        self.targets: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self.SKIP:
@@ -158,17 +178,19 @@ class _TextExtractor(HTMLParser):
         if tag == "li":
             self.parts.append("\n• ")
         if tag == "a":
-            self.links.append(dict(attrs).get("href") or "")
+            self.open_links.append(dict(attrs).get("href") or "")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self.SKIP and self.skipping:
             self.skipping -= 1
         elif tag in self.BLOCKS:
             self.parts.append("\n")
-        elif tag == "a" and self.links:
-            href = self.links.pop()
+        elif tag == "a" and self.open_links:
+            href = self.open_links.pop().strip()
             if href and not href.startswith("#"):
-                self.parts.append(f" <{href}>")
+                if href not in self.targets:
+                    self.targets.append(href)
+                self.parts.append(f" [{self.targets.index(href) + 1}]")
 
     def handle_data(self, data: str) -> None:
         if not self.skipping:
@@ -176,13 +198,31 @@ class _TextExtractor(HTMLParser):
 
 
 def html_to_text(html: str) -> str:
-    """Readable plain text from an HTML body: paragraphs kept, tags and scripts dropped."""
+    """Readable plain text from an HTML body: paragraphs kept, tags and scripts dropped, each link
+    as `text [1]` with the numbered targets listed at the end."""
     parser = _TextExtractor()
     parser.feed(html)
     parser.close()
     text = "".join(parser.parts)
     lines = [line.strip() for line in text.splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    if parser.targets:
+        text += "\n\n" + "\n".join(f"[{n}] {url}" for n, url in enumerate(parser.targets, 1))
+    return text
+
+
+URL_RE = re.compile(r"\b(?:https?|mailto|ftp):[^\s<>\"'\])]+", re.IGNORECASE)
+
+
+def find_links(text: str) -> list[str]:
+    """The distinct URLs in a text, in order of first appearance (trailing punctuation dropped)."""
+    found = (m.group().rstrip(".,;:!?") for m in URL_RE.finditer(text))
+    return list(dict.fromkeys(found))
+
+
+def named_address(address: str, name: str | None) -> str:
+    """`Name <address>` when the name is known, else the address."""
+    return f"{name} <{address}>" if name and name != address else address
 
 
 def short_address(address: str) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .formatting import clean_data
+from .formatting import clean_data, split_addresses
 
 
 class Model(BaseModel):
@@ -76,6 +76,7 @@ class ThreadSummary(Model):
     snippet: str | None = None
     last_direction: str | None = None
     last_sender: str | None = None
+    last_sender_name: str | None = None
     inbox_id: str | None = None
     domain_id: str | None = None
     has_attachments: bool = False
@@ -113,9 +114,25 @@ class Message(Model):
     authentication: dict[str, str | None] | None = None
     """SPF/DKIM/DMARC results of mail received over SMTP (null for mail that never crossed SMTP)."""
     labels: list[str] = Field(default_factory=list)
+    sent_at: str | None = None
+    """The sender's `Date:` header (null when absent or unparseable); `created_at` is the arrival."""
 
     def addresses(self, role: str) -> list[str]:
         return [p.identity for p in self.participants if p.role == role]
+
+    @property
+    def sender_name(self) -> str:
+        return str(self.metadata.get("sender_name") or "")
+
+    @property
+    def reply_to(self) -> list[str]:
+        """The `Reply-To:` addresses, where replies go instead of the sender."""
+        return split_addresses(str(self.metadata.get("reply_to") or ""))
+
+    @property
+    def date(self) -> str | None:
+        """When the sender says they sent it, else when it arrived."""
+        return self.sent_at or self.created_at
 
     @property
     def sender(self) -> str:

@@ -17,6 +17,7 @@ COMMUNE_DARK = Theme(
     surface="#1B2029",
     panel="#232A35",
     dark=True,
+    variables={"pane-border": "#444B57"},
 )
 
 COMMUNE_LIGHT = Theme(
@@ -32,6 +33,8 @@ COMMUNE_LIGHT = Theme(
     surface="#FFFFFF",
     panel="#E9EDF2",
     dark=False,
+    # Derived shades of the panel colour are white on the white surface: borders need their own.
+    variables={"pane-border": "#A9B2BF"},
 )
 
 THEMES = (COMMUNE_DARK, COMMUNE_LIGHT)

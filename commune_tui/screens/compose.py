@@ -252,9 +252,18 @@ class ComposeScreen(OutboxComposer):
         else:
             self.app.push_screen(SendReportDialog(result.validation))
 
+    @property
+    def modified(self) -> bool:
+        """Whether anything was typed or attached since the composer opened."""
+        if not self.is_mounted:
+            return False
+        now, before = self.current_draft(), self.draft
+        fields = ("to", "cc", "bcc", "subject")
+        return (now.body.strip() != before.body.strip() or len(self.uploads) > len(self.forward_attachments)
+                or any(getattr(now, f).strip() != getattr(before, f).strip() for f in fields))
+
     def action_discard(self) -> None:
-        draft = self.current_draft()
-        if draft.body.strip() == self.draft.body.strip() and draft.to == self.draft.to and not self.uploads:
+        if not self.modified:
             self.dismiss()
             return
 

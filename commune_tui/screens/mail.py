@@ -17,6 +17,7 @@ from ..messages import InboxSelected, NewMail, OutboxSelected, ThreadSelected
 from ..models import Domain, Draft, Inbox, Message, Page, ThreadSummary
 from ..widgets.mailbox_tree import MailboxTree
 from ..widgets.reader import Reader
+from ..widgets.spinner import spinner_if_slow
 from ..widgets.thread_list import ThreadList, is_unread
 from .thread_actions import ThreadActions
 
@@ -34,12 +35,17 @@ class MailScreen(ThreadActions):
     BINDINGS = [
         Binding("c", "compose", "Compose", id="mail.compose", tooltip="Write a new message"),
         Binding("slash", "search", "Search", id="mail.search", key_display="/"),
-        Binding("ctrl+d", "domains", "Domains", id="mail.domains"),
-        Binding("O", "outbox", "Outbox", id="mail.outbox",
+        Binding("ctrl+d", "domains", "Domains", show=False, id="mail.domains"),
+        # Off the footer (it must fit 80 columns); `?` lists it and the tree's Outbox entry shows counts.
+        Binding("O", "outbox", "Outbox", show=False, id="mail.outbox",
                 tooltip="Held, scheduled and draft messages of this inbox"),
-        Binding("q", "app.quit", "Quit", id="mail.quit"),
-        Binding("question_mark", "help", "Help", id="mail.help", key_display="?"),
+        Binding("q", "back(True)", "Back", id="mail.quit", tooltip="Reader → list; on the list: quit"),
+        Binding("escape", "back(False)", "Back", show=False, id="mail.back"),
+        Binding("m", "toggle_mailboxes", "Mailboxes", show=False, id="mail.toggle_mailboxes"),
+        Binding("question_mark", "help", "Keys", id="mail.help", key_display="?"),
     ]
+    NARROW = 100
+    """At this width and less the mailbox tree hides until `m` shows it."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,8 +61,10 @@ class MailScreen(ThreadActions):
         with Horizontal(id="panes"):
             yield MailboxTree(id="mailboxes", classes="pane")
             with Vertical(id="right"):
-                yield ThreadList(self.app.settings.clock, self.app.read_state, self.app.settings.page_size,
-                                 id="threads", classes="pane")
+                threads = ThreadList(self.app.settings.clock, self.app.read_state,
+                                     self.app.settings.page_size, id="threads", classes="pane")
+                threads.zone, threads.names = self.app.settings.timezone, self.app.names
+                yield threads
                 yield Reader(id="reader", classes="pane")
         yield Footer()
 
@@ -65,6 +73,12 @@ class MailScreen(ThreadActions):
         self.query_one("#threads").border_title = "Threads"
         self.query_one("#reader").border_title = "Message"
         self.load_mailboxes()
+
+    def on_resize(self) -> None:
+        narrow = self.size.width <= self.NARROW
+        self.set_class(narrow, "narrow")
+        footer = self.query_one(Footer)
+        footer.compact, footer.show_command_palette = narrow, not narrow
 
     @property
     def tree(self) -> MailboxTree:
@@ -94,7 +108,7 @@ class MailScreen(ThreadActions):
         if inboxes and self.inbox is None:
             preferred = next((i for i in inboxes if i.local_part == "me"), inboxes[0])
             self.tree.select_inbox(preferred.id)
-        self.tree.focus()
+        self.thread_list.focus()
         self.load_outbox_counts()
 
     @work(group="outbox-counts", exclusive=True)
@@ -132,18 +146,17 @@ class MailScreen(ThreadActions):
     @work(group="inbox", exclusive=True)
     async def _load_inbox(self, inbox: Inbox) -> None:
         thread_list = self.thread_list
-        thread_list.loading = True
-        try:
-            async def loader(cursor: str | None) -> Page:
-                return await self.app.client.list_threads(inbox_id=inbox.id, cursor=cursor,
-                                                          limit=self.app.settings.page_size)
 
-            page = await loader(None)
+        async def loader(cursor: str | None) -> Page:
+            return await self.app.client.list_threads(inbox_id=inbox.id, cursor=cursor,
+                                                      limit=self.app.settings.page_size)
+
+        try:
+            with spinner_if_slow(thread_list):
+                page = await loader(None)
         except ApiError as exc:
             self.notify(f"Could not load {inbox.address}: {exc.message}", severity="error", markup=False)
             return
-        finally:
-            thread_list.loading = False
         thread_list.border_title = line(f"Threads · {inbox.address}")
         thread_list.show(loader, page)
 
@@ -154,7 +167,7 @@ class MailScreen(ThreadActions):
 
     @work(group="reader", exclusive=True)
     async def _show_thread(self, thread: ThreadSummary, focus: bool = True) -> None:
-        messages = await self.show_in_reader(thread)
+        messages = await self.show_in_reader(thread, focus)
         if messages is None:
             return
         reader = self.active_reader()
@@ -164,8 +177,6 @@ class MailScreen(ThreadActions):
         if thread.thread_id in self.unread.get(inbox_id, set()):
             self.unread[inbox_id].discard(thread.thread_id)
             self.tree.update_inbox(inbox_id, count=self.count_label(inbox_id))
-        if focus:
-            reader.focus()
 
     async def thread_for_action(self) -> tuple[ThreadSummary, list[Message]] | None:
         """From the thread list, act on the highlighted thread even when it is not open yet."""
@@ -236,4 +247,22 @@ class MailScreen(ThreadActions):
         self.app.open_outbox(self.inbox, everywhere=True, tab=event.tab)
 
     def action_help(self) -> None:
-        self.app.action_toggle_help()
+        self.app.show_keys()
+
+    def action_back(self, quit_on_list: bool) -> None:
+        """Back one level: from the reader (or the sidebar) to the thread list; there, `q` quits."""
+        if self.focused is not self.thread_list:
+            self.thread_list.focus()
+            self.remove_class("show-mailboxes")
+        elif quit_on_list:
+            self.app.request_quit()
+
+    def action_toggle_mailboxes(self) -> None:
+        """Show or hide the mailbox tree (hidden by default on narrow terminals)."""
+        if self.has_class("narrow"):
+            self.toggle_class("show-mailboxes")
+            showing = self.has_class("show-mailboxes")
+        else:
+            self.tree.display = not self.tree.display
+            showing = self.tree.display
+        (self.tree if showing else self.thread_list).focus()

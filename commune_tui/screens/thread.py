@@ -37,5 +37,4 @@ class ThreadScreen(ThreadActions):
 
     @work(exclusive=True)
     async def _load(self) -> None:
-        if await self.show_in_reader(self.thread) is not None:
-            self.active_reader().focus()
+        await self.show_in_reader(self.thread)

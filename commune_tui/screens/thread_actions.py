@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,9 +12,14 @@ from textual import work
 from textual.screen import Screen
 
 from ..client import ApiError
-from ..formatting import forward_text, prefixed_subject, quote_text
+from ..dialogs.links import LinksDialog
+from ..dialogs.prompt import PromptDialog
+from ..dialogs.text_view import TextViewDialog
+from ..formatting import find_links, forward_text, named_address, prefixed_subject, quote_text
 from ..models import Attachment, Draft, Message, ThreadSummary
-from ..widgets.reader import Reader, message_body
+from ..opener import browser_command, launch, open_command, pipe_to
+from ..widgets.reader import Reader, full_headers, message_body
+from ..widgets.spinner import spinner_if_slow
 
 if TYPE_CHECKING:
     from ..app import CommuneApp
@@ -47,18 +53,20 @@ class ThreadActions(Screen):
     def active_reader(self) -> Reader:
         return self.query_one(Reader)
 
-    async def show_in_reader(self, thread: ThreadSummary) -> list[Message] | None:
-        """Load `thread` into the reader; None, after an error notice, when it could not be fetched."""
+    async def show_in_reader(self, thread: ThreadSummary, focus: bool = True) -> list[Message] | None:
+        """Load `thread` into the reader (and focus it); None, after an error notice, when it could
+        not be fetched."""
         reader = self.active_reader()
-        reader.loading = True
         try:
-            messages, attachments = await load_thread(self.app, thread)
+            with spinner_if_slow(reader):
+                messages, attachments = await load_thread(self.app, thread)
         except ApiError as exc:
             self.notify(f"Could not open the thread: {exc.message}", severity="error", markup=False)
             return None
-        finally:
-            reader.loading = False
-        await reader.show(thread, messages, attachments)
+        for message in messages:
+            if message.sender_name:
+                self.app.names[message.sender.lower()] = message.sender_name
+        await reader.show(thread, messages, attachments, focus)
         return messages
 
     async def with_messages(self, thread: ThreadSummary) -> tuple[ThreadSummary, list[Message]] | None:
@@ -74,30 +82,48 @@ class ThreadActions(Screen):
             return None
         return reader.thread, reader.messages
 
-    def reply_draft(self, thread: ThreadSummary, messages: list[Message], everyone: bool) -> Draft:
-        """A reply to the newest inbound message, quoted; `everyone` adds the other recipients."""
-        inbox_id = thread.inbox_id or messages[-1].metadata.get("inbox_id")
-        own = {inbox.address.lower() for inbox in self.app.inboxes if inbox.id == inbox_id}
-        original = next((m for m in reversed(messages) if m.direction == "inbound"), messages[-1])
+    def focused_message(self, thread: ThreadSummary, messages: list[Message]) -> Message:
+        """The message the reader moved to (`J`/`K`) when it shows `thread`, else the newest inbound."""
+        reader = self.active_reader()
+        if reader.thread is not None and reader.thread.thread_id == thread.thread_id:
+            current = reader.current_message
+            if current is not None:
+                return current
+        return next((m for m in reversed(messages) if m.direction == "inbound"), messages[-1])
+
+    def reply_draft(self, thread: ThreadSummary, messages: list[Message], everyone: bool,
+                    original: Message | None = None) -> Draft:
+        """A reply to `original` (default: the newest inbound message), quoted, to its `Reply-To`
+        when it has one; `everyone` adds the other recipients, never one of your own addresses."""
+        original = original or next((m for m in reversed(messages) if m.direction == "inbound"),
+                                    messages[-1])
+        inbox_id = thread.inbox_id or original.metadata.get("inbox_id")
+        own = {inbox.address.lower() for inbox in self.app.inboxes}
         if original.direction == "inbound":
-            to = [original.sender]
+            to = original.reply_to or [original.sender]
         else:
             to = original.addresses("to")
         cc: list[str] = []
         if everyone:
-            others = original.addresses("to") + original.addresses("cc")
-            cc = [a for a in dict.fromkeys(others) if a.lower() not in own and a not in to]
+            others = [original.sender] if original.reply_to else []
+            others += original.addresses("to") + original.addresses("cc")
+            to = [a for a in to if a.lower() not in own] or to
+            taken = {a.lower() for a in to}
+            cc = [a for a in dict.fromkeys(others) if a.lower() not in own and a.lower() not in taken]
         return Draft(
             inbox_id=inbox_id, to=", ".join(to), cc=", ".join(cc), thread_id=thread.thread_id,
             subject=prefixed_subject("Re", original.subject or thread.subject or ""),
-            body=quote_text(message_body(original), original.sender, original.created_at),
+            body=quote_text(message_body(original), named_address(original.sender, original.sender_name),
+                            original.date, self.app.settings.timezone),
         )
 
     @work(group="thread-action")
     async def _start_reply(self, everyone: bool) -> None:
         found = await self.thread_for_action()
         if found is not None:
-            self.app.open_composer(self.reply_draft(*found, everyone=everyone))
+            thread, messages = found
+            original = self.focused_message(thread, messages)
+            self.app.open_composer(self.reply_draft(thread, messages, everyone, original))
 
     def action_reply(self) -> None:
         self._start_reply(False)
@@ -111,13 +137,113 @@ class ThreadActions(Screen):
         if found is None:
             return
         thread, messages = found
-        original = messages[-1]
+        reader = self.active_reader()
+        if reader.thread is not None and reader.thread.thread_id == thread.thread_id:
+            original = reader.current_message or messages[-1]
+        else:
+            original = messages[-1]
         self.app.open_composer(Draft(
             inbox_id=thread.inbox_id,
             subject=prefixed_subject("Fwd", original.subject or thread.subject or ""),
-            body=forward_text(message_body(original), original.sender, original.subject,
-                              original.created_at),
+            body=forward_text(message_body(original), named_address(original.sender, original.sender_name),
+                              original.subject, original.date, self.app.settings.timezone),
         ), forward_attachments=list(original.attachments))
+
+    async def message_for_action(self) -> Message | None:
+        """The message `H`, `V`, `|` and `L` act on: the reader's current one, else the newest."""
+        found = await self.thread_for_action()
+        if found is None:
+            return None
+        thread, messages = found
+        reader = self.active_reader()
+        if reader.thread is not None and reader.thread.thread_id == thread.thread_id:
+            return reader.current_message or messages[-1]
+        return messages[-1]
+
+    @work(group="thread-action")
+    async def action_headers(self) -> None:
+        message = await self.message_for_action()
+        if message is not None:
+            headers = full_headers(message, self.app.settings.timezone)
+            self.app.push_screen(TextViewDialog(f"Headers · {message.subject}", headers))
+
+    @work(group="thread-action")
+    async def action_raw(self) -> None:
+        message = await self.message_for_action()
+        if message is None:
+            return
+        try:
+            source = await self.app.client.message_source(message.message_id)
+        except ApiError as exc:
+            self.notify(f"Could not fetch the message: {exc.message}", severity="error", markup=False)
+            return
+        text = json.dumps(source, indent=2, ensure_ascii=False)
+        self.app.push_screen(TextViewDialog(f"Message {message.message_id} (API JSON)", text))
+
+    @work(group="thread-action")
+    async def action_links(self) -> None:
+        message = await self.message_for_action()
+        if message is None:
+            return
+        links = find_links(message_body(message))
+        if not links:
+            self.notify("This message has no links.", severity="warning")
+            return
+
+        def chosen(url: str | None) -> None:
+            if url:
+                self.open_link(url)
+
+        self.app.push_screen(LinksDialog(links), chosen)
+
+    @work(group="open")
+    async def open_link(self, url: str) -> None:
+        """Open `url` in `$BROWSER` (or the file opener chain) and say what happened."""
+        command = browser_command(url)
+        if command is None:
+            self.notify(f"Nothing can open {url}: set $BROWSER", severity="error", markup=False)
+            return
+        failure = await launch(command)
+        if failure:
+            self.notify(f"Could not open {url}: {failure}", severity="error", markup=False)
+        else:
+            self.notify(f"Opened {url}", markup=False)
+
+    @work(group="thread-action")
+    async def action_pipe(self) -> None:
+        message = await self.message_for_action()
+        if message is None:
+            return
+
+        def chosen(values: dict[str, str] | None) -> None:
+            if values and values.get("command"):
+                self._run_pipe(values["command"], message)
+
+        self.app.push_screen(PromptDialog("Pipe the message to a shell command",
+                                          [("command", "Command", "e.g. grep -i invoice, wc -l")],
+                                          required=("command",)), chosen)
+
+    @work(group="pipe")
+    async def _run_pipe(self, command: str, message: Message) -> None:
+        text = full_headers(message, self.app.settings.timezone) + "\n\n" + message_body(message) + "\n"
+        status, output = await pipe_to(command, text)
+        title = f"| {command}" + (f" (exit status {status})" if status else "")
+        self.app.push_screen(TextViewDialog(title, output or "(no output)"))
+
+    async def open_file(self, target: Path, attachment: Attachment) -> None:
+        """Hand a downloaded attachment to the opener chain and say what happened."""
+        command = open_command(str(target), attachment.mime_type)
+        if command is None:
+            self.notify(f"Nothing can open {attachment.filename}: set $COMMUNE_OPENER, add a mailcap"
+                        f" entry for {attachment.mime_type} or install xdg-open. Save it with s.",
+                        severity="error", timeout=10, markup=False)
+            return
+        failure = await launch(command)
+        if failure:
+            self.notify(f"Could not open {attachment.filename}: {failure}", severity="error",
+                        timeout=10, markup=False)
+        else:
+            self.notify(f"Opened {attachment.filename} with {Path(command[0]).name}", markup=False)
 
     def action_save_attachment(self) -> None:
         self._fetch_attachment(open_after=False)
@@ -141,14 +267,13 @@ class ThreadActions(Screen):
                         markup=False)
             return
         if open_after:
-            folder = Path(tempfile.mkdtemp(prefix="commune-"))
+            folder = Path(tempfile.mkdtemp(prefix="open-", dir=self.app.temp_dir))
         else:
             folder = self.app.settings.downloads_dir
             folder.mkdir(parents=True, exist_ok=True)
         target = unique_path(folder, attachment.filename)
         await asyncio.to_thread(target.write_bytes, content)
         if open_after:
-            self.app.open_url(target.as_uri())
-            self.notify(f"Opened {attachment.filename}", markup=False)
+            await self.open_file(target, attachment)
         else:
             self.notify(f"Saved {attachment.filename} to {target}", markup=False)

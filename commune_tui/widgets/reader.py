@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
+import re
+from datetime import tzinfo
+
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.reactive import reactive
 from textual.widget import Widget
-from textual.widgets import Collapsible, Static
+from textual.widgets import Static
 
 from ..display import line, plain
-from ..formatting import clean_line, full_date, html_to_text
+from ..formatting import clean_line, find_links, full_date, html_to_text, named_address
 from ..models import Attachment, Message, ThreadSummary
 from .attachments import AttachmentChip
 
 MAX_BODY_CHARS = 200_000
+HREF_RE = re.compile(r"""href\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
+
+
+def links_lost(text: str, html: str) -> bool:
+    """Whether the HTML links somewhere the text never mentions (the text was made from the HTML)."""
+    targets = [url for url in find_links(html) if url in HREF_RE.findall(html)]
+    return bool(targets) and not any(url in text for url in targets)
 
 
 def message_body(message: Message) -> str:
     """The text part, or the HTML part as readable text when there is no text part."""
-    if message.content and message.content.strip():
-        body = message.content.rstrip()
-    elif message.content_html:
+    if message.content_html and not (message.content and message.content.strip()):
         body = html_to_text(message.content_html)
+    elif message.content_html and links_lost(message.content or "", message.content_html):
+        # The server's text of HTML-only mail has no link targets: render the HTML with them.
+        body = html_to_text(message.content_html)
+    elif message.content and message.content.strip():
+        body = message.content.rstrip()
     else:
         return "(empty message)"
     if len(body) > MAX_BODY_CHARS:
@@ -46,36 +61,102 @@ def authentication_warning(message: Message) -> str | None:
             f" may be forged{quarantined}")
 
 
-def header_line(message: Message) -> str:
+def header_line(message: Message, zone: tzinfo | None = None) -> str:
     arrow = "→ " if message.direction == "outbound" else ""
     mark = "⚠ unverified · " if authentication_warning(message) else ""
-    return f"{arrow}{mark}{message.sender or 'unknown sender'}  ·  {full_date(message.created_at)}"
+    sender = named_address(message.sender, message.sender_name) or "unknown sender"
+    return f"{arrow}{mark}{sender}  ·  {full_date(message.date, zone)}"
 
 
-class MessageView(Collapsible):
-    """One message: a header line that folds open to addresses, body and attachment chips."""
+def full_headers(message: Message, zone: tzinfo | None = None) -> str:
+    """Every header the API gives for a message, one per line, as `H` shows them."""
+    meta = message.metadata
+    rows = [("From", named_address(message.sender, message.sender_name))]
+    rows += [(label, ", ".join(message.addresses(role)))
+             for label, role in (("To", "to"), ("Cc", "cc"), ("Bcc", "bcc"))]
+    rows += [("Reply-To", ", ".join(message.reply_to)), ("Subject", message.subject),
+             ("Date", full_date(message.sent_at, zone)), ("Received", full_date(message.created_at, zone)),
+             ("Message-ID", str(meta.get("message_id") or "")),
+             ("In-Reply-To", str(meta.get("in_reply_to") or "")),
+             ("References", " ".join(str(r) for r in meta.get("references") or [])),
+             ("Inbox", str(meta.get("inbox_address") or "")), ("Direction", message.direction),
+             ("Labels", ", ".join(message.labels))]
+    auth = message.authentication or {}
+    rows += [("Authentication", ", ".join(f"{k}={v}" for k, v in auth.items() if v))]
+    return "\n".join(f"{label}: {value}" for label, value in rows if value)
 
-    def __init__(self, message: Message, attachments: list[Attachment], collapsed: bool) -> None:
+
+class MessageTitle(Static, can_focus=True):
+    """A message's header line: `enter` or a click folds or unfolds the message."""
+
+    BINDINGS = [Binding("enter", "toggle", "Fold/unfold", show=False, id="reader.toggle_message")]
+
+    def on_click(self, event: events.Click) -> None:
+        event.stop()
+        self.action_toggle()
+
+    def action_toggle(self) -> None:
+        view = self.parent
+        if isinstance(view, MessageView):
+            view.collapsed = not view.collapsed
+
+
+class MessageView(Widget):
+    """One message: a header line that folds open to addresses, body and attachment chips.
+
+    A folded message is two widgets until it is first unfolded: a long thread opens without
+    laying out and styling the bodies nobody looks at.
+    """
+
+    collapsed: reactive[bool] = reactive(True, init=False)
+
+    def __init__(self, message: Message, attachments: list[Attachment], collapsed: bool,
+                 zone: tzinfo | None = None) -> None:
+        super().__init__(classes="message -collapsed" if collapsed else "message")
+        self.message, self.attachments, self.zone = message, attachments, zone
+        self.filled = not collapsed
+        self.set_reactive(MessageView.collapsed, collapsed)
+        self.title = MessageTitle(self._title_text())
+
+    def _title_text(self) -> Text:
+        return line(("▶ " if self.collapsed else "▼ ") + header_line(self.message, self.zone))
+
+    def compose(self) -> ComposeResult:
+        yield self.title
+        if self.filled:
+            yield from self.details()
+
+    def details(self) -> list[Widget]:
+        """The unfolded part: authentication warning, addresses and date, body, attachment chips."""
+        message = self.message
         headers = Text()
-        for label, role in (("To", "to"), ("Cc", "cc")):
-            addresses = message.addresses(role)
-            if addresses:
+        rows = [("From", named_address(message.sender, message.sender_name)),
+                ("Reply-To", ", ".join(message.reply_to)),
+                ("To", ", ".join(message.addresses("to"))), ("Cc", ", ".join(message.addresses("cc"))),
+                ("Date", full_date(message.date, self.zone))]
+        for label, value in rows:
+            if value:
                 headers.append(f"{label}: ", style="bold")
-                headers.append(clean_line(", ".join(addresses)) + "\n")
+                headers.append(clean_line(value) + "\n")
         children: list[Widget] = []
         warning = authentication_warning(message)
         if warning:
-            children.append(Static(plain(warning, style="bold"), classes="auth-warning"))
+            children.append(Static(plain(warning, style="bold"), classes="auth-warning detail"))
         children += [
-            Static(headers, classes="message-headers"),
-            Static(plain(message_body(message)), classes="message-body"),
+            Static(headers, classes="message-headers detail"),
+            Static(plain(message_body(message)), classes="message-body detail"),
         ]
-        if attachments:
-            children.append(Horizontal(*(AttachmentChip(a, classes="chip") for a in attachments),
-                                       classes="attachment-bar"))
-        super().__init__(*children, title=line(header_line(message)), collapsed=collapsed,  # type: ignore[arg-type]
-                         classes="message")
-        self.message = message
+        if self.attachments:
+            children.append(Horizontal(*(AttachmentChip(a, classes="chip") for a in self.attachments),
+                                       classes="attachment-bar detail"))
+        return children
+
+    def watch_collapsed(self, collapsed: bool) -> None:
+        if not collapsed and not self.filled:
+            self.filled = True
+            self.mount_all(self.details())
+        self.set_class(collapsed, "-collapsed")
+        self.title.update(self._title_text())
 
 
 class Reader(VerticalScroll, can_focus=True):
@@ -91,39 +172,89 @@ class Reader(VerticalScroll, can_focus=True):
         Binding("f", "screen.forward", "Forward", id="reader.forward"),
         Binding("s", "screen.save_attachment", "Save", id="reader.save", tooltip="Save the attachment"),
         Binding("o", "screen.open_attachment", "Open", id="reader.open", tooltip="Open the attachment"),
+        Binding("J", "next_message", "Next msg", show=False, id="reader.next_message"),
+        Binding("K", "previous_message", "Prev msg", show=False, id="reader.previous_message"),
+        Binding("space", "page_down", "Page down", show=False, id="reader.page_down"),
+        Binding("H", "screen.headers", "Headers", show=False, id="reader.headers"),
+        Binding("V", "screen.raw", "Raw", show=False, id="reader.raw"),
+        Binding("vertical_line", "screen.pipe", "Pipe", show=False, id="reader.pipe", key_display="|"),
+        Binding("L", "screen.links", "Links", show=False, id="reader.links"),
     ]
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.thread: ThreadSummary | None = None
         self.messages: list[Message] = []
+        self.attachments: dict[str, Attachment] = {}
+        self.current = 0
+        """Index of the message `J`/`K` moved to; reply, forward, `H`, `V`, `|` and `L` act on it."""
 
     def compose(self) -> ComposeResult:
         yield Static("Select a thread and press enter to read it.", classes="reader-empty")
 
     async def show(self, thread: ThreadSummary, messages: list[Message],
-                   attachments: dict[str, Attachment]) -> None:
+                   attachments: dict[str, Attachment], focus: bool = False) -> None:
         """Replace the content with `thread`; only the newest message is unfolded."""
-        self.thread, self.messages = thread, messages
+        self.thread, self.messages, self.attachments = thread, messages, attachments
         await self.remove_children()
+        if focus:
+            # Focus restyles every widget inside the reader: cheaper while it is empty.
+            self.screen.set_focus(self)
         subject = messages[-1].subject if messages else ""
         widgets: list[Static | MessageView] = [
             Static(line(thread.subject or subject or "(no subject)", style="bold"), classes="reader-subject")
         ]
+        zone = self.app.settings.timezone  # type: ignore[attr-defined]
+        self.current = max(0, len(messages) - 1)
         for index, message in enumerate(messages):
             found = [attachments[a] for a in message.attachments if a in attachments]
-            widgets.append(MessageView(message, found, collapsed=index < len(messages) - 1))
+            view = MessageView(message, found, collapsed=index < self.current, zone=zone)
+            view.set_class(index == self.current, "current")
+            widgets.append(view)
         await self.mount_all(widgets)
         self.scroll_home(animate=False)
+
+    @property
+    def current_message(self) -> Message | None:
+        return self.messages[self.current] if 0 <= self.current < len(self.messages) else None
+
+    def _mark_current(self) -> None:
+        for index, view in enumerate(self.query(MessageView)):
+            if view.has_class("current") != (index == self.current):
+                view.set_class(index == self.current, "current")
+
+    def move_to_message(self, index: int) -> None:
+        """Unfold message `index` and scroll it to the top of the reader."""
+        views = list(self.query(MessageView))
+        if not views:
+            return
+        self.current = max(0, min(index, len(views) - 1))
+        self._mark_current()
+        views[self.current].collapsed = False
+        self.call_after_refresh(self.scroll_to_widget, views[self.current], top=True, animate=False)
+
+    def action_next_message(self) -> None:
+        if self.current >= len(self.messages) - 1:
+            self.notify("This is the last message of the thread.", severity="warning")
+        else:
+            self.move_to_message(self.current + 1)
+
+    def action_previous_message(self) -> None:
+        if self.current <= 0:
+            self.notify("This is the first message of the thread.", severity="warning")
+        else:
+            self.move_to_message(self.current - 1)
+
+    def action_page_down(self) -> None:
+        self.scroll_page_down(animate=False)
 
     def current_attachment(self) -> Attachment | None:
         """The focused chip's attachment, else the newest message's first one."""
         focused = self.app.focused
         if isinstance(focused, AttachmentChip):
             return focused.attachment
-        shown = {c.attachment.attachment_id: c.attachment for c in self.query(AttachmentChip)}
         for message in reversed(self.messages):
             for attachment_id in message.attachments:
-                if attachment_id in shown:
-                    return shown[attachment_id]
+                if attachment_id in self.attachments:
+                    return self.attachments[attachment_id]
         return None

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from rich.text import Text
 from textual import work
 from textual.binding import Binding
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey
 
 from ..client import ApiError
 from ..display import line
@@ -20,6 +19,8 @@ from ..read_state import ReadState
 
 PageLoader = Callable[[str | None], Awaitable[Page]]
 PREFETCH_ROWS = 15
+DATE_WIDTH = 10
+"""`2024-03-15`, the longest date form, always fits."""
 
 
 def is_unread(thread: ThreadSummary, read_state: ReadState) -> bool:
@@ -48,6 +49,11 @@ class ThreadList(DataTable[object]):
         Binding("r", "screen.reply", "Reply", id="threads.reply"),
         Binding("R", "screen.reply_all", "Reply all", id="threads.reply_all"),
         Binding("f", "screen.forward", "Forward", id="threads.forward"),
+        Binding("H", "screen.headers", "Headers", show=False, id="threads.headers"),
+        Binding("V", "screen.raw", "Raw message", show=False, id="threads.raw"),
+        Binding("vertical_line", "screen.pipe", "Pipe to command", show=False, id="threads.pipe",
+                key_display="|"),
+        Binding("L", "screen.links", "Links", show=False, id="threads.links"),
     ]
 
     def __init__(self, clock: Callable[[], datetime], read_state: ReadState, page_size: int = 50,
@@ -62,24 +68,43 @@ class ThreadList(DataTable[object]):
         self.next_cursor: str | None = None
         self.has_more = False
         self.loading_more = False
+        self.zone: tzinfo | None = None
+        self.names: dict[str, str] = {}
+        """Address → display name, learnt from messages read and from contacts."""
+
+    def sender_name(self, thread: ThreadSummary) -> str:
+        """The newest sender's display name when known, else the address."""
+        address = thread.last_sender or ""
+        return thread.last_sender_name or self.names.get(address.lower()) or address
 
     def on_mount(self) -> None:
         self.add_column(" ", key="mark", width=3)
         self.add_column("From", key="from", width=22)
         self.add_column("Subject", key="subject", width=30)
         self.add_column("#", key="count", width=3)
-        self.add_column("Date", key="date", width=10)
+        self.add_column("Date", key="date", width=DATE_WIDTH)
         self.watch(self, "scroll_y", self._maybe_load_more, init=False)
 
     def on_resize(self) -> None:
-        """Give the subject column whatever the fixed columns leave."""
-        fixed = sum(c.width for key, c in self.columns.items() if key.value != "subject")
-        padding = 2 * self.cell_padding * len(self.columns)
-        subject = self.columns.get(ColumnKey("subject"))
-        if subject is not None:
-            subject.auto_width = False
-            subject.width = max(10, self.scrollable_content_region.width - fixed - padding)
-            self.refresh()
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Columns by priority: the mark and the whole date always, then sender and subject share
+        what is left (the sender up to 22 cells), the message count only when there is room."""
+        columns = {key.value: column for key, column in self.columns.items()}
+        if len(columns) < 5:
+            return
+        padding = 2 * self.cell_padding * len(columns)
+        free = self.scrollable_content_region.width - padding - columns["mark"].width - DATE_WIDTH
+        count = 3 if free >= 40 else 0
+        free -= count
+        sender = max(8, min(22, free * 2 // 5))
+        for key, width in (("date", DATE_WIDTH), ("count", count), ("from", sender),
+                           ("subject", max(6, free - sender))):
+            columns[key].auto_width = False
+            columns[key].width = width
+        self._require_update_dimensions = True
+        self.refresh()
 
     def show(self, loader: PageLoader, page: Page) -> None:
         """Replace the rows with the first page of a mailbox; later pages come from `loader`."""
@@ -105,13 +130,14 @@ class ThreadList(DataTable[object]):
         mark.append("@" if thread.has_attachments else " ")
         mark.append("→" if thread.last_direction == "outbound" else " ")
         # The newest message of a thread you answered last is yours; the → mark says so too.
-        sender = "You" if thread.last_direction == "outbound" else (thread.last_sender or "")
+        sender = "You" if thread.last_direction == "outbound" else self.sender_name(thread)
         who = line(sender, style=style, overflow="ellipsis", no_wrap=True)
         subject = line(thread.subject or "(no subject)", style=style, overflow="ellipsis", no_wrap=True)
         if thread.snippet:
             subject.append_text(line("  " + thread.snippet, style="dim"))
         count = Text(str(thread.message_count) if thread.message_count > 1 else "", justify="right")
-        date = SortableCell(Text(compact_date(thread.last_message_at, self.clock()), justify="right"),
+        when = compact_date(thread.last_message_at, self.clock(), self.zone)
+        date = SortableCell(Text(when, justify="right", no_wrap=True),
                             (thread.last_message_at, thread.thread_id))
         return [mark, who, subject, count, date]
 
@@ -130,8 +156,7 @@ class ThreadList(DataTable[object]):
             if known is None:
                 self.add_row(*self._cells(thread), key=thread.thread_id)
             else:
-                for column, value in zip(("mark", "from", "subject", "count", "date"), self._cells(thread)):
-                    self.update_cell(thread.thread_id, column, value)
+                self.redraw_row(thread.thread_id)
         self.sort("date", key=lambda cell: cell.sort_value, reverse=True)
         if current is not None:
             self.move_cursor(row=self.get_row_index(current.thread_id), animate=False, scroll=False)
@@ -143,7 +168,14 @@ class ThreadList(DataTable[object]):
             return
         self.fresh.discard(thread_id)
         self.read_state.mark(thread_id, thread.last_message_at)
-        self.update_cell(thread_id, "mark", self._cells(thread)[0])
+        self.redraw_row(thread_id)
+
+    def redraw_row(self, thread_id: str) -> None:
+        """Draw a thread's row again from what is known of it now (marks, names)."""
+        thread = self.threads.get(thread_id)
+        if thread is not None:
+            for column, value in zip(("mark", "from", "subject", "count", "date"), self._cells(thread)):
+                self.update_cell(thread_id, column, value)
 
     def ordered(self) -> list[ThreadSummary]:
         """The threads in the order shown."""

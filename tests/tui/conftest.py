@@ -24,7 +24,7 @@ def app_settings(running: Running, key: str, tmp_path: Path, **overrides: object
         "base_url": running.url, "api_key": key, "data_dir": tmp_path / "data",
         "downloads_dir": tmp_path / "downloads", "state_dir": tmp_path / "state", "keymap": {},
         "live_updates": False, "poll_interval": 0.2,
-        "clock": lambda: FROZEN_NOW,
+        "clock": lambda: FROZEN_NOW, "timezone": UTC,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

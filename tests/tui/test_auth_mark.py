@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from textual.widget import Widget
 from textual.widgets import Static
-from textual.widgets._collapsible import CollapsibleTitle
 
 from commune_tui.screens.mail import MailScreen
-from commune_tui.widgets.reader import MessageView
+from commune_tui.widgets.reader import MessageTitle, MessageView
 from commune_tui.widgets.thread_list import ThreadList
 from tests.test_mail_auth import domain, message, publish_sender, send, signed
 from tests.tui.conftest import Mailbox
@@ -61,10 +60,10 @@ async def test_reader_marks_a_forged_sender_and_not_a_signed_one(
         warning = " ".join(shown(view.query_one(".auth-warning", Static)).split())
         assert f"⚠ Sender FAILED authentication: DMARC fail for {victim} (SPF pass, DKIM none)" in warning
         assert "may be forged" in warning
-        title = shown(view.query_one(CollapsibleTitle))
+        title = shown(view.query_one(MessageTitle))
         assert "⚠ unverified" in title and f"ceo@{victim}" in title
 
         view = await open_thread(pilot, threads, "Lunch plans")
         assert not view.query(".auth-warning")
-        assert "unverified" not in shown(view.query_one(CollapsibleTitle))
-        assert f"pal@{friend}" in shown(view.query_one(CollapsibleTitle))
+        assert "unverified" not in shown(view.query_one(MessageTitle))
+        assert f"pal@{friend}" in shown(view.query_one(MessageTitle))

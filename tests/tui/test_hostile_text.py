@@ -10,14 +10,13 @@ import pytest
 from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Input, Static
-from textual.widgets._collapsible import CollapsibleTitle
 from textual.widgets._toast import Toast
 
 from commune_tui.app import CommuneApp
 from commune_tui.screens.domains import DomainsScreen
 from commune_tui.screens.mail import MailScreen
 from commune_tui.widgets.attachments import AttachmentChip
-from commune_tui.widgets.reader import MessageView
+from commune_tui.widgets.reader import MessageTitle, MessageView
 from commune_tui.widgets.thread_list import ThreadList
 from tests.tui import hostile
 from tests.tui.conftest import Mailbox
@@ -110,7 +109,7 @@ async def test_reader_shows_a_hostile_message_literally(mailbox: Mailbox, tmp_pa
         subject = app.screen.query_one(".reader-subject", Static)
         assert "Escapes ⟨U+202E⟩exe.txt" in shown(subject)
         view = app.screen.query_one(MessageView)
-        title = view.query_one(CollapsibleTitle)
+        title = view.query_one(MessageTitle)
         assert hostile.CRAFTED_SENDER in shown(title)
         body = str(view.query_one(".message-body", Static).render())
         assert "\x1b" not in body and "\x07" not in body and "\u202e" not in body

@@ -10,6 +10,7 @@ from textual.widgets import DataTable, Input, Label, TextArea
 
 from commune_tui import editor
 from commune_tui.config import load_keymap
+from commune_tui.dialogs.keys import KeysDialog
 from commune_tui.screens.compose import ComposeScreen
 from commune_tui.screens.domains import DomainsScreen
 from commune_tui.screens.mail import MailScreen
@@ -171,9 +172,9 @@ async def test_help_panel_and_command_palette(mailbox: Mailbox, tmp_path: Path) 
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
         await pilot.press("question_mark")
-        assert app.screen.query("HelpPanel")
+        assert isinstance(app.screen, KeysDialog)
         await pilot.press("question_mark")
-        assert not app.screen.query("HelpPanel")
+        assert isinstance(app.screen, MailScreen)
         await pilot.press("ctrl+p")
         await settle(pilot)
         await pilot.press(*"domains")

@@ -1,10 +1,11 @@
-"""Snapshots of every screen at 120×36, against a dedicated server seeded with a frozen clock."""
+"""Snapshots of every screen at 120×36 and the main ones at 80×24, against a dedicated server seeded
+with a frozen clock."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from tests.tui.helpers import settle
 from tests.tui.seeding import Seeded, seed_mailbox
 
 SIZE = (120, 36)
+NARROW = (80, 24)
 
 
 def frozen_stamps() -> Iterator[str]:
@@ -31,12 +33,17 @@ def frozen_stamps() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def seeded_server(tmp_path_factory: pytest.TempPathFactory,
                   dns_server) -> Iterator[tuple[Running, str, Seeded]]:
+    import backend.api.messages as messages_api
     import backend.store.mail as mail_store
+    from backend.mail.compose import Outgoing
 
     running = start_server(tmp_path_factory.mktemp("snapshots"), dns_server)
-    stamps = frozen_stamps()
+    stamps, dates = frozen_stamps(), frozen_stamps()
     patch = pytest.MonkeyPatch()
     patch.setattr(mail_store, "now_iso", lambda: next(stamps))
+    # The Date header (the reader's date) is frozen too.
+    patch.setattr(messages_api, "Outgoing", lambda **fields: Outgoing(
+        **fields, date=datetime.fromisoformat(next(dates).replace("Z", "+00:00"))))
     try:
         key = running.new_key()
         with running.client(key) as user, running.client(running.new_key()) as others:
@@ -101,7 +108,33 @@ class TestMailScreen:
         assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=open_report)
 
 
+async def show_keys(pilot: Pilot) -> None:
+    await settle(pilot)
+    await pilot.press("question_mark")
+    await opened(pilot)
+
+
+class TestNarrowTerminal:
+    """80×24: the sidebar folded away, every column and the footer fitting."""
+
+    def test_inbox(self, snap_compare, snapshot_app: CommuneApp) -> None:
+        assert snap_compare(snapshot_app, terminal_size=NARROW, run_before=opened)
+
+    def test_thread(self, snap_compare, snapshot_app: CommuneApp) -> None:
+        assert snap_compare(snapshot_app, terminal_size=NARROW, run_before=open_report)
+
+    def test_light_theme(self, snap_compare, snapshot_app: CommuneApp) -> None:
+        snapshot_app.theme = "commune-light"
+        assert snap_compare(snapshot_app, terminal_size=NARROW, run_before=open_report)
+
+    def test_keys(self, snap_compare, snapshot_app: CommuneApp) -> None:
+        assert snap_compare(snapshot_app, terminal_size=NARROW, run_before=show_keys)
+
+
 class TestOtherScreens:
+    def test_keys(self, snap_compare, snapshot_app: CommuneApp) -> None:
+        assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=show_keys)
+
     def test_reply_composer(self, snap_compare, snapshot_app: CommuneApp) -> None:
         assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=reply_to_report)
 
