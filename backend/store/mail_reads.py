@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .database import Database
-from .search import Plan, contains, parse, plan
+from .search import contains, parse, plan
 
 # Search walks matching messages newest first and stops after this many, so a word found in
 # millions of rows (or in other organisations' mail) still answers in bounded time.
@@ -323,6 +323,10 @@ class MailReads:
             # CROSS JOIN keeps this order: the trigram index newest first, then each row, then its thread.
             source = "messages_trigram CROSS JOIN messages m ON m.seq = messages_trigram.rowid"
             lead, lead_params, order = "messages_trigram MATCH ? AND ", [found.fts], "messages_trigram.rowid DESC"
+        elif found.bigram is not None:
+            # A two-character CJK word: its entries in the pair index, newest first.
+            source = "message_bigrams b CROSS JOIN messages m ON m.seq = b.seq"
+            lead, lead_params, order = "b.bigram = ? AND ", [found.bigram], "b.seq DESC"
         else:
             source, lead, lead_params = "messages m", "", []
         cursor = self.database.execute(
@@ -332,12 +336,12 @@ class MailReads:
         )
         above: set[str] = set()
         page: dict[str, int] = {}
-        counted: set[str] = set()
+        counted: dict[str, int] = {}
         scanned, exact = 0, True
         try:
             for thread_id, seq in cursor:
                 scanned += 1
-                counted.add(thread_id)
+                counted[thread_id] = counted.get(thread_id, 0) + 1
                 if after is not None and seq >= after:
                     above.add(thread_id)  # shown on an earlier page
                 elif thread_id not in above and thread_id not in page and len(page) < limit:
@@ -351,28 +355,16 @@ class MailReads:
             exact = False
         if not page:
             return [], len(counted), exact
-        return self._search_hits(org_id, page, found), len(counted), exact
+        return self._search_hits(org_id, page, counted), len(counted), exact
 
-    def _search_hits(self, org_id: str, page: dict[str, int], found: Plan) -> list[dict[str, Any]]:
-        """The page's threads in order, each with `score` (its matching messages, found through its own
-        messages, so counting never walks a word's whole posting list) and `_key`."""
+    def _search_hits(self, org_id: str, page: dict[str, int], scores: dict[str, int]) -> list[dict[str, Any]]:
+        """The page's threads in order, each with `score` (its matching messages among those read: all of
+        them when the count is exact) and `_key`."""
         ids = list(page)
         marks = ",".join("?" * len(ids))
         rows = self.database.query(f"SELECT * FROM threads WHERE +org_id = ? AND id IN ({marks})", (org_id, *ids))
-        if found.fts is not None:
-            scores = dict(self.database.query(
-                "SELECT m.thread_id, COUNT(*) FROM messages m CROSS JOIN messages_trigram"
-                f" WHERE m.thread_id IN ({marks}) AND messages_trigram.rowid = m.seq AND messages_trigram MATCH ?"
-                f"{found.where} GROUP BY m.thread_id",
-                (*ids, found.fts, *found.params),
-            ))
-        else:
-            scores = dict(self.database.query(
-                f"SELECT m.thread_id, COUNT(*) FROM messages m WHERE m.thread_id IN ({marks}){found.where}"
-                " GROUP BY m.thread_id", (*ids, *found.params),
-            ))
-        stamps = dict(self.database.query(
-            f"SELECT seq, created_at FROM messages WHERE seq IN ({','.join('?' * len(ids))})", tuple(page.values())))
+        stamps = dict(self.database.query(f"SELECT seq, created_at FROM messages WHERE seq IN ({marks})",
+                                          tuple(page.values())))
         by_id = {row["id"]: row for row in rows}
         return [{**dict(by_id[i]), "score": scores.get(i, 0), "_key": (stamps.get(page[i], ""), page[i])}
                 for i in ids if i in by_id]
