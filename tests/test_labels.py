@@ -408,7 +408,7 @@ def test_mail_stored_before_labels_is_upgraded_in_place(tmp_path: Path, dns_serv
                      (thread, thread, at, later, quarantined))
     rows = (("m-in", "t-old", "inbound", "pal@friend.test", '[]', at, '{"sender_name": "Pal"}'),
             ("m-out", "t-old", "outbound", "desk@old.test", '[]', later, "{}"),
-            ("m-bad", "t-bad", "inbound", "evil@phish.test", '["quarantine"]', at, "{}"))
+            ("m-bad", "t-bad", "inbound", "evil@phish.test", '["quarantine"]', at, '{"sender_name": "Evil"}'))
     for message_id, thread, direction, sender, labels, created, extra in rows:
         people = [{"role": "sender", "identity": sender},
                   {"role": "to", "identity": "desk@old.test" if direction == "inbound" else "pal@friend.test"}]
@@ -428,6 +428,8 @@ def test_mail_stored_before_labels_is_upgraded_in_place(tmp_path: Path, dns_serv
             assert by_id["m-in"]["sent_at"] is None
             [bad] = api.get("/v1/threads", params={"inbox_id": "i-old", "labels": "quarantine"}).json()["data"]
             assert bad["thread_id"] == "t-bad" and bad["labels"] == ["quarantine", "received"]
+            # THREAD_SENDER_NAME fills each summary's name from its newest message.
+            assert (bad["last_sender_name"], thread["last_sender_name"]) == ("Evil", None)
             inbox = api.get("/v1/inboxes/i-old").json()["data"]
             assert inbox["trash_days"] == 30
             assert inbox["counts"] == {"threads": 1, "unread_threads": 0, "flagged_threads": 0, "trash_threads": 0}
@@ -439,7 +441,7 @@ def test_mail_stored_before_labels_is_upgraded_in_place(tmp_path: Path, dns_serv
             # Correspondents and the trigram index are built from the mail already there.
             contacts = api.get("/v1/contacts").json()["data"]
             assert [(c["address"], c["name"]) for c in contacts] == [
-                ("pal@friend.test", "Pal"), ("evil@phish.test", None)]
+                ("pal@friend.test", "Pal"), ("evil@phish.test", "Evil")]
             found = api.get("/v1/search/threads", params={"q": "本文", "inbox_id": "i-old"}).json()["data"]
             assert [t["thread_id"] for t in found] == ["t-old"]
             found = api.get("/v1/search/threads", params={"q": "語の本文", "inbox_id": "i-old"}).json()["data"]

@@ -704,6 +704,15 @@ INBOX_COUNTS = """
 CREATE INDEX threads_inbox_hidden ON threads(inbox_id, hidden);
 """
 
+# A thread summary names its last sender by display name as well as address (the `From:` name of the
+# newest message), so a client's list shows "Zoë Müller" without fetching the messages.
+THREAD_SENDER_NAME = """
+ALTER TABLE threads ADD COLUMN last_sender_name TEXT;
+UPDATE threads SET last_sender_name = (
+    SELECT json_extract(m.extra, '$.sender_name') FROM messages m WHERE m.thread_id = threads.id
+    ORDER BY m.created_at DESC, m.seq DESC LIMIT 1);
+"""
+
 # Inbox counts as counters, kept by triggers on `threads` and `thread_labels`, so an inbox's `counts` are
 # one primary-key read at any size rather than index range counts that grow with the inbox (replacing the
 # narrow index INBOX_COUNTS added for those). `threads` counts the threads the default list shows
@@ -783,7 +792,7 @@ END;
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
                          WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, NEWEST_FIRST_BY_INSERTION,
                          DMARC_REPORTS, THREAD_PARTICIPANTS, MAIL_AUTHENTICATION, MESSAGE_EXTRACTED,
-                         MAIL_STATE, OUTBOX, INBOX_COUNTS, INBOX_COUNTERS,
+                         MAIL_STATE, OUTBOX, INBOX_COUNTS, THREAD_SENDER_NAME, INBOX_COUNTERS,
                          CJK_BIGRAMS]
 
 
