@@ -622,3 +622,23 @@ def test_approving_a_message_whose_send_at_is_ahead_schedules_it(org: Org, smtp_
     assert org.agent.get("/v1/outbox/counts").json()["data"]["scheduled"] == 1
     wait_until(lambda: arrivals(smtp_sink, to), timeout=20)
     assert time.time() >= send_at - 0.01
+
+
+def test_scheduled_messages_are_listed_soonest_first(org: Org) -> None:
+    later = send(org.agent, org.inbox, address("third"), send_at=at(3000))["id"]
+    soon = send(org.agent, org.inbox, address("first"), send_at=at(1000))["id"]
+    middle = send(org.agent, org.inbox, address("second"), send_at=at(2000))["id"]
+    assert paged_ids(org.agent, "/v1/outbox?status=scheduled", org.inbox["id"]) == [soon, middle, later]
+    latest = org.agent.get("/v1/outbox", params={"status": "scheduled", "order": "desc"}).json()["data"]
+    assert [i["id"] for i in latest] == [later, middle, soon]
+
+
+def test_deleting_a_held_message_takes_its_outbox_row(relayed: Running, org: Org) -> None:
+    hold_all(org)
+    held = send(org.agent, org.inbox, address("deleted"))
+    assert org.agent.delete(f"/v1/messages/{held['id']}").status_code == 200
+    assert org.person.get("/v1/approvals").json()["data"] == []
+    assert org.person.post(f"/v1/messages/{held['id']}/approve").status_code == 404
+    left = relayed.run(lambda: relayed.server.services.database.one(
+        "SELECT COUNT(*) FROM outbox WHERE id = ?", (held["id"],))[0])
+    assert left == 0

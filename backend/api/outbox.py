@@ -129,7 +129,7 @@ async def list_drafts(ctx: Context) -> dict:
 
 
 def listing(ctx: Context, status: str, inbox_id: str | None, default_order: str, render: Any) -> dict:
-    """One outbox status as a keyset-paged list, `(created_at, seq)` in the asked order."""
+    """One outbox status as a keyset-paged list in the asked order: by submission, scheduled ones by `send_at`."""
     limit = int_arg(ctx.request, "limit", 50, 1, 200)
     order = order_arg(ctx.request, default_order)
     scope = f"outbox:{status}:{inbox_id}"
@@ -137,8 +137,9 @@ def listing(ctx: Context, status: str, inbox_id: str | None, default_order: str,
     drafts = status == states.DRAFT
     rows = ctx.services.outbox.list_rows(ctx.org_id, status, inbox_id, order, limit + 1, after,
                                          "SELECT o.* FROM outbox o" if drafts else states.ITEM_SELECT)
-    created, seq = ("created_at", "seq") if drafts else ("outbox_created_at", "outbox_seq")
-    rows, next_cursor, has_more = page(rows, limit, scope, order, lambda r: (r[created], r[seq]))
+    time_key = "created_at" if drafts else "send_at" if status == states.SCHEDULED else "outbox_created_at"
+    seq = "seq" if drafts else "outbox_seq"
+    rows, next_cursor, has_more = page(rows, limit, scope, order, lambda r: (r[time_key], r[seq]))
     return {"data": [render(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
 
 
@@ -227,7 +228,7 @@ async def list_approvals(ctx: Context) -> dict:
 
 
 async def list_outbox(ctx: Context) -> dict:
-    """`GET /v1/outbox`: held or scheduled messages by status (default `scheduled`)."""
+    """`GET /v1/outbox`: held or scheduled messages by status (default `scheduled`, soonest first)."""
     inbox_id = ctx.request.arg("inbox_id", "inboxId") or None
     if inbox_id is not None:
         own_inbox(ctx, inbox_id)

@@ -772,6 +772,12 @@ END;
 
 INBOX_COUNTERS = INBOX_COUNTERS_TABLE + INBOX_COUNTERS_FILL + INBOX_COUNTERS_TRIGGERS
 
+# Scheduled messages are listed soonest first: by `send_at` (UTC ISO text, so text order is time order).
+OUTBOX_SEND_ORDER = """
+CREATE INDEX outbox_org_send_at ON outbox(org_id, status, send_at);
+CREATE INDEX outbox_inbox_send_at ON outbox(inbox_id, status, send_at);
+"""
+
 # Pairs of adjacent Chinese, Japanese and Korean characters per message (store/bigrams.py): words in
 # these scripts are often two characters, below what the trigram index finds. The mail store writes them;
 # `bigram_backlog` marks the messages stored before (below that seq), indexed once at start.
@@ -792,7 +798,7 @@ END;
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
                          WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, NEWEST_FIRST_BY_INSERTION,
                          DMARC_REPORTS, THREAD_PARTICIPANTS, MAIL_AUTHENTICATION, MESSAGE_EXTRACTED,
-                         MAIL_STATE, OUTBOX, INBOX_COUNTS, THREAD_SENDER_NAME, INBOX_COUNTERS,
+                         MAIL_STATE, OUTBOX, INBOX_COUNTS, THREAD_SENDER_NAME, INBOX_COUNTERS, OUTBOX_SEND_ORDER,
                          CJK_BIGRAMS]
 
 
