@@ -351,7 +351,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/search/threads"): Operation(
         query=(Param("q", {"type": "string", "minLength": 1, "maxLength": 500}, required=True,
                      description="Words (substrings of subject, body, sender, attachment file names; any case,"
-                                 " also inside Chinese, Japanese and Korean text), \"quoted phrases\", -negation"
+                                 " also inside Chinese, Japanese and Korean text, from two characters),"
+                                 " \"quoted phrases\", -negation"
                                  " and the operators from: to: subject: label: is:unread is:read is:flagged"
                                  " is:unflagged has:attachment before: after: auth:fail (Mailpit's syntax)"),
                INBOX_ID, DOMAIN_ID, LABELS, EXCLUDE_LABELS, _limit(20, 100), CURSOR),

@@ -17,6 +17,7 @@ from .events import EventBus
 from .signing import Signer
 from .smtp.commit import GroupCommit
 from .store.audit import AuditStore
+from .store.bigrams import index_backlog as index_bigram_backlog
 from .store.blobs import BlobStore
 from .store.database import Database
 from .store.deletion import DeletionStore
@@ -79,6 +80,8 @@ class Services:
         """Group commit of stored mail, shared by SMTP ingest and the send route."""
         if moved := self.mail.adopt_shared_blobs():
             log.info("moved %d blob file(s) into per-organisation folders", moved)
+        if indexed := index_bigram_backlog(self.database):
+            log.info("indexed the CJK character pairs of %d message(s) stored before", indexed)
         self.validator = RecipientValidator(self.database, self.resolver)
         self.delivery = DeliveryStore(self.database)
         self.outbox = OutboxStore(self.database)

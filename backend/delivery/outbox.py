@@ -26,6 +26,7 @@ from ..mail.compose import Outgoing, as_incoming, compose
 from ..mail.model import IncomingAttachment
 from ..models.mail import message_json
 from ..store import outbox as states
+from ..store.bigrams import index_message as index_bigrams
 from ..store.mail import OUTBOUND_LABELS, Prepared, Stored
 from ..util import new_prefixed, now_iso
 from ..webhooks.payload import encode
@@ -216,6 +217,7 @@ def apply_edits(conn: sqlite3.Connection, item: sqlite3.Row, edits: dict[str, An
     )
     conn.execute("INSERT INTO messages_fts(rowid, subject, text_body, sender) VALUES (?, ?, ?, ?)",
                  (item["seq"], spec["subject"], text, item["sender"]))
+    index_bigrams(conn, item["seq"], spec["subject"], text, item["filenames"])
     # The participant index is kept by an insert trigger; an approver's added recipients join by hand.
     conn.executemany(
         "INSERT OR IGNORE INTO thread_participants (thread_id, address, org_id) VALUES (?, ?, ?)",

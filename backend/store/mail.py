@@ -19,6 +19,7 @@ from ..mail.model import IncomingMessage
 from ..mail.render import html_to_text, snippet
 from ..models.mail import message_json, thread_json
 from ..util import new_attachment_id, new_message_id, new_thread_id, now_iso
+from .bigrams import index_message as index_bigrams
 from .blobs import BlobStore
 from .database import Database
 from .extracted import Extractions
@@ -209,7 +210,9 @@ class MailStore(MailReads):
         # The thread row comes first: the label triggers copy its keys into `thread_labels`.
         self._touch_thread(conn, thread_id, inbox, row, p.snippet, bool(p.attachment_ids), p.quarantined)
         columns = ", ".join(row)
-        conn.execute(f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+        seq = conn.execute(f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(row))})",
+                           tuple(row.values())).lastrowid
+        index_bigrams(conn, seq, row["subject"], row["text_body"], row["filenames"])
         for att in p.new_attachments:
             conn.execute(
                 "INSERT INTO attachments (id, org_id, message_id, inbox_id, filename, mime_type, size, sha256,"

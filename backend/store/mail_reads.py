@@ -324,6 +324,10 @@ class MailReads:
             # CROSS JOIN keeps this order: the trigram index newest first, then each row, then its thread.
             source = "messages_trigram CROSS JOIN messages m ON m.seq = messages_trigram.rowid"
             lead, lead_params, order = "messages_trigram MATCH ? AND ", [found.fts], "messages_trigram.rowid DESC"
+        elif found.bigram is not None:
+            # A two-character CJK word: its entries in the pair index, newest first.
+            source = "message_bigrams b CROSS JOIN messages m ON m.seq = b.seq"
+            lead, lead_params, order = "b.bigram = ? AND ", [found.bigram], "b.seq DESC"
         else:
             source, lead, lead_params = "messages m", "", []
         cursor = self.database.execute(
@@ -333,7 +337,7 @@ class MailReads:
         )
         above: set[str] = set()
         page: dict[str, int] = {}
-        counted: dict[str, int] = {}  # matching messages read, by thread
+        counted: dict[str, int] = {}
         scanned, exact = 0, True
         try:
             for thread_id, seq in cursor:
@@ -355,14 +359,13 @@ class MailReads:
         return self._search_hits(org_id, page, counted), len(counted), exact
 
     def _search_hits(self, org_id: str, page: dict[str, int], scores: dict[str, int]) -> list[dict[str, Any]]:
-        """The page's threads in order, each with `score` (its matching messages among those the scan
-        read: all of them unless the scan stopped early on a common word, when older ones are left
-        uncounted; a second query per thread cost 100 ms at 1 M messages) and `_key`."""
+        """The page's threads in order, each with `score` (its matching messages among those read: all of
+        them when the count is exact) and `_key`."""
         ids = list(page)
         marks = ",".join("?" * len(ids))
         rows = self.database.query(f"SELECT * FROM threads WHERE +org_id = ? AND id IN ({marks})", (org_id, *ids))
-        stamps = dict(self.database.query(
-            f"SELECT seq, created_at FROM messages WHERE seq IN ({','.join('?' * len(ids))})", tuple(page.values())))
+        stamps = dict(self.database.query(f"SELECT seq, created_at FROM messages WHERE seq IN ({marks})",
+                                          tuple(page.values())))
         by_id = {row["id"]: row for row in rows}
         return [{**dict(by_id[i]), "score": scores.get(i, 0), "_key": (stamps.get(page[i], ""), page[i])}
                 for i in ids if i in by_id]

@@ -4,8 +4,9 @@ A query is words and operators separated by spaces; `"quoted text"` keeps spaces
 operator (`subject:"quarterly report"`); a leading `-` negates a term. Every term must hold for one and
 the same message. Words are substrings of the subject, body, sender or an attachment's file name, any
 case: three characters or more are looked up in the trigram index (which also finds words inside
-Chinese, Japanese or Korean text, where no spaces separate them); shorter ones are whole words of the
-word index, or substrings when they hold non-ASCII letters.
+Chinese, Japanese or Korean text, where no spaces separate them); two CJK characters are looked up in
+the index of adjacent CJK pairs (store/bigrams.py); other shorter words are whole words of the word
+index, or substrings when they hold non-ASCII letters.
 
 Operators: `from:` (address or name), `to:` (to, cc or bcc), `subject:`, `label:`, `is:unread`,
 `is:read`, `is:flagged`, `is:unflagged`, `has:attachment`, `before:` and `after:` (a date or ISO 8601
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from ..models.mail import clean_label
 from ..util import iso, parse_iso
+from .bigrams import is_bigram
 
 TRIGRAM = 3
 _TOKEN = re.compile(r'(-?)(?:([A-Za-z]+):)?(?:"([^"]*)"?|(\S+))')
@@ -82,6 +84,8 @@ def contains(column: str, value: str) -> tuple[str, str]:
     letters cannot match it anyway), else Unicode case folding (a Python function, slower)."""
     if value.isascii():
         return f"instr(lower({column}), ?) > 0", value.lower()
+    if value.casefold() == value == value.upper():
+        return f"instr({column}, ?) > 0", value  # no letter of it has a case (Chinese, Japanese, Korean)
     return f"instr(casefold({column}), ?) > 0", value.casefold()
 
 
@@ -92,6 +96,8 @@ def _word(value: str) -> tuple[str, list]:
     if value.isascii():
         return ("m.seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)",
                 ['"' + value.replace('"', '""') + '"'])
+    if is_bigram(value):
+        return "m.seq IN (SELECT seq FROM message_bigrams WHERE bigram = ?)", [value]
     parts = [contains(column, value) for column in ("m.subject", "m.text_body", "m.filenames")]
     return "(" + " OR ".join(sql for sql, _ in parts) + ")", [param for _, param in parts]
 
@@ -154,6 +160,8 @@ class Plan:
     fts: str | None
     where: str
     params: tuple
+    bigram: str | None = None
+    """Without `fts`: a two-character CJK word whose entries in `message_bigrams` lead instead."""
 
 
 def plan(query: Query) -> Plan:
@@ -165,11 +173,13 @@ def plan(query: Query) -> Plan:
     if wanted:
         fts = " AND ".join(_phrase(t.value) for t in wanted)
         fts += "".join(f" NOT {_phrase(t.value)}" for t in long_words if t.negated)
+    pairs = [t for t in query.terms if t.field == "" and not t.negated and is_bigram(t.value)]
+    bigram = pairs[0].value if fts is None and pairs else None
     sql, params = "", []
     for term in query.terms:
-        if fts is not None and term in long_words:
+        if (fts is not None and term in long_words) or (bigram is not None and term == pairs[0]):
             continue
         condition, values = _condition(term)
         sql += f" AND NOT ({condition})" if term.negated else f" AND {condition}"
         params += values
-    return Plan(fts, sql, tuple(params))
+    return Plan(fts, sql, tuple(params), bigram)
