@@ -19,6 +19,8 @@ _RUN = re.compile(f"[{CJK}]{{2,}}")
 CJK_GLOB = f"*[{CJK}]*"
 """A GLOB pattern matching text that holds at least one CJK character."""
 BACKLOG_BATCH = 500
+MAX_PAIRS = 20_000
+"""Distinct pairs indexed per message, so a hostile body of random characters cannot add millions of rows."""
 
 
 def is_bigram(text: str) -> bool:
@@ -27,11 +29,14 @@ def is_bigram(text: str) -> bool:
 
 
 def bigrams(*texts: str) -> set[str]:
-    """Every pair of adjacent CJK characters in the texts."""
+    """The pairs of adjacent CJK characters in the texts (at most about MAX_PAIRS of them)."""
     found: set[str] = set()
     for text in texts:
         for run in _RUN.findall(text or ""):
-            found.update(run[i:i + 2] for i in range(len(run) - 1))
+            room = MAX_PAIRS - len(found)
+            found.update(run[i:i + 2] for i in range(min(len(run) - 1, room)))
+            if len(found) >= MAX_PAIRS:
+                return found
     return found
 
 
