@@ -24,7 +24,6 @@ from .embedded import EmbeddedServer, first_run, start_embedded
 from .formatting import clean_line, clean_text, with_signature
 from .messages import MessageSent, NewMail
 from .models import Draft, Inbox
-from .read_state import ReadState
 from .screens.compose import ComposeScreen
 from .screens.danger import DangerZoneScreen
 from .screens.domains import DomainsScreen
@@ -61,7 +60,6 @@ class CommuneApp(App[None]):
         """Address (lower case) → display name, for the thread list's sender column."""
         self.temp_dir = Path(tempfile.mkdtemp(prefix="commune-tui-"))
         """Attachments opened with an external program; removed when the app exits."""
-        self.read_state = ReadState.for_server(settings.state_dir, client.base_url)
         self.live_mode = "off"
         for theme in THEMES:
             self.register_theme(theme)
@@ -202,7 +200,6 @@ class CommuneApp(App[None]):
         self.client = CommuneClient(profile.url or "", profile.api_key or "")
         self.settings.base_url, self.settings.api_key = profile.url, profile.api_key
         self.inboxes, self.names = [], {}
-        self.read_state = ReadState.for_server(self.settings.state_dir, self.client.base_url)
         await old.close()
         while len(self.screen_stack) > 1:
             self.pop_screen()

@@ -245,6 +245,86 @@ class ThreadActions(Screen):
         else:
             self.notify(f"Opened {attachment.filename} with {Path(command[0]).name}", markup=False)
 
+    # Triage: labels on the server
+
+    def chosen_threads(self) -> list[ThreadSummary]:
+        """The threads a triage key acts on: the one in the reader (subclasses may pick others)."""
+        thread = self.active_reader().thread
+        return [thread] if thread is not None else []
+
+    def threads_changed(self, threads: list[ThreadSummary]) -> None:
+        """Show the new labels of `threads` (subclasses also move them between views)."""
+        reader = self.active_reader()
+        for thread in threads:
+            if reader.thread is not None and reader.thread.thread_id == thread.thread_id:
+                reader.thread = thread
+
+    def _triage(self, add: list[str], remove: list[str], done: str) -> None:
+        threads = self.chosen_threads()
+        if not threads:
+            self.notify("Choose a thread first.", severity="warning")
+            return
+        self._relabel(threads, add, remove, done)
+
+    @work(group="triage")
+    async def _relabel(self, threads: list[ThreadSummary], add: list[str], remove: list[str],
+                       done: str) -> None:
+        client = self.app.client
+        results = await asyncio.gather(*(client.label_thread(t.thread_id, add, remove) for t in threads),
+                                       return_exceptions=True)
+        updated = [r for r in results if isinstance(r, ThreadSummary)]
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if updated:
+            self.threads_changed(updated)
+            count = "the thread" if len(updated) == 1 else f"{len(updated)} threads"
+            self.notify(done.replace("{}", count), markup=False)
+        if failed:
+            reason = failed[0].message if isinstance(failed[0], ApiError) else str(failed[0])
+            self.notify(f"{len(failed)} of {len(threads)} not changed: {reason}", severity="error",
+                        markup=False)
+
+    def action_trash(self) -> None:
+        self._triage(["trash"], [], "Moved {} to the trash (u restores)")
+
+    def action_restore(self) -> None:
+        self._triage([], ["trash", "archived"], "Restored {} to the inbox")
+
+    def action_archive(self) -> None:
+        self._triage(["archived"], [], "Archived {} (u restores)")
+
+    def action_toggle_flag(self) -> None:
+        threads = self.chosen_threads()
+        if threads and all(t.flagged for t in threads):
+            self._triage([], ["flagged"], "Unflagged {}")
+        else:
+            self._triage(["flagged"], [], "Flagged {}")
+
+    def action_toggle_unread(self) -> None:
+        threads = self.chosen_threads()
+        if threads and all(t.unread for t in threads):
+            self._triage([], ["unread"], "Marked {} read")
+        else:
+            self._triage(["unread"], [], "Marked {} unread")
+
+    def action_label(self) -> None:
+        if not self.chosen_threads():
+            self.notify("Choose a thread first.", severity="warning")
+            return
+
+        def chosen(values: dict[str, str] | None) -> None:
+            name = (values or {}).get("label", "").strip()
+            if name.startswith("-") and name[1:].strip():
+                self._triage([], [name[1:].strip()], f"Removed the label {name[1:].strip()} from {{}}")
+            elif name:
+                self._triage([name], [], f"Labelled {{}} {name}")
+
+        self.app.push_screen(PromptDialog("Apply a label (-name removes it)",
+                                          [("label", "Label", "e.g. invoices, -invoices")],
+                                          required=("label",)), chosen)
+
+    def action_next_unread(self) -> None:
+        self.notify("n works on the thread list.", severity="warning")
+
     def action_save_attachment(self) -> None:
         self._fetch_attachment(open_after=False)
 
