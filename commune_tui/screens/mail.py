@@ -231,7 +231,7 @@ class MailScreen(ThreadActions):
         client = self.app.client
         try:
             inboxes = await client.list_inboxes()
-            if {i.id for i in inboxes} != {i.id for i in self.app.inboxes}:
+            if {i.id for i in inboxes} != set(self.tree.inbox_nodes):
                 self.domains = await client.list_domains()
             self.app.inboxes = inboxes
             self.tree.set_mailboxes(self.domains, inboxes)
