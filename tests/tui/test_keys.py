@@ -20,16 +20,10 @@ from commune_tui.screens.mail import MailScreen
 from commune_tui.widgets.reader import MessageView, Reader
 from commune_tui.widgets.thread_list import ThreadList
 from tests.tui.conftest import Mailbox
-from tests.tui.helpers import settle, wait_until
+from tests.tui.helpers import read_thread, select_thread, settle, wait_until
 
 pytestmark = pytest.mark.anyio
 
-
-def select_thread(app, subject: str) -> None:
-    threads = app.screen.query_one(ThreadList)
-    row = next(i for i, t in enumerate(threads.ordered()) if t.subject == subject)
-    threads.move_cursor(row=row, animate=False)
-    threads.focus()
 
 
 def shown(widget: Static) -> str:
@@ -117,9 +111,7 @@ async def test_J_K_move_between_messages_and_reply_acts_on_the_current_one(
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        select_thread(app, subject)
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, subject)
         reader = app.screen.query_one(Reader)
         assert reader.current == 3
         await pilot.press("J")
@@ -147,9 +139,7 @@ async def test_space_pages_down_in_the_reader(mailbox: Mailbox, tmp_path: Path) 
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        select_thread(app, subject)
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, subject)
         reader = app.screen.query_one(Reader)
         assert reader.scroll_y == 0 and reader.max_scroll_y > reader.size.height
         await pilot.press("space")
@@ -191,9 +181,7 @@ async def test_pipe_sends_the_message_to_a_shell_command(mailbox: Mailbox, tmp_p
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        select_thread(app, "Lunch on Thursday?")
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, "Lunch on Thursday?")
         await pilot.press("|")
         await settle(pilot)
         assert isinstance(app.screen, PromptDialog)
@@ -218,9 +206,7 @@ async def test_L_lists_links_and_enter_opens_one_in_BROWSER(mailbox: Mailbox, tm
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        select_thread(app, "Links inside")
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, "Links inside")
         body = shown(app.screen.query(".message-body").last())
         assert "the guide [1]" in body and "[2] https://status.test/" in body
         await pilot.press("L")

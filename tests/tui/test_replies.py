@@ -10,16 +10,14 @@ from textual.widgets import Input
 
 from commune_tui.screens.compose import ComposeScreen
 from tests.tui.conftest import Mailbox
-from tests.tui.helpers import settle, wait_until
-from tests.tui.test_keys import deliver, select_thread
+from tests.tui.helpers import read_thread, settle, wait_until
+from tests.tui.test_keys import deliver
 
 pytestmark = pytest.mark.anyio
 
 
 async def reply_to(app, pilot, subject: str, key: str) -> ComposeScreen:
-    select_thread(app, subject)
-    await pilot.press("enter")
-    await settle(pilot)
+    await read_thread(pilot, subject)
     await pilot.press(key)
     await settle(pilot)
     assert isinstance(app.screen, ComposeScreen)

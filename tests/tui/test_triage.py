@@ -17,8 +17,7 @@ from commune_tui.widgets.mailbox_tree import MailboxTree
 from commune_tui.widgets.reader import Reader
 from commune_tui.widgets.thread_list import ThreadList
 from tests.tui.conftest import Mailbox
-from tests.tui.helpers import settle, wait_until
-from tests.tui.test_keys import select_thread
+from tests.tui.helpers import read_thread, select_thread, settle, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -53,9 +52,7 @@ async def test_reading_a_thread_marks_it_read_for_the_api_and_the_next_client(
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        select_thread(app, "Lunch on Thursday?")
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, "Lunch on Thursday?")
         await wait_until(pilot, lambda: "unread" not in labels(mailbox.user, thread_id))
         assert counts(mailbox.user, me)["unread_threads"] == 3
         await wait_until(pilot, lambda: app.screen.query_one(MailboxTree).counts[me] == "3/4")
@@ -103,9 +100,7 @@ async def test_d_in_the_reader_trashes_the_open_thread(mailbox: Mailbox, tmp_pat
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        select_thread(app, "Lunch on Thursday?")
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, "Lunch on Thursday?")
         assert isinstance(app.focused, Reader)
         await pilot.press("d")
         await settle(pilot)
