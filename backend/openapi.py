@@ -233,8 +233,10 @@ METRICS: dict[str, Any] = {
 
 SEARCH_PAGE = _page("Thread")
 SEARCH_PAGE["properties"]["total"] = {"type": "integer", "minimum": 0,
-                                      "description": "How many threads match (among the newest 20 000 matching"
+                                      "description": "How many threads match; with total_exact false, at least"
+                                                     " this many (counted over the newest 1 000 matching"
                                                      " messages)"}
+SEARCH_PAGE["properties"]["total_exact"] = {"type": "boolean"}
 SEARCH_PAGE["description"] = "Threads with a message matching every term, newest match first"
 OK = _data({"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}})
 IDS = "ids and filenames are opaque strings; another organisation's id is a 404"

@@ -96,6 +96,7 @@ class Server:
             except Exception:
                 log.exception("error while stopping a component")
         self._stoppers.clear()
+        await self.services.commit.drain()
         await self.listeners.http.wait_closed()
         self.listeners.close()
         self.services.close()

@@ -15,6 +15,7 @@ from .dns.records import DKIM_SELECTOR, generate_dkim_key, required_records
 from .dns.resolver import make_resolver
 from .events import EventBus
 from .signing import Signer
+from .smtp.commit import GroupCommit
 from .store.audit import AuditStore
 from .store.blobs import BlobStore
 from .store.database import Database
@@ -74,6 +75,8 @@ class Services:
         self.webhooks = WebhookStore(self.database)
         self.triage = TriageStore(self.database)
         self.mail = MailStore(self.database, self.blobs, self.events)
+        self.commit = GroupCommit(self.mail)
+        """Group commit of stored mail, shared by SMTP ingest and the send route."""
         if moved := self.mail.adopt_shared_blobs():
             log.info("moved %d blob file(s) into per-organisation folders", moved)
         self.validator = RecipientValidator(self.database, self.resolver)

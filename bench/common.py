@@ -78,6 +78,13 @@ def wait_listening(port: int, timeout: float = 30.0) -> None:
             time.sleep(0.05)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its threads so far, from `/proc/<pid>/stat`."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    # utime and stime are fields 14 and 15 of the line; the split starts at field 3 (state).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class ServerProcess:
     """`commune-server serve` on free loopback ports, in its own process (its own GIL), like a user runs it."""
 
@@ -123,6 +130,11 @@ class ServerProcess:
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
         kb = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
         return kb / 1024
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the server process has used so far, all threads (from /proc)."""
+        assert self.proc is not None
+        return process_cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -20,12 +20,14 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backend.store.database import Database
-from backend.store.mail_reads import MailReads
+from backend.store.mail_reads import LabelFilter, MailReads
 from bench.common import CACHE_DIR
 from bench.seed import Seeded, seed
 
+FLAGGED = LabelFilter(("flagged",))
 
-def _timed(call: Callable[[], object], repeat: int = 200) -> float:
+
+def timed(call: Callable[[], object], repeat: int = 200) -> float:
     samples = []
     for _ in range(repeat):
         started = time.perf_counter()
@@ -75,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
          lambda: reads.list_messages(org, domain_id=domain, limit=51, after=message_keyset)),
         ("messages by sender", lambda: reads.list_messages(org, sender=sender, limit=51),
          lambda: reads.list_messages(org, sender=sender, limit=51, before="2999-01-01T00:00:00.000Z")),
+        ("inbox counts", lambda: reads.inbox_counts([inbox]), lambda: reads.inbox_counts([inbox])),
+        ("threads labelled flagged", lambda: reads.list_threads_json(org, inbox, None, "desc", 21, None, FLAGGED),
+         lambda: reads.list_threads_json(org, inbox, None, "desc", 21, keyset, FLAGGED)),
         ("search, common word", lambda: reads.search_threads(org, info.common_word, inbox, None, 20),
          lambda: reads.search_threads(org, info.common_word, None, domain, 20)),
         ("search, rare word", lambda: reads.search_threads(org, info.rare_word, inbox, None, 20),
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(f"mailbox: {info.messages} messages in {info.threads} threads ({data_dir})")
     for name, first, later in queries:
-        print(f"\n== {name}: first page {_timed(first):.3f} ms, deep page {_timed(later):.3f} ms (median)")
+        print(f"\n== {name}: first page {timed(first):.3f} ms, deep page {timed(later):.3f} ms (median)")
         for sql, plan in _explain(database, later):
             text = " ".join(sql.split())
             print(f"  {text if len(text) <= 400 else text[:400] + ' …'}")

@@ -22,7 +22,15 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import http_bench, scale_bench, send_bench, smtp_bench, tui_bench
+from bench import (
+    counts_bench,
+    fanout_bench,
+    http_bench,
+    scale_bench,
+    send_bench,
+    smtp_bench,
+    tui_bench,
+)
 from bench.common import Figure, print_table
 
 BENCHES: dict[str, Callable[[bool, bool], list[Figure]]] = {
@@ -30,7 +38,9 @@ BENCHES: dict[str, Callable[[bool, bool], list[Figure]]] = {
     "smtp": lambda quick, full: smtp_bench.run(quick),
     "scale": lambda quick, full: scale_bench.run(quick, full),
     "send": lambda quick, full: send_bench.run(quick),
+    "fanout": lambda quick, full: fanout_bench.run(quick),
     "tui": lambda quick, full: tui_bench.run(quick) + tui_bench.run_opening(quick),
+    "counts": lambda quick, full: counts_bench.run(quick),
 }
 
 

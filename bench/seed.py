@@ -26,7 +26,7 @@ if __package__ in (None, ""):
 
 from backend.config import Settings
 from backend.services import Services
-from backend.store.migrations import INITIAL
+from backend.store.migrations import INITIAL, MAIL_STATE_FILL, MAIL_STATE_TRIGGERS, statements
 
 INFO_FILE = "bench-seed.json"
 COMMON_WORD = "meeting"
@@ -38,6 +38,20 @@ BATCH = 50_000
 START = datetime(2024, 1, 1, tzinfo=UTC)
 FTS_TRIGGER = next(s for s in INITIAL.split("CREATE TRIGGER ")[1:] if s.startswith("messages_fts_insert"))
 FTS_TRIGGER = "CREATE TRIGGER " + FTS_TRIGGER[: FTS_TRIGGER.index("END;") + 3]
+STATE_TRIGGERS = statements(MAIL_STATE_TRIGGERS)
+"""The label, trigram and contact triggers: dropped while rows go in, the tables filled once, then back."""
+
+
+def labels_of(number: int, thread: int) -> str:
+    """Two of three messages unread, one in twenty flagged, every fiftieth thread in the trash."""
+    labels = ["received"]
+    if number % 3:
+        labels.append("unread")
+    if number % 20 == 0:
+        labels.append("flagged")
+    if thread % 50 == 0:
+        labels.append("trash")
+    return json.dumps(sorted(labels))
 
 
 @dataclass
@@ -137,6 +151,8 @@ def _write_rows(conn: sqlite3.Connection, org_id: str, inbox: dict, messages: in
     extra = json.dumps({"inbox_address": inbox["address"]})
     inbox_id, domain_id = inbox["id"], inbox["domain_id"]
     conn.execute("DROP TRIGGER messages_fts_insert")
+    for trigger in STATE_TRIGGERS:
+        conn.execute("DROP TRIGGER " + trigger.split()[2])
     for start in range(0, messages, BATCH):
         rows = []
         thread_rows: dict[int, tuple] = {}
@@ -153,14 +169,15 @@ def _write_rows(conn: sqlite3.Connection, org_id: str, inbox: dict, messages: in
             participants = json.dumps([{"role": "sender", "identity": sender},
                                        {"role": "to", "identity": inbox["address"]}])
             rows.append((f"msg_{number:032x}", org_id, _thread_id(t), inbox_id, domain_id, "inbound", sender,
-                         participants, subject, body, f"<{number}@bench.example.org>", extra, at))
+                         participants, subject, body, f"<{number}@bench.example.org>", extra, at,
+                         labels_of(number, t)))
             known = thread_rows.get(t)
             count = known[5] + 1 if known else 1
             thread_rows[t] = (subject, known[1] if known else at, at, sender, body[:120], count)
         conn.execute("BEGIN")
         conn.executemany(
             "INSERT INTO messages (id, org_id, thread_id, inbox_id, domain_id, direction, sender, participants,"
-            " subject, text_body, smtp_message_id, extra, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " subject, text_body, smtp_message_id, extra, created_at, labels) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             rows,
         )
         conn.executemany(
@@ -177,6 +194,8 @@ def _write_rows(conn: sqlite3.Connection, org_id: str, inbox: dict, messages: in
     conn.execute("BEGIN")
     conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
     conn.execute(FTS_TRIGGER)
+    for statement in [*statements(MAIL_STATE_FILL), *STATE_TRIGGERS]:
+        conn.execute(statement)
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 

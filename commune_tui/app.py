@@ -23,11 +23,13 @@ from .dialogs.servers import ServerPicker
 from .embedded import EmbeddedServer, first_run, start_embedded
 from .formatting import clean_line, clean_text, with_signature
 from .messages import MessageSent, NewMail
-from .models import Draft, Inbox
+from .models import Draft, Inbox, ServerEvent
+from .outbox import OUTBOX_EVENTS, waiting_notice
 from .screens.compose import ComposeScreen
 from .screens.danger import DangerZoneScreen
 from .screens.domains import DomainsScreen
 from .screens.mail import MailScreen
+from .screens.outbox import OutboxScreen
 from .screens.problem import ProblemScreen
 from .screens.search import SearchScreen
 from .theme import THEMES
@@ -128,6 +130,8 @@ class CommuneApp(App[None]):
                         last_id = event.id or last_id
                         if event.type.startswith(LIVE_EVENT_TYPES):
                             self.announce_new_mail()
+                        if event.type in OUTBOX_EVENTS:
+                            self.outbox_changed(event)
                 except ApiError as exc:
                     if exc.status == 404:
                         self.settings.use_event_stream = False
@@ -138,10 +142,30 @@ class CommuneApp(App[None]):
 
     def on_message_sent(self, event: MessageSent) -> None:
         self.announce_new_mail()
+        self.outbox_changed(None)
+
+    def outbox_changed(self, event: ServerEvent | None) -> None:
+        """Something entered or left the outbox: refresh what shows it, and tell the user when a
+        message starts waiting for their approval."""
+        if event is not None and event.type == "message.pending_approval":
+            self.notify(waiting_notice(event.data), title="Waiting for your approval", severity="warning",
+                        markup=False)
+        for screen in self.screen_stack:
+            if isinstance(screen, OutboxScreen):
+                screen.reload()
+        mail = self.mail_screen()
+        if isinstance(mail, MailScreen):
+            mail.load_outbox_counts()
+
+    def open_outbox(self, inbox: Inbox | None, everywhere: bool = False, tab: str = "approvals") -> None:
+        """Open the Outbox of `inbox`, or of every inbox, on `tab`."""
+        self.push_screen(OutboxScreen(inbox, everywhere=everywhere, tab=tab))
 
     def open_composer(self, draft: Draft, forward_attachments: list[str] | None = None) -> None:
-        """Open the composer on a draft (new, reply or forward)."""
-        draft.body = with_signature(draft.body, self.settings.signature)
+        """Open the composer on a draft (new, reply or forward, or a saved draft resumed); a new one
+        gets the signature."""
+        if not draft.draft_id:
+            draft.body = with_signature(draft.body, self.settings.signature)
         self.push_screen(ComposeScreen(draft, forward_attachments or []))
 
     def open_search(self, inbox: Inbox | None) -> None:
@@ -220,6 +244,8 @@ class CommuneApp(App[None]):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Compose", "Write a new message", lambda: self.open_composer(Draft()))
         yield SystemCommand("Search", "Search threads", lambda: self.open_search(None))
+        yield SystemCommand("Outbox", "Approve held mail, cancel scheduled sends, resume drafts",
+                            lambda: self.open_outbox(None, everywhere=True))
         yield SystemCommand("Domains", "Add domains, check DNS, create inboxes", self.open_domains)
         yield SystemCommand("Refresh", "Fetch new mail now", self.announce_new_mail)
         yield SystemCommand("Light/dark theme", "Switch between Commune light and dark",

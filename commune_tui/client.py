@@ -22,8 +22,11 @@ from .models import (
     Domain,
     Inbox,
     Message,
+    OutboxCounts,
+    OutboxMessage,
     Page,
     SendResult,
+    ServerDraft,
     ServerEvent,
     ThreadSummary,
     Validation,
@@ -186,16 +189,16 @@ class CommuneClient:
 
     async def send(self, *, inbox_id: str, to: list[str], subject: str, text: str,
                    cc: list[str] | None = None, bcc: list[str] | None = None,
-                   thread_id: str | None = None, attachments: list[str] | None = None) -> SendResult:
-        """`POST /v1/messages/send`; the result carries the recipient `validation`."""
+                   thread_id: str | None = None, attachments: list[str] | None = None,
+                   send_at: str | None = None) -> SendResult:
+        """`POST /v1/messages/send`; the result carries the recipient `validation`. With `send_at`
+        (ISO 8601 with offset) the server holds it until then (`status: "scheduled"`)."""
         body: dict[str, Any] = {"inboxId": inbox_id, "to": to, "subject": subject, "text": text}
-        for key, value in (("cc", cc), ("bcc", bcc), ("thread_id", thread_id), ("attachments", attachments)):
+        for key, value in (("cc", cc), ("bcc", bcc), ("thread_id", thread_id), ("attachments", attachments),
+                           ("send_at", send_at)):
             if value:
                 body[key] = value
-        raw = await self._call("POST", "/v1/messages/send", json_body=body)
-        result = SendResult.model_validate(raw.get("data") or {})
-        result.validation = Validation.model_validate(raw.get("validation") or {})
-        return result
+        return _send_result(await self._call("POST", "/v1/messages/send", json_body=body))
 
     # Attachments
 
@@ -242,6 +245,72 @@ class CommuneClient:
                                 json_body={"confirmation_token": token})
         return DeletionRequest.model_validate(body)
 
+    # Outbox: drafts, scheduled sends, approvals
+
+    async def list_drafts(self, inbox_id: str | None = None, cursor: str | None = None,
+                          limit: int = 100) -> tuple[list[ServerDraft], str | None]:
+        """`GET /v1/drafts`: one page and the cursor of the next (None at the end)."""
+        body = await self._call("GET", "/v1/drafts", params={"inbox_id": inbox_id, "cursor": cursor,
+                                                              "limit": limit})
+        return [ServerDraft.model_validate(d) for d in body.get("data", [])], _next_cursor(body)
+
+    async def get_draft(self, draft_id: str) -> ServerDraft:
+        """`GET /v1/drafts/{id}`."""
+        return ServerDraft.model_validate(await self._data("GET", f"/v1/drafts/{draft_id}"))
+
+    async def save_draft(self, fields: dict[str, Any], draft_id: str | None = None) -> ServerDraft:
+        """`POST /v1/drafts`, or `PATCH /v1/drafts/{id}` when `draft_id` is given."""
+        if draft_id:
+            body = await self._data("PATCH", f"/v1/drafts/{draft_id}", json_body=fields)
+        else:
+            body = await self._data("POST", "/v1/drafts", json_body=fields)
+        return ServerDraft.model_validate(body)
+
+    async def delete_draft(self, draft_id: str) -> None:
+        """`DELETE /v1/drafts/{id}`."""
+        await self._call("DELETE", f"/v1/drafts/{draft_id}")
+
+    async def send_draft(self, draft_id: str) -> SendResult:
+        """`POST /v1/drafts/{id}/send`: answers as `POST /v1/messages/send` does."""
+        return _send_result(await self._call("POST", f"/v1/drafts/{draft_id}/send"))
+
+    async def list_approvals(self, inbox_id: str | None = None, cursor: str | None = None,
+                             limit: int = 100) -> tuple[list[OutboxMessage], str | None]:
+        """`GET /v1/approvals`: messages waiting for a person, each with its recipient verdict."""
+        body = await self._call("GET", "/v1/approvals", params={"inbox_id": inbox_id, "cursor": cursor,
+                                                                 "limit": limit})
+        return [OutboxMessage.model_validate(m) for m in body.get("data", [])], _next_cursor(body)
+
+    async def list_outbox(self, status: str = "scheduled", inbox_id: str | None = None,
+                          cursor: str | None = None, limit: int = 100,
+                          ) -> tuple[list[OutboxMessage], str | None]:
+        """`GET /v1/outbox`: held or scheduled messages with `status`, soonest first."""
+        body = await self._call("GET", "/v1/outbox", params={
+            "status": status, "inbox_id": inbox_id, "cursor": cursor, "limit": limit})
+        return [OutboxMessage.model_validate(m) for m in body.get("data", [])], _next_cursor(body)
+
+    async def outbox_counts(self, inbox_id: str | None = None) -> OutboxCounts:
+        """`GET /v1/outbox/counts`: drafts, messages awaiting approval and scheduled ones."""
+        return OutboxCounts.model_validate(await self._data("GET", "/v1/outbox/counts",
+                                                            params={"inbox_id": inbox_id}))
+
+    async def get_message(self, message_id: str) -> OutboxMessage:
+        """`GET /v1/messages/{id}`, with its status."""
+        return OutboxMessage.model_validate(await self._data("GET", f"/v1/messages/{message_id}"))
+
+    async def approve(self, message_id: str, edits: dict[str, Any] | None = None) -> SendResult:
+        """`POST /v1/messages/{id}/approve`, optionally with an edited subject, text or recipients."""
+        return _send_result(await self._call("POST", f"/v1/messages/{message_id}/approve",
+                                             json_body=edits or {}))
+
+    async def reject(self, message_id: str, reason: str) -> None:
+        """`POST /v1/messages/{id}/reject` with the reason the sender is told."""
+        await self._call("POST", f"/v1/messages/{message_id}/reject", json_body={"reason": reason})
+
+    async def cancel(self, message_id: str) -> None:
+        """`POST /v1/messages/{id}/cancel`: stop a scheduled message before it leaves."""
+        await self._call("POST", f"/v1/messages/{message_id}/cancel")
+
     # Live events
 
     async def events(self, last_event_id: str | None = None) -> AsyncIterator[ServerEvent]:
@@ -259,6 +328,19 @@ class CommuneClient:
                     yield event
         except httpx.TransportError as exc:
             raise ApiError(0, f"Lost the event stream: {exc}") from exc
+
+
+def _send_result(raw: Any) -> SendResult:
+    raw = raw if isinstance(raw, dict) else {}
+    result = SendResult.model_validate(raw.get("data") or {})
+    result.validation = Validation.model_validate(raw.get("validation") or {})
+    return result
+
+
+def _next_cursor(body: Any) -> str | None:
+    if not isinstance(body, dict) or not body.get("has_more"):
+        return None
+    return body.get("next_cursor") or None
 
 
 async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[ServerEvent]:

@@ -19,6 +19,13 @@ class InboxSelected(Message):
 
 
 @dataclass
+class OutboxSelected(Message):
+    """The mailbox tree's Outbox entry (or one of its tabs) was chosen: show every inbox's outbox."""
+
+    tab: str = "approvals"
+
+
+@dataclass
 class ThreadSelected(Message):
     thread: ThreadSummary
 

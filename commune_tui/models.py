@@ -241,3 +241,85 @@ class Draft(BaseModel):
     subject: str = ""
     body: str = ""
     thread_id: str | None = None
+    draft_id: str | None = None
+    """Set when the composer resumed a draft kept by the server: sending sends that draft."""
+
+
+def _addresses(value: Any) -> list[str]:
+    """A recipient field as the API may send it: a list, one string, or nothing."""
+    if not value:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return [str(item) for item in value]
+
+
+class OutboxMessage(Message):
+    """A message that has not left yet (`/v1/approvals`, `/v1/outbox`): waiting for a person's approval
+    or for its `send_at`, with the recipient verdict the server reached when it was submitted."""
+
+    status: str | None = None
+    send_at: str | None = None
+    expires_at: str | None = None
+    reason: str | None = None
+    validation: Validation = Field(default_factory=Validation)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flatten(cls, data: Any) -> Any:
+        # The outbox's fields sit beside the message they describe: one object of both.
+        if isinstance(data, dict):
+            message = data.get("message") if isinstance(data.get("message"), dict) else {}
+            data = {**message, **{k: v for k, v in data.items() if k != "message" and v is not None}}
+            data["message_id"] = data.get("message_id") or data.get("id")
+            data["thread_id"] = data.get("thread_id") or ""
+        return data
+
+    @property
+    def inbox_id(self) -> str:
+        return str(self.metadata.get("inbox_id") or "")
+
+
+class OutboxCounts(Model):
+    """`GET /v1/outbox/counts`."""
+
+    drafts: int = 0
+    pending_approval: int = 0
+    scheduled: int = 0
+
+
+class ServerDraft(Model):
+    """A draft kept by the server (`/v1/drafts`): postponed in the composer, or written by an agent."""
+
+    id: str
+    inbox_id: str | None = Field(None, validation_alias=AliasChoices("inbox_id", "inboxId"))
+    sender: str | None = Field(None, validation_alias=AliasChoices("from", "sender"))
+    to: list[str] = Field(default_factory=list)
+    cc: list[str] = Field(default_factory=list)
+    bcc: list[str] = Field(default_factory=list)
+    subject: str = ""
+    text: str = ""
+    html: str | None = None
+    attachments: list[str] = Field(default_factory=list)
+    thread_id: str | None = None
+    in_reply_to: str | None = None
+    send_at: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @field_validator("to", "cc", "bcc", mode="before")
+    @classmethod
+    def _recipients(cls, value: Any) -> list[str]:
+        return _addresses(value)
+
+    @field_validator("attachments", mode="before")
+    @classmethod
+    def _attachment_ids(cls, value: Any) -> list[str]:
+        # Either ids, or attachment objects carrying one.
+        items = value or []
+        return [str(i.get("attachment_id") or i.get("id")) if isinstance(i, dict) else str(i) for i in items]
+
+    @field_validator("subject", "text", mode="before")
+    @classmethod
+    def _none_is_blank(cls, value: Any) -> Any:
+        return value or ""

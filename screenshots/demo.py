@@ -240,3 +240,28 @@ def _backdate(db_path: Path, arrivals: list[tuple[str, datetime]]) -> None:
             first_message_at = (SELECT min(created_at) FROM messages m WHERE m.thread_id = threads.id),
             last_message_at = (SELECT max(created_at) FROM messages m WHERE m.thread_id = threads.id)
             WHERE id IN (SELECT thread_id FROM messages)""")
+
+
+def seed_outbox(api: httpx.Client, agent: httpx.Client, demo: Demo, now: datetime) -> None:
+    """What waits in the Outbox: two replies of the triage agent, whose key holds every send for a
+    person's approval; a reply of the user scheduled for tomorrow morning; a draft."""
+    def send(client: httpx.Client, inbox: str, thread: str, to: str, subject: str, text: str,
+             **extra: object) -> None:
+        response = client.post("/v1/messages/send", json={
+            "inboxId": demo.inboxes[inbox]["id"], "to": [to], "subject": subject, "text": text,
+            "thread_id": demo.threads[thread], **extra})
+        assert response.status_code == 202, response.text
+
+    send(agent, "agent", "order", "priya@banyan.in", "Re: Order #88213 has not arrived",
+         "Hi Priya,\n\nGlad the parcel arrived! To make up for the delay, here is a 15% discount on\n"
+         "your next order: SORRY-88213.\n\nNorthwind triage agent")
+    send(agent, "support", "parcel", "hanako@sakura-logistics.jp", "Re: 配送状況の確認 (delivery status)",
+         "佐藤様\n\nお荷物は本日配達済みです。/ Your parcel was delivered today.\n\nNorthwind Support")
+    tomorrow = (now + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+    send(api, "me", "contract", "anais@lumiere.fr", "Re: Contrat de maintenance 2027",
+         "Bonjour Anaïs,\n\nThe signed contract is on its way by post.\n\nInês",
+         send_at=tomorrow.isoformat(timespec="seconds"))
+    response = api.post("/v1/drafts", json={
+        "inbox_id": demo.inboxes["me"]["id"], "to": ["soren@fjordline.dk"], "thread_id": demo.threads[RELAY],
+        "subject": "Re: Relay migration plan", "text": "Hej Søren,\n\nThe cut-over went well; "})
+    assert response.is_success, response.text

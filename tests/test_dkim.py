@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import dkim
+import dkim.crypto
 import dns.resolver
+import pytest
 
 from backend.dns.records import generate_dkim_key, required_records
 from backend.mail.compose import Outgoing, compose
-from backend.mail.dkim import sign_for_domain
+from backend.mail.dkim import _PURE_PYTHON_SIGN, rsa_sign, sign_for_domain
 
 RAW = compose(Outgoing(sender="news@signed.test", sender_name="News", to=["reader@elsewhere.test"],
                        subject="Héllo", text="Signed body ✓", html="<p>Signed body ✓</p>"))
@@ -61,3 +65,13 @@ def test_domains_without_a_usable_key_send_unsigned() -> None:
     assert sign_for_domain(RAW, {"name": "x.test", "dkim_private_key": None}) == RAW
     broken = {"name": "x.test", "dkim_selector": "commune", "dkim_private_key": "-----BEGIN PRIVATE KEY-----\nxx"}
     assert sign_for_domain(RAW, broken) == RAW
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha1"])
+def test_openssl_signature_is_byte_for_byte_dkimpys_own(algorithm: str) -> None:
+    """The RSA step runs in OpenSSL instead of dkimpy's pure Python: same key, same digest, same bytes."""
+    key = dkim.crypto.parse_pem_private_key(generate_dkim_key()[0].encode())
+    for text in (b"", b"headers to sign", b"x" * 10_000):
+        digest = hashlib.new(algorithm, text)
+        assert rsa_sign(digest, key) == _PURE_PYTHON_SIGN(digest, key)
+    assert dkim.RSASSA_PKCS1_v1_5_sign is rsa_sign  # what dkim.sign calls

@@ -19,6 +19,7 @@ from backend.store.migrations import MAIL_STATE, MIGRATIONS
 from backend.util import iso, utcnow
 from tests.conftest import start_server
 from tests.mailtools import ingest, make_inbox
+from tests.test_live import frames, next_events
 
 EMPTY_COUNTS = {"threads": 0, "unread_threads": 0, "flagged_threads": 0, "trash_threads": 0}
 
@@ -469,3 +470,20 @@ def test_contacts_are_the_addresses_mail_was_exchanged_with_most_recent_first(ru
                                 json={"confirmation_token": created["confirmation_token"]})
         assert confirmed.status_code == 200, confirmed.text
     assert contacts() == everyone[1:]
+
+
+def test_live_clients_see_label_changes_and_deletions(running, api) -> None:
+    inbox = make_inbox(api)
+    first = mail(running, inbox, "Live", smtp_message_id="<live@example.net>")
+    second = mail(running, inbox, "Re: Live", in_reply_to="<live@example.net>")
+    params = {"inbox_id": inbox["id"], "types": "thread.updated,thread.deleted"}
+    with api.stream("GET", "/v1/events", params=params, timeout=10) as response:
+        stream = frames(response)
+        patch(api, f"/v1/messages/{first['id']}", remove_labels=["unread"])
+        assert api.delete(f"/v1/messages/{second['id']}").status_code == 200
+        assert api.delete(f"/v1/threads/{first['thread_id']}").status_code == 200
+        events = next_events(stream, 3)
+    assert [e["event"] for e in events] == ["thread.updated", "thread.updated", "thread.deleted"]
+    assert events[0]["data"]["unread_count"] == 1 and events[0]["data"]["labels"] == ["received", "unread"]
+    assert events[1]["data"]["message_count"] == 1 and events[1]["data"]["unread_count"] == 0
+    assert events[2]["data"] == {"thread_id": first["thread_id"], "inbox_id": inbox["id"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import smtplib
 import threading
@@ -12,6 +13,8 @@ import httpx
 import pytest
 from commune.types import Message
 
+from backend.api.live import _frame
+from backend.events import Event
 from tests.conftest import start_server
 from tests.mailtools import make_inbox
 from tests.waiting import wait_until
@@ -183,3 +186,17 @@ def test_wait_on_another_orgs_inbox_is_404(running, api) -> None:
     inbox = make_inbox(api)
     with running.client(running.new_key()) as stranger:
         assert stranger.get("/v1/messages/wait", params={"inbox_id": inbox["id"], "timeout": 0}).status_code == 404
+
+
+def test_an_sse_frame_is_shared_by_event_object_never_by_id_alone() -> None:
+    """Streams share one encoding of each event; an event with the same id from another bus (another
+    server in the process) gets its own."""
+    first = Event(7, "thread.updated", "org_a", {"thread_id": "thread_a"})
+    again = Event(7, "thread.updated", "org_b", {"thread_id": "thread_b"})
+
+    async def frames() -> list[bytes]:
+        return [await _frame(None, event) for event in (first, first, again)]  # type: ignore[arg-type]
+
+    shared, repeated, other = asyncio.run(frames())
+    assert shared is repeated and b"thread_a" in shared
+    assert b"thread_b" in other and b"thread_a" not in other

@@ -156,7 +156,7 @@ def test_paging_with_a_total(running, api) -> None:
     while True:
         params = {"q": "needle", "inbox_id": inbox["id"], "limit": 10, **({"cursor": cursor} if cursor else {})}
         body = api.get("/v1/search/threads", params=params).json()
-        assert body["total"] == 25
+        assert body["total"] == 25 and body["total_exact"] is True
         seen += [hit["subject"] for hit in body["data"]]
         pages += 1
         if not body["has_more"]:
@@ -168,7 +168,25 @@ def test_paging_with_a_total(running, api) -> None:
     other = api.get("/v1/search/threads", params={"q": "haystack", "inbox_id": inbox["id"], "cursor": cursor})
     assert other.status_code == 400 and "different list" in other.json()["error"]
     assert api.get("/v1/search/threads", params={"q": "nothing-like-this", "inbox_id": inbox["id"]}).json() == {
-        "data": [], "total": 0, "next_cursor": None, "has_more": False}
+        "data": [], "total": 0, "total_exact": True, "next_cursor": None, "has_more": False}
+
+
+def test_a_common_word_is_counted_up_to_a_bound(running, api, monkeypatch) -> None:
+    monkeypatch.setattr("backend.store.mail_reads.SEARCH_TOTAL_SCAN", 6)
+    inbox = make_inbox(api)
+    for number in range(12):
+        mail(running, inbox, f"Common {number:02d}", "everywhere")
+    first = api.get("/v1/search/threads", params={"q": "everywhere", "inbox_id": inbox["id"], "limit": 2}).json()
+    assert (first["total"], first["total_exact"]) == (6, False)  # at least six
+    seen, cursor = [h["subject"] for h in first["data"]], first["next_cursor"]
+    while cursor:
+        body = api.get("/v1/search/threads", params={"q": "everywhere", "inbox_id": inbox["id"], "limit": 5,
+                                                      "cursor": cursor}).json()
+        seen += [h["subject"] for h in body["data"]]
+        cursor = body["next_cursor"]
+    assert seen == [f"Common {n:02d}" for n in range(11, -1, -1)]
+    everything = api.get("/v1/search/threads", params={"q": "everywhere", "inbox_id": inbox["id"], "limit": 20}).json()
+    assert (everything["total"], everything["total_exact"]) == (12, True)
 
 
 def test_a_thread_counts_once_with_its_matching_messages_as_score(running, api) -> None:

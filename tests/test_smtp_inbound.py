@@ -159,6 +159,32 @@ def test_envelope_recipients_decide_the_inboxes(running: Running, api: httpx.Cli
     assert len(messages(api, second["id"])) == 1
 
 
+def test_inbox_deleted_between_rcpt_and_data_gets_no_250_and_no_rows(running: Running, api: httpx.Client) -> None:
+    """RCPT's lookup files the message; the commit still refuses an inbox deleted since then."""
+    kept, doomed, alone = make_inbox(api), make_inbox(api), make_inbox(api)
+    raw = b"From: a@sender.example\r\nSubject: Late\r\nMessage-ID: <late-1@sender.example>\r\n\r\nhello\r\n"
+    with smtp(running) as both, smtp(running) as single:
+        both.ehlo()
+        single.ehlo()
+        both.mail("a@sender.example")
+        assert both.rcpt(kept["address"])[0] == 250
+        assert both.rcpt(doomed["address"])[0] == 250
+        single.mail("a@sender.example")
+        assert single.rcpt(alone["address"])[0] == 250
+        for inbox in (doomed, alone):
+            assert api.delete(f"/v1/domains/{inbox['domain_id']}/inboxes/{inbox['id']}").status_code == 200
+        code, reply = both.data(raw)
+        assert code == 250, reply
+        code, reply = single.data(raw)
+        assert code == 550, reply
+    assert [m["metadata"]["message_id"] for m in messages(api, kept["id"])] == ["<late-1@sender.example>"]
+    database = running.server.services.database
+    for inbox in (doomed, alone):
+        counts = running.run(lambda inbox_id=inbox["id"]: [database.one(
+            f"SELECT COUNT(*) FROM {table} WHERE inbox_id = ?", (inbox_id,))[0] for table in ("messages", "threads")])
+        assert counts == [0, 0]
+
+
 @pytest.mark.parametrize("raw", [
     b"no headers at all, just text",
     b"From: a@sender.example\r\nContent-Type: multipart/mixed; boundary=\"zz\"\r\n\r\n--yy\r\nbroken\r\n",

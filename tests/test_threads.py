@@ -88,6 +88,38 @@ def test_new_messages_are_announced_after_commit_and_hooks_run_inside_it(running
     assert len(seen) == 1 and seen[0][1] is True
 
 
+def test_announced_thread_summary_equals_the_stored_thread(running, api) -> None:
+    """`thread.updated` carries the row as the insert or update returned it: the same as a later read,
+    participant count (kept by triggers) included, for a new thread and for a reply to it."""
+    inbox = make_inbox(api)
+    services = running.server.services
+    first = IncomingMessage(sender="ann@b.net", to=[inbox["address"], "bob@b.net"], subject="Plan",
+                            text="  first   words \n of the plan " * 30, smtp_message_id="<plan-1@b.net>")
+    reply = IncomingMessage(sender="cat@b.net", to=[inbox["address"]], cc=["dan@b.net"], subject="Re: Plan",
+                            text="", html="<p>Reply <b>here</b></p>", smtp_message_id="<plan-2@b.net>",
+                            in_reply_to="<plan-1@b.net>")
+
+    async def scenario() -> list[dict]:
+        box = services.domains.get_inbox_any(inbox["id"])
+        sub = services.events.subscribe(box["org_id"], inbox_id=inbox["id"])
+        try:
+            announced = []
+            for message in (first, reply):
+                services.mail.ingest(box, message)
+                events = [await asyncio.wait_for(sub.queue.get(), 5) for _ in range(2)]
+                announced.append(next(e.data for e in events if e.type == "thread.updated"))
+            return announced
+        finally:
+            services.events.unsubscribe(sub)
+
+    announced = running.run(scenario)
+    [listed] = api.get("/v1/threads", params={"inbox_id": inbox["id"]}).json()["data"]
+    assert announced[1] == {key: listed[key] for key in announced[1]}
+    assert (listed["participantCount"], listed["message_count"], listed["snippet"]) == (5, 2, "Reply here")
+    assert announced[0]["participantCount"] == 3 and announced[0]["snippet"].startswith("first words of the plan")
+    assert len(announced[0]["snippet"]) == 200 and announced[0]["snippet"].endswith("…")
+
+
 def test_thread_list_needs_a_filter_of_the_callers_own(running, api) -> None:
     assert api.get("/v1/threads").status_code == 400
     assert "inbox_id" in api.get("/v1/threads").json()["error"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
@@ -26,6 +27,7 @@ EVENT_SCOPES = {
     "message.received": "messages:read",
     "message.sent": "messages:read",
     "thread.updated": "threads:read",
+    "thread.deleted": "threads:read",
     "delivery.status": "delivery:read",
     **{event: "messages:read" for event in OUTBOX_EVENTS},
 }
@@ -74,6 +76,26 @@ def sse_frame(event: Event) -> bytes:
     return f"id: {event.id}\nevent: {event.type}\ndata: {body}\n\n".encode()
 
 
+_FRAMES: OrderedDict[int, tuple[Event, bytes]] = OrderedDict()
+FRAME_CACHE = 64
+
+
+async def _frame(extractions: Extractions, event: Event) -> bytes:
+    """The event as an SSE frame with its codes and links, encoded once for every stream that sends it.
+
+    Every subscription receives the same `Event` object from the bus, so the cache is keyed by that
+    object (kept alive while cached, so its `id()` cannot be reused by another event).
+    """
+    cached = _FRAMES.get(id(event))
+    if cached is not None and cached[0] is event:
+        return cached[1]
+    frame = sse_frame(await _with_extracted(extractions, event))
+    _FRAMES[id(event)] = (event, frame)
+    if len(_FRAMES) > FRAME_CACHE:
+        _FRAMES.popitem(last=False)
+    return frame
+
+
 def _missed_backlog(bus: EventBus, last_event_id: int | None) -> bool:
     """True when the events after `last_event_id` cannot be replayed: they left the bounded backlog,
     or the id comes from an earlier run of the server."""
@@ -103,7 +125,9 @@ async def _stream(bus: EventBus, sub: Subscription, heartbeat: float, resync: bo
         dropped = 0
         while True:
             try:
-                event = await asyncio.wait_for(sub.queue.get(), heartbeat)
+                # A timer, not `wait_for`'s task per call: with a thousand streams each event wakes them all.
+                async with asyncio.timeout(heartbeat):
+                    event = await sub.queue.get()
             except TimeoutError:
                 yield b": heartbeat\n\n"
                 continue
@@ -113,7 +137,7 @@ async def _stream(bus: EventBus, sub: Subscription, heartbeat: float, resync: bo
                 # This client fell behind and the queue overflowed: tell it to reload.
                 dropped = sub.dropped
                 yield b'event: resync\ndata: {"reason":"overflow"}\n\n'
-            yield sse_frame(await _with_extracted(extractions, event))
+            yield await _frame(extractions, event)
     finally:
         bus.unsubscribe(sub)
 
@@ -233,7 +257,8 @@ async def _arrival_matches(ctx: Context, sub: Subscription, timeout: float, dire
     deadline, dropped = time.monotonic() + timeout, sub.dropped
     while (remaining := deadline - time.monotonic()) > 0:
         try:
-            event = await asyncio.wait_for(sub.queue.get(), remaining)
+            async with asyncio.timeout(remaining):
+                event = await sub.queue.get()
         except TimeoutError:
             return False
         if event is STOPPING:
@@ -274,8 +299,9 @@ async def wait_for_messages(ctx: Context) -> dict:
             if rows or remaining <= 0:
                 break
             try:
-                if await asyncio.wait_for(sub.queue.get(), remaining) is STOPPING:
-                    break
+                async with asyncio.timeout(remaining):
+                    if await sub.queue.get() is STOPPING:
+                        break
             except TimeoutError:
                 pass
     finally:

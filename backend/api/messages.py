@@ -25,7 +25,7 @@ from ._common import Context, data, int_arg, order_arg, parse_body
 from ._paging import decode_cursor, page
 from .domains import visible_domain
 from .inboxes import own_inbox
-from .threads import label_filter, mailbox_filter, own_thread
+from .threads import announce_deleted, label_filter, mailbox_filter, own_thread
 
 DEFAULT_LOCAL_PART = "agent"
 MAX_IDEMPOTENCY_KEY = 255
@@ -111,6 +111,7 @@ async def delete_message(ctx: Context) -> dict:
                                   {"inbox_id": row["inbox_id"], "thread_id": row["thread_id"]}, conn=conn)
 
     counts = ctx.services.deletion.delete_messages(ctx.org_id, {"message_id": row["id"]}, audit)
+    announce_deleted(ctx, {"id": row["thread_id"], "inbox_id": row["inbox_id"], "domain_id": row["domain_id"]})
     return data({"id": row["id"], "deleted": True, "deleted_counts": {k: v for k, v in counts.items() if v}})
 
 

@@ -30,13 +30,13 @@ async def search_threads(ctx: Context) -> dict:
     scope = f"search:{digest}:{inbox_id or ''}:{domain_id or ''}:{labels.key}"
     after = decode_cursor(ctx.request.arg("cursor"), scope, "desc", int)
     try:
-        rows, total = ctx.services.mail.search_threads(ctx.org_id, text, inbox_id, domain_id, limit + 1, labels,
-                                                       after)
+        rows, total, exact = ctx.services.mail.search_threads(ctx.org_id, text, inbox_id, domain_id, limit + 1,
+                                                              labels, after[1] if after else None)
     except SearchSyntaxError as exc:
         raise BadRequest(str(exc)) from None
     rows, next_cursor, has_more = page(rows, limit, scope, "desc", lambda r: r["_key"])
-    return {"data": [search_result_json(r) for r in rows], "total": total, "next_cursor": next_cursor,
-            "has_more": has_more}
+    return {"data": [search_result_json(r) for r in rows], "total": total, "total_exact": exact,
+            "next_cursor": next_cursor, "has_more": has_more}
 
 
 ROUTES = [

@@ -8,7 +8,7 @@ import sqlite3
 from ..http.errors import BadRequest, NotFound
 from ..http.response import Response, dumps
 from ..http.router import Route
-from ..models.mail import clean_labels, message_json
+from ..models.mail import clean_labels, message_json, thread_json
 from ..store.mail_reads import LabelFilter
 from ._common import Context, data, int_arg, order_arg
 from ._paging import decode_cursor, page
@@ -87,6 +87,17 @@ async def thread_messages(ctx: Context) -> dict:
     return {"data": messages, "next_cursor": next_cursor, "has_more": has_more}
 
 
+def announce_deleted(ctx: Context, thread: dict) -> None:
+    """Tell live clients a thread is gone (`thread.deleted`), or show it as it is now (`thread.updated`)."""
+    row = ctx.services.mail.get_thread(ctx.org_id, thread["id"])
+    if row is None:
+        ctx.services.events.publish("thread.deleted", ctx.org_id, {"thread_id": thread["id"],
+                                    "inbox_id": thread["inbox_id"]}, thread["inbox_id"], thread["domain_id"])
+    else:
+        ctx.services.events.publish("thread.updated", ctx.org_id, thread_json(row), row["inbox_id"],
+                                    row["domain_id"])
+
+
 async def delete_thread(ctx: Context) -> dict:
     """`DELETE /v1/threads/{id}`: the thread and its messages, for good; attachments and blob files no
     longer referenced go too. Audit-logged in the same transaction."""
@@ -97,6 +108,7 @@ async def delete_thread(ctx: Context) -> dict:
                                   {"inbox_id": thread["inbox_id"], "subject": thread["subject"][:200]}, conn=conn)
 
     counts = ctx.services.deletion.delete_messages(ctx.org_id, {"thread_ids": json.dumps([thread["id"]])}, audit)
+    announce_deleted(ctx, thread)
     return data({"id": thread["id"], "deleted": True, "deleted_counts": {k: v for k, v in counts.items() if v}})
 
 

@@ -3,7 +3,7 @@
 Recipients hosted here receive it at once as inbound mail (threaded by its headers, exactly as if it
 had come over SMTP); every other recipient gets an `outbound_queue` row that the outbound worker
 sends from the raw bytes in the blob store. All rows, local copies and delivery events are written
-in one transaction.
+in one transaction, grouped with whatever else is being stored at the same moment (`GroupCommit`).
 
 A message that must wait (a `send_at` ahead, or an approval hold) is stored as the sender's copy only,
 with its status, plus an `outbox` row holding what it will be made of. `release` later composes it,
@@ -115,14 +115,14 @@ async def submit(
         inbox for inbox in (domains.inbox_by_address(a, org_id) for a in local) if inbox is not None]
 
     def build() -> list[Prepared]:
-        """Composing and the fsync'd blob writes, off the event loop (they cost milliseconds)."""
+        """Composing and the blob writes, off the event loop; the group's one sync flushes them."""
         # A held message is composed when it leaves (its Date then, its edits in); until then it has no bytes.
         raw = b"" if hold else compose(out)
         received = as_incoming(out, raw)
         sent_copy = replace(received, bcc=list(out.bcc))
         return [mail.prepare(sender_inbox, sent_copy, "outbound", thread_id=thread_id,
-                             attachment_ids=attachment_ids, delivery_status=status),
-                *(mail.prepare(inbox, received, "inbound") for inbox in local_inboxes)]
+                             attachment_ids=attachment_ids, delivery_status=status, fsync=False),
+                *(mail.prepare(inbox, received, "inbound", fsync=False) for inbox in local_inboxes)]
 
     prepared = await asyncio.to_thread(build)
     announced: list[dict] = []
@@ -139,9 +139,8 @@ async def submit(
         announced.append(announce(conn, services, sender_inbox, message, f"message.{hold.status}",
                                   hold.submitted_by, detail))
 
-    message = mail.store_all(prepared, after=after)[0].message
-    # The 200 promises the message is stored: flush the WAL off the event loop before answering.
-    await asyncio.to_thread(mail.database.fsync_wal)
+    # The 200 promises the message is stored: this returns once the group's commit is synced.
+    message = (await services.commit.submit(prepared, after=after))[0].message
     publish(services, sender_inbox, announced)
     if hold is not None:
         services.outbox.notify()

@@ -23,6 +23,8 @@ from .content_type import safe_content_type
 from .model import IncomingAttachment, IncomingMessage
 
 _MSGID = re.compile(r"<[^<>\s]+>")
+# What the `email` feed parser takes for a header line (its `headerRE`), on bytes.
+_HEADER_LINE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*:|[\t ]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Headers longer than this are cut: a legitimate header is far shorter, and a huge one is an attack.
 MAX_HEADER_CHARS = 16_000
@@ -34,11 +36,48 @@ MAX_ATTACHMENTS = 500
 def parse_message(raw: bytes, envelope_sender: str = "", hostname: str = "localhost") -> IncomingMessage:
     """Decode a raw message; a missing Message-ID is generated on `hostname`."""
     raw = raw.replace(b"\x00", b"")
+    return from_parsed(single_part(raw) or full_parse(raw), raw, envelope_sender, hostname)
+
+
+def full_parse(raw: bytes) -> Message:
+    """`raw` as the `compat32` parser reads it, every MIME part included."""
     try:
-        message = BytesParser(policy=policy.compat32).parsebytes(raw)
+        return BytesParser(policy=policy.compat32).parsebytes(raw)
     except Exception:  # the parser is lenient, but a pathological input must not stop ingest
         message = Message()
         message.set_payload(raw.decode("utf-8", "replace"), "utf-8")
+        return message
+
+
+def single_part(raw: bytes) -> Message | None:
+    """What `full_parse` gives for a message that is not multipart, without its walk over every body
+    line; None for any other message, or when the header block is not plainly CRLF-delimited.
+
+    The parser splits lines at CR, LF and CRLF and ends the headers at the first line that is not one
+    (`_HEADER_LINE`); where that line is the first empty one after CRLF-only lines (and no mbox
+    `From ` line follows the first), parsing the header block alone yields the same headers, and a
+    body that is not multipart or `message/*` is the rest of the bytes as they are.
+    """
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = raw[:end].split(b"\r\n")
+    if any(b"\r" in line or b"\n" in line or not _HEADER_LINE.match(line) for line in lines):
+        return None
+    if any(line.startswith(b"From ") for line in lines[1:]):
+        return None  # an mbox `From ` line that is not the first: the parser may take it for the body
+    try:
+        message = BytesParser(policy=policy.compat32).parsebytes(raw[:end + 4], headersonly=True)
+        if message.get_content_maintype() in ("multipart", "message"):
+            return None
+    except Exception:  # noqa: BLE001 - whatever trips the parser here, the full parse handles
+        return None
+    message.set_payload(raw[end + 4:].decode("ascii", "surrogateescape"))
+    return message
+
+
+def from_parsed(message: Message, raw: bytes, envelope_sender: str, hostname: str) -> IncomingMessage:
+    """The stored fields of a parsed message."""
     headers = _raw_headers(message)
     name, sender = _sender(headers.get("from", ""), envelope_sender)
     text, html, attachments = _bodies(message)

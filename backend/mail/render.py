@@ -47,6 +47,14 @@ def html_to_text(html: str) -> str:
 
 def snippet(text: str, html: str | None = None, length: int = SNIPPET_LENGTH) -> str:
     """The first `length` characters of the body on one line (from HTML when there is no text)."""
-    source = text if text.strip() else (html_to_text(html) if html else "")
+    source = text if text and not text.isspace() else (html_to_text(html) if html else "")
+    # Only the words of a prefix long enough for the snippet are joined, not those of a whole body.
+    window = 2 * length
+    while window < len(source):
+        words = source[:window].split()
+        head = " ".join(words[:-1])  # the last word may be cut by the window
+        if len(head) > length:
+            return head[: length - 1].rstrip() + "…"
+        window *= 4
     flat = " ".join(source.split())
     return flat if len(flat) <= length else flat[: length - 1].rstrip() + "…"

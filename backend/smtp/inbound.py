@@ -89,7 +89,7 @@ class InboundHandler:
             self.idle.set()
 
     async def handle_RCPT(
-        self, server: InboundSession, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+        self, server: InboundSession, session: Session, envelope: InboundEnvelope, address: str, rcpt_options: list[str]
     ) -> str:
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             # A full envelope is not idling: the client sends the other recipients in the next transaction.
@@ -108,6 +108,9 @@ class InboundHandler:
             if address not in envelope.rcpt_tos:
                 envelope.rcpt_tos.append(address)
                 envelope.rcpt_options.append(rcpt_options)
+                if inbox is not None:
+                    # DATA files the message by this lookup; the commit checks the inbox still exists.
+                    envelope.inboxes.append(inbox)
                 server.progress()
             return "250 2.1.5 OK"
         server.unknown_recipients += 1
@@ -117,17 +120,15 @@ class InboundHandler:
         found = parse_return_path(address)
         return found is not None and self.services.domains.domain_by_name(found[1]) is not None
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: InboundEnvelope) -> str:
         raw = envelope.original_content or b""
         bounces = [a for a in envelope.rcpt_tos if parse_return_path(a)]
-        inboxes = [i for i in (self.services.domains.inbox_by_address(a) for a in envelope.rcpt_tos
-                               if a not in bounces) if i is not None]
+        inboxes = envelope.inboxes
         loop = asyncio.get_running_loop()
         try:
             if bounces:
                 self._record_bounces(await loop.run_in_executor(None, parse_dsn, raw), bounces)
             if not inboxes:
-                # Only return paths, or every inbox was deleted since RCPT: never a 250 for mail we drop.
                 return "250 2.0.0 OK" if bounces else NO_SUCH_USER
             received = self._received(session, envelope)
             peer = session.peer[0] if isinstance(session.peer, tuple) else ""
@@ -140,11 +141,14 @@ class InboundHandler:
                 prepared = await loop.run_in_executor(None, self._prepare, received, raw, client, inboxes, auth)
             if isinstance(prepared, str):
                 return prepared
-            ids = await self.commit.submit(prepared)
+            stored = await self.commit.submit(prepared, hosted_only=True)
         except Exception:
             log.exception("storing a message from %s failed", envelope.mail_from)
             return TRY_LATER
-        return f"250 2.0.0 OK {ids[0]}"
+        if not stored:
+            # Every recipient inbox was deleted since RCPT: never a 250 for mail we drop.
+            return NO_SUCH_USER
+        return f"250 2.0.0 OK {stored[0].message['message_id']}"
 
     def _received(self, session: Session, envelope: Envelope) -> bytes:
         """The trace header a receiving server adds (RFC 5321 §4.4)."""
@@ -196,6 +200,14 @@ class InboundHandler:
             recorded = self.services.delivery.record_bounce_report(queue_id, reports[0].detail)
             if recorded is not None:
                 publish_status(self.services.events, *recorded)
+
+
+class InboundEnvelope(Envelope):
+    """aiosmtpd's envelope plus the inboxes its recipients named, as RCPT found them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inboxes: list[dict] = []
 
 
 Command = Callable[["InboundSession", str], Awaitable[None]]
@@ -267,6 +279,9 @@ class InboundSession(SMTP):
         self.open_sessions.release(self, self.client)
         super().connection_lost(error)
 
+    def _create_envelope(self) -> InboundEnvelope:
+        return InboundEnvelope()
+
     def progress(self) -> None:
         """The command being handled moves the session towards a delivered message: it is not counted."""
         self.progressed = True
@@ -310,6 +325,9 @@ class InboundSession(SMTP):
             return
         handler: InboundHandler = self.event_handler
         handler.data_started()
+        # aiosmtpd sizes the reader's buffer for one command line (its `limit`), so a message of more
+        # than two lines paused and resumed the socket (two epoll changes); DATA reads in blocks.
+        self._reader._limit = DATA_BLOCK // 2  # type: ignore[attr-defined]
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")
             content = await read_data(self._reader, self.data_size_limit, self._reset_timeout)
@@ -325,6 +343,7 @@ class InboundSession(SMTP):
                 self.progress()
             await self.push(status)
         finally:
+            self._reader._limit = self.line_length_limit  # type: ignore[attr-defined]
             handler.data_ended()
 
 
@@ -382,8 +401,7 @@ async def start(server: Server) -> None:
     services = server.services
     # aiosmtpd logs every connection and command at INFO: under load that halves ingest throughput.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
-    commit = GroupCommit(services.mail)
-    handler = InboundHandler(services, commit)
+    handler = InboundHandler(services, services.commit)
     context = tls_context(settings.smtp_tls_cert, settings.smtp_tls_key) if settings.smtp_tls_cert else None
     open_sessions = OpenSessions(SessionLimits.from_settings(settings))
 
@@ -405,7 +423,7 @@ async def start(server: Server) -> None:
         listener.close()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(handler.idle.wait(), STOP_GRACE_SECONDS)
-        await commit.drain()
+        await services.commit.drain()
         handler.auth_pool.shutdown(wait=False, cancel_futures=True)
         for session in list(open_sessions.sessions):
             if session.transport is not None:

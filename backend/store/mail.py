@@ -54,6 +54,8 @@ class Prepared:
     authentication: dict | None = None
     """SPF/DKIM/DMARC results of an inbound SMTP message (`mail.authentication`)."""
     labels: list[str] = field(default_factory=list)
+    snippet: str = ""
+    """The thread summary's one-line snippet of `text` (computed with the blob writes, off the event loop)."""
     extracted: dict | None = None
     """Codes and links, computed here only when the inbox's webhook payload needs them (store/extracted.py)."""
 
@@ -103,14 +105,27 @@ class MailStore(MailReads):
         self,
         prepared: list[Prepared],
         after: Callable[[sqlite3.Connection, list[Stored]], None] | None = None,
+        keep: Callable[[sqlite3.Connection, list[Prepared]], list[Prepared]] | None = None,
     ) -> list[Stored]:
-        """Store prepared messages in one transaction, run `after` inside it, then publish events."""
+        """Store prepared messages in one transaction, run `after` inside it, then publish events.
+
+        `keep`, when given, chooses inside the transaction which of `prepared` are stored.
+        """
         with self.database.transaction() as conn:
+            if keep is not None:
+                prepared = keep(conn, prepared)
             stored = [self.store(conn, p) for p in prepared]
             if after is not None:
                 after(conn, stored)
         self.publish(stored)
         return stored
+
+    def still_hosted(self, conn: sqlite3.Connection, prepared: list[Prepared]) -> list[Prepared]:
+        """The copies whose inbox still exists (one deleted since it was looked up gets nothing stored)."""
+        ids = json.dumps(sorted({p.inbox["id"] for p in prepared}))
+        live = {row[0] for row in conn.execute(
+            "SELECT id FROM inboxes WHERE id IN (SELECT value FROM json_each(?))", (ids,))}
+        return [p for p in prepared if p.inbox["id"] in live]
 
     def prepare(
         self,
@@ -150,7 +165,7 @@ class MailStore(MailReads):
         return Prepared(
             inbox=inbox, msg=msg, direction=direction, message_id=new_message_id(), text=text,
             raw_sha256=raw_sha, new_attachments=new_rows, attachment_ids=list(attachment_ids),
-            thread_id=thread_id, delivery_status=delivery_status, extracted=extracted,
+            thread_id=thread_id, delivery_status=delivery_status, extracted=extracted, snippet=snippet(text),
         )
 
     def store(self, conn: sqlite3.Connection, p: Prepared) -> Stored:
@@ -189,7 +204,7 @@ class MailStore(MailReads):
         if p.extracted is not None:
             row["extracted"] = json.dumps(p.extracted, ensure_ascii=False)
         # The thread row comes first: the label triggers copy its keys into `thread_labels`.
-        self._touch_thread(conn, thread_id, inbox, row, bool(p.attachment_ids), p.quarantined)
+        self._touch_thread(conn, thread_id, inbox, row, p.snippet, bool(p.attachment_ids), p.quarantined)
         columns = ", ".join(row)
         conn.execute(f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
         for att in p.new_attachments:
@@ -241,15 +256,14 @@ class MailStore(MailReads):
         return new_thread_id()
 
     def _touch_thread(
-        self, conn: sqlite3.Connection, thread_id: str, inbox: dict, row: dict, has_attachments: bool,
-        quarantined: bool = False,
+        self, conn: sqlite3.Connection, thread_id: str, inbox: dict, row: dict, summary: str,
+        has_attachments: bool, quarantined: bool = False,
     ) -> None:
         """Create the thread or bring its summary up to date with the message about to be stored.
 
         Bit 1 of `hidden` (quarantined, left out of the default lists) stays set while all its messages
         are quarantined; the label triggers keep bit 2 (trash), `labels` and `unread_count`.
         """
-        summary = snippet(row["text_body"], row["html_body"])
         updated = conn.execute(
             "UPDATE threads SET last_message_at = MAX(last_message_at, :at), message_count = message_count + 1,"
             " snippet = :snippet, last_direction = :direction, last_sender = :sender,"

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .database import Database
-from .search import conditions, contains, parse
+from .search import Plan, contains, parse, plan
 
 # Search walks matching messages newest first and stops after this many, so a word found in
 # millions of rows (or in other organisations' mail) still answers in bounded time.
 SEARCH_SCAN_LIMIT = 20_000
+SEARCH_TOTAL_SCAN = 1_000
+"""Matching messages a search counts its `total` over once its page is full (a lower bound beyond)."""
 _UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f/\\]+")
 
 
@@ -71,6 +73,16 @@ class LabelFilter:
         """The filter as text, for cursors: a cursor is valid only for the same filter."""
         return ",".join(self.include) + "-" + ",".join(self.exclude)
 
+    def thread_conditions(self, key: str, include: tuple[str, ...]) -> tuple[str, list]:
+        """Conditions that the thread `key` (a column naming it) has every label of `include` and none
+        of `exclude` (leading " AND "), checked by primary key in `thread_labels`."""
+        sql, params = "", []
+        for label, wanted in [*((label, True) for label in include), *((label, False) for label in self.exclude)]:
+            found = f"EXISTS (SELECT 1 FROM thread_labels x WHERE x.thread_id = {key} AND x.label = ?)"
+            sql += f" AND {found}" if wanted else f" AND NOT {found}"
+            params.append(label)
+        return sql, params
+
     def message_conditions(self, table: str = "") -> tuple[str, tuple]:
         """SQL conditions on a message row's own `labels`, with their parameters (leading " AND ")."""
         sql, params, column = "", [], f"{table}.labels" if table else "labels"
@@ -121,12 +133,9 @@ def _thread_page_sql(
     else:
         where = f"org_id = ? AND domain_id = ?{label_sql} AND {hidden_sql}"
         params = [org_id, domain_id, *lead, *hidden]
-    for label in labels.include[1:]:
-        where += f" AND EXISTS (SELECT 1 FROM thread_labels x WHERE x.thread_id = {table}.{key} AND x.label = ?)"
-        params.append(label)
-    for label in labels.exclude:
-        where += f" AND NOT EXISTS (SELECT 1 FROM thread_labels x WHERE x.thread_id = {table}.{key} AND x.label = ?)"
-        params.append(label)
+    labelled, label_params = labels.thread_conditions(f"{table}.{key}", labels.include[1:])
+    where += labelled
+    params += label_params
     cond, order_by, extra = _keyset(order, f"last_message_at, {key}", after)
     if not labels.include:
         return f"SELECT {columns} FROM threads WHERE {where}{cond}{order_by} LIMIT ?", (*params, *extra, limit)
@@ -196,7 +205,7 @@ class MailReads:
 
     def inbox_counts(self, inbox_ids: list[str]) -> dict[str, dict[str, int]]:
         """`{threads, unread_threads, flagged_threads, trash_threads}` of each inbox, in ONE query of
-        index range counts (the thread list index and `thread_labels`), whatever the inboxes' size.
+        index range counts (`threads_inbox_hidden`, narrow so it counts fast, and `thread_labels`).
 
         `threads`, `unread_threads` and `flagged_threads` count what the default list shows (neither in
         the trash nor quarantined); `trash_threads` counts the trash.
@@ -288,48 +297,90 @@ class MailReads:
     # search ---------------------------------------------------------------------------------
     def search_threads(
         self, org_id: str, text: str, inbox_id: str | None, domain_id: str | None, limit: int,
-        labels: LabelFilter = NO_LABELS, after: tuple[str, int] | None = None,
-    ) -> tuple[list[dict[str, Any]], int]:
+        labels: LabelFilter = NO_LABELS, after: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int, bool]:
         """Threads with a message matching every term of `text` (`store.search`), by their newest
-        matching message first, up to `limit` after the keyset `after`; and how many threads match.
+        matching message first: up to `limit` of them below the keyset `after` (that message's `seq`),
+        how many threads match, and whether that count is exact.
 
-        Each thread carries `score` (how many of its messages match) and `_key`, its keyset. The newest
-        SEARCH_SCAN_LIMIT matching messages are considered, so a common word answers in bounded time.
-        Quarantined and trashed messages are searched only when `labels` or a `label:` term asks for them.
+        Matching messages are read newest first, one row at a time, until the page is full and
+        SEARCH_TOTAL_SCAN of them have been counted (so a common word answers in bounded time; the
+        count is then a lower bound), never more than SEARCH_SCAN_LIMIT. Threads are filtered like the
+        lists (`labels`, `exclude_labels`; the trash and quarantine only when asked for, also by a
+        `label:` term). Each hit carries `score` (its matching messages) and `_key`, its keyset.
         """
         query = parse(text)
         if query.empty:
-            return [], 0
-        matched, params = conditions(query)
+            return [], 0, True
+        found = plan(query)
         labels = LabelFilter(tuple(dict.fromkeys([*labels.include, *query.labels])), labels.exclude)
-        labelled, label_params = labels.message_conditions("m")
-        # A word's index lookup should lead when there is one; otherwise the mailbox's own index does.
-        lead = "+" if any(t.field == "" and not t.negated for t in query.terms) else ""
+        hidden = labels.hidden_values
+        threads_sql, threads_params = labels.thread_conditions("t.id", labels.include)
+        threads_sql = f" AND t.hidden IN ({', '.join('?' * len(hidden))}){threads_sql}"
         if inbox_id is not None:
-            scope, scope_params = f"{lead}m.inbox_id = ? AND +m.org_id = ?", [inbox_id, org_id]
+            scope, scope_params = "m.inbox_id = ? AND m.org_id = ?", [inbox_id, org_id]
         elif domain_id is not None:
-            scope, scope_params = f"{lead}m.org_id = ? AND {lead}m.domain_id = ?", [org_id, domain_id]
+            scope, scope_params = "m.org_id = ? AND m.domain_id = ?", [org_id, domain_id]
         else:
-            scope, scope_params = f"{lead}m.org_id = ?", [org_id]
-        keyset, keyset_params = ("", ()) if after is None else (" WHERE (last_at, last_seq) < (?, ?)", after)
-        found = _dicts(
-            self.database,
-            "SELECT * FROM (SELECT thread_id, MAX(created_at) AS last_at, MAX(seq) AS last_seq, COUNT(*) AS score,"
-            " COUNT(*) OVER () AS total FROM (SELECT m.thread_id, m.created_at, m.seq FROM messages m"
-            f" WHERE {scope}{matched}{labelled} ORDER BY m.created_at DESC, m.seq DESC"
-            f" LIMIT {SEARCH_SCAN_LIMIT}) GROUP BY thread_id){keyset}"
-            " ORDER BY last_at DESC, last_seq DESC LIMIT ?",
-            (*scope_params, *params, *label_params, *keyset_params, limit),
+            scope, scope_params = "m.org_id = ?", [org_id]
+        order = "m.created_at DESC, m.seq DESC"  # the mailbox's message index, newest first
+        if found.fts is not None:
+            # CROSS JOIN keeps this order: the trigram index newest first, then each row, then its thread.
+            source = "messages_trigram CROSS JOIN messages m ON m.seq = messages_trigram.rowid"
+            lead, lead_params, order = "messages_trigram MATCH ? AND ", [found.fts], "messages_trigram.rowid DESC"
+        else:
+            source, lead, lead_params = "messages m", "", []
+        cursor = self.database.execute(
+            f"SELECT m.thread_id, m.seq FROM {source} CROSS JOIN threads t ON t.id = m.thread_id"
+            f" WHERE {lead}{scope}{found.where}{threads_sql} ORDER BY {order} LIMIT {SEARCH_SCAN_LIMIT}",
+            (*lead_params, *scope_params, *found.params, *hidden, *threads_params),
         )
-        if not found:
-            return [], 0
-        ids = [row["thread_id"] for row in found]
+        above: set[str] = set()
+        page: dict[str, int] = {}
+        counted: set[str] = set()
+        scanned, exact = 0, True
+        try:
+            for thread_id, seq in cursor:
+                scanned += 1
+                counted.add(thread_id)
+                if after is not None and seq >= after:
+                    above.add(thread_id)  # shown on an earlier page
+                elif thread_id not in above and thread_id not in page and len(page) < limit:
+                    page[thread_id] = seq
+                if len(page) >= limit and scanned >= SEARCH_TOTAL_SCAN:
+                    exact = False
+                    break
+        finally:
+            cursor.close()
+        if scanned >= SEARCH_SCAN_LIMIT:
+            exact = False
+        if not page:
+            return [], len(counted), exact
+        return self._search_hits(org_id, page, found), len(counted), exact
+
+    def _search_hits(self, org_id: str, page: dict[str, int], found: Plan) -> list[dict[str, Any]]:
+        """The page's threads in order, each with `score` (its matching messages, found through its own
+        messages, so counting never walks a word's whole posting list) and `_key`."""
+        ids = list(page)
         marks = ",".join("?" * len(ids))
         rows = self.database.query(f"SELECT * FROM threads WHERE +org_id = ? AND id IN ({marks})", (org_id, *ids))
+        if found.fts is not None:
+            scores = dict(self.database.query(
+                "SELECT m.thread_id, COUNT(*) FROM messages m CROSS JOIN messages_trigram"
+                f" WHERE m.thread_id IN ({marks}) AND messages_trigram.rowid = m.seq AND messages_trigram MATCH ?"
+                f"{found.where} GROUP BY m.thread_id",
+                (*ids, found.fts, *found.params),
+            ))
+        else:
+            scores = dict(self.database.query(
+                f"SELECT m.thread_id, COUNT(*) FROM messages m WHERE m.thread_id IN ({marks}){found.where}"
+                " GROUP BY m.thread_id", (*ids, *found.params),
+            ))
+        stamps = dict(self.database.query(
+            f"SELECT seq, created_at FROM messages WHERE seq IN ({','.join('?' * len(ids))})", tuple(page.values())))
         by_id = {row["id"]: row for row in rows}
-        hits = [{**dict(by_id[f["thread_id"]]), "score": f["score"], "_key": (f["last_at"], f["last_seq"])}
-                for f in found if f["thread_id"] in by_id]
-        return hits, found[0]["total"]
+        return [{**dict(by_id[i]), "score": scores.get(i, 0), "_key": (stamps.get(page[i], ""), page[i])}
+                for i in ids if i in by_id]
 
     # contacts -------------------------------------------------------------------------------
     def list_contacts(self, org_id: str, text: str, limit: int,

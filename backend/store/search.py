@@ -14,7 +14,6 @@ time; arrival time), `auth:fail` (SPF, DKIM or DMARC failed).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
@@ -105,7 +104,8 @@ def _moment(field: str, value: str) -> str:
 
 
 def _label(label: str) -> tuple[str, list]:
-    return "instr(m.labels, ?) > 0", [json.dumps(label)]
+    # The label table answers by primary key; reading `m.labels` would read the whole row, body included.
+    return "EXISTS (SELECT 1 FROM message_labels WHERE message_id = m.id AND label = ?)", [label]
 
 
 def _condition(term: Term) -> tuple[str, list]:
@@ -142,11 +142,34 @@ def _condition(term: Term) -> tuple[str, list]:
     return AUTH_FAILED, []
 
 
-def conditions(query: Query) -> tuple[str, tuple]:
-    """Every term as one SQL condition on `m` (joined by AND, leading " AND "), with its parameters."""
+def _phrase(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+@dataclass
+class Plan:
+    """A query as SQL: `fts`, the trigram index expression of its long words (None without one), which
+    leads the scan newest first; `where`, the other terms as conditions on `m` (leading " AND ")."""
+
+    fts: str | None
+    where: str
+    params: tuple
+
+
+def plan(query: Query) -> Plan:
+    """The query's words of three characters or more become one trigram expression (`"a" AND "b" NOT "c"`),
+    the index that leads; every other term is a condition on the message row."""
+    long_words = [t for t in query.terms if t.field == "" and len(t.value) >= TRIGRAM]
+    wanted = [t for t in long_words if not t.negated]
+    fts = None
+    if wanted:
+        fts = " AND ".join(_phrase(t.value) for t in wanted)
+        fts += "".join(f" NOT {_phrase(t.value)}" for t in long_words if t.negated)
     sql, params = "", []
     for term in query.terms:
+        if fts is not None and term in long_words:
+            continue
         condition, values = _condition(term)
         sql += f" AND NOT ({condition})" if term.negated else f" AND {condition}"
         params += values
-    return sql, tuple(params)
+    return Plan(fts, sql, tuple(params))

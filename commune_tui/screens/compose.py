@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Footer, Header, Input, Label, OptionList, Select, TextArea
 from textual.widgets.option_list import Option
@@ -22,10 +22,11 @@ from ..dialogs.attach_file import AttachFileDialog
 from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.send_report import SendReportDialog
 from ..display import line
-from ..formatting import human_size, invalid_addresses, split_addresses
+from ..formatting import human_size, invalid_addresses
 from ..messages import MessageSent
 from ..models import Attachment, Draft
 from ..widgets.attachments import chip_label
+from .compose_outbox import OutboxComposer
 
 if TYPE_CHECKING:
     from ..app import CommuneApp
@@ -56,13 +57,17 @@ class Upload:
     attachment: Attachment | None = None
 
 
-class ComposeScreen(Screen):
+class ComposeScreen(OutboxComposer):
     """Write, reply or forward; `ctrl+s` sends and a failed send keeps everything as it was."""
 
     app: CommuneApp
 
     BINDINGS = [
         Binding("ctrl+s", "send", "Send", priority=True, id="compose.send"),
+        Binding("ctrl+l", "send_later", "Send later", priority=True, id="compose.send_later",
+                tooltip="Schedule the send: in 2h, tomorrow 09:00, …"),
+        Binding("ctrl+o", "postpone", "Postpone", priority=True, id="compose.postpone",
+                tooltip="Keep it as a draft in the Outbox"),
         Binding("ctrl+e", "edit_body", "$EDITOR", priority=True, id="compose.editor"),
         Binding("ctrl+a", "attach", "Attach", priority=True, id="compose.attach"),
         Binding("escape", "discard", "Discard", id="compose.discard"),
@@ -183,6 +188,7 @@ class ComposeScreen(Screen):
             to=self.query_one("#to", Input).value, cc=self.query_one("#cc", Input).value,
             bcc=self.query_one("#bcc", Input).value, subject=self.query_one("#subject", Input).value,
             body=self.query_one("#body", TextArea).text, thread_id=self.draft.thread_id,
+            draft_id=self.draft.draft_id,
         )
 
     def action_edit_body(self) -> None:
@@ -208,27 +214,30 @@ class ComposeScreen(Screen):
             found.append("Remove the attachments that failed to upload (delete)")
         return found
 
-    def action_send(self) -> None:
+    def attachment_ids(self) -> list[str]:
+        return [u.attachment.attachment_id for u in self.uploads if u.attachment]
+
+    def ready_draft(self) -> Draft | None:
         if self.sending:
-            return
+            return None
         draft = self.current_draft()
         problems = self.problems(draft)
         if problems:
             self.notify("\n".join(problems), title="Not sent", severity="error", markup=False)
-            return
-        self.sending = True
-        self._send(draft)
+            return None
+        return draft
+
+    def action_send(self) -> None:
+        draft = self.ready_draft()
+        if draft is not None:
+            self.sending = True
+            self._send(draft)
 
     @work(group="send", exclusive=True)
-    async def _send(self, draft: Draft) -> None:
+    async def _send(self, draft: Draft, send_at: datetime | None = None) -> None:
         self.query_one("#composer").loading = True
         try:
-            result = await self.app.client.send(
-                inbox_id=draft.inbox_id or "", to=split_addresses(draft.to), cc=split_addresses(draft.cc),
-                bcc=split_addresses(draft.bcc), subject=draft.subject.strip(), text=draft.body,
-                thread_id=draft.thread_id,
-                attachments=[u.attachment.attachment_id for u in self.uploads if u.attachment],
-            )
+            result = await self.deliver(draft, send_at)
         except ApiError as exc:
             self.notify(f"{exc.message}\nYour draft is kept.", title="Not sent", severity="error",
                         timeout=8, markup=False)
@@ -238,6 +247,8 @@ class ComposeScreen(Screen):
             self.query_one("#composer").loading = False
         self.app.post_message(MessageSent(result.thread_id, draft.inbox_id or ""))
         self.dismiss()
+        if self.announce_held(result, draft, send_at):
+            return
         if result.validation.empty:
             self.app.notify(f"Sent to {draft.to}", title="Sent", markup=False)
         else:

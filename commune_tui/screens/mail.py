@@ -14,7 +14,7 @@ from textual.widgets import Footer, Header
 from ..client import ApiError
 from ..display import line
 from ..formatting import named_address
-from ..messages import InboxSelected, NewMail, ThreadSelected
+from ..messages import InboxSelected, NewMail, OutboxSelected, ThreadSelected
 from ..models import Domain, Draft, Inbox, Message, Page, ThreadSummary
 from ..views import INBOX, MailView
 from ..widgets.mailbox_tree import MailboxTree
@@ -38,6 +38,8 @@ class MailScreen(ThreadActions):
         Binding("c", "compose", "Compose", id="mail.compose", tooltip="Write a new message"),
         Binding("slash", "search", "Search", id="mail.search", key_display="/"),
         Binding("ctrl+d", "domains", "Domains", show=False, id="mail.domains"),
+        Binding("O", "outbox", "Outbox", show=False, id="mail.outbox",
+                tooltip="Held, scheduled and draft messages of this inbox"),
         Binding("q", "back(True)", "Back", id="mail.quit", tooltip="Reader → list; on the list: quit"),
         Binding("escape", "back(False)", "Back", show=False, id="mail.back"),
         Binding("m", "toggle_mailboxes", "Mailboxes", show=False, id="mail.toggle_mailboxes"),
@@ -112,6 +114,17 @@ class MailScreen(ThreadActions):
             preferred = next((i for i in inboxes if i.local_part == "me"), inboxes[0])
             self.tree.select_inbox(preferred.id)
         self.thread_list.focus()
+        self.load_outbox_counts()
+
+    @work(group="outbox-counts", exclusive=True)
+    async def load_outbox_counts(self) -> None:
+        """What waits in every inbox's outbox, beside the tree's Outbox entry."""
+        try:
+            counts = await self.app.client.outbox_counts()
+        except ApiError:
+            return  # a server without an outbox: the entry stays bare
+        self.tree.set_outbox({"approvals": counts.pending_approval, "scheduled": counts.scheduled,
+                              "drafts": counts.drafts})
 
     @on(InboxSelected)
     def open_inbox(self, event: InboxSelected) -> None:
@@ -271,6 +284,13 @@ class MailScreen(ThreadActions):
 
     def action_domains(self) -> None:
         self.app.open_domains()
+
+    def action_outbox(self) -> None:
+        self.app.open_outbox(self.inbox)
+
+    @on(OutboxSelected)
+    def open_outbox_everywhere(self, event: OutboxSelected) -> None:
+        self.app.open_outbox(self.inbox, everywhere=True, tab=event.tab)
 
     def action_help(self) -> None:
         self.app.show_keys()

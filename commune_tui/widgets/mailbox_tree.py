@@ -1,5 +1,5 @@
 """The sidebar: domains → inboxes with the server's unread/total counts → views Inbox, Flagged, Sent,
-Archive and Trash."""
+Archive and Trash; then the Outbox with what waits in it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from ..display import line
-from ..messages import InboxSelected
+from ..messages import InboxSelected, OutboxSelected
 from ..models import Domain, Inbox
 from ..views import INBOX, VIEWS, MailView, inbox_count
+
+OUTBOX_TABS = (("approvals", "Awaiting approval"), ("scheduled", "Scheduled"), ("drafts", "Drafts"))
 
 
 @dataclass(frozen=True)
@@ -24,11 +26,20 @@ class ViewNode:
     view: MailView
 
 
-NodeData = Inbox | Domain | ViewNode
+class OutboxFolder:
+    """The data of the tree's Outbox entry and of its tabs below it."""
+
+    def __init__(self, tab: str = "approvals") -> None:
+        self.id = f"outbox-{tab}"
+        self.tab = tab
+
+
+NodeData = Inbox | Domain | ViewNode | OutboxFolder
 
 
 class MailboxTree(Tree[NodeData]):
-    """Domains → inboxes → views; selecting an inbox or a view posts `InboxSelected`."""
+    """Domains → inboxes → views, then Outbox; selecting an inbox or a view posts `InboxSelected`,
+    the Outbox `OutboxSelected`."""
 
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False, id="tree.down"),
@@ -48,6 +59,8 @@ class MailboxTree(Tree[NodeData]):
         self.counts: dict[str, str] = {}
         """Inbox id → the count shown beside it (`3/12`: unread of all threads)."""
         self.new_mail: set[str] = set()
+        self.outbox_node: TreeNode[NodeData] | None = None
+        self.outbox_counts: dict[str, int] = {}
 
     def set_mailboxes(self, domains: list[Domain], inboxes: list[Inbox]) -> None:
         """Show these inboxes and their counts; the tree is rebuilt only when the set of mailboxes
@@ -58,7 +71,7 @@ class MailboxTree(Tree[NodeData]):
         wanted = [(d.id, [i.id for i in inboxes if i.domain_id == d.id]) for d in domains]
         current = [(node.data.id, [c.data.id for c in node.children if isinstance(c.data, Inbox)])
                    for node in self.root.children if isinstance(node.data, Domain)]
-        if wanted == current:
+        if wanted == current and self.outbox_node is not None:
             for inbox in inboxes:
                 self._relabel(inbox.id)
             return
@@ -77,6 +90,9 @@ class MailboxTree(Tree[NodeData]):
                     for view in VIEWS:
                         self.view_nodes[inbox.id, view.key] = node.add_leaf(
                             self._view_label(inbox, view), data=ViewNode(inbox, view))
+        self.outbox_node = self.root.add(line("Outbox", style="bold"), data=OutboxFolder(), expand=True)
+        for tab, _ in OUTBOX_TABS:
+            self.outbox_node.add_leaf(self._outbox_label(tab), data=OutboxFolder(tab))
         self._restore_cursor(selected)
 
     def _restore_cursor(self, selected: NodeData | None) -> None:
@@ -104,6 +120,21 @@ class MailboxTree(Tree[NodeData]):
         if count:
             label.append(f" {count}", style="dim")
         return label
+
+    def _outbox_label(self, tab: str) -> Text:
+        label = line(dict(OUTBOX_TABS)[tab])
+        count = self.outbox_counts.get(tab)
+        if count:
+            label.append(f" {count}", style="bold" if tab == "approvals" else "dim")
+        return label
+
+    def set_outbox(self, counts: dict[str, int]) -> None:
+        """Show how many messages wait in each of the outbox's tabs."""
+        self.outbox_counts = counts
+        if self.outbox_node is not None:
+            for child in self.outbox_node.children:
+                if isinstance(child.data, OutboxFolder):
+                    child.set_label(self._outbox_label(child.data.tab))
 
     def _relabel(self, inbox_id: str) -> None:
         node, inbox = self.inbox_nodes.get(inbox_id), self.inboxes.get(inbox_id)
@@ -148,3 +179,5 @@ class MailboxTree(Tree[NodeData]):
             self.post_message(InboxSelected(data, INBOX))
         elif isinstance(data, ViewNode):
             self.post_message(InboxSelected(self.inboxes.get(data.inbox.id, data.inbox), data.view))
+        elif isinstance(data, OutboxFolder):
+            self.post_message(OutboxSelected(data.tab))

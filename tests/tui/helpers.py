@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from textual.css.query import NoMatches
 from textual.pilot import Pilot
 from textual.widgets import DirectoryTree
 from textual.worker import WorkerCancelled
@@ -30,10 +31,14 @@ async def settle(pilot: Pilot, rounds: int = 3) -> None:
 
 
 async def wait_until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll `condition` while the app runs; fail with a clear message if it never holds."""
+    """Poll `condition` while the app runs; fail with a clear message if it never holds.
+
+    A widget the condition queries may not be composed yet on a screen just pushed (on a busy machine
+    that takes a while): `NoMatches` counts as "not yet".
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not condition():
+    while not _holds(condition):
         if loop.time() > deadline:
             raise AssertionError("the app never reached the expected state")
         await pilot.pause(0.05)
@@ -46,6 +51,13 @@ async def open_composer(pilot: Pilot) -> ComposeScreen:
     composer = pilot.app.screen
     assert isinstance(composer, ComposeScreen)
     return composer
+
+
+def _holds(condition: Callable[[], bool]) -> bool:
+    try:
+        return bool(condition())
+    except NoMatches:
+        return False
 
 
 def select_thread(app, subject: str) -> None:

@@ -23,7 +23,7 @@ from commune_tui.formatting import (
 )
 
 PLAIN_MODULES = ["commune_tui.client", "commune_tui.models", "commune_tui.config", "commune_tui.formatting",
-                 "commune_tui.opener"]
+                 "commune_tui.opener", "commune_tui.sendtime"]
 
 
 @pytest.mark.parametrize("module", PLAIN_MODULES)
