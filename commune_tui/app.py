@@ -231,10 +231,11 @@ class CommuneApp(App[None]):
         self.connect()
 
     def action_toggle_help(self) -> None:
-        if self.screen.query("HelpPanel"):
-            self.action_hide_help_panel()
+        """`f1` anywhere (also in the composer, where `?` is typed): the keys dialog, or close it."""
+        if isinstance(self.screen, KeysDialog):
+            self.screen.dismiss(None)
         else:
-            self.action_show_help_panel()
+            self.show_keys()
 
     def action_toggle_theme(self) -> None:
         self.theme = "commune-light" if self.theme == "commune-dark" else "commune-dark"

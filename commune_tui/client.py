@@ -158,6 +158,10 @@ class CommuneClient:
                                 json_body={"add_labels": add or [], "remove_labels": remove or []})
         return ThreadSummary.model_validate(body)
 
+    async def delete_thread(self, thread_id: str) -> None:
+        """`DELETE /v1/threads/{id}`: the thread and its messages, for good."""
+        await self._call("DELETE", f"/v1/threads/{thread_id}")
+
     async def list_contacts(self, query: str = "", limit: int = 20) -> list[Contact]:
         """`GET /v1/contacts?q=`: addresses most recently exchanged with first."""
         rows = await self._data("GET", "/v1/contacts", params={"q": query or None, "limit": limit})

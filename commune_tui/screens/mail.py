@@ -216,6 +216,12 @@ class MailScreen(ThreadActions):
                 thread_list.focus()
         self.refresh_counts()
 
+    def threads_deleted(self, thread_ids: list[str]) -> None:
+        super().threads_deleted(thread_ids)
+        self.thread_list.remove(thread_ids)
+        self.thread_list.focus()
+        self.refresh_counts()
+
     @work(group="counts", exclusive=True)
     async def refresh_counts(self) -> None:
         """The server's counts of every inbox into the tree."""

@@ -12,6 +12,7 @@ from textual import work
 from textual.screen import Screen
 
 from ..client import ApiError
+from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.links import LinksDialog
 from ..dialogs.prompt import PromptDialog
 from ..dialogs.text_view import TextViewDialog
@@ -284,7 +285,42 @@ class ThreadActions(Screen):
                         markup=False)
 
     def action_trash(self) -> None:
-        self._triage(["trash"], [], "Moved {} to the trash (u restores)")
+        threads = self.chosen_threads()
+        if threads and all("trash" in t.labels for t in threads):
+            self._confirm_delete(threads)
+        else:
+            self._triage(["trash"], [], "Moved {} to the trash (u restores)")
+
+    def _confirm_delete(self, threads: list[ThreadSummary]) -> None:
+        """`d` on threads already in the trash deletes them for good, after asking."""
+        count = "this thread" if len(threads) == 1 else f"these {len(threads)} threads"
+
+        def decided(delete: bool | None) -> None:
+            if delete:
+                self._delete(threads)
+
+        self.app.push_screen(ConfirmDialog(f"Delete {count} for good? This cannot be undone.",
+                                           yes="Delete", no="Keep"), decided)
+
+    @work(group="triage")
+    async def _delete(self, threads: list[ThreadSummary]) -> None:
+        results = await asyncio.gather(*(self.app.client.delete_thread(t.thread_id) for t in threads),
+                                       return_exceptions=True)
+        deleted = [t for t, r in zip(threads, results) if not isinstance(r, BaseException)]
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if deleted:
+            self.threads_deleted([t.thread_id for t in deleted])
+            self.notify(f"Deleted {len(deleted)} thread{'s' if len(deleted) > 1 else ''} for good",
+                        markup=False)
+        if failed:
+            reason = failed[0].message if isinstance(failed[0], ApiError) else str(failed[0])
+            self.notify(f"{len(failed)} not deleted: {reason}", severity="error", markup=False)
+
+    def threads_deleted(self, thread_ids: list[str]) -> None:
+        """Threads that no longer exist (subclasses take them off their lists)."""
+        reader = self.active_reader()
+        if reader.thread is not None and reader.thread.thread_id in thread_ids:
+            reader.clear()
 
     def action_restore(self) -> None:
         self._triage([], ["trash", "archived"], "Restored {} to the inbox")

@@ -226,6 +226,8 @@ class Reader(VerticalScroll, can_focus=True):
             widgets.append(view)
         await self.mount_all(widgets)
         self.scroll_home(animate=False)
+        if focus and self.screen.focused is not self:
+            self.focus()  # the early focus did not take (the reader was still loading)
 
     @property
     def current_message(self) -> Message | None:

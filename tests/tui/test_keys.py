@@ -238,3 +238,22 @@ async def test_question_mark_lists_every_key_of_the_screen_grouped(mailbox: Mail
         await pilot.press("escape")
         assert isinstance(app.screen, MailScreen)
 
+
+
+async def test_a_slow_server_shows_a_spinner_and_leaves_the_focus_where_it_was(
+        mailbox: Mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = mailbox.app(tmp_path)
+    fast = app.client.thread_messages
+
+    async def slow(thread_id: str):
+        await asyncio.sleep(0.5)
+        return await fast(thread_id)
+
+    monkeypatch.setattr(app.client, "thread_messages", slow)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        reader = app.screen.query_one(Reader)
+        await wait_until(pilot, lambda: reader.loading)
+        await settle(pilot)
+        assert not reader.loading and app.focused is reader and reader.thread is not None

@@ -212,3 +212,26 @@ async def test_new_inbox_from_the_domains_screen_appears_at_once(mailbox: Mailbo
         tree = app.screen.query_one(MailboxTree)
         await wait_until(pilot, lambda: any(i.local_part == "billing-new" for i in tree.inboxes.values()
                                             if i.id in tree.inbox_nodes))
+
+
+async def test_d_in_the_trash_deletes_for_good_after_asking(mailbox: Mailbox, tmp_path: Path) -> None:
+    thread_id = mailbox.seeded.threads["Re: Conference talk"]
+    mailbox.user.patch(f"/v1/threads/{thread_id}", json={"add_labels": ["trash"]})
+    me = mailbox.seeded.me["id"]
+    app = mailbox.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await open_view(pilot, app, me, "trash")
+        assert subjects(app) == ["Re: Conference talk"]
+        app.screen.query_one(ThreadList).focus()
+        await pilot.press("d")
+        await settle(pilot)
+        await pilot.press("n")  # keep it
+        await settle(pilot)
+        assert mailbox.user.get(f"/v1/threads/{thread_id}").status_code == 200
+        await pilot.press("d")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert mailbox.user.get(f"/v1/threads/{thread_id}").status_code == 404
+        assert subjects(app) == []
