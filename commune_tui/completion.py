@@ -9,14 +9,15 @@ from .formatting import named_address
 
 
 class ContactSuggester(Suggester):
-    """Suggests the rest of the address being typed (`right` accepts it), most recent contact first."""
+    """Suggests the rest of the address being typed (`right` accepts it), most recent contact
+    first."""
 
     def __init__(self, client: CommuneClient) -> None:
         super().__init__(use_cache=True, case_sensitive=True)  # matched without case below
         self.client = client
 
     async def get_suggestion(self, value: str) -> str | None:
-        head, _, typed = value.rpartition(",")
+        typed = value.rpartition(",")[2]
         typed = typed.lstrip()
         if not typed or "<" in typed:
             return None

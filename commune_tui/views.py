@@ -1,4 +1,5 @@
-"""The views of an inbox in the mailbox tree (Inbox, Flagged, Sent, Archive, Trash) as label filters."""
+"""The views of an inbox in the mailbox tree (Inbox, Flagged, Sent, Archive, Trash) as label
+filters."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from .models import InboxCounts, ThreadSummary
 
 @dataclass(frozen=True)
 class MailView:
-    """Threads with all of `labels` and none of `exclude` (the server leaves the trash out unless asked)."""
+    """Threads with all of `labels` and none of `exclude` (the server leaves the trash out unless
+    asked)."""
 
     key: str
     title: str
