@@ -12,7 +12,7 @@ from textual.widgets import DataTable
 
 from ..client import ApiError
 from ..display import line
-from ..formatting import compact_date
+from ..formatting import compact_date, named_address
 from ..messages import ThreadSelected
 from ..models import Page, ThreadSummary
 from .triage_keys import triage_bindings
@@ -232,6 +232,10 @@ class ThreadList(DataTable[object]):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.cursor_row >= self.row_count - self.prefetch_rows:
             self.load_more()
+        # The list shows names; the highlighted thread's sender address shows under it.
+        thread = self.threads.get(event.row_key.value or "")
+        address = thread.last_sender or "" if thread is not None else ""
+        self.border_subtitle = line(named_address(address, self.names.get(address.lower())))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

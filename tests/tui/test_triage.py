@@ -138,6 +138,19 @@ async def test_a_archives_and_F_flags(mailbox: Mailbox, tmp_path: Path) -> None:
         assert subjects(app) == []
 
 
+async def test_the_list_shows_names_and_the_highlighted_senders_address(mailbox: Mailbox,
+                                                                        tmp_path: Path) -> None:
+    bob = mailbox.seeded.others["bob"]["address"]
+    app = mailbox.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        threads = app.screen.query_one(ThreadList)
+        select_thread(app, "Lunch on Thursday?")
+        await pilot.pause()
+        assert threads.get_cell(mailbox.seeded.threads["Lunch on Thursday?"], "from").plain == "Bob Okafor"
+        assert str(threads.border_subtitle) == f"Bob Okafor <{bob}>"
+
+
 async def test_n_jumps_to_the_next_unread_thread(mailbox: Mailbox, tmp_path: Path) -> None:
     for subject in ("Re: Conference talk", "Server maintenance window"):
         mailbox.user.patch(f"/v1/threads/{mailbox.seeded.threads[subject]}",
