@@ -152,6 +152,8 @@ class MailScreen(ThreadActions):
         title = inbox.address if view is INBOX else f"{inbox.address} · {view.title}"
         thread_list.border_title = line(f"Threads · {title}")
         thread_list.show(loader, page)
+        if self.focused is None:
+            thread_list.focus()  # a focus asked for while the list was loading did not take
 
     @on(ThreadSelected)
     def open_thread(self, event: ThreadSelected) -> None:

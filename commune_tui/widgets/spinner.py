@@ -17,17 +17,19 @@ def spinner_if_slow(widget: Widget) -> Iterator[None]:
 
     A loading widget cannot hold the focus, so one that had it gets it back when the wait is over.
     """
-    had_focus = False
+    had_focus, waiting = False, True
 
     def show() -> None:
         nonlocal had_focus
-        had_focus = widget.has_focus_within
-        widget.loading = True
+        if waiting:  # a tick already on its way when the wait ended must not bring the spinner back
+            had_focus = widget.has_focus_within
+            widget.loading = True
 
     timer = widget.set_timer(SPINNER_DELAY, show)
     try:
         yield
     finally:
+        waiting = False
         timer.stop()
         widget.loading = False
         if had_focus and widget.screen.focused is None:

@@ -257,3 +257,26 @@ async def test_a_slow_server_shows_a_spinner_and_leaves_the_focus_where_it_was(
         await wait_until(pilot, lambda: reader.loading)
         await settle(pilot)
         assert not reader.loading and app.focused is reader and reader.thread is not None
+
+
+async def test_a_spinner_tick_that_comes_too_late_shows_nothing(
+        mailbox: Mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from commune_tui.widgets.spinner import spinner_if_slow
+
+    app = mailbox.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        reader = app.screen.query_one(Reader)
+        ticks = []
+        real_set_timer = reader.set_timer
+
+        def set_timer(delay, callback):  # the tick is taken out, to come after the wait ended
+            ticks.append(callback)
+            return real_set_timer(3600, lambda: None)
+
+        monkeypatch.setattr(reader, "set_timer", set_timer)
+        with spinner_if_slow(reader):
+            pass
+        ticks[0]()  # a tick already queued when the wait ended
+        await pilot.pause()
+        assert not reader.loading
