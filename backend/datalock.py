@@ -1,9 +1,10 @@
-"""One server per data directory: a lock file that also tells clients where the running server listens.
+"""One server per data directory: a lock file that also tells clients where the running server
+listens.
 
-The server holds an exclusive `flock` on `<data dir>/server.lock` for as long as it runs and writes its
-ports into it. A second server on the same directory fails to take the lock and refuses to start; the
-terminal client reads the file to connect to the running server instead of starting its own. The lock
-goes with the process, so a crashed server leaves no stale lock behind (only a stale file, which no
+The server holds an exclusive `flock` on `<data dir>/server.lock` for as long as it runs and writes
+its ports into it. A second server on the same directory fails to take the lock and refuses to start;
+the terminal client reads the file to connect to the running server instead of starting its own. The
+lock goes with the process, so a crashed server leaves no stale lock behind (only a stale file, which no
 one trusts because nobody holds its lock).
 """
 
@@ -33,7 +34,8 @@ class DataDirInUse(Exception):
 
     def __init__(self, data_dir: Path, running: RunningServer | None) -> None:
         where = f" (pid {running.pid}, {running.base_url})" if running else ""
-        super().__init__(f"the data directory {data_dir} is in use by another Commune server{where};"
+        super().__init__(f"the data directory {data_dir} is in use by another Commune server"
+                         f"{where};"
                          " stop that server or choose another --data-dir")
         self.running = running
 

@@ -25,7 +25,6 @@ from .formatting import clean_line, clean_text, with_signature
 from .messages import MessageSent, NewMail
 from .models import Draft, Inbox, ServerEvent
 from .outbox import OUTBOX_EVENTS, waiting_notice
-from .read_state import ReadState
 from .screens.compose import ComposeScreen
 from .screens.danger import DangerZoneScreen
 from .screens.domains import DomainsScreen
@@ -63,7 +62,6 @@ class CommuneApp(App[None]):
         """Address (lower case) → display name, for the thread list's sender column."""
         self.temp_dir = Path(tempfile.mkdtemp(prefix="commune-tui-"))
         """Attachments opened with an external program; removed when the app exits."""
-        self.read_state = ReadState.for_server(settings.state_dir, client.base_url)
         self.live_mode = "off"
         for theme in THEMES:
             self.register_theme(theme)
@@ -164,8 +162,10 @@ class CommuneApp(App[None]):
         self.push_screen(OutboxScreen(inbox, everywhere=everywhere, tab=tab))
 
     def open_composer(self, draft: Draft, forward_attachments: list[str] | None = None) -> None:
-        """Open the composer on a draft (new, reply or forward)."""
-        draft.body = with_signature(draft.body, self.settings.signature)
+        """Open the composer on a draft (new, reply or forward, or a saved draft resumed); a new one
+        gets the signature."""
+        if not draft.draft_id:
+            draft.body = with_signature(draft.body, self.settings.signature)
         self.push_screen(ComposeScreen(draft, forward_attachments or []))
 
     def open_search(self, inbox: Inbox | None) -> None:
@@ -224,7 +224,6 @@ class CommuneApp(App[None]):
         self.client = CommuneClient(profile.url or "", profile.api_key or "")
         self.settings.base_url, self.settings.api_key = profile.url, profile.api_key
         self.inboxes, self.names = [], {}
-        self.read_state = ReadState.for_server(self.settings.state_dir, self.client.base_url)
         await old.close()
         while len(self.screen_stack) > 1:
             self.pop_screen()
@@ -232,10 +231,11 @@ class CommuneApp(App[None]):
         self.connect()
 
     def action_toggle_help(self) -> None:
-        if self.screen.query("HelpPanel"):
-            self.action_hide_help_panel()
+        """`f1` anywhere (also in the composer, where `?` is typed): the keys dialog, or close it."""
+        if isinstance(self.screen, KeysDialog):
+            self.screen.dismiss(None)
         else:
-            self.action_show_help_panel()
+            self.show_keys()
 
     def action_toggle_theme(self) -> None:
         self.theme = "commune-light" if self.theme == "commune-dark" else "commune-dark"

@@ -16,6 +16,7 @@ from .formatting import clean_data, clean_text
 from .models import (
     Attachment,
     AttachmentUrl,
+    Contact,
     DeletionRequest,
     DnsRecord,
     Domain,
@@ -139,12 +140,32 @@ class CommuneClient:
     # Threads and messages
 
     async def list_threads(self, inbox_id: str | None = None, domain_id: str | None = None,
-                           cursor: str | None = None, limit: int = 50) -> Page:
-        """`GET /v1/threads`: one newest-first page after `cursor`."""
+                           cursor: str | None = None, limit: int = 50, labels: list[str] | None = None,
+                           exclude_labels: list[str] | None = None) -> Page:
+        """`GET /v1/threads`: one newest-first page after `cursor`, with all of `labels` and none of
+        `exclude_labels` (the trash is left out unless `labels` asks for it)."""
         body = await self._call("GET", "/v1/threads", params={
             "inbox_id": inbox_id, "domain_id": domain_id, "cursor": cursor, "limit": limit, "order": "desc",
+            "labels": ",".join(labels) if labels else None,
+            "exclude_labels": ",".join(exclude_labels) if exclude_labels else None,
         })
         return Page.model_validate(body)
+
+    async def label_thread(self, thread_id: str, add: list[str] | None = None,
+                           remove: list[str] | None = None) -> ThreadSummary:
+        """`PATCH /v1/threads/{id}` with `add_labels`/`remove_labels` (every message of the thread)."""
+        body = await self._data("PATCH", f"/v1/threads/{thread_id}",
+                                json_body={"add_labels": add or [], "remove_labels": remove or []})
+        return ThreadSummary.model_validate(body)
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """`DELETE /v1/threads/{id}`: the thread and its messages, for good."""
+        await self._call("DELETE", f"/v1/threads/{thread_id}")
+
+    async def list_contacts(self, query: str = "", limit: int = 20) -> list[Contact]:
+        """`GET /v1/contacts?q=`: addresses most recently exchanged with first."""
+        rows = await self._data("GET", "/v1/contacts", params={"q": query or None, "limit": limit})
+        return [Contact.model_validate(r) for r in rows]
 
     async def thread_messages(self, thread_id: str) -> list[Message]:
         """`GET /v1/threads/{id}/messages`, oldest first, every page."""

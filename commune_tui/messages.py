@@ -7,11 +7,15 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from .models import Inbox, ThreadSummary
+from .views import INBOX, MailView
 
 
 @dataclass
 class InboxSelected(Message):
+    """An inbox (or one of its views: Flagged, Sent, Archive, Trash) was chosen in the tree."""
+
     inbox: Inbox
+    view: MailView = INBOX
 
 
 @dataclass

@@ -57,6 +57,15 @@ class Webhook(Model):
     secret: str | None = None
 
 
+class InboxCounts(Model):
+    """Server-side thread counts of an inbox (the trash left out of `threads`)."""
+
+    threads: int = 0
+    unread_threads: int = 0
+    flagged_threads: int = 0
+    trash_threads: int = 0
+
+
 class Inbox(Model):
     id: str
     address: str = ""
@@ -65,6 +74,7 @@ class Inbox(Model):
     domain_name: str | None = None
     display_name: str | None = Field(None, validation_alias=AliasChoices("displayName", "display_name"))
     webhook: Webhook | None = None
+    counts: InboxCounts | None = None
 
 
 class ThreadSummary(Model):
@@ -81,11 +91,28 @@ class ThreadSummary(Model):
     domain_id: str | None = None
     has_attachments: bool = False
     unread_count: int = 0
+    labels: list[str] = Field(default_factory=list)
+    """The union of its messages' labels: `unread`, `flagged`, `archived`, `trash`, `sent`, … ."""
+
+    @property
+    def unread(self) -> bool:
+        return "unread" in self.labels
+
+    @property
+    def flagged(self) -> bool:
+        return "flagged" in self.labels
 
     @field_validator("message_count", "unread_count", mode="before")
     @classmethod
     def _none_is_zero(cls, value: Any) -> Any:
         return value or 0
+
+
+class Contact(Model):
+    """An address this organisation exchanged mail with, and the name it last gave."""
+
+    address: str
+    name: str | None = None
 
 
 class Participant(Model):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 DEFAULT_MAILCAPS = ("~/.mailcap", "/etc/mailcap", "/usr/etc/mailcap", "/usr/local/etc/mailcap")
 LAUNCH_GRACE = 1.0
-"""An opener that fails (no handler, bad file) does so at once; one still running after this works."""
+"""An opener that fails (no handler, bad file) does so at once; one still running after this
+works."""
 
 
 def _fill(template: str, path: str) -> list[str]:

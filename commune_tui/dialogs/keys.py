@@ -56,7 +56,8 @@ class KeysDialog(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog keys"):
             yield Static("Keys", classes="dialog-title")
-            with VerticalScroll(id="keys-body"), ItemGrid(min_column_width=34, stretch_height=False):
+            with (VerticalScroll(id="keys-body"),
+                  ItemGrid(min_column_width=34, stretch_height=False)):
                 for group, rows in self.groups:
                     text = Text()
                     text.append(group, style="bold")

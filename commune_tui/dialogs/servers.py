@@ -25,8 +25,9 @@ class ServerPicker(ModalScreen[int | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static("Switch server", classes="dialog-title")
-            yield OptionList(*(Option(line(f"{'●' if n == self.current else ' '} {p.name}  {p.url}"))
-                               for n, p in enumerate(self.profiles)), id="server-list")
+            rows = [f"{'●' if n == self.current else ' '} {p.name}  {p.url}"
+                    for n, p in enumerate(self.profiles)]
+            yield OptionList(*(Option(line(row)) for row in rows), id="server-list")
             yield Static("enter switches · escape closes", classes="dialog-hint")
 
     def on_mount(self) -> None:

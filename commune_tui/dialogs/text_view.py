@@ -1,4 +1,5 @@
-"""A long text in a scrollable modal: full headers (`H`), the raw message (`V`), a command's output."""
+"""A long text in a scrollable modal: full headers (`H`), the raw message (`V`), a command's
+output."""
 
 from __future__ import annotations
 

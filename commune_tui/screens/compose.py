@@ -17,6 +17,7 @@ from textual.widgets.option_list import Option
 
 from .. import editor
 from ..client import ApiError
+from ..completion import ContactSuggester
 from ..dialogs.attach_file import AttachFileDialog
 from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.send_report import SendReportDialog
@@ -96,7 +97,8 @@ class ComposeScreen(OutboxComposer):
                 with Horizontal(classes="field"):
                     yield Label(line(label), classes="field-label")
                     yield Input(value, id=name, placeholder="name@example.com, …", compact=True,
-                                validators=[Addresses(required)], validate_on=["changed", "blur"])
+                                validators=[Addresses(required)], validate_on=["changed", "blur"],
+                                suggester=ContactSuggester(self.app.client))
                 yield Label("", id=f"{name}-error", classes="field-error")
             with Horizontal(classes="field"):
                 yield Label("Subject", classes="field-label")

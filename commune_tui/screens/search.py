@@ -40,7 +40,9 @@ class SearchScreen(ThreadActions):
         scope = f"in {self.inbox.address}" if self.inbox else "in all inboxes"
         yield Input(placeholder=f"Search {scope}: words, sender, subject… (enter)", id="query")
         yield Static("", id="search-status")
-        yield ThreadList(self.app.settings.clock, self.app.read_state, id="results", classes="pane")
+        results = ThreadList(self.app.settings.clock, id="results", classes="pane")
+        results.zone, results.names = self.app.settings.timezone, self.app.names
+        yield results
         yield Footer()
 
     def on_mount(self) -> None:

@@ -12,6 +12,7 @@ from textual import work
 from textual.screen import Screen
 
 from ..client import ApiError
+from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.links import LinksDialog
 from ..dialogs.prompt import PromptDialog
 from ..dialogs.text_view import TextViewDialog
@@ -244,6 +245,121 @@ class ThreadActions(Screen):
                         timeout=10, markup=False)
         else:
             self.notify(f"Opened {attachment.filename} with {Path(command[0]).name}", markup=False)
+
+    # Triage: labels on the server
+
+    def chosen_threads(self) -> list[ThreadSummary]:
+        """The threads a triage key acts on: the one in the reader (subclasses may pick others)."""
+        thread = self.active_reader().thread
+        return [thread] if thread is not None else []
+
+    def threads_changed(self, threads: list[ThreadSummary]) -> None:
+        """Show the new labels of `threads` (subclasses also move them between views)."""
+        reader = self.active_reader()
+        for thread in threads:
+            if reader.thread is not None and reader.thread.thread_id == thread.thread_id:
+                reader.thread = thread
+
+    def _triage(self, add: list[str], remove: list[str], done: str) -> None:
+        threads = self.chosen_threads()
+        if not threads:
+            self.notify("Choose a thread first.", severity="warning")
+            return
+        self._relabel(threads, add, remove, done)
+
+    @work(group="triage")
+    async def _relabel(self, threads: list[ThreadSummary], add: list[str], remove: list[str],
+                       done: str) -> None:
+        client = self.app.client
+        results = await asyncio.gather(*(client.label_thread(t.thread_id, add, remove) for t in threads),
+                                       return_exceptions=True)
+        updated = [r for r in results if isinstance(r, ThreadSummary)]
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if updated:
+            self.threads_changed(updated)
+            count = "the thread" if len(updated) == 1 else f"{len(updated)} threads"
+            self.notify(done.replace("{}", count), markup=False)
+        if failed:
+            reason = failed[0].message if isinstance(failed[0], ApiError) else str(failed[0])
+            self.notify(f"{len(failed)} of {len(threads)} not changed: {reason}", severity="error",
+                        markup=False)
+
+    def action_trash(self) -> None:
+        threads = self.chosen_threads()
+        if threads and all("trash" in t.labels for t in threads):
+            self._confirm_delete(threads)
+        else:
+            self._triage(["trash"], [], "Moved {} to the trash (u restores)")
+
+    def _confirm_delete(self, threads: list[ThreadSummary]) -> None:
+        """`d` on threads already in the trash deletes them for good, after asking."""
+        count = "this thread" if len(threads) == 1 else f"these {len(threads)} threads"
+
+        def decided(delete: bool | None) -> None:
+            if delete:
+                self._delete(threads)
+
+        self.app.push_screen(ConfirmDialog(f"Delete {count} for good? This cannot be undone.",
+                                           yes="Delete", no="Keep"), decided)
+
+    @work(group="triage")
+    async def _delete(self, threads: list[ThreadSummary]) -> None:
+        results = await asyncio.gather(*(self.app.client.delete_thread(t.thread_id) for t in threads),
+                                       return_exceptions=True)
+        deleted = [t for t, r in zip(threads, results) if not isinstance(r, BaseException)]
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if deleted:
+            self.threads_deleted([t.thread_id for t in deleted])
+            self.notify(f"Deleted {len(deleted)} thread{'s' if len(deleted) > 1 else ''} for good",
+                        markup=False)
+        if failed:
+            reason = failed[0].message if isinstance(failed[0], ApiError) else str(failed[0])
+            self.notify(f"{len(failed)} not deleted: {reason}", severity="error", markup=False)
+
+    def threads_deleted(self, thread_ids: list[str]) -> None:
+        """Threads that no longer exist (subclasses take them off their lists)."""
+        reader = self.active_reader()
+        if reader.thread is not None and reader.thread.thread_id in thread_ids:
+            reader.clear()
+
+    def action_restore(self) -> None:
+        self._triage([], ["trash", "archived"], "Restored {} to the inbox")
+
+    def action_archive(self) -> None:
+        self._triage(["archived"], [], "Archived {} (u restores)")
+
+    def action_toggle_flag(self) -> None:
+        threads = self.chosen_threads()
+        if threads and all(t.flagged for t in threads):
+            self._triage([], ["flagged"], "Unflagged {}")
+        else:
+            self._triage(["flagged"], [], "Flagged {}")
+
+    def action_toggle_unread(self) -> None:
+        threads = self.chosen_threads()
+        if threads and all(t.unread for t in threads):
+            self._triage([], ["unread"], "Marked {} read")
+        else:
+            self._triage(["unread"], [], "Marked {} unread")
+
+    def action_label(self) -> None:
+        if not self.chosen_threads():
+            self.notify("Choose a thread first.", severity="warning")
+            return
+
+        def chosen(values: dict[str, str] | None) -> None:
+            name = (values or {}).get("label", "").strip()
+            if name.startswith("-") and name[1:].strip():
+                self._triage([], [name[1:].strip()], f"Removed the label {name[1:].strip()} from {{}}")
+            elif name:
+                self._triage([name], [], f"Labelled {{}} {name}")
+
+        self.app.push_screen(PromptDialog("Apply a label (-name removes it)",
+                                          [("label", "Label", "e.g. invoices, -invoices")],
+                                          required=("label",)), chosen)
+
+    def action_next_unread(self) -> None:
+        self.notify("n works on the thread list.", severity="warning")
 
     def action_save_attachment(self) -> None:
         self._fetch_attachment(open_after=False)

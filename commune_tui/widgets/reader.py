@@ -18,6 +18,7 @@ from ..display import line, plain
 from ..formatting import clean_line, find_links, full_date, html_to_text, named_address
 from ..models import Attachment, Message, ThreadSummary
 from .attachments import AttachmentChip
+from .triage_keys import triage_bindings
 
 MAX_BODY_CHARS = 200_000
 HREF_RE = re.compile(r"""href\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
@@ -179,6 +180,7 @@ class Reader(VerticalScroll, can_focus=True):
         Binding("V", "screen.raw", "Raw", show=False, id="reader.raw"),
         Binding("vertical_line", "screen.pipe", "Pipe", show=False, id="reader.pipe", key_display="|"),
         Binding("L", "screen.links", "Links", show=False, id="reader.links"),
+        *triage_bindings("reader"),
     ]
 
     def __init__(self, **kwargs: object) -> None:
@@ -190,7 +192,18 @@ class Reader(VerticalScroll, can_focus=True):
         """Index of the message `J`/`K` moved to; reply, forward, `H`, `V`, `|` and `L` act on it."""
 
     def compose(self) -> ComposeResult:
-        yield Static("Select a thread and press enter to read it.", classes="reader-empty")
+        yield self._placeholder()
+
+    @staticmethod
+    def _placeholder() -> Static:
+        return Static("Select a thread and press enter to read it.", classes="reader-empty")
+
+    def clear(self) -> None:
+        """Show no thread (the one shown left the list)."""
+        self.thread, self.messages, self.attachments, self.current = None, [], {}, 0
+        self.border_title = "Message"
+        self.query("*").remove()
+        self.mount(self._placeholder())
 
     async def show(self, thread: ThreadSummary, messages: list[Message],
                    attachments: dict[str, Attachment], focus: bool = False) -> None:
@@ -213,6 +226,8 @@ class Reader(VerticalScroll, can_focus=True):
             widgets.append(view)
         await self.mount_all(widgets)
         self.scroll_home(animate=False)
+        if focus and self.screen.focused is not self:
+            self.focus()  # the early focus did not take (the reader was still loading)
 
     @property
     def current_message(self) -> Message | None:

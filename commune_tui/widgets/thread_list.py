@@ -12,19 +12,15 @@ from textual.widgets import DataTable
 
 from ..client import ApiError
 from ..display import line
-from ..formatting import compact_date
+from ..formatting import compact_date, named_address
 from ..messages import ThreadSelected
 from ..models import Page, ThreadSummary
-from ..read_state import ReadState
+from .triage_keys import triage_bindings
 
 PageLoader = Callable[[str | None], Awaitable[Page]]
 PREFETCH_ROWS = 15
 DATE_WIDTH = 10
 """`2024-03-15`, the longest date form, always fits."""
-
-
-def is_unread(thread: ThreadSummary, read_state: ReadState) -> bool:
-    return thread.unread_count > 0 and not read_state.is_read(thread.thread_id, thread.last_message_at)
 
 
 class SortableCell:
@@ -54,16 +50,18 @@ class ThreadList(DataTable[object]):
         Binding("vertical_line", "screen.pipe", "Pipe to command", show=False, id="threads.pipe",
                 key_display="|"),
         Binding("L", "screen.links", "Links", show=False, id="threads.links"),
+        Binding("t", "toggle_selected", "Select", show=False, id="threads.select",
+                tooltip="Mark the thread for a bulk d, a, F, N or l"),
+        *triage_bindings("threads", footer=True),
     ]
 
-    def __init__(self, clock: Callable[[], datetime], read_state: ReadState, page_size: int = 50,
-                 **kwargs: object) -> None:
+    def __init__(self, clock: Callable[[], datetime], page_size: int = 50, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
         self.clock = clock
-        self.read_state = read_state
         self.page_size = page_size
         self.threads: dict[str, ThreadSummary] = {}
-        self.fresh: set[str] = set()
+        self.selected: set[str] = set()
+        """Threads marked with `t` for a bulk `d`/`a`/`F`/`N`/`l`."""
         self.loader: PageLoader | None = None
         self.next_cursor: str | None = None
         self.has_more = False
@@ -78,7 +76,7 @@ class ThreadList(DataTable[object]):
         return thread.last_sender_name or self.names.get(address.lower()) or address
 
     def on_mount(self) -> None:
-        self.add_column(" ", key="mark", width=3)
+        self.add_column(" ", key="mark", width=5)
         self.add_column("From", key="from", width=22)
         self.add_column("Subject", key="subject", width=30)
         self.add_column("#", key="count", width=3)
@@ -111,7 +109,7 @@ class ThreadList(DataTable[object]):
         self.loader = loader
         self.clear()
         self.threads.clear()
-        self.fresh.clear()
+        self.selected.clear()
         self._append(page)
         if self.row_count:
             self.move_cursor(row=0, animate=False)
@@ -124,9 +122,11 @@ class ThreadList(DataTable[object]):
                 self.add_row(*self._cells(thread), key=thread.thread_id)
 
     def _cells(self, thread: ThreadSummary) -> list[Text | SortableCell]:
-        unread = is_unread(thread, self.read_state) or thread.thread_id in self.fresh
+        unread = thread.unread
         style = "bold" if unread else ""
-        mark = Text("●" if unread else " ", style="bold")
+        mark = Text("*" if thread.thread_id in self.selected else " ", style="bold reverse")
+        mark.append("●" if unread else " ", style="bold")
+        mark.append("⚑" if thread.flagged else " ", style="bold")
         mark.append("@" if thread.has_attachments else " ")
         mark.append("→" if thread.last_direction == "outbound" else " ")
         # The newest message of a thread you answered last is yours; the → mark says so too.
@@ -141,17 +141,15 @@ class ThreadList(DataTable[object]):
                             (thread.last_message_at, thread.thread_id))
         return [mark, who, subject, count, date]
 
-    def upsert(self, threads: list[ThreadSummary], mark_fresh: bool = True) -> None:
+    def upsert(self, threads: list[ThreadSummary]) -> None:
         """Add or refresh threads in newest-first order; the highlighted thread stays highlighted."""
         if not threads:
             return
         current = self.current_thread
         for thread in threads:
             known = self.threads.get(thread.thread_id)
-            if known is not None and known.last_message_at == thread.last_message_at:
+            if known is not None and known == thread:
                 continue
-            if mark_fresh:
-                self.fresh.add(thread.thread_id)
             self.threads[thread.thread_id] = thread
             if known is None:
                 self.add_row(*self._cells(thread), key=thread.thread_id)
@@ -161,14 +159,44 @@ class ThreadList(DataTable[object]):
         if current is not None:
             self.move_cursor(row=self.get_row_index(current.thread_id), animate=False, scroll=False)
 
-    def mark_read(self, thread_id: str) -> None:
-        """Drop the unread mark and remember the thread as read."""
-        thread = self.threads.get(thread_id)
+    def replace(self, thread: ThreadSummary) -> None:
+        """Show a thread's new state (its labels changed) in place."""
+        if thread.thread_id in self.threads:
+            self.threads[thread.thread_id] = thread
+            self.redraw_row(thread.thread_id)
+
+    def remove(self, thread_ids: list[str]) -> None:
+        """Take threads off the list (they left this view); the cursor moves to the next one."""
+        row = self.cursor_row
+        for thread_id in thread_ids:
+            if thread_id in self.threads:
+                del self.threads[thread_id]
+                self.selected.discard(thread_id)
+                self.remove_row(thread_id)
+        if self.row_count:
+            self.move_cursor(row=min(row, self.row_count - 1), animate=False)
+
+    def action_toggle_selected(self) -> None:
+        """Mark or unmark the highlighted thread for a bulk action, then move down."""
+        thread = self.current_thread
         if thread is None:
             return
-        self.fresh.discard(thread_id)
-        self.read_state.mark(thread_id, thread.last_message_at)
-        self.redraw_row(thread_id)
+        self.selected.symmetric_difference_update({thread.thread_id})
+        self.redraw_row(thread.thread_id)
+        self.action_cursor_down()
+
+    def next_unread(self) -> ThreadSummary | None:
+        """Highlight the first unread thread below the cursor (wrapping around); None if none is."""
+        ordered = self.ordered()
+        if not ordered:
+            return None
+        start = self.cursor_row
+        for offset in range(1, len(ordered) + 1):
+            index = (start + offset) % len(ordered)
+            if ordered[index].unread:
+                self.move_cursor(row=index, animate=False)
+                return ordered[index]
+        return None
 
     def redraw_row(self, thread_id: str) -> None:
         """Draw a thread's row again from what is known of it now (marks, names)."""
@@ -204,6 +232,10 @@ class ThreadList(DataTable[object]):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.cursor_row >= self.row_count - self.prefetch_rows:
             self.load_more()
+        # The list shows names; the highlighted thread's sender address shows under it.
+        thread = self.threads.get(event.row_key.value or "")
+        address = thread.last_sender or "" if thread is not None else ""
+        self.border_subtitle = line(named_address(address, self.names.get(address.lower())))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

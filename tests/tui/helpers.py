@@ -11,6 +11,7 @@ from textual.widgets import DirectoryTree
 from textual.worker import WorkerCancelled
 
 from commune_tui.screens.compose import ComposeScreen
+from commune_tui.widgets.thread_list import ThreadList
 
 
 async def settle(pilot: Pilot, rounds: int = 3) -> None:
@@ -57,3 +58,18 @@ def _holds(condition: Callable[[], bool]) -> bool:
         return bool(condition())
     except NoMatches:
         return False
+
+
+def select_thread(app, subject: str) -> None:
+    """Highlight the thread with `subject` on the focused thread list."""
+    threads = app.screen.query_one(ThreadList)
+    row = next(i for i, t in enumerate(threads.ordered()) if t.subject == subject)
+    threads.move_cursor(row=row, animate=False)
+    threads.focus()
+
+
+async def read_thread(pilot: Pilot, subject: str) -> None:
+    """Open the thread with `subject` in the reader, as `enter` on the list does."""
+    select_thread(pilot.app, subject)
+    await pilot.press("enter")
+    await settle(pilot)

@@ -17,17 +17,11 @@ from commune_tui.screens.thread import ThreadScreen
 from commune_tui.widgets.reader import MessageView, Reader
 from commune_tui.widgets.thread_list import ThreadList
 from tests.tui.conftest import Mailbox
-from tests.tui.helpers import open_composer, settle, wait_until
+from tests.tui.helpers import open_composer, read_thread, select_thread, settle, wait_until
 from tests.tui.seeding import messages_of, send, threads_of
 
 pytestmark = pytest.mark.anyio
 
-
-def select_thread(app, subject: str) -> None:
-    threads = app.screen.query_one(ThreadList)
-    row = next(i for i, t in enumerate(threads.ordered()) if t.subject == subject)
-    threads.move_cursor(row=row, animate=False)
-    threads.focus()
 
 
 async def test_read_a_thread_and_reply(mailbox: Mailbox, tmp_path: Path) -> None:
@@ -36,9 +30,7 @@ async def test_read_a_thread_and_reply(mailbox: Mailbox, tmp_path: Path) -> None
         await settle(pilot)
         assert isinstance(app.screen, MailScreen)
         assert app.screen.inbox.id == mailbox.seeded.me["id"]
-        select_thread(app, "Lunch on Thursday?")
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, "Lunch on Thursday?")
         reader = app.screen.query_one(Reader)
         assert reader.thread.subject == "Lunch on Thursday?"
         assert "Dock Street" in str(reader.query_one(".message-body").render())
@@ -139,9 +131,7 @@ async def test_reader_folds_earlier_messages_and_shows_html_as_text(mailbox: Mai
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        select_thread(app, "Server maintenance window")
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, "Server maintenance window")
         views = list(app.screen.query(MessageView))
         assert [v.collapsed for v in views] == [True, False]
         body = str(views[-1].query_one(".message-body").render())
@@ -152,9 +142,7 @@ async def test_save_attachment_writes_the_file(mailbox: Mailbox, tmp_path: Path)
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        select_thread(app, "Quarterly report draft")
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, "Quarterly report draft")
         await pilot.press("s")
         await settle(pilot)
     saved = tmp_path / "downloads" / "report-q1.pdf"

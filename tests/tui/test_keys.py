@@ -20,16 +20,10 @@ from commune_tui.screens.mail import MailScreen
 from commune_tui.widgets.reader import MessageView, Reader
 from commune_tui.widgets.thread_list import ThreadList
 from tests.tui.conftest import Mailbox
-from tests.tui.helpers import settle, wait_until
+from tests.tui.helpers import read_thread, select_thread, settle, wait_until
 
 pytestmark = pytest.mark.anyio
 
-
-def select_thread(app, subject: str) -> None:
-    threads = app.screen.query_one(ThreadList)
-    row = next(i for i, t in enumerate(threads.ordered()) if t.subject == subject)
-    threads.move_cursor(row=row, animate=False)
-    threads.focus()
 
 
 def shown(widget: Static) -> str:
@@ -117,9 +111,7 @@ async def test_J_K_move_between_messages_and_reply_acts_on_the_current_one(
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        select_thread(app, subject)
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, subject)
         reader = app.screen.query_one(Reader)
         assert reader.current == 3
         await pilot.press("J")
@@ -147,9 +139,7 @@ async def test_space_pages_down_in_the_reader(mailbox: Mailbox, tmp_path: Path) 
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        select_thread(app, subject)
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, subject)
         reader = app.screen.query_one(Reader)
         assert reader.scroll_y == 0 and reader.max_scroll_y > reader.size.height
         await pilot.press("space")
@@ -191,9 +181,7 @@ async def test_pipe_sends_the_message_to_a_shell_command(mailbox: Mailbox, tmp_p
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        select_thread(app, "Lunch on Thursday?")
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, "Lunch on Thursday?")
         await pilot.press("|")
         await settle(pilot)
         assert isinstance(app.screen, PromptDialog)
@@ -218,9 +206,7 @@ async def test_L_lists_links_and_enter_opens_one_in_BROWSER(mailbox: Mailbox, tm
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        select_thread(app, "Links inside")
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, "Links inside")
         body = shown(app.screen.query(".message-body").last())
         assert "the guide [1]" in body and "[2] https://status.test/" in body
         await pilot.press("L")
@@ -252,3 +238,45 @@ async def test_question_mark_lists_every_key_of_the_screen_grouped(mailbox: Mail
         await pilot.press("escape")
         assert isinstance(app.screen, MailScreen)
 
+
+
+async def test_a_slow_server_shows_a_spinner_and_leaves_the_focus_where_it_was(
+        mailbox: Mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = mailbox.app(tmp_path)
+    fast = app.client.thread_messages
+
+    async def slow(thread_id: str):
+        await asyncio.sleep(0.5)
+        return await fast(thread_id)
+
+    monkeypatch.setattr(app.client, "thread_messages", slow)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        reader = app.screen.query_one(Reader)
+        await wait_until(pilot, lambda: reader.loading)
+        await settle(pilot)
+        assert not reader.loading and app.focused is reader and reader.thread is not None
+
+
+async def test_a_spinner_tick_that_comes_too_late_shows_nothing(
+        mailbox: Mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from commune_tui.widgets.spinner import spinner_if_slow
+
+    app = mailbox.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        reader = app.screen.query_one(Reader)
+        ticks = []
+        real_set_timer = reader.set_timer
+
+        def set_timer(delay, callback):  # the tick is taken out, to come after the wait ended
+            ticks.append(callback)
+            return real_set_timer(3600, lambda: None)
+
+        monkeypatch.setattr(reader, "set_timer", set_timer)
+        with spinner_if_slow(reader):
+            pass
+        ticks[0]()  # a tick already queued when the wait ended
+        await pilot.pause()
+        assert not reader.loading

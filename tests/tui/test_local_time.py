@@ -14,8 +14,7 @@ from commune_tui.formatting import parse_time
 from commune_tui.widgets.reader import MessageView
 from commune_tui.widgets.thread_list import ThreadList
 from tests.tui.conftest import Mailbox
-from tests.tui.helpers import settle
-from tests.tui.test_keys import select_thread
+from tests.tui.helpers import read_thread, settle
 
 pytestmark = pytest.mark.anyio
 
@@ -47,9 +46,7 @@ async def test_list_and_reader_use_TZ(mailbox: Mailbox, tmp_path: Path, tokyo: Z
         local = parse_time(threads.ordered()[-1].last_message_at).astimezone(tokyo)
         if local.date() == real_now.astimezone(tokyo).date():  # not just past midnight in Tokyo
             assert date_cells(threads) == local_dates(threads, tokyo, "%H:%M")
-        select_thread(app, "Lunch on Thursday?")
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, "Lunch on Thursday?")
         header = str(app.screen.query(MessageView).last().query_one(".message-headers").render())
         arrived = parse_time(app.screen.query(MessageView).last().message.created_at).astimezone(tokyo)
         assert f"Date: {arrived.strftime('%a, %d %b %Y %H:%M')} JST" in header

@@ -10,8 +10,7 @@ import pytest
 
 from commune_tui.opener import browser_command, open_command
 from tests.tui.conftest import Mailbox
-from tests.tui.helpers import settle, wait_until
-from tests.tui.test_keys import select_thread
+from tests.tui.helpers import read_thread, settle, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -52,9 +51,7 @@ async def test_open_runs_the_opener_and_cleans_up_on_exit(mailbox: Mailbox, tmp_
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        select_thread(app, "Quarterly report draft")
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, "Quarterly report draft")
         await pilot.press("o")
         await wait_until(pilot, lambda: any("Opened report-q1.pdf with opener.sh" in str(n.message)
                                             for n in app._notifications))
@@ -74,9 +71,7 @@ async def test_open_says_so_when_nothing_can_open_it(mailbox: Mailbox, tmp_path:
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        select_thread(app, "Quarterly report draft")
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, "Quarterly report draft")
         await pilot.press("o")
         await wait_until(pilot, lambda: bool(app._notifications))
         messages = [str(n.message) for n in app._notifications]
@@ -90,9 +85,7 @@ async def test_a_failing_opener_is_reported(mailbox: Mailbox, tmp_path: Path,
     app = mailbox.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        select_thread(app, "Quarterly report draft")
-        await pilot.press("enter")
-        await settle(pilot)
+        await read_thread(pilot, "Quarterly report draft")
         await pilot.press("o")
         await wait_until(pilot, lambda: any("Could not open" in str(n.message) for n in app._notifications))
         message = next(str(n.message) for n in app._notifications if "Could not open" in str(n.message))

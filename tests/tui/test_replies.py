@@ -10,16 +10,14 @@ from textual.widgets import Input
 
 from commune_tui.screens.compose import ComposeScreen
 from tests.tui.conftest import Mailbox
-from tests.tui.helpers import settle
-from tests.tui.test_keys import deliver, select_thread
+from tests.tui.helpers import read_thread, settle, wait_until
+from tests.tui.test_keys import deliver
 
 pytestmark = pytest.mark.anyio
 
 
 async def reply_to(app, pilot, subject: str, key: str) -> ComposeScreen:
-    select_thread(app, subject)
-    await pilot.press("enter")
-    await settle(pilot)
+    await read_thread(pilot, subject)
     await pilot.press(key)
     await settle(pilot)
     assert isinstance(app.screen, ComposeScreen)
@@ -58,3 +56,28 @@ async def test_new_message_gets_the_signature_once(mailbox: Mailbox, tmp_path: P
         await pilot.press("c")
         await settle(pilot)
         assert app.screen.current_draft().body == "\n\n-- \nnot doubled"
+
+
+async def test_recipients_complete_from_contacts(mailbox: Mailbox, tmp_path: Path) -> None:
+    alice, bob = mailbox.seeded.others["alice"]["address"], mailbox.seeded.others["bob"]["address"]
+    app = mailbox.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        to = app.screen.query_one("#to", Input)
+        assert app.focused is to
+        await pilot.press(*"ali")
+        await wait_until(pilot, lambda: to._suggestion == alice)
+        await pilot.press("right")  # accepts the suggestion
+        assert to.value == alice
+        await pilot.press(*", Bob O")  # by name: the address comes with it
+        await wait_until(pilot, lambda: to._suggestion == f"{alice}, Bob Okafor <{bob}>")
+        await pilot.press("right")
+        assert to.value == f"{alice}, Bob Okafor <{bob}>"
+        assert composer_problems(app) == []
+
+
+def composer_problems(app) -> list[str]:
+    draft = app.screen.current_draft()
+    return [p for p in app.screen.problems(draft) if p.startswith("To")]

@@ -56,7 +56,12 @@ def seeded_server(tmp_path_factory: pytest.TempPathFactory,
 
 @pytest.fixture
 def snapshot_app(seeded_server, tmp_path: Path) -> CommuneApp:
-    running, key, _ = seeded_server
+    running, key, seeded = seeded_server
+    # Opening a thread reads it on the server: every snapshot starts from the same unread mail.
+    with running.client(key) as user:
+        for thread_id in seeded.threads.values():
+            response = user.patch(f"/v1/threads/{thread_id}", json={"add_labels": ["unread"]})
+            assert response.status_code == 200, response.text
     return make_app(app_settings(running, key, tmp_path, cursor_blink=False))
 
 
