@@ -237,7 +237,9 @@ def _reply(api: httpx.Client, inbox: dict, thread_id: str, mail: Mail) -> dict:
 def _backdate(db_path: Path, arrivals: list[tuple[str, datetime]]) -> None:
     """Give each message the arrival time of its place in the story, and each thread its span."""
     with sqlite3.connect(db_path, timeout=30) as db:
-        db.executemany("UPDATE messages SET created_at = ? WHERE id = ?",
+        # The user's replies were sent now; their `Date:` (sent_at) moves with them.
+        db.executemany("UPDATE messages SET created_at = ?1,"
+                       " sent_at = CASE WHEN direction = 'outbound' THEN ?1 ELSE sent_at END WHERE id = ?2",
                        [(iso(when), message_id) for message_id, when in arrivals])
         db.execute("""UPDATE threads SET
             first_message_at = (SELECT min(created_at) FROM messages m WHERE m.thread_id = threads.id),

@@ -124,7 +124,9 @@ class ThreadList(DataTable[object]):
     def _cells(self, thread: ThreadSummary) -> list[Text | SortableCell]:
         unread = thread.unread
         style = "bold" if unread else ""
-        mark = Text("*" if thread.thread_id in self.selected else " ", style="bold reverse")
+        mark = Text()  # a base style here would cover the whole cell: the selection mark is its own span
+        mark.append("*" if thread.thread_id in self.selected else " ",
+                    style="bold reverse" if thread.thread_id in self.selected else "")
         mark.append("●" if unread else " ", style="bold")
         mark.append("⚑" if thread.flagged else " ", style="bold")
         mark.append("@" if thread.has_attachments else " ")
