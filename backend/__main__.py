@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--org", default="default", help="organisation name (created if new)")
     create.add_argument("--scopes", default=",".join(DEFAULT_SCOPES), help="comma-separated scopes")
     create.add_argument("--name", default="", help="a label for the key")
+    create.add_argument("--hold-sends", action="store_true",
+                        help="every send with this key waits for a person's approval (an agent's key)")
     listing = keys_sub.add_parser("list", help="list keys (never the secret)")
     listing.add_argument("--data-dir")
     listing.add_argument("--org", help="only this organisation")
@@ -113,10 +115,11 @@ def run_keys(args: argparse.Namespace) -> int:
                 print(f"commune-server: {exc}", file=sys.stderr)
                 return 2
             org = services.orgs.get_or_create_org(args.org)
-            key, record = services.keys.create(org["id"], scopes, args.name)
+            key, record = services.keys.create(org["id"], scopes, args.name, args.hold_sends)
             services.audit.record(org["id"], None, "key.created", "api_key", record.id,
-                                  {"scopes": scopes, "via": "cli"})
-            print(f"Created key {record.id} for organisation '{org['name']}' with scopes {','.join(scopes)}")
+                                  {"scopes": scopes, "via": "cli", "hold_sends": args.hold_sends})
+            held = " (its sends wait for approval)" if args.hold_sends else ""
+            print(f"Created key {record.id} for organisation '{org['name']}' with scopes {','.join(scopes)}{held}")
             print(key)
         elif args.keys_command == "list":
             for org_name, record in services.orgs.all_keys():

@@ -31,8 +31,9 @@ def make_app(db_path: Path, org_id: str) -> Starlette:
     async def list_threads(request: Request) -> JSONResponse:
         inbox_id = request.query_params["inbox_id"]
         limit = int(request.query_params.get("limit", "20"))
+        # Our default list: threads neither quarantined nor in the trash (`hidden = 0`, in the index).
         rows = conn.execute(
-            "SELECT * FROM threads WHERE inbox_id = ? AND +org_id = ?"
+            "SELECT * FROM threads WHERE inbox_id = ? AND hidden = 0 AND +org_id = ?"
             " ORDER BY last_message_at DESC, id DESC LIMIT ?",
             (inbox_id, org_id, limit + 1),
         ).fetchall()

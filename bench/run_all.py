@@ -26,6 +26,7 @@ from bench import (
     counts_bench,
     fanout_bench,
     http_bench,
+    outbox_bench,
     scale_bench,
     send_bench,
     smtp_bench,
@@ -39,6 +40,7 @@ BENCHES: dict[str, Callable[[bool, bool], list[Figure]]] = {
     "scale": lambda quick, full: scale_bench.run(quick, full),
     "send": lambda quick, full: send_bench.run(quick),
     "fanout": lambda quick, full: fanout_bench.run(quick),
+    "outbox": lambda quick, full: outbox_bench.run(quick),
     "tui": lambda quick, full: tui_bench.run(quick) + tui_bench.run_opening(quick),
     "counts": lambda quick, full: counts_bench.run(quick),
 }

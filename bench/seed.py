@@ -26,7 +26,14 @@ if __package__ in (None, ""):
 
 from backend.config import Settings
 from backend.services import Services
-from backend.store.migrations import INITIAL, MAIL_STATE_FILL, MAIL_STATE_TRIGGERS, statements
+from backend.store.migrations import (
+    INBOX_COUNTERS_FILL,
+    INBOX_COUNTERS_TRIGGERS,
+    INITIAL,
+    MAIL_STATE_FILL,
+    MAIL_STATE_TRIGGERS,
+    statements,
+)
 
 INFO_FILE = "bench-seed.json"
 COMMON_WORD = "meeting"
@@ -38,8 +45,9 @@ BATCH = 50_000
 START = datetime(2024, 1, 1, tzinfo=UTC)
 FTS_TRIGGER = next(s for s in INITIAL.split("CREATE TRIGGER ")[1:] if s.startswith("messages_fts_insert"))
 FTS_TRIGGER = "CREATE TRIGGER " + FTS_TRIGGER[: FTS_TRIGGER.index("END;") + 3]
-STATE_TRIGGERS = statements(MAIL_STATE_TRIGGERS)
-"""The label, trigram and contact triggers: dropped while rows go in, the tables filled once, then back."""
+STATE_TRIGGERS = statements(MAIL_STATE_TRIGGERS) + statements(INBOX_COUNTERS_TRIGGERS)
+"""The label, trigram, contact and counter triggers: dropped while rows go in, the tables filled once,
+then back."""
 
 
 def labels_of(number: int, thread: int) -> str:
@@ -194,7 +202,7 @@ def _write_rows(conn: sqlite3.Connection, org_id: str, inbox: dict, messages: in
     conn.execute("BEGIN")
     conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
     conn.execute(FTS_TRIGGER)
-    for statement in [*statements(MAIL_STATE_FILL), *STATE_TRIGGERS]:
+    for statement in [*statements(MAIL_STATE_FILL), *statements(INBOX_COUNTERS_FILL), *STATE_TRIGGERS]:
         conn.execute(statement)
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -262,6 +262,8 @@ class OutboxMessage(Message):
     send_at: str | None = None
     expires_at: str | None = None
     reason: str | None = None
+    submitted_by: str | None = None
+    """The id of the API key that submitted it."""
     validation: Validation = Field(default_factory=Validation)
 
     @model_validator(mode="before")

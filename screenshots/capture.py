@@ -34,7 +34,8 @@ from tests.tui.helpers import settle
 
 OUT = ROOT / "screenshots"
 SIZE = (120, 36)
-TARGETS = ("main", "thread", "composer", "search", "domains", "outbox")
+NARROW = (80, 24)
+TARGETS = ("main", "thread", "composer", "search", "domains", "outbox", "narrow")
 
 
 def start_seeded_server(folder: Path, dns: TestDNSServer,
@@ -89,6 +90,21 @@ async def capture_outbox(app: CommuneApp, pilot: Pilot) -> None:
     await settle(pilot)
     app.clear_notifications()
     app.save_screenshot("outbox.svg", str(OUT))
+
+
+async def capture_narrow(app: CommuneApp) -> None:
+    """The same mailbox in an 80×24 terminal: the sidebar folded away, a thread open under the list."""
+    async with app.run_test(size=NARROW) as pilot:
+        await settle(pilot)
+        threads = app.screen.query_one(ThreadList)
+        row = next(i for i, t in enumerate(threads.ordered()) if t.subject.startswith("Quarterly figures"))
+        threads.move_cursor(row=row, animate=False)
+        threads.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        threads.focus()
+        app.clear_notifications()
+        app.save_screenshot("narrow.svg", str(OUT))
 
 
 async def capture_mail(app: CommuneApp, pilot: Pilot, attachment: Path, targets: list[str]) -> None:
@@ -151,7 +167,10 @@ def main() -> int:
             settings = Settings(base_url=url, api_key=key, data_dir=Path(folder) / "client",
                                 state_dir=Path(folder) / "state", live_updates=False, cursor_blink=False,
                                 clock=lambda: datetime.now(UTC))
-            asyncio.run(capture(make_app(settings), attachment, targets, outbox))
+            if set(targets) - {"narrow"}:
+                asyncio.run(capture(make_app(settings), attachment, targets, outbox))
+            if "narrow" in targets:
+                asyncio.run(capture_narrow(make_app(settings)))
         finally:
             thread.stop()
             sink.stop()

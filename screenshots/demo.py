@@ -151,10 +151,13 @@ def publish_domain(api: httpx.Client, dns: TestDNSServer, name: str) -> dict:
 
 
 def publish_correspondents(dns: TestDNSServer) -> None:
-    """Each outside domain gets an MX, so the user's replies pass recipient validation."""
+    """Each outside domain gets an MX (so the user's replies pass recipient validation), and SPF and
+    DMARC records that let its mail, sent from this machine, pass authentication."""
     for domain in sorted({address.split("@")[1] for address in PEOPLE}):
         dns.publish(domain, "MX", f"10 mx.{domain}.")
         dns.publish(f"mx.{domain}", "A", "127.0.0.1")
+        dns.publish(domain, "TXT", '"v=spf1 ip4:127.0.0.0/8 -all"')
+        dns.publish(f"_dmarc.{domain}", "TXT", '"v=DMARC1; p=reject"')
 
 
 def seed_demo(api: httpx.Client, smtp_port: int, db_path: Path, dns: TestDNSServer,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import smtplib
 import sqlite3
 import time
@@ -144,6 +145,21 @@ def test_label_filters_and_the_trash_left_out_by_default(running, api) -> None:
     patch(api, f"/v1/threads/{made['charlie']['thread_id']}", remove_labels=["trash"])
     assert subjects(api, inbox) == ["delta", "charlie", "bravo", "alpha"]
     assert counts(api, inbox) == {"threads": 4, "unread_threads": 3, "flagged_threads": 1, "trash_threads": 0}
+
+
+def test_user_labels_beyond_ascii(running, api) -> None:
+    inbox = make_inbox(api)
+    tagged = mail(running, inbox, "Umbau")
+    mail(running, inbox, "Other")
+    assert patch(api, f"/v1/messages/{tagged['id']}", add_labels=["Büro/Ärger", "日本"])["labels"] == [
+        "büro/ärger", "received", "unread", "日本"]
+    assert subjects(api, inbox, labels="büro/ärger") == ["Umbau"]
+    assert subjects(api, inbox, labels="BÜRO/ÄRGER,日本") == ["Umbau"]
+    assert subjects(api, inbox, exclude_labels="日本") == ["Other"]
+    listed = api.get("/v1/messages", params={"inbox_id": inbox["id"], "labels": "日本"}).json()["data"]
+    assert [m["subject"] for m in listed] == ["Umbau"]
+    found = api.get("/v1/search/threads", params={"q": "label:büro/ärger", "inbox_id": inbox["id"]}).json()
+    assert [t["subject"] for t in found["data"]] == ["Umbau"]
 
 
 def test_label_lists_page_with_cursors_bound_to_their_filter(running, api) -> None:
@@ -392,7 +408,7 @@ def test_mail_stored_before_labels_is_upgraded_in_place(tmp_path: Path, dns_serv
                      (thread, thread, at, later, quarantined))
     rows = (("m-in", "t-old", "inbound", "pal@friend.test", '[]', at, '{"sender_name": "Pal"}'),
             ("m-out", "t-old", "outbound", "desk@old.test", '[]', later, "{}"),
-            ("m-bad", "t-bad", "inbound", "evil@phish.test", '["quarantine"]', at, "{}"))
+            ("m-bad", "t-bad", "inbound", "evil@phish.test", '["quarantine"]', at, '{"sender_name": "Evil"}'))
     for message_id, thread, direction, sender, labels, created, extra in rows:
         people = [{"role": "sender", "identity": sender},
                   {"role": "to", "identity": "desk@old.test" if direction == "inbound" else "pal@friend.test"}]
@@ -412,6 +428,8 @@ def test_mail_stored_before_labels_is_upgraded_in_place(tmp_path: Path, dns_serv
             assert by_id["m-in"]["sent_at"] is None
             [bad] = api.get("/v1/threads", params={"inbox_id": "i-old", "labels": "quarantine"}).json()["data"]
             assert bad["thread_id"] == "t-bad" and bad["labels"] == ["quarantine", "received"]
+            # THREAD_SENDER_NAME fills each summary's name from its newest message.
+            assert (bad["last_sender_name"], thread["last_sender_name"]) == ("Evil", None)
             inbox = api.get("/v1/inboxes/i-old").json()["data"]
             assert inbox["trash_days"] == 30
             assert inbox["counts"] == {"threads": 1, "unread_threads": 0, "flagged_threads": 0, "trash_threads": 0}
@@ -423,7 +441,7 @@ def test_mail_stored_before_labels_is_upgraded_in_place(tmp_path: Path, dns_serv
             # Correspondents and the trigram index are built from the mail already there.
             contacts = api.get("/v1/contacts").json()["data"]
             assert [(c["address"], c["name"]) for c in contacts] == [
-                ("pal@friend.test", "Pal"), ("evil@phish.test", None)]
+                ("pal@friend.test", "Pal"), ("evil@phish.test", "Evil")]
             found = api.get("/v1/search/threads", params={"q": "本文", "inbox_id": "i-old"}).json()["data"]
             assert [t["thread_id"] for t in found] == ["t-old"]
             found = api.get("/v1/search/threads", params={"q": "語の本文", "inbox_id": "i-old"}).json()["data"]
@@ -487,3 +505,57 @@ def test_live_clients_see_label_changes_and_deletions(running, api) -> None:
     assert events[0]["data"]["unread_count"] == 1 and events[0]["data"]["labels"] == ["received", "unread"]
     assert events[1]["data"]["message_count"] == 1 and events[1]["data"]["unread_count"] == 0
     assert events[2]["data"] == {"thread_id": first["thread_id"], "inbox_id": inbox["id"]}
+
+
+def recount(running, inbox_id: str) -> dict[str, int]:
+    """The inbox counts the slow way, from the threads' own label lists and hidden bits."""
+    def count(where: str) -> int:
+        return sql(running, f"SELECT COUNT(*) FROM threads WHERE inbox_id = ? AND {where}", (inbox_id,))[0][0]
+
+    return {"threads": count("hidden = 0"),
+            "unread_threads": count("hidden = 0 AND instr(labels, '\"unread\"') > 0"),
+            "flagged_threads": count("hidden = 0 AND instr(labels, '\"flagged\"') > 0"),
+            "trash_threads": count("instr(labels, '\"trash\"') > 0")}
+
+
+def check_state(running, api: httpx.Client, inbox: dict) -> None:
+    """Counters equal a recount, and every thread's labels, unread count and trash bit follow its messages."""
+    assert counts(api, inbox) == recount(running, inbox["id"])
+    threads_now = sql(running, "SELECT id, labels, unread_count, hidden FROM threads WHERE inbox_id = ?",
+                      (inbox["id"],))
+    for thread_id, labels, unread, hidden in threads_now:
+        own = [json.loads(row[0]) for row in sql(running, "SELECT labels FROM messages WHERE thread_id = ?",
+                                                   (thread_id,))]
+        assert json.loads(labels) == sorted({label for message in own for label in message}), thread_id
+        assert unread == sum("unread" in message for message in own), thread_id
+        assert bool(hidden & 2) == ("trash" in json.loads(labels)), thread_id
+
+
+def test_counts_and_thread_labels_stay_true_through_random_changes(running, api) -> None:
+    rng = random.Random(14)
+    inbox = make_inbox(api)
+    messages: list[dict] = []
+    for step in range(80):
+        action = rng.choice(["new", "reply", "thread", "thread", "message", "message", "delete", "drop"])
+        if action == "new" or not messages:
+            messages.append(mail(running, inbox, f"t{step}", smtp_message_id=f"<s{step}@random.example>"))
+        elif action == "reply":
+            parent = rng.choice(messages)
+            reply = mail(running, inbox, f"re {step}", smtp_message_id=f"<s{step}@random.example>",
+                         in_reply_to=f"<s{parent['subject'].split()[-1].lstrip('t')}@random.example>")
+            messages.append(reply)
+        elif action in ("thread", "message"):
+            target = rng.choice(messages)
+            change = {rng.choice(["add_labels", "remove_labels"]): rng.sample(
+                ["unread", "flagged", "trash", "archived", "work"], rng.randint(1, 2))}
+            path = f"/v1/threads/{target['thread_id']}" if action == "thread" else f"/v1/messages/{target['id']}"
+            assert api.patch(path, json=change).status_code in (200, 404)
+        elif action == "delete":
+            target = messages.pop(rng.randrange(len(messages)))
+            assert api.delete(f"/v1/messages/{target['id']}").status_code in (200, 404)
+        else:
+            target = rng.choice(messages)
+            assert api.delete(f"/v1/threads/{target['thread_id']}").status_code in (200, 404)
+            messages = [m for m in messages if m["thread_id"] != target["thread_id"]]
+        check_state(running, api, inbox)
+    assert counts(api, inbox)["threads"] + counts(api, inbox)["trash_threads"] > 0

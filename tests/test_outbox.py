@@ -19,6 +19,8 @@ from backend.store.migrations import MIGRATIONS, OUTBOX
 from tests.conftest import Running, start_server
 from tests.mailtools import make_inbox
 from tests.smtp_sink import SmtpSink, wait_until
+from tests.test_auth import commune_server
+from tests.test_live import frames, next_events
 from tests.webhook_receiver import WebhookReceiver
 
 PARTNER = "outbox-partner.test"
@@ -68,6 +70,14 @@ def arrivals(sink: SmtpSink, recipient: str) -> list:
     return [r for r in list(sink.received) if recipient in r.rcpt_tos]
 
 
+def not_yet(sink: SmtpSink, recipient: str, send_at: float) -> None:
+    """Nothing has reached the sink for `recipient`, if it is still before `send_at` once the sink was read
+    (read first, then the clock, so a slow machine cannot make this fail)."""
+    seen = arrivals(sink, recipient)
+    if time.time() < send_at:
+        assert seen == []
+
+
 def send(client: httpx.Client, inbox: dict, to: str | list[str], expect: int = 202, **body: object) -> dict:
     body = {"inbox_id": inbox["id"], "to": to, "subject": "Hello", "text": "Body text", **body}
     response = client.post("/v1/messages/send", json=body)
@@ -105,25 +115,30 @@ def test_scheduled_send_waits_then_leaves_once(org: Org, smtp_sink: SmtpSink) ->
     send_at = time.time() + 1.5
     sent = send(org.agent, org.inbox, to, send_at=datetime.fromtimestamp(send_at, UTC).isoformat())
     assert sent["status"] == "scheduled" and sent["send_at"]
-    assert message(org.agent, sent["id"])["metadata"]["delivery_status"] == "scheduled"
+    waiting = message(org.agent, sent["id"])
+    assert waiting["metadata"]["delivery_status"] == "scheduled"
+    assert "sent" not in waiting["labels"] and waiting["sent_at"] is None
     listed = org.agent.get("/v1/outbox", params={"status": "scheduled", "inbox_id": org.inbox["id"]}).json()
     assert [item["id"] for item in listed["data"]] == [sent["id"]]
     thread = org.agent.get(f"/v1/threads/{sent['thread_id']}/messages").json()["data"]
     assert [m["metadata"]["delivery_status"] for m in thread] == ["scheduled"]
-    assert arrivals(smtp_sink, to) == []  # before send_at, nothing has left
+    not_yet(smtp_sink, to, send_at)
     found = wait_until(lambda: arrivals(smtp_sink, to), timeout=20)
     assert time.time() >= send_at - 0.01
     time.sleep(0.3)
     assert len(arrivals(smtp_sink, to)) == len(found) == 1
     wait_until(lambda: message(org.agent, sent["id"])["metadata"]["delivery_status"] == "sent")
+    left = message(org.agent, sent["id"])
+    assert "sent" in left["labels"]
+    assert datetime.fromisoformat(left["sent_at"]).timestamp() >= int(send_at)
     counts = org.agent.get("/v1/outbox/counts").json()["data"]
     assert counts == {"drafts": 0, "pending_approval": 0, "scheduled": 0}
 
 
 def test_cancel_stops_a_scheduled_send_and_409_once_it_left(org: Org, smtp_sink: SmtpSink) -> None:
     stopped, control = address("cancelled"), address("control")
-    first = send(org.agent, org.inbox, stopped, send_at=at(1))
-    second = send(org.agent, org.inbox, control, send_at=at(1.5))
+    first = send(org.agent, org.inbox, stopped, send_at=at(3))
+    second = send(org.agent, org.inbox, control, send_at=at(3.5))
     response = org.agent.post(f"/v1/messages/{first['id']}/cancel")
     assert response.status_code == 200, response.text
     assert response.json()["data"]["status"] == "cancelled"
@@ -224,7 +239,7 @@ def test_approve_with_edits_keeps_a_diff_and_reindexes_participants(org: Org, sm
     to, added = address("edit-to"), address("edit-cc")
     sent = send(org.agent, org.inbox, to, text="First line\nSecond line\n")
     response = org.person.post(f"/v1/messages/{sent['id']}/approve", json={
-        "subject": "Hello, edited", "text": "First line\nSecond line, reworded\n", "cc": [added]})
+        "subject": "Hello, edited", "text": "First line\nSecond line, reworded\n", "cc": [added.upper()]})
     assert response.status_code == 200, response.text
     item = response.json()["data"]
     assert item["message"]["subject"] == "Hello, edited"
@@ -439,6 +454,11 @@ def test_draft_lifecycle_and_send_returns_what_a_send_returns(org: Org, smtp_sin
     assert patched.json()["data"]["to"] == [to] and patched.json()["data"]["subject"] == "From a draft"
     assert org.agent.get(f"/v1/drafts/{draft['id']}").json()["data"]["attachments"] == [attachment]
     assert org.agent.get("/v1/outbox/counts").json()["data"]["drafts"] == 1
+    other = make_inbox(org.agent)
+    moved = org.agent.patch(f"/v1/drafts/{draft['id']}", json={"from": other["address"]})
+    assert moved.status_code == 200 and moved.json()["data"]["inbox_id"] == other["id"]
+    back = org.agent.patch(f"/v1/drafts/{draft['id']}", json={"inbox_id": org.inbox["id"]})
+    assert back.status_code == 200 and back.json()["data"]["from"] is None
     sent = org.agent.post(f"/v1/drafts/{draft['id']}/send")
     assert sent.status_code == 200, sent.text
     assert set(sent.json()["data"]) >= {"id", "message_id", "thread_id", "smtp_message_id", "status"}
@@ -563,3 +583,62 @@ def test_an_install_from_before_the_outbox_upgrades_in_place(tmp_path, dns_serve
             assert [i["id"] for i in api.get("/v1/approvals").json()["data"]] == [held["id"]]
     finally:
         running.stop()
+
+
+def test_the_event_stream_carries_outbox_transitions_and_the_send(org: Org) -> None:
+    hold_all(org)
+    types = "message.pending_approval,message.approved,message.sent"
+    with org.agent.stream("GET", "/v1/events", params={"inbox_id": org.inbox["id"], "types": types},
+                          timeout=20) as response:
+        sent = send(org.agent, org.inbox, address("stream"))
+        assert org.person.post(f"/v1/messages/{sent['id']}/approve").status_code == 200
+        events = next_events(frames(response), 3)
+    assert [e["event"] for e in events] == ["message.pending_approval", "message.approved", "message.sent"]
+    assert events[0]["data"]["message_id"] == sent["id"] and events[0]["data"]["status"] == "pending_approval"
+    assert events[2]["data"]["message"]["metadata"]["delivery_status"] == "queued"
+    refused = org.agent.get("/v1/events", params={"types": "message.nope"})
+    assert refused.status_code == 400
+
+
+def test_keys_create_hold_sends_on_the_command_line(relayed: Running) -> None:
+    data_dir = str(relayed.server.settings.data_dir)
+    result = commune_server("keys", "create", "--data-dir", data_dir, "--org", "cli-agent", "--hold-sends")
+    assert result.returncode == 0, result.stderr
+    assert "wait for approval" in result.stdout
+    with relayed.client(result.stdout.strip().splitlines()[-1]) as agent:
+        inbox = make_inbox(agent)
+        assert send(agent, inbox, make_inbox(agent)["address"])["status"] == "pending_approval"
+
+
+def test_approving_a_message_whose_send_at_is_ahead_schedules_it(org: Org, smtp_sink: SmtpSink) -> None:
+    hold_all(org)
+    to = address("approved-later")
+    send_at = time.time() + 1.5
+    sent = send(org.agent, org.inbox, to, send_at=datetime.fromtimestamp(send_at, UTC).isoformat())
+    assert sent["status"] == "pending_approval" and sent["send_at"]
+    approved = org.person.post(f"/v1/messages/{sent['id']}/approve")
+    assert approved.status_code == 200 and approved.json()["data"]["status"] == "scheduled"
+    not_yet(smtp_sink, to, send_at)
+    assert org.agent.get("/v1/outbox/counts").json()["data"]["scheduled"] == 1
+    wait_until(lambda: arrivals(smtp_sink, to), timeout=20)
+    assert time.time() >= send_at - 0.01
+
+
+def test_scheduled_messages_are_listed_soonest_first(org: Org) -> None:
+    later = send(org.agent, org.inbox, address("third"), send_at=at(3000))["id"]
+    soon = send(org.agent, org.inbox, address("first"), send_at=at(1000))["id"]
+    middle = send(org.agent, org.inbox, address("second"), send_at=at(2000))["id"]
+    assert paged_ids(org.agent, "/v1/outbox?status=scheduled", org.inbox["id"]) == [soon, middle, later]
+    latest = org.agent.get("/v1/outbox", params={"status": "scheduled", "order": "desc"}).json()["data"]
+    assert [i["id"] for i in latest] == [later, middle, soon]
+
+
+def test_deleting_a_held_message_takes_its_outbox_row(relayed: Running, org: Org) -> None:
+    hold_all(org)
+    held = send(org.agent, org.inbox, address("deleted"))
+    assert org.agent.delete(f"/v1/messages/{held['id']}").status_code == 200
+    assert org.person.get("/v1/approvals").json()["data"] == []
+    assert org.person.post(f"/v1/messages/{held['id']}/approve").status_code == 404
+    left = relayed.run(lambda: relayed.server.services.database.one(
+        "SELECT COUNT(*) FROM outbox WHERE id = ?", (held["id"],))[0])
+    assert left == 0

@@ -244,3 +244,27 @@ def test_thread_list_json_built_in_sqlite_equals_thread_json(running, api) -> No
     assert len(expected) == 2
     assert served == expected
     assert served[thread_id]["tags"] == ["vip", "é"] and served[thread_id]["has_attachments"] is True
+
+
+def test_thread_summary_names_its_last_sender_and_follows_deletions(running, api) -> None:
+    inbox = make_inbox(api)
+    first, _ = ingest(running, inbox["id"], subject="Relay migration", text="Plan attached.",
+                      smtp_message_id="<name-1@fjordline.dk>", sender="soren@fjordline.dk",
+                      sender_name="Søren Lindqvist", to=[inbox["address"]])
+    thread_id = first["thread_id"]
+    [listed] = api.get("/v1/threads", params={"inbox_id": inbox["id"]}).json()["data"]
+    assert (listed["last_sender"], listed["last_sender_name"]) == ("soren@fjordline.dk", "Søren Lindqvist")
+
+    reply, _ = ingest(running, inbox["id"], subject="Re: Relay migration", text="Looks good.",
+                      smtp_message_id="<name-2@kestrel.de>", in_reply_to="<name-1@fjordline.dk>",
+                      sender="zoe@kestrel.de", sender_name="Zoë Müller", to=[inbox["address"]])
+    assert api.get(f"/v1/threads/{thread_id}").json()["data"]["last_sender_name"] == "Zoë Müller"
+
+    nameless, _ = ingest(running, inbox["id"], subject="Re: Relay migration", text="+1",
+                         smtp_message_id="<name-3@example.net>", in_reply_to="<name-2@kestrel.de>",
+                         sender="bot@example.net", to=[inbox["address"]])
+    assert api.get(f"/v1/threads/{thread_id}").json()["data"]["last_sender_name"] is None
+
+    assert api.delete(f"/v1/messages/{nameless['message_id']}").is_success
+    thread = api.get(f"/v1/threads/{thread_id}").json()["data"]
+    assert (thread["last_sender"], thread["last_sender_name"]) == ("zoe@kestrel.de", "Zoë Müller")

@@ -16,6 +16,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from ..auth import has_scope
 from ..delivery.outbox import decide, recipients_of, release
+from ..delivery.validation import normalise_address
 from ..http.errors import BadRequest, Conflict, Forbidden, NotFound
 from ..http.router import Route
 from ..mail.render import html_to_text
@@ -32,6 +33,9 @@ DRAFT_FIELDS = ("inbox_id", "from", "to", "cc", "bcc", "reply_to", "subject", "t
                 "thread_id", "in_reply_to", "headers", "send_at")
 EDITABLE = ("subject", "text", "html", "to", "cc", "bcc")
 MAX_REASON = 1000
+RELEASE_GRACE = 5.0
+"""Seconds before the worker takes over an approved message the approving request is releasing itself
+(it does so only if that request died mid-way)."""
 
 
 # drafts --------------------------------------------------------------------------------------------
@@ -64,7 +68,13 @@ def missing_attachments(ctx: Context, ids: list[str]) -> None:
 def draft_payload(ctx: Context, body: DraftBody, current: dict[str, Any] | None) -> tuple[str, dict]:
     """The draft's stored fields (the old ones with the new ones over them) and its sending inbox."""
     payload = dict(current or {name: None for name in DRAFT_FIELDS})
-    for name in body.model_fields_set:
+    # A new sender given one way replaces the old one given the other way.
+    given = body.model_fields_set
+    if "from_" in given and "inbox_id" not in given:
+        payload["inbox_id"] = None
+    if "inbox_id" in given and "from_" not in given:
+        payload["from"] = None
+    for name in given:
         wire = "from" if name == "from_" else name
         if wire in DRAFT_FIELDS:
             payload[wire] = getattr(body, name)
@@ -119,7 +129,7 @@ async def list_drafts(ctx: Context) -> dict:
 
 
 def listing(ctx: Context, status: str, inbox_id: str | None, default_order: str, render: Any) -> dict:
-    """One outbox status as a keyset-paged list, `(created_at, seq)` in the asked order."""
+    """One outbox status as a keyset-paged list in the asked order: by submission, scheduled ones by `send_at`."""
     limit = int_arg(ctx.request, "limit", 50, 1, 200)
     order = order_arg(ctx.request, default_order)
     scope = f"outbox:{status}:{inbox_id}"
@@ -127,8 +137,9 @@ def listing(ctx: Context, status: str, inbox_id: str | None, default_order: str,
     drafts = status == states.DRAFT
     rows = ctx.services.outbox.list_rows(ctx.org_id, status, inbox_id, order, limit + 1, after,
                                          "SELECT o.* FROM outbox o" if drafts else states.ITEM_SELECT)
-    created, seq = ("created_at", "seq") if drafts else ("outbox_created_at", "outbox_seq")
-    rows, next_cursor, has_more = page(rows, limit, scope, order, lambda r: (r[created], r[seq]))
+    time_key = "created_at" if drafts else "send_at" if status == states.SCHEDULED else "outbox_created_at"
+    seq = "seq" if drafts else "outbox_seq"
+    rows, next_cursor, has_more = page(rows, limit, scope, order, lambda r: (r[time_key], r[seq]))
     return {"data": [render(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
 
 
@@ -217,7 +228,7 @@ async def list_approvals(ctx: Context) -> dict:
 
 
 async def list_outbox(ctx: Context) -> dict:
-    """`GET /v1/outbox`: held or scheduled messages by status (default `scheduled`)."""
+    """`GET /v1/outbox`: held or scheduled messages by status (default `scheduled`, soonest first)."""
     inbox_id = ctx.request.arg("inbox_id", "inboxId") or None
     if inbox_id is not None:
         own_inbox(ctx, inbox_id)
@@ -314,6 +325,8 @@ async def approve(ctx: Context) -> dict:
                 raise BadRequest(nobody_left(checked.report(), "Refused recipients"),
                                  extra={"validation": checked.report()})
             columns["validation"] = json.dumps(checked.report())
+            for name in ("to", "cc", "bcc"):
+                new[name] = list(dict.fromkeys(normalise_address(a) or a for a in new[name]))
         edits = {"spec": new, "text_body": new["text"] if new["text"] is not None else html_to_text(new["html"])}
         columns["payload"] = json.dumps(new)
         detail = {"changes": edit_diff(spec, new)}
@@ -321,7 +334,7 @@ async def approve(ctx: Context) -> dict:
         detail = {}
     later = item["send_at"] and parse_iso(item["send_at"]).timestamp() > time.time()
     after = states.SCHEDULED if later else states.APPROVED
-    columns["due_at"] = parse_iso(item["send_at"]).timestamp() if later else time.time()
+    columns["due_at"] = parse_iso(item["send_at"]).timestamp() if later else time.time() + RELEASE_GRACE
     if not decide(ctx.services, item, (states.PENDING,), after, "message.approved", ctx.key.id, detail, edits,
                   **columns):
         raise not_waiting(ctx.services.outbox.get_item(ctx.org_id, item["id"]), "pending approval")

@@ -26,7 +26,7 @@ from ..mail.compose import Outgoing, as_incoming, compose
 from ..mail.model import IncomingAttachment
 from ..models.mail import message_json
 from ..store import outbox as states
-from ..store.mail import Prepared, Stored
+from ..store.mail import OUTBOUND_LABELS, Prepared, Stored
 from ..util import new_prefixed, now_iso
 from ..webhooks.payload import encode
 
@@ -226,27 +226,40 @@ def apply_edits(conn: sqlite3.Connection, item: sqlite3.Row, edits: dict[str, An
 # release -----------------------------------------------------------------------------------------
 @dataclass
 class Ready:
-    """One due message composed and checked, ready for the release transaction."""
+    """One due message checked (and then composed), ready for the release transaction."""
 
     item: sqlite3.Row
     inbox: dict
-    raw_sha256: str | None = None
-    local: list[Prepared] | None = None
+    spec: dict | None = None
+    accepted: list[str] | None = None
     local_inboxes: list[dict] | None = None
     remote: list[str] | None = None
+    attachments: dict | None = None
+    raw_sha256: str | None = None
+    sent_at: str | None = None
+    local: list[Prepared] | None = None
     failure: str | None = None
 
 
 async def release(services: Services, items: list[sqlite3.Row]) -> list[str]:
-    """Send due messages now: compose, check recipients again (suppressions may have changed), then one
-    transaction that moves each from scheduled/approved to sent and hands it off. Returns the ids sent."""
+    """Send due messages now: check recipients again (suppressions may have changed), compose them all in
+    one worker thread (blobs written unflushed, then one filesystem sync), then one transaction that moves
+    each from scheduled/approved to sent and hands it off. Returns the ids sent."""
     ready: list[Ready] = []
     for item in items:
         inbox = services.domains.get_inbox_any(item["inbox_id"])
         if inbox is not None:
-            ready.append(await _prepare(services, item, inbox))
+            ready.append(await _check(services, item, inbox))
     if not ready:
         return []
+
+    def build_all() -> None:
+        for one in ready:
+            if one.failure is None:
+                _compose(services, one)
+        services.database.sync_filesystem()
+
+    await asyncio.to_thread(build_all)
     sent: list[str] = []
     stored: list[Stored] = []
     announced: list[tuple[dict, dict]] = []
@@ -263,8 +276,10 @@ async def release(services: Services, items: list[sqlite3.Row]) -> list[str]:
             if not services.outbox.move(conn, item["id"], states.RELEASABLE, states.SENT, due_at=None):
                 continue
             status = "queued" if one.remote else "delivered"
-            conn.execute("UPDATE messages SET raw_sha256 = ?, delivery_status = ? WHERE id = ?",
-                         (one.raw_sha256, status, item["id"]))
+            # Now it is sent: its bytes, its Date and the `sent` label (the label triggers index it).
+            labels = sorted({*json.loads(item["labels"]), *OUTBOUND_LABELS})
+            conn.execute("UPDATE messages SET raw_sha256 = ?, delivery_status = ?, sent_at = ?, labels = ?"
+                         " WHERE id = ?", (one.raw_sha256, status, one.sent_at, json.dumps(labels), item["id"]))
             message = message_json(conn.execute("SELECT * FROM messages WHERE id = ?", (item["id"],)).fetchone())
             stored.extend(services.mail.store(conn, p) for p in one.local or [])
             hand_off(conn, message, one.local_inboxes or [], one.remote or [])
@@ -279,34 +294,38 @@ async def release(services: Services, items: list[sqlite3.Row]) -> list[str]:
     return sent
 
 
-async def _prepare(services: Services, item: sqlite3.Row, inbox: dict) -> Ready:
-    """Check the recipients again and compose the message with its local copies (blob writes in a thread)."""
+async def _check(services: Services, item: sqlite3.Row, inbox: dict) -> Ready:
+    """The recipients checked again and the attachments found; a failure says why it cannot leave."""
     spec = json.loads(item["payload"])
     checked = await services.validator.validate(item["org_id"], recipients_of(spec))
     if not checked.accepted:
         return Ready(item, inbox, failure="No valid recipients when it was due to leave: "
                      + ", ".join([r["email"] for r in checked.rejected] + checked.suppressed))
-    accepted, local = set(checked.accepted), set(checked.local)
     rows = services.mail.attachments_by_ids(item["org_id"], spec["attachment_ids"])
     found = {row["id"]: row for row in rows}
     missing = [a for a in spec["attachment_ids"] if a not in found]
     if missing:
         return Ready(item, inbox, failure=f"Attachment {missing[0]} was deleted before the message left")
+    local = set(checked.local)
     local_inboxes = [i for i in (services.domains.inbox_by_address(a, item["org_id"]) for a in checked.local)
                      if i is not None]
-    blobs, mail = services.blobs, services.mail
+    return Ready(item, inbox, spec=spec, accepted=checked.accepted, local_inboxes=local_inboxes,
+                 remote=[a for a in checked.accepted if a not in local], attachments=found)
 
-    def build() -> Ready:
-        attachments = [IncomingAttachment(found[a]["filename"], found[a]["mime_type"],
-                                          blobs.get(item["org_id"], found[a]["sha256"]))
-                       for a in spec["attachment_ids"]]
-        out = outgoing_from(spec, attachments)
-        out.to, out.cc, out.bcc = ([a for a in out.to if a in accepted], [a for a in out.cc if a in accepted],
-                                   [a for a in out.bcc if a in accepted])
-        raw = compose(out)
-        received = as_incoming(out, raw)
-        return Ready(item, inbox, raw_sha256=blobs.put(item["org_id"], raw),
-                     local=[mail.prepare(i, received, "inbound") for i in local_inboxes],
-                     local_inboxes=local_inboxes, remote=[a for a in checked.accepted if a not in local])
 
-    return await asyncio.to_thread(build)
+def _compose(services: Services, one: Ready) -> None:
+    """Compose the message as it leaves and write its bytes and local copies (unflushed; in a worker thread)."""
+    spec, org_id, found = one.spec, one.item["org_id"], one.attachments
+    assert spec is not None and found is not None and one.accepted is not None
+    attachments = [IncomingAttachment(found[a]["filename"], found[a]["mime_type"],
+                                      services.blobs.get(org_id, found[a]["sha256"]))
+                   for a in spec["attachment_ids"]]
+    out = outgoing_from(spec, attachments)
+    accepted = set(one.accepted)
+    out.to, out.cc, out.bcc = ([a for a in out.to if a in accepted], [a for a in out.cc if a in accepted],
+                               [a for a in out.bcc if a in accepted])
+    raw = compose(out)
+    received = as_incoming(out, raw)
+    one.sent_at = received.date
+    one.raw_sha256 = services.blobs.put(org_id, raw, fsync=False)
+    one.local = [services.mail.prepare(i, received, "inbound", fsync=False) for i in one.local_inboxes or []]

@@ -285,6 +285,7 @@ def thread_json(row: Any) -> dict[str, Any]:
         "snippet": row["snippet"],
         "last_direction": row["last_direction"],
         "last_sender": row["last_sender"],
+        "last_sender_name": row["last_sender_name"],
         "inbox_id": row["inbox_id"],
         "domain_id": row["domain_id"],
         "has_attachments": bool(row["has_attachments"]),

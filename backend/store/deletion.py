@@ -268,7 +268,8 @@ def _rebuild_threads(conn: sqlite3.Connection, thread_ids: list[str]) -> None:
         (ids,),
     )
     rows = conn.execute(
-        "SELECT thread_id, n, inbound, first_at, last_at, with_files, direction, sender, text_body, html_body FROM ("
+        "SELECT thread_id, n, inbound, first_at, last_at, with_files, direction, sender, text_body, html_body,"
+        " json_extract(extra, '$.sender_name') AS sender_name FROM ("
         " SELECT messages.*, COUNT(*) OVER w AS n, SUM(direction = 'inbound') OVER w AS inbound,"
         " MIN(created_at) OVER w AS first_at,"
         " MAX(created_at) OVER w AS last_at, MAX(attachment_ids != '[]') OVER w AS with_files,"
@@ -280,9 +281,10 @@ def _rebuild_threads(conn: sqlite3.Connection, thread_ids: list[str]) -> None:
     # Unread mail that was deleted no longer counts as unread.
     conn.executemany(
         "UPDATE threads SET message_count = ?, unread_count = MIN(unread_count, ?), first_message_at = ?,"
-        " last_message_at = ?, has_attachments = ?, last_direction = ?, last_sender = ?, snippet = ? WHERE id = ?",
+        " last_message_at = ?, has_attachments = ?, last_direction = ?, last_sender = ?, last_sender_name = ?,"
+        " snippet = ? WHERE id = ?",
         [(r["n"], r["inbound"], r["first_at"], r["last_at"], r["with_files"], r["direction"], r["sender"],
-          snippet(r["text_body"], r["html_body"]), r["thread_id"]) for r in rows],
+          r["sender_name"], snippet(r["text_body"], r["html_body"]), r["thread_id"]) for r in rows],
     )
 
 

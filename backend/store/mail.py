@@ -189,7 +189,10 @@ class MailStore(MailReads):
             extra["sender_name"] = msg.sender_name
         if msg.headers.get("reply-to"):
             extra["reply_to"] = msg.headers["reply-to"]
-        labels = sorted({*p.labels, *(INBOUND_LABELS if p.direction == "inbound" else OUTBOUND_LABELS)})
+        # A held or scheduled message is not `sent` (and has no Date) until it leaves (delivery/outbox.py).
+        waiting = p.delivery_status in WAITING
+        own = INBOUND_LABELS if p.direction == "inbound" else () if waiting else OUTBOUND_LABELS
+        labels = sorted({*p.labels, *own})
         row = {
             "id": p.message_id, "org_id": inbox["org_id"], "thread_id": thread_id, "inbox_id": inbox["id"],
             "domain_id": inbox["domain_id"], "direction": p.direction, "sender": msg.sender,
@@ -199,7 +202,7 @@ class MailStore(MailReads):
             "delivery_status": p.delivery_status, "raw_sha256": p.raw_sha256, "extra": json.dumps(extra),
             "created_at": created_at, "labels": json.dumps(labels),
             "authentication": json.dumps(p.authentication) if p.authentication else None,
-            "sent_at": msg.date, "filenames": " ".join(safe_filename(a.filename) for a in msg.attachments),
+            "sent_at": None if waiting else msg.date, "filenames": " ".join(safe_filename(a.filename) for a in msg.attachments),
         }
         if p.extracted is not None:
             row["extracted"] = json.dumps(p.extracted, ensure_ascii=False)
@@ -264,25 +267,26 @@ class MailStore(MailReads):
         Bit 1 of `hidden` (quarantined, left out of the default lists) stays set while all its messages
         are quarantined; the label triggers keep bit 2 (trash), `labels` and `unread_count`.
         """
+        name = json.loads(row["extra"]).get("sender_name")
         updated = conn.execute(
             "UPDATE threads SET last_message_at = MAX(last_message_at, :at), message_count = message_count + 1,"
-            " snippet = :snippet, last_direction = :direction, last_sender = :sender,"
+            " snippet = :snippet, last_direction = :direction, last_sender = :sender, last_sender_name = :name,"
             " has_attachments = has_attachments OR :att,"
             " subject = CASE WHEN subject = '' THEN :subject ELSE subject END,"
             " hidden = (hidden & 2) | (hidden & :quarantined)"
             " WHERE id = :id AND org_id = :org",
             {"at": row["created_at"], "snippet": summary, "direction": row["direction"], "sender": row["sender"],
-             "att": int(has_attachments), "subject": row["subject"], "id": thread_id,
+             "att": int(has_attachments), "subject": row["subject"], "id": thread_id, "name": name,
              "org": inbox["org_id"], "quarantined": int(quarantined)},
         ).rowcount
         if not updated:
             conn.execute(
                 "INSERT INTO threads (id, org_id, inbox_id, domain_id, subject, first_message_at, last_message_at,"
-                " message_count, snippet, last_direction, last_sender, has_attachments, hidden)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+                " message_count, snippet, last_direction, last_sender, has_attachments, hidden, last_sender_name)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
                 (thread_id, inbox["org_id"], inbox["id"], inbox["domain_id"], row["subject"], row["created_at"],
                  row["created_at"], summary, row["direction"], row["sender"], int(has_attachments),
-                 int(quarantined)),
+                 int(quarantined), name),
             )
 
     # attachments ------------------------------------------------------------------------------

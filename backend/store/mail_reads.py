@@ -41,7 +41,8 @@ QUARANTINE = "quarantine"
 THREAD_JSON_SQL = (
     "json_object('thread_id', id, 'subject', subject, 'last_message_at', last_message_at,"
     " 'first_message_at', first_message_at, 'message_count', message_count, 'snippet', snippet,"
-    " 'last_direction', last_direction, 'last_sender', last_sender, 'inbox_id', inbox_id,"
+    " 'last_direction', last_direction, 'last_sender', last_sender,"
+    " 'last_sender_name', last_sender_name, 'inbox_id', inbox_id,"
     " 'domain_id', domain_id, 'has_attachments', json(CASE WHEN has_attachments THEN 'true' ELSE 'false' END),"
     " 'unread_count', unread_count, 'tags', json(CASE WHEN json_valid(tags) THEN tags ELSE '[]' END),"
     " 'status', status, 'assigned_to', assigned_to, 'labels', json(labels),"
@@ -99,8 +100,9 @@ class LabelFilter:
 
 
 NO_LABELS = LabelFilter()
-COUNT_NAMES = {"": "threads", "unread": "unread_threads", "flagged": "flagged_threads", "trash": "trash_threads"}
-"""The inbox `counts` keys, by the label each counts (none: every thread the default list shows)."""
+COUNT_NAMES = {"threads": "threads", "unread": "unread_threads", "flagged": "flagged_threads",
+               "trash": "trash_threads"}
+"""The inbox `counts` keys, by the counter's name in `inbox_counts` (migration INBOX_COUNTERS)."""
 
 
 def _thread_page_sql(
@@ -204,8 +206,8 @@ class MailReads:
             cursor.close()
 
     def inbox_counts(self, inbox_ids: list[str]) -> dict[str, dict[str, int]]:
-        """`{threads, unread_threads, flagged_threads, trash_threads}` of each inbox, in ONE query of
-        index range counts (`threads_inbox_hidden`, narrow so it counts fast, and `thread_labels`).
+        """`{threads, unread_threads, flagged_threads, trash_threads}` of each inbox, in ONE primary-key
+        read of the counters the triggers keep (`inbox_counts`), whatever the inboxes' size.
 
         `threads`, `unread_threads` and `flagged_threads` count what the default list shows (neither in
         the trash nor quarantined); `trash_threads` counts the trash.
@@ -215,16 +217,10 @@ class MailReads:
             return counts
         marks = ", ".join("?" * len(inbox_ids))
         rows = self.database.query(
-            f"SELECT inbox_id, '', COUNT(*) FROM threads WHERE inbox_id IN ({marks}) AND hidden = 0"
-            " GROUP BY inbox_id"
-            f" UNION ALL SELECT inbox_id, label, COUNT(*) FROM thread_labels WHERE inbox_id IN ({marks})"
-            " AND label IN ('unread', 'flagged') AND hidden = 0 GROUP BY inbox_id, label"
-            f" UNION ALL SELECT inbox_id, label, COUNT(*) FROM thread_labels WHERE inbox_id IN ({marks})"
-            " AND label = 'trash' GROUP BY inbox_id",
-            (*inbox_ids, *inbox_ids, *inbox_ids),
-        )
-        for inbox_id, label, count in rows:
-            counts[inbox_id][COUNT_NAMES[label]] = count
+            f"SELECT inbox_id, name, value FROM inbox_counts WHERE inbox_id IN ({marks})", tuple(inbox_ids))
+        for inbox_id, name, value in rows:
+            if name in COUNT_NAMES:
+                counts[inbox_id][COUNT_NAMES[name]] = max(0, value)
         return counts
 
     def thread_messages(self, org_id: str, thread_id: str, order: str, limit: int,

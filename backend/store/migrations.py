@@ -704,10 +704,84 @@ INBOX_COUNTS = """
 CREATE INDEX threads_inbox_hidden ON threads(inbox_id, hidden);
 """
 
+# A thread summary names its last sender by display name as well as address (the `From:` name of the
+# newest message), so a client's list shows "Zoë Müller" without fetching the messages.
+THREAD_SENDER_NAME = """
+ALTER TABLE threads ADD COLUMN last_sender_name TEXT;
+UPDATE threads SET last_sender_name = (
+    SELECT json_extract(m.extra, '$.sender_name') FROM messages m WHERE m.thread_id = threads.id
+    ORDER BY m.created_at DESC, m.seq DESC LIMIT 1);
+"""
+
+# Inbox counts as counters, kept by triggers on `threads` and `thread_labels`, so an inbox's `counts` are
+# one primary-key read at any size rather than index range counts that grow with the inbox (replacing the
+# narrow index INBOX_COUNTS added for those). `threads` counts the threads the default list shows
+# (`hidden = 0`), `unread` and `flagged` those of them carrying the label, `trash` the threads in the trash.
+INBOX_COUNTERS_TABLE = """
+DROP INDEX threads_inbox_hidden;
+CREATE TABLE inbox_counts (
+    inbox_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    PRIMARY KEY (inbox_id, name)
+) WITHOUT ROWID;
+"""
+
+INBOX_COUNTERS_FILL = """
+INSERT INTO inbox_counts (inbox_id, name, value)
+    SELECT inbox_id, 'threads', COUNT(*) FROM threads WHERE hidden = 0 GROUP BY inbox_id
+    UNION ALL
+    SELECT inbox_id, label, COUNT(*) FROM thread_labels WHERE label IN ('unread', 'flagged') AND hidden = 0
+    GROUP BY inbox_id, label
+    UNION ALL
+    SELECT inbox_id, label, COUNT(*) FROM thread_labels WHERE label = 'trash' GROUP BY inbox_id, label;
+"""
+
+INBOX_COUNTERS_TRIGGERS = """
+CREATE TRIGGER threads_counted AFTER INSERT ON threads WHEN new.hidden = 0 BEGIN
+    INSERT INTO inbox_counts (inbox_id, name, value) VALUES (new.inbox_id, 'threads', 1)
+    ON CONFLICT (inbox_id, name) DO UPDATE SET value = value + 1;
+END;
+CREATE TRIGGER threads_uncounted AFTER DELETE ON threads WHEN old.hidden = 0 BEGIN
+    UPDATE inbox_counts SET value = value - 1 WHERE inbox_id = old.inbox_id AND name = 'threads';
+END;
+CREATE TRIGGER threads_recounted AFTER UPDATE OF hidden ON threads WHEN (old.hidden = 0) != (new.hidden = 0) BEGIN
+    INSERT INTO inbox_counts (inbox_id, name, value)
+    VALUES (new.inbox_id, 'threads', CASE WHEN new.hidden = 0 THEN 1 ELSE -1 END)
+    ON CONFLICT (inbox_id, name) DO UPDATE SET value = value + excluded.value;
+END;
+CREATE TRIGGER thread_labels_counted_in AFTER INSERT ON thread_labels
+WHEN new.label = 'trash' OR (new.label IN ('unread', 'flagged') AND new.hidden = 0) BEGIN
+    INSERT INTO inbox_counts (inbox_id, name, value) VALUES (new.inbox_id, new.label, 1)
+    ON CONFLICT (inbox_id, name) DO UPDATE SET value = value + 1;
+END;
+CREATE TRIGGER thread_labels_counted_out AFTER DELETE ON thread_labels
+WHEN old.label = 'trash' OR (old.label IN ('unread', 'flagged') AND old.hidden = 0) BEGIN
+    UPDATE inbox_counts SET value = value - 1 WHERE inbox_id = old.inbox_id AND name = old.label;
+END;
+CREATE TRIGGER thread_labels_recounted AFTER UPDATE OF hidden ON thread_labels
+WHEN new.label IN ('unread', 'flagged') AND (old.hidden = 0) != (new.hidden = 0) BEGIN
+    INSERT INTO inbox_counts (inbox_id, name, value)
+    VALUES (new.inbox_id, new.label, CASE WHEN new.hidden = 0 THEN 1 ELSE -1 END)
+    ON CONFLICT (inbox_id, name) DO UPDATE SET value = value + excluded.value;
+END;
+CREATE TRIGGER inboxes_counts_gone AFTER DELETE ON inboxes BEGIN
+    DELETE FROM inbox_counts WHERE inbox_id = old.id;
+END;
+"""
+
+INBOX_COUNTERS = INBOX_COUNTERS_TABLE + INBOX_COUNTERS_FILL + INBOX_COUNTERS_TRIGGERS
+
+# Scheduled messages are listed soonest first: by `send_at` (UTC ISO text, so text order is time order).
+OUTBOX_SEND_ORDER = """
+CREATE INDEX outbox_org_send_at ON outbox(org_id, status, send_at);
+CREATE INDEX outbox_inbox_send_at ON outbox(inbox_id, status, send_at);
+"""
+
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
                          WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, NEWEST_FIRST_BY_INSERTION,
                          DMARC_REPORTS, THREAD_PARTICIPANTS, MAIL_AUTHENTICATION, MESSAGE_EXTRACTED,
-                         MAIL_STATE, OUTBOX, INBOX_COUNTS]
+                         MAIL_STATE, OUTBOX, INBOX_COUNTS, THREAD_SENDER_NAME, INBOX_COUNTERS, OUTBOX_SEND_ORDER]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

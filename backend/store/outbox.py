@@ -92,17 +92,19 @@ class OutboxStore:
 
     def list_rows(self, org_id: str, status: str, inbox_id: str | None, order: str, limit: int,
                   after: tuple | None, select: str = "SELECT o.* FROM outbox o") -> list[sqlite3.Row]:
-        """One status's rows, oldest or newest first, keyset-paged on `(created_at, seq)`."""
+        """One status's rows, keyset-paged on `(created_at, seq)` (oldest or newest first), or for
+        scheduled messages on `(send_at, seq)`, soonest or latest first."""
+        time = "o.send_at" if status == SCHEDULED else "o.created_at"
         where, params = ["o.org_id = ?", "o.status = ?"], [org_id, status]
         if inbox_id is not None:
             where.append("o.inbox_id = ?")
             params.append(inbox_id)
         direction, compare = ("DESC", "<") if order == "desc" else ("ASC", ">")
         if after is not None:
-            where.append(f"(o.created_at, o.seq) {compare} (?, ?)")
+            where.append(f"({time}, o.seq) {compare} (?, ?)")
             params.extend(after)
         return self.database.query(
-            f"{select} WHERE {' AND '.join(where)} ORDER BY o.created_at {direction}, o.seq {direction} LIMIT ?",
+            f"{select} WHERE {' AND '.join(where)} ORDER BY {time} {direction}, o.seq {direction} LIMIT ?",
             (*params, limit),
         )
 

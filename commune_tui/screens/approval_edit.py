@@ -1,5 +1,6 @@
-"""Edit a held message, then approve it: the composer with the message's fields, where `ctrl+s`
-approves with what was changed (subject, text, recipients); the server keeps the diff in its audit log."""
+"""Edit a held message, then approve it with what was changed (subject, text, recipients): in the
+composer, where `ctrl+s` approves, or as one text file in `$EDITOR`. The server keeps the diff in its
+audit log."""
 
 from __future__ import annotations
 
@@ -15,6 +16,39 @@ from .compose import ComposeScreen
 
 NOT_HERE = {"send_later", "postpone", "attach", "remove_attachment"}
 """Composer keys an approval cannot use: the server takes only new text and recipients."""
+EDITABLE_HEADERS = ("To", "Cc", "Bcc", "Subject")
+
+
+def draft_of(message: OutboxMessage) -> Draft:
+    """The held message as the composer edits it."""
+    return Draft(inbox_id=message.inbox_id, to=", ".join(message.addresses("to")),
+                 cc=", ".join(message.addresses("cc")), bcc=", ".join(message.addresses("bcc")),
+                 subject=message.subject, body=message.content or html_to_text(message.content_html or ""),
+                 thread_id=message.thread_id or None)
+
+
+def message_text(draft: Draft) -> str:
+    """The file `$EDITOR` opens: the editable headers, a blank line, the body."""
+    headers = "".join(f"{name}: {getattr(draft, name.lower())}\n" for name in EDITABLE_HEADERS)
+    return f"{headers}\n{draft.body}"
+
+
+def parse_message_text(text: str, before: Draft) -> Draft:
+    """The draft the edited file describes; raises ValueError, worded for the user, for a header that
+    cannot change or a line that is not a header."""
+    head, _, body = text.partition("\n\n")
+    values: dict[str, str] = {}
+    name = ""
+    for raw in head.splitlines():
+        if raw[:1] in (" ", "\t") and name:
+            values[name] += " " + raw.strip()  # a folded header line continues the one above
+            continue
+        name, colon, value = raw.partition(":")
+        name = name.strip().lower()
+        if not colon or name.title() not in EDITABLE_HEADERS:
+            raise ValueError(f"Only To, Cc, Bcc and Subject can change; cannot read {raw.strip()!r}")
+        values[name] = value.strip()
+    return before.model_copy(update={**values, "body": body})
 
 
 def approval_edits(before: Draft, after: Draft) -> dict[str, Any]:
@@ -36,11 +70,7 @@ class ApprovalComposeScreen(ComposeScreen):
     BINDINGS = [Binding("ctrl+s", "send", "Approve", priority=True, id="approve.send")]
 
     def __init__(self, message: OutboxMessage) -> None:
-        draft = Draft(inbox_id=message.inbox_id, to=", ".join(message.addresses("to")),
-                      cc=", ".join(message.addresses("cc")), bcc=", ".join(message.addresses("bcc")),
-                      subject=message.subject,
-                      body=message.content or html_to_text(message.content_html or ""), thread_id=message.thread_id or None)
-        super().__init__(draft, message.attachments)
+        super().__init__(draft_of(message), message.attachments)
         self.message = message
 
     def on_mount(self) -> None:

@@ -38,6 +38,7 @@ class MailScreen(ThreadActions):
         Binding("c", "compose", "Compose", id="mail.compose", tooltip="Write a new message"),
         Binding("slash", "search", "Search", id="mail.search", key_display="/"),
         Binding("ctrl+d", "domains", "Domains", show=False, id="mail.domains"),
+        # Off the footer (it must fit 80 columns); `?` lists it and the tree's Outbox entry shows counts.
         Binding("O", "outbox", "Outbox", show=False, id="mail.outbox",
                 tooltip="Held, scheduled and draft messages of this inbox"),
         Binding("q", "back(True)", "Back", id="mail.quit", tooltip="Reader → list; on the list: quit"),

@@ -15,6 +15,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 
+from .. import editor
 from ..client import ApiError
 from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.prompt import PromptDialog
@@ -30,6 +31,13 @@ from ..widgets.outbox_review import (
     sender_of,
     subject_of,
 )
+from .approval_edit import (
+    ApprovalComposeScreen,
+    approval_edits,
+    draft_of,
+    message_text,
+    parse_message_text,
+)
 
 if TYPE_CHECKING:
     from ..app import CommuneApp
@@ -40,7 +48,8 @@ EMPTY = {
     "scheduled": "Nothing is scheduled.",
     "drafts": "No drafts: ctrl+o in the composer keeps one here.",
 }
-TAB_ACTIONS = {"approve": "approvals", "edit_approve": "approvals", "reject": "approvals",
+TAB_ACTIONS = {"approve": "approvals", "edit_approve": "approvals", "edit_in_editor": "approvals",
+               "reject": "approvals",
                "cancel_send": "scheduled", "resume": "drafts"}
 """Keys that act on one tab's rows: the footer shows them only on that tab."""
 
@@ -68,7 +77,9 @@ class OutboxScreen(Screen):
         Binding("3", "tab('drafts')", "Drafts", show=False, id="outbox.tab_drafts"),
         Binding("A", "approve", "Approve", id="outbox.approve"),
         Binding("E", "edit_approve", "Edit+approve", id="outbox.edit",
-                tooltip="Edit in the composer (ctrl+e there for $EDITOR), then approve"),
+                tooltip="Edit in the composer, then approve"),
+        Binding("ctrl+e", "edit_in_editor", "$EDITOR+approve", show=False, id="outbox.editor",
+                tooltip="Edit headers and body in $VISUAL/$EDITOR, then approve"),
         Binding("X", "reject", "Reject", id="outbox.reject"),
         Binding("C", "cancel_send", "Cancel send", id="outbox.cancel"),
         Binding("enter", "resume", "Resume draft", id="outbox.resume"),
@@ -268,11 +279,32 @@ class OutboxScreen(Screen):
             self.decide(item, "approve")
 
     def action_edit_approve(self) -> None:
-        from .approval_edit import ApprovalComposeScreen
-
         item = self.held()
         if item is not None:
             self.app.push_screen(ApprovalComposeScreen(item), lambda _: self.reload())
+
+    def action_edit_in_editor(self) -> None:
+        item = self.held()
+        if item is None:
+            return
+        before = draft_of(item)
+        try:
+            after = parse_message_text(editor.edit_text(self.app, message_text(before)), before)
+        except ValueError as exc:
+            self.notify(str(exc), title="Not approved", severity="error", markup=False)
+            return
+        edits = approval_edits(before, after)
+        if not edits:
+            self.notify("Nothing changed, so nothing was approved (A approves as it is)", markup=False)
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.decide(item, "approve", edits=edits)
+
+        self.app.push_screen(ConfirmDialog(f"Approve “{subject_of(item)}” with your changes to "
+                                           f"{', '.join(edits)}?", yes="Approve", no="Keep it held"),
+                             confirmed)
 
     def action_reject(self) -> None:
         item = self.held()
@@ -300,12 +332,14 @@ class OutboxScreen(Screen):
                                            yes="Cancel the send", no="Keep it"), confirmed)
 
     @work(group="decide")
-    async def decide(self, item: OutboxMessage, verb: str, reason: str = "") -> None:
-        """Approve, reject or cancel `item` on the server, then show the outbox as it is now."""
+    async def decide(self, item: OutboxMessage, verb: str, reason: str = "",
+                     edits: dict[str, object] | None = None) -> None:
+        """Approve (with `edits`), reject or cancel `item` on the server, then show the outbox as it
+        is now."""
         client = self.app.client
         try:
             if verb == "approve":
-                await client.approve(item.message_id)
+                await client.approve(item.message_id, edits)
             elif verb == "reject":
                 await client.reject(item.message_id, reason)
             else:

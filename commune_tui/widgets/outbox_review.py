@@ -70,6 +70,8 @@ def review_text(item: OutboxMessage | ServerDraft, now: datetime, inboxes: list[
     if since is not None:
         verb = "saved" if isinstance(item, ServerDraft) else "submitted"
         text.append(f"  · {verb} {until(since, now)}", style="dim")
+    if isinstance(item, OutboxMessage) and item.submitted_by:
+        text.append(clean_line(f" by key {item.submitted_by}"), style="dim")
     text.append("\n\n")
     _field(text, "From", sender_of(item, inboxes))
     for label, role in (("To", "to"), ("Cc", "cc"), ("Bcc", "bcc")):
@@ -80,6 +82,9 @@ def review_text(item: OutboxMessage | ServerDraft, now: datetime, inboxes: list[
     moment = parse_time(item.send_at)
     if moment is not None:
         _field(text, "Sends", describe(moment, now), style="bold")
+    expires = parse_time(item.expires_at) if isinstance(item, OutboxMessage) else None
+    if expires is not None and status == "pending_approval":
+        _field(text, "Expires", f"{describe(expires, now)}: rejected as expired unless decided")
     if isinstance(item, OutboxMessage):
         text.append(f"{'Recipients':<{LABEL}}", style="bold")
         if item.validation.empty:

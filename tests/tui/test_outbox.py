@@ -6,6 +6,7 @@ server stored and what reached the recipient."""
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,14 +16,23 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static, TextArea
 
+from commune_tui import editor
 from commune_tui.app import CommuneApp, make_app
+from commune_tui.dialogs.confirm import ConfirmDialog
 from commune_tui.dialogs.prompt import PromptDialog
 from commune_tui.dialogs.send_later import SendLaterDialog
-from commune_tui.screens.approval_edit import ApprovalComposeScreen
+from commune_tui.models import Draft
+from commune_tui.screens.approval_edit import (
+    ApprovalComposeScreen,
+    approval_edits,
+    message_text,
+    parse_message_text,
+)
 from commune_tui.screens.compose import ComposeScreen
 from commune_tui.screens.outbox import OutboxScreen
 from commune_tui.widgets.mailbox_tree import MailboxTree
 from tests.conftest import Running
+from tests.tui import hostile
 from tests.tui.conftest import app_settings
 from tests.tui.helpers import open_composer, settle, wait_until
 from tests.tui.seeding import seed_mailbox, threads_of
@@ -131,7 +141,8 @@ async def test_approve_a_held_message(boxes: Outboxes, tmp_path: Path) -> None:
         shown = review(screen)
         for expected in ("AWAITING APPROVAL", boxes.support["address"], boxes.alice["address"],
                          "Refund for order 4521", "every recipient passed validation",
-                         "We will refund the full amount today."):
+                         "We will refund the full amount today.", "by key key_",
+                         "(in 2d 23h): rejected as expired unless decided"):
             assert expected in shown, expected
         await pilot.press("A")
         await settle(pilot)
@@ -238,6 +249,28 @@ async def test_resume_a_draft_and_send_it(boxes: Outboxes, tmp_path: Path) -> No
     assert boxes.alice_subjects().count("Draft: lunch") == 1
 
 
+async def test_a_resumed_draft_postponed_again_is_updated_in_place(boxes: Outboxes, tmp_path: Path) -> None:
+    draft = ok(boxes.user.post("/v1/drafts", json={
+        "inbox_id": boxes.seeded.me["id"], "to": [boxes.alice["address"]], "subject": "Agenda",
+        "text": "1. budget"}))["data"]
+    app = boxes.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_outbox(pilot, everywhere=False)
+        await pilot.press("3", "enter")
+        await settle(pilot)
+        composer = app.screen
+        assert isinstance(composer, ComposeScreen)
+        composer.query_one("#cc", Input).value = boxes.seeded.others["bob"]["address"]
+        composer.query_one("#body", TextArea).text = "1. budget\n2. hiring"
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        assert isinstance(app.screen, OutboxScreen)
+        await wait_until(pilot, lambda: "Agenda" in " ".join(rows(app.screen, "drafts")))
+    drafts = ok(boxes.user.get("/v1/drafts"))["data"]
+    assert [(d["id"], d["cc"], d["text"]) for d in drafts] == [
+        (draft["id"], [boxes.seeded.others["bob"]["address"]], "1. budget\n2. hiring")]
+
+
 async def test_send_later_from_the_composer(boxes: Outboxes, tmp_path: Path) -> None:
     app = boxes.app(tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
@@ -260,6 +293,8 @@ async def test_send_later_from_the_composer(boxes: Outboxes, tmp_path: Path) -> 
         await pilot.press("enter")
         await settle(pilot)
         assert not isinstance(app.screen, (SendLaterDialog, ComposeScreen))
+        assert [n.title for n in app._notifications] == ["Not scheduled", "Scheduled"]
+        assert re.search(r"\(in (2h|1h 59m)\)", str(list(app._notifications)[-1].message))
     scheduled = ok(boxes.user.get("/v1/outbox", params={"status": "scheduled",
                                                         "inbox_id": boxes.seeded.me["id"]}))["data"]
     assert [m["message"]["metadata"]["subject"] for m in scheduled] == ["Weekly numbers"]
@@ -305,3 +340,99 @@ async def test_tree_counts_and_a_toast_when_a_message_starts_waiting(boxes: Outb
         assert app.screen.inbox is None
         assert "Contract renewal terms" in rows(app.screen, "approvals")[0]
 
+
+
+async def test_a_message_cancelled_meanwhile_cannot_be_approved(boxes: Outboxes, tmp_path: Path) -> None:
+    held = boxes.agent_sends("Quote for 40 licences")
+    app = boxes.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_outbox(pilot)
+        assert "Quote for 40 licences" in rows(screen, "approvals")[0]
+        ok(boxes.agent.post(f"/v1/messages/{held['id']}/cancel"))  # the agent withdraws it
+        await pilot.press("A")
+        await settle(pilot)
+        notes = [(n.title, str(n.message)) for n in app._notifications]
+        assert notes[-1][0] == "Could not approve"
+        assert "cancelled" in notes[-1][1]
+        assert rows(screen, "approvals") == []  # the list shows the server's state again
+    assert boxes.status(held["id"]) == "cancelled"
+    assert "Quote for 40 licences" not in boxes.alice_subjects()
+
+
+async def test_a_person_cannot_approve_their_own_held_send(boxes: Outboxes, tmp_path: Path) -> None:
+    app = boxes.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        composer = await open_composer(pilot)
+        composer.query_one("#from").value = boxes.support["id"]
+        fill(composer, boxes.alice["address"], "Price list 2027", "The new price list.")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert [n.title for n in app._notifications] == ["Waiting for approval"]
+        app.clear_notifications()
+        screen = await open_outbox(pilot)
+        assert "Price list 2027" in rows(screen, "approvals")[0]
+        await pilot.press("A")
+        await settle(pilot)
+        note = list(app._notifications)[-1]
+        assert note.title == "Could not approve"
+        assert "submitted itself" in str(note.message)
+        assert "Price list 2027" in rows(screen, "approvals")[0]
+    assert "Price list 2027" not in boxes.alice_subjects()
+
+
+async def test_held_text_from_an_agent_is_shown_literally(boxes: Outboxes, tmp_path: Path) -> None:
+    subject = f"{hostile.QUIT_CLICK} {hostile.STYLED}"
+    boxes.agent_sends(subject, "Body RED>\x1b[31;1m<RED and [@click=app.quit]here[/]")
+    app = boxes.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_outbox(pilot)
+        await settle(pilot)
+        assert subject in rows(screen, "approvals")[0]
+        shown = review(screen)
+        assert subject in shown
+        assert "RED><RED and [@click=app.quit]here[/]" in shown
+        assert "\x1b" not in shown
+        await pilot.click("#review-text")
+        await settle(pilot)
+        assert app.is_running and app.screen is screen
+
+
+async def test_edit_in_the_editor_then_approve(boxes: Outboxes, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    held = boxes.agent_sends("Meeting notes", "Notes: we agreed on 12 seats.")
+    opened: list[str] = []
+
+    def rewrite(app: CommuneApp, text: str) -> str:
+        opened.append(text)
+        return text.replace("Meeting notes", "Meeting notes (corrected)").replace("12 seats", "10 seats")
+
+    monkeypatch.setattr(editor, "edit_text", rewrite)
+    app = boxes.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_outbox(pilot)
+        await pilot.press("ctrl+e")
+        await settle(pilot)
+        assert opened == [f"To: {boxes.alice['address']}\nCc: \nBcc: \nSubject: Meeting notes\n\n"
+                          "Notes: we agreed on 12 seats."]
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("y")
+        await settle(pilot)
+        assert rows(screen, "approvals") == []
+    assert boxes.alice_subjects().count("Meeting notes (corrected)") == 1
+    assert boxes.message(held["id"])["content"] == "Notes: we agreed on 10 seats."
+
+
+def test_the_editor_file_reads_back_into_the_fields() -> None:
+    before = Draft(to="a@example.com", subject="Hello", body="Body\n\nwith a blank line")
+    text = message_text(before)
+    assert parse_message_text(text, before) == before
+    after = parse_message_text("to: b@example.com,\n  c@example.com\nSubject: Hi\n\nNew body", before)
+    assert (after.to, after.cc, after.subject, after.body) == ("b@example.com, c@example.com", "", "Hi",
+                                                               "New body")
+    assert approval_edits(before, after) == {"to": ["b@example.com", "c@example.com"], "subject": "Hi",
+                                             "text": "New body"}
+    with pytest.raises(ValueError, match="Only To, Cc, Bcc and Subject"):
+        parse_message_text("From: someone@else.test\n\nBody", before)
+    with pytest.raises(ValueError, match="cannot read 'no header here'"):
+        parse_message_text("no header here\n\nBody", before)
