@@ -85,3 +85,11 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def relaying_server(folder: Path, dns_server, sink_port: int, partner: str) -> ServerProcess:
+    """A server process (not started) relaying outbound mail to a local sink, with `partner` given an
+    MX in the test DNS server and delivery retries fast enough for a test."""
+    dns_server.publish(partner, "MX", f"10 mx.{partner}.")
+    return ServerProcess(folder, "--dns-servers", dns_server.address, "--relay", f"127.0.0.1:{sink_port}",
+                         env={"COMMUNE_DELIVERY_BACKOFF": "0.1", "COMMUNE_DELIVERY_BACKOFF_MAX": "0.2"})

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, relaying_server
 from tests.smtp_sink import SmtpSink, wait_until
 
 PARTNER = "partner-later.test"
@@ -33,9 +33,7 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.fixture
 def server(tmp_path: Path, dns_server, sink: SmtpSink) -> Iterator[ServerProcess]:
-    dns_server.publish(PARTNER, "MX", f"10 mx.{PARTNER}.")
-    proc = ServerProcess(tmp_path, "--dns-servers", dns_server.address, "--relay", f"127.0.0.1:{sink.port}",
-                         env={"COMMUNE_DELIVERY_BACKOFF": "0.1", "COMMUNE_DELIVERY_BACKOFF_MAX": "0.2"})
+    proc = relaying_server(tmp_path, dns_server, sink.port, PARTNER)
     yield proc.start()
     proc.stop()
 
