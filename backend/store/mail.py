@@ -208,7 +208,8 @@ class MailStore(MailReads):
         if p.extracted is not None:
             row["extracted"] = json.dumps(p.extracted, ensure_ascii=False)
         # The thread row comes first: the label triggers copy its keys into `thread_labels`.
-        self._touch_thread(conn, thread_id, inbox, row, p.snippet, bool(p.attachment_ids), p.quarantined)
+        self._touch_thread(conn, thread_id, inbox, row, p.snippet, msg.sender_name or None, bool(p.attachment_ids),
+                           p.quarantined)
         columns = ", ".join(row)
         seq = conn.execute(f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(row))})",
                            tuple(row.values())).lastrowid
@@ -263,14 +264,13 @@ class MailStore(MailReads):
 
     def _touch_thread(
         self, conn: sqlite3.Connection, thread_id: str, inbox: dict, row: dict, summary: str,
-        has_attachments: bool, quarantined: bool = False,
+        name: str | None, has_attachments: bool, quarantined: bool = False,
     ) -> None:
         """Create the thread or bring its summary up to date with the message about to be stored.
 
         Bit 1 of `hidden` (quarantined, left out of the default lists) stays set while all its messages
         are quarantined; the label triggers keep bit 2 (trash), `labels` and `unread_count`.
         """
-        name = json.loads(row["extra"]).get("sender_name")
         updated = conn.execute(
             "UPDATE threads SET last_message_at = MAX(last_message_at, :at), message_count = message_count + 1,"
             " snippet = :snippet, last_direction = :direction, last_sender = :sender, last_sender_name = :name,"
