@@ -18,8 +18,8 @@ from .signing import Signer
 from .smtp.commit import GroupCommit
 from .store.audit import AuditStore
 from .store.bigrams import index_backlog as index_bigram_backlog
-from .store.blobs import BlobStore
-from .store.database import Database
+from .store.blobs import open_blob_store
+from .store.database import open_database
 from .store.deletion import DeletionStore
 from .store.delivery import DeliveryStore
 from .store.dmarc import DmarcStore
@@ -64,12 +64,12 @@ class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         prepare_data_dir(settings.data_dir)
-        self.database = Database(settings.db_path)
+        self.database = open_database(settings)
         self.orgs = OrgStore(self.database)
         self.domains = DomainStore(self.database)
         self.keys = KeyRing(self.orgs)
         self.audit = AuditStore(self.database)
-        self.blobs = BlobStore(settings.blobs_dir)
+        self.blobs = open_blob_store(settings.blobs_dir, self.database)
         self.signer = Signer(load_secret(settings.secret_path))
         self.resolver = make_resolver(settings.dns_servers)
         self.events = EventBus()

