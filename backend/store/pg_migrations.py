@@ -50,6 +50,26 @@ CREATE FUNCTION json_each(doc text) RETURNS TABLE (key text, value text)
     SELECT o.k, @schema@.json_scalar_text(o.v)
         FROM jsonb_each(CASE WHEN jsonb_typeof(doc::jsonb) = 'object' THEN doc::jsonb END) AS o(k, v)
 $$;
+CREATE FUNCTION json_tree(doc text) RETURNS TABLE (key text, value text, type text, path text, fullkey text)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    WITH RECURSIVE node(k, v, path, fullkey) AS (
+        SELECT NULL::text, doc::jsonb, '$'::text, '$'::text
+        UNION ALL
+        SELECT c.k, c.v, node.fullkey, node.fullkey || c.suffix FROM node, LATERAL (
+            SELECT e.k, e.v, '.' || e.k AS suffix
+                FROM jsonb_each(CASE WHEN jsonb_typeof(node.v) = 'object' THEN node.v END) AS e(k, v)
+            UNION ALL
+            SELECT (a.n - 1)::text, a.v, '[' || (a.n - 1) || ']'
+                FROM jsonb_array_elements(CASE WHEN jsonb_typeof(node.v) = 'array' THEN node.v END)
+                WITH ORDINALITY AS a(v, n)) AS c
+    )
+    SELECT k, @schema@.json_scalar_text(v),
+           CASE jsonb_typeof(v) WHEN 'string' THEN 'text' WHEN 'boolean' THEN v::text
+                WHEN 'number' THEN CASE WHEN v::text ~ '^-?[0-9]+$' THEN 'integer' ELSE 'real' END
+                ELSE jsonb_typeof(v) END,
+           path, fullkey
+    FROM node
+$$;
 CREATE FUNCTION json_valid(doc text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     PERFORM doc::jsonb;

@@ -47,6 +47,7 @@ REPLACED_KEYS = {"idempotency_keys": ("org_id", "key")}
 _QUOTED = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")")
 _PLACEHOLDER = re.compile(r"%|\?|(?<![:\w]):([A-Za-z_]\w*)|(^|[\s(,=])\+(?=[A-Za-z_])")
 _IS_PARAM = re.compile(r"\bIS\s+(NOT\s+)?(?=\?|:[A-Za-z_])", re.IGNORECASE)
+_CROSS_JOIN_ON = re.compile(r"\bCROSS\s+JOIN(?=\s+\w+(?:\s+(?:AS\s+)?\w+)?\s+ON\b)", re.IGNORECASE)
 _INSERT = re.compile(r"^\s*INSERT\s+(?:OR\s+(IGNORE|REPLACE)\s+)?INTO\s+(\w+)\s*(\(([^)]*)\))?", re.IGNORECASE)
 
 
@@ -71,6 +72,7 @@ def translate(sql: str) -> tuple[str, bool]:
             out.append(part.replace("%", "%%"))
         else:
             part = _IS_PARAM.sub(lambda m: "IS DISTINCT FROM " if m.group(1) else "IS NOT DISTINCT FROM ", part)
+            part = _CROSS_JOIN_ON.sub("JOIN", part)
             out.append(_PLACEHOLDER.sub(_placeholders, part))
     text = "".join(out).rstrip().rstrip(";")
     returns_key = False
@@ -199,6 +201,10 @@ class Connection:
 
     def execute(self, sql: str, params: Any = ()) -> Cursor:
         return _run(self.raw, sql, params)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
     def executemany(self, sql: str, seq_of_params: Any) -> Cursor:
         text, _ = translate(sql)
