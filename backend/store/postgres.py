@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import psycopg
 from psycopg.adapt import Dumper, Loader
@@ -99,7 +99,7 @@ class Row(tuple):
     """A result row like `sqlite3.Row`: a tuple, also read by column name; `keys()`, `dict(row)`."""
 
     __slots__ = ()
-    _index: dict[str, int] = {}
+    _index: ClassVar[dict[str, int]] = {}
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
@@ -151,7 +151,7 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
 class Cursor:
     """What `execute` returns: fetchone/fetchall/iteration/rowcount/lastrowid/description, rows read."""
 
-    __slots__ = ("_rows", "_pos", "rowcount", "lastrowid", "description")
+    __slots__ = ("_pos", "_rows", "description", "lastrowid", "rowcount")
 
     def __init__(self, rows: list[Any], rowcount: int, lastrowid: int | None, description: Any) -> None:
         self._rows = rows
@@ -178,13 +178,34 @@ class Cursor:
         self._rows = []
 
 
+def _without_nul(params: Any) -> Any:
+    """`params` with NUL characters (which PostgreSQL text cannot hold, SQLite can) as U+FFFD: an id
+    holding one is found nowhere, a message body keeps every other character."""
+    if isinstance(params, str):
+        return params.replace("\x00", "\ufffd")
+    if isinstance(params, dict):
+        return {key: _without_nul(value) for key, value in params.items()}
+    if isinstance(params, (list, tuple)):
+        return [_without_nul(value) for value in params]
+    return params
+
+
+def _execute(cur: psycopg.Cursor[Any], text: str, params: Any, many: bool = False) -> None:
+    run = cur.executemany if many else cur.execute
+    try:
+        run(text, params)
+    except psycopg.errors.DiskFull as exc:
+        raise StorageFull from exc
+    except psycopg.DataError as exc:
+        if "NUL" not in str(exc):  # raised before anything was sent: the transaction is intact
+            raise
+        run(text, _without_nul(params))
+
+
 def _run(raw: psycopg.Connection[Any], sql: str, params: Any, row_factory: Any = _row_factory) -> Cursor:
     text, returns_key = translate(sql)
     with raw.cursor(row_factory=row_factory) as cur:
-        try:
-            cur.execute(text, params if params is not None else ())
-        except psycopg.errors.DiskFull as exc:
-            raise StorageFull from exc
+        _execute(cur, text, params if params is not None else ())
         rows = cur.fetchall() if cur.description is not None else []
         if returns_key:
             return Cursor([], cur.rowcount, rows[-1][0] if rows else None, None)
@@ -212,10 +233,7 @@ class Connection:
         if not params:
             return Cursor([], 0, None, None)
         with self.raw.cursor() as cur:
-            try:
-                cur.executemany(text, params)
-            except psycopg.errors.DiskFull as exc:
-                raise StorageFull from exc
+            _execute(cur, text, params, many=True)
             return Cursor([], cur.rowcount, None, None)
 
 
