@@ -304,9 +304,9 @@ class PostgresDatabase:
         with self._connection() as raw:
             return _run(raw, sql, params, row_factory=psycopg.rows.dict_row).fetchall()
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run store work from the event loop in a worker thread: no network round trip on the loop."""
-        return await asyncio.to_thread(fn, *args)
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)` in a worker thread: no network round trip on the event loop."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
     # durability: a PostgreSQL commit is durable when it returns (synchronous_commit=on) -----------
     def fsync_wal(self) -> None:
