@@ -37,10 +37,10 @@ def address(tag: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def relayed(tmp_path_factory, dns_server, smtp_sink: SmtpSink) -> Iterator[Running]:
+def relayed(tmp_path_factory, dns_server, smtp_sink: SmtpSink, engine) -> Iterator[Running]:
     dns_server.publish(PARTNER, "MX", f"10 mx.{PARTNER}.")
     server = start_server(tmp_path_factory.mktemp("outbox"), dns_server, relay=f"127.0.0.1:{smtp_sink.port}",
-                          delivery_backoff=0.1, delivery_backoff_max=0.2)
+                          delivery_backoff=0.1, delivery_backoff_max=0.2, engine=engine)
     yield server
     server.stop()
 

@@ -32,8 +32,8 @@ def sink() -> Iterator[SmtpSink]:
 
 
 @pytest.fixture
-def server(tmp_path: Path, dns_server, sink: SmtpSink) -> Iterator[ServerProcess]:
-    proc = relaying_server(tmp_path, dns_server, sink.port, PARTNER)
+def server(tmp_path: Path, dns_server, sink: SmtpSink, engine) -> Iterator[ServerProcess]:
+    proc = relaying_server(tmp_path, dns_server, sink.port, PARTNER, engine=engine)
     yield proc.start()
     proc.stop()
 
