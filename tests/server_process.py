@@ -96,4 +96,6 @@ def relaying_server(folder: Path, dns_server, sink_port: int, partner: str, engi
     MX in the test DNS server and delivery retries fast enough for a test."""
     dns_server.publish(partner, "MX", f"10 mx.{partner}.")
     return ServerProcess(folder, "--dns-servers", dns_server.address, "--relay", f"127.0.0.1:{sink_port}",
-                         env={"COMMUNE_DELIVERY_BACKOFF": "0.1", "COMMUNE_DELIVERY_BACKOFF_MAX": "0.2"}, engine=engine)
+                         env={"COMMUNE_DELIVERY_BACKOFF": "0.1", "COMMUNE_DELIVERY_BACKOFF_MAX": "0.2",
+                              # Restarted under its name, the node takes back at once what it had leased.
+                              "COMMUNE_NODE_ID": f"node-{folder.name}"}, engine=engine)

@@ -71,7 +71,8 @@ def test_sent_mail_arrives_signed_threaded_and_with_attachments(relayed: Running
                  thread_id=first["thread_id"])
     wait_for_event(out_api, reply["id"], "sent")
 
-    delivered = [r for r in smtp_sink.received if f"carol@{PARTNER}" in r.rcpt_tos]
+    # The sink serves the whole session (this module runs once per engine): this inbox's mail only.
+    delivered = [r for r in smtp_sink.received if f"carol@{PARTNER}" in r.rcpt_tos and inbox["address"].encode() in r.data]
     original = email.message_from_bytes(delivered[0].data, policy=policy.default)
     assert original["Subject"] == "Numbers"
     assert original["From"].addresses[0].addr_spec == inbox["address"]
@@ -144,7 +145,8 @@ def test_bounce_report_to_the_return_path_is_recorded(relayed: Running, out_api:
     inbox = make_inbox(out_api)
     sent = send(out_api, to=f"later-gone@{PARTNER}", subject="Accepted first", text="x", inboxId=inbox["id"])
     wait_for_event(out_api, sent["id"], "sent")
-    return_path = next(r.mail_from for r in smtp_sink.received if f"later-gone@{PARTNER}" in r.rcpt_tos)
+    return_path = next(r.mail_from for r in smtp_sink.received
+                       if f"later-gone@{PARTNER}" in r.rcpt_tos and sent["smtp_message_id"].encode() in r.data)
     report = (
         f"From: MAILER-DAEMON@mx.{PARTNER}\r\nTo: {return_path}\r\nSubject: Undelivered Mail\r\n"
         "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"R\"\r\n\r\n"
