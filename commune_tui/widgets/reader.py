@@ -236,10 +236,6 @@ class Reader(VerticalScroll, can_focus=True):
                    attachments: dict[str, Attachment], focus: bool = False) -> None:
         """Replace the content with `thread`; only the newest message is unfolded."""
         self.thread, self.messages, self.attachments = thread, messages, attachments
-        await self.remove_children()
-        if focus:
-            # Focus restyles every widget inside the reader: cheaper while it is empty.
-            self.screen.set_focus(self)
         subject = messages[-1].subject if messages else ""
         widgets: list[Static | MessageView] = [
             Static(line(thread.subject or subject or "(no subject)", style="bold"), classes="reader-subject")
@@ -250,8 +246,14 @@ class Reader(VerticalScroll, can_focus=True):
             found = [attachments[a] for a in message.attachments if a in attachments]
             widgets.append(MessageView(message, found, collapsed=index < self.current, zone=zone,
                                        current=index == self.current))
-        await self.mount_all(widgets)
-        self.scroll_home(animate=False)
+        # Mounting spans several frames: laid out and drawn once, when all of it is there.
+        with self.app.batch_update():
+            await self.remove_children()
+            if focus:
+                # Focus restyles every widget inside the reader: cheaper while it is empty.
+                self.screen.set_focus(self)
+            await self.mount_all(widgets)
+            self.scroll_home(animate=False)
         if focus and self.screen.focused is not self:
             self.focus()  # the early focus did not take (the reader was still loading)
 
