@@ -115,19 +115,22 @@ class WebhookDispatcher:
             self._wakeup.clear()
             held_back = False
             try:
-                self.store.queue_delivery_outcomes(outcome_payload)
-                held_back = self._dispatch_due()
+                held_back = await self._dispatch_due()
             except Exception:
                 log.exception("webhook dispatcher failed to read due deliveries")
             await self._sleep(held_back)
 
-    def _dispatch_due(self) -> bool:
+    def _due(self, limit: int, busy: set[str]) -> list[dict]:
+        """Queue the webhooks of new delivery outcomes, then read up to `limit` due deliveries not `busy`."""
+        self.store.queue_delivery_outcomes(outcome_payload)
+        return self.store.due(time.time(), limit, busy) if limit > 0 else []
+
+    async def _dispatch_due(self) -> bool:
         """Start attempts for due deliveries; True when some had to wait for their host's slots."""
         free = CONCURRENCY - len(self.in_flight)
         held_back = False
-        if free <= 0:
-            return held_back
-        for row in self.store.due(time.time(), free * 4, set(self.in_flight)):
+        rows = await self.services.database.run(self._due, free * 4, set(self.in_flight))
+        for row in rows:
             host = (urlsplit(row["endpoint"]).hostname or "").lower()
             if self.host_load[host] >= PER_HOST:
                 held_back = True
@@ -148,7 +151,9 @@ class WebhookDispatcher:
 
     async def _sleep(self, held_back: bool) -> None:
         delay = POLL_SECONDS
-        next_at = self.store.next_due_at(set(self.in_flight)) if len(self.in_flight) < CONCURRENCY else None
+        next_at = None
+        if len(self.in_flight) < CONCURRENCY:
+            next_at = await self.services.database.run(self.store.next_due_at, set(self.in_flight))
         if next_at is not None and not held_back:
             delay = max(0.0, min(delay, next_at - time.time()))
         try:
@@ -176,12 +181,12 @@ class WebhookDispatcher:
             log.exception("webhook %s attempt %s failed unexpectedly", row["id"], number)
             entry["error"] = f"internal error: {exc.__class__.__name__}"
         entry["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
-        self._record(row, entry, permanent)
+        await self.services.database.run(self._record, row, entry, permanent)
 
     async def _post(self, row: dict, number: int) -> tuple[int, str | None]:
         """Send once; returns the HTTP status and an error text (None on a 2xx)."""
         assert self._client is not None
-        current = self.store.current_webhook(row["inbox_id"])
+        current = await self.services.database.run(self.store.current_webhook, row["inbox_id"])
         if current is None:
             raise LookupError("the inbox or its webhook no longer exists")
         # A corrected endpoint applies to deliveries still pending or retried by hand.
