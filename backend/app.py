@@ -8,6 +8,7 @@ A key not seen in the last seconds is looked up through `database.run`, so admis
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .api import all_routes
 from .api._common import Context
 from .auth import has_scope
+from .coordination import shared
 from .http.errors import (
     Forbidden,
     HTTPError,
@@ -27,7 +29,7 @@ from .http.protocol import Deferred
 from .http.request import Request
 from .http.response import Response
 from .http.router import Route, Router
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimiter, SharedRateLimiter
 from .store.errors import StorageFull
 
 if TYPE_CHECKING:
@@ -54,7 +56,10 @@ class App:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.router = Router(all_routes())
-        self.limiter = RateLimiter(services.settings.rate_limit)
+        rate = services.settings.rate_limit
+        # Nodes sharing a database share each key's bucket; one server alone keeps them in memory.
+        self.limiter = SharedRateLimiter(rate, services.database) if shared(services.database) \
+            else RateLimiter(rate)
         # By id: a frozen dataclass hashes every field on each lookup, and this is on every request.
         self.body_limits = {id(route): route.max_body(services.settings) for route in self.router.routes}
 
@@ -96,6 +101,11 @@ class App:
                 return verdict
             admitted = request.admitted
         try:
+            if admitted.key is not None and self.limiter.shared and self.limiter.enabled:
+                # A shared bucket is a database call: made here, off the event loop, once the body is in.
+                allowed, admitted.headers = await asyncio.to_thread(self.limiter.take, admitted.key.id)
+                if not allowed:
+                    raise RateLimited("Rate limit exceeded", headers=admitted.headers)
             ctx = Context(request=request, services=self.services, key=admitted.key, scopes=admitted.scopes)
             response = _as_response(await admitted.route.handler(ctx))
         except HTTPError as exc:
@@ -137,7 +147,7 @@ class App:
         if not has_scope(granted, route.scope):
             raise Forbidden(f"This API key lacks the '{route.scope}' permission")
         headers: dict[str, str] = {}
-        if self.limiter.enabled:
+        if self.limiter.enabled and not self.limiter.shared:
             allowed, headers = self.limiter.take(key.id)
             if not allowed:
                 raise RateLimited("Rate limit exceeded", headers=headers)

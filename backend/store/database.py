@@ -84,6 +84,8 @@ def _libc_syncfs():
 class Database:
     """The database handle every aggregate store receives; one writer at a time through `transaction()`."""
 
+    engine = "sqlite"
+
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
