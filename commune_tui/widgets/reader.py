@@ -125,7 +125,8 @@ class MessageView(Widget, can_focus=True):
         self.can_focus = collapsed
         self.set_reactive(MessageView.collapsed, collapsed)
         self.heading = self._title_text()
-        self.title = MessageTitle(self.heading)
+        self.title: MessageTitle | None = None
+        """The header line once the message is unfolded; before, the view draws `heading` itself."""
 
     def _title_text(self) -> Text:
         return line(("▶ " if self.collapsed else "▼ ") + header_line(self.message, self.zone))
@@ -135,8 +136,11 @@ class MessageView(Widget, can_focus=True):
 
     def compose(self) -> ComposeResult:
         if self.filled:
-            yield self.title
-            yield from self.details()
+            yield from self._unfolded()
+
+    def _unfolded(self) -> list[Widget]:
+        self.title = MessageTitle(self._title_text())
+        return [self.title, *self.details()]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Unfolded, `enter` belongs to the title line, not to whatever is focused in the details.
@@ -176,14 +180,16 @@ class MessageView(Widget, can_focus=True):
         return children
 
     def watch_collapsed(self, collapsed: bool) -> None:
-        self.title.update(self._title_text())
-        if not collapsed and not self.filled:
+        if not self.filled:  # unfolded for the first time
             focused = self.has_focus
             self.filled, self.can_focus = True, False
-            self.update_classes({"-collapsed": False, "-line": False})
-            self.mount_all([self.title, *self.details()])
+            self.remove_class("-line")
+            children = self._unfolded()
+            self.mount_all(children)
             if focused:
-                self.title.focus()
+                children[0].focus()
+        elif self.title is not None:
+            self.title.update(self._title_text())
         self.set_class(collapsed, "-collapsed")
 
 
