@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import loopback_client
 from tests.postgres import database_url
 
 HTTP_RE = re.compile(r"HTTP listening on http://127\.0\.0\.1:(\d+)")
@@ -73,8 +74,8 @@ class ServerProcess:
         return (self.data_dir / "admin.key").read_text().strip()
 
     def client(self, key: str | None = None, timeout: float = 30.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key or self.admin_key}"},
-                            timeout=timeout)
+        return loopback_client(self.url, headers={"Authorization": f"Bearer {key or self.admin_key}"},
+                               timeout=timeout)
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None

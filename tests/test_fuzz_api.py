@@ -125,33 +125,74 @@ def real_ids(running, fuzz_key: str, seeded: dict[str, str]) -> dict[str, str]:
     return seeded
 
 
+def _opaque(parameter: dict[str, Any]) -> bool:
+    """A parameter no value can break: a path segment that is any non-empty string (an empty one would
+    change the route, so Schemathesis drops it), or an optional query string without constraints."""
+    schema = parameter.get("schema")
+    if parameter.get("in") == "path":
+        return schema in ({"type": "string"}, {"type": "string", "minLength": 1})
+    return parameter.get("in") == "query" and not parameter.get("required") and schema == {"type": "string"}
+
+
+def _negatable(documented: dict[str, Any]) -> bool:
+    """Whether a request to the operation can be made invalid: it takes a body, or a parameter that is
+    not opaque. For the others Hypothesis would only draw ~460 cases that Schemathesis filters out before
+    giving up (Unsatisfiable), sending no request; test_opaque_parameters_cannot_be_made_invalid keeps
+    that true."""
+    return "requestBody" in documented or not all(_opaque(p) for p in documented["parameters"])
+
+
+FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+                         phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+
+
+def _fuzz(operation: Any, mode: schemathesis.GenerationMode, base_url: str, real_ids: dict[str, str]) -> None:
+    """Send the generated requests of one mode to the operation and check each response."""
+
+    @FUZZ_SETTINGS
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: Any) -> None:
+        if mode is schemathesis.GenerationMode.POSITIVE and case.path_parameters:
+            # Valid input on real resources reaches past the 404; invalid input keeps random ids.
+            case.path_parameters = {k: real_ids.get(k, v) for k, v in case.path_parameters.items()}
+        if operation.path == "/v1/messages/wait":
+            case.query = {**(case.query or {}), "timeout": "0"}  # answer now instead of long-polling
+        case.call_and_validate(base_url=base_url, timeout=REQUEST_TIMEOUT, checks=CHECKS)
+
+    run()
+
+
 @pytest.mark.parametrize(("method", "path"), _operations(), ids=lambda v: v)
 def test_operation_survives_generated_requests(running, fuzz_schema, real_ids: dict[str, str], method: str,
                                                path: str) -> None:
     operation = fuzz_schema[path][method]
     documented = fuzz_schema.raw_schema["paths"][path][method.lower()]
-    # With no parameters and no body there is nothing to make invalid.
-    negatable = documented["parameters"] or "requestBody" in documented
     failures = []
-    for mode in MODES if negatable else MODES[:1]:
-
-        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-        @given(case=operation.as_strategy(generation_mode=mode))
-        def run(case: Any) -> None:
-            if mode is schemathesis.GenerationMode.POSITIVE and case.path_parameters:
-                # Valid input on real resources reaches past the 404; invalid input keeps random ids.
-                case.path_parameters = {k: real_ids.get(k, v) for k, v in case.path_parameters.items()}
-            if path == "/v1/messages/wait":
-                case.query = {**(case.query or {}), "timeout": "0"}  # answer now instead of long-polling
-            case.call_and_validate(base_url=running.url, timeout=REQUEST_TIMEOUT, checks=CHECKS)
-
+    for mode in MODES if _negatable(documented) else MODES[:1]:
         try:
-            run()
+            _fuzz(operation, mode, running.url, real_ids)
         except Unsatisfiable:
-            continue  # nothing in this operation can be made invalid (no parameters, no body)
+            continue  # nothing in this operation can be made invalid
         except (AssertionError, BaseExceptionGroup) as exc:
             failures.append(f"[{mode.value}] {exc}")
     assert not failures, "\n\n".join(failures)
     health = running.client("").get("/health")
     assert health.status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/threads/{thread_id}"), ("GET", "/v1/outbox/counts")],
+                         ids=lambda v: v)
+def test_opaque_parameters_cannot_be_made_invalid(fuzz_schema, method: str, path: str) -> None:
+    """Why the test above sends no invalid input to operations whose parameters are all opaque (a path id,
+    an optional query id): Schemathesis cannot make one such request invalid."""
+    documented = fuzz_schema.raw_schema["paths"][path][method.lower()]
+    assert documented["parameters"] and not _negatable(documented)
+    operation = fuzz_schema[path][method]
+
+    @FUZZ_SETTINGS
+    @given(case=operation.as_strategy(generation_mode=schemathesis.GenerationMode.NEGATIVE))
+    def run(case: Any) -> None:
+        raise AssertionError(f"Schemathesis made an invalid request: {case!r}")
+
+    with pytest.raises(Unsatisfiable):
+        run()
