@@ -39,9 +39,8 @@ class Progress:
         self._started = self._shown = time.monotonic()
         if self.tty:
             self._draw()
-        else:
-            resumed = f" (resuming at {done:,})" if done else ""
-            self._write(f"{label}: {total:,} to copy{resumed}\n")
+        elif done:
+            self._write(f"{label}: resuming at {done:,} of {total:,}\n")
 
     def advance(self, count: int, nbytes: int = 0) -> None:
         self.done += count
@@ -59,7 +58,9 @@ class Progress:
             self._draw()
             self._write("\n")
         else:
-            self._write(f"{self.label}: {self._figures()}, done\n")
+            elapsed = time.monotonic() - self._started
+            size = f" ({human_bytes(self.bytes)})" if self.bytes else ""
+            self._write(f"{self.label}: {self.done:,}/{self.total:,}{size} in {elapsed:.1f} s, done\n")
 
     def _figures(self) -> str:
         elapsed = max(time.monotonic() - self._started, 1e-6)
