@@ -28,6 +28,7 @@ from tests.waiting import wait_until
 from tests.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
+MESSAGES, BLOBS = 4500, 600
 _names = itertools.count()
 
 
@@ -195,28 +196,29 @@ def stop_midway(data_dir: Path, url: str, item: str, signum: int) -> subprocess.
 
 
 def test_a_copy_stopped_midway_continues_and_ends_with_equal_data(tmp_path, postgres_cluster) -> None:
-    info = seed(tmp_path / "big", 6000)
-    write_blob_files(tmp_path / "big", info.org_id, 1200, 64 * 1024)
+    # Batches of 2000 rows and of 16 MB of blobs: a few of each, so the copy can be caught midway.
+    info = seed(tmp_path / "big", MESSAGES)
+    write_blob_files(tmp_path / "big", info.org_id, BLOBS, 64 * 1024)
     url = empty_database(postgres_cluster)
 
     interrupted = stop_midway(tmp_path / "big", url, "messages", signal.SIGINT)
     assert interrupted.returncode == 130, interrupted.stderr
     assert "run the same command again" in interrupted.stderr
     copied, done = progress_of(url, "messages")
-    assert 0 < copied < 6000 and not done
+    assert 0 < copied < MESSAGES and not done
     assert sql(url, "SELECT count(*) FROM messages")[0][0] == copied
 
     killed = stop_midway(tmp_path / "big", url, "blob files", signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
     assert f"resuming at {copied:,}" in killed.stderr
-    assert 0 < sql(url, "SELECT count(*) FROM blobs")[0][0] < 1200
+    assert 0 < sql(url, "SELECT count(*) FROM blobs")[0][0] < BLOBS
 
     finished = run_copy(tmp_path / "big", url)
     assert finished.returncode == 0, finished.stderr + finished.stdout
     assert "MISMATCH" not in finished.stdout
-    assert sql(url, "SELECT count(*), count(DISTINCT id) FROM messages")[0] == (6000, 6000)
-    assert sql(url, "SELECT count(*), count(DISTINCT (org_id, sha256)) FROM blobs")[0] == (1200, 1200)
-    assert sql(url, "SELECT sum(octet_length(content)) FROM blobs")[0][0] == 1200 * 64 * 1024
+    assert sql(url, "SELECT count(*), count(DISTINCT id) FROM messages")[0] == (MESSAGES, MESSAGES)
+    assert sql(url, "SELECT count(*), count(DISTINCT (org_id, sha256)) FROM blobs")[0] == (BLOBS, BLOBS)
+    assert sql(url, "SELECT sum(octet_length(content)) FROM blobs")[0][0] == BLOBS * 64 * 1024
 
     # Run again on the finished copy: nothing to do, the counts are checked again.
     again = run_copy(tmp_path / "big", url)

@@ -104,6 +104,9 @@ def copy_install(data_dir: Path, url: str, stream: Any) -> int:
             target.finish()
         except (SourceRefused, CopyRefused, DataDirInUse) as exc:
             return _fail(str(exc))
+        except PermissionError as exc:
+            return _fail(f"cannot open {exc.filename} ({exc.strerror}); run the copy as the user the"
+                         " server runs as")
         except psycopg.OperationalError as exc:
             return _fail(f"the target database is out of reach (run the copy again to continue): {exc}")
         except psycopg.Error as exc:

@@ -55,8 +55,11 @@ class SourceInstall:
     def open(self) -> None:
         """Open the database read-only; refuse a schema older or newer than this version's."""
         uri = f"file:{quote(str(self.paths.db_path.resolve()))}?mode=ro"
-        self.conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        try:
+            self.conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise SourceRefused(f"cannot read {self.paths.db_path}: {exc}") from exc
         if version < len(MIGRATIONS):
             raise SourceRefused(f"the install in {self.data_dir} has an older schema; bring it up to date"
                                 f" first: commune-server migrate --data-dir {self.data_dir}")
