@@ -220,6 +220,10 @@ def test_a_copy_stopped_midway_continues_and_ends_with_equal_data(tmp_path, post
     assert sql(url, "SELECT count(*), count(DISTINCT (org_id, sha256)) FROM blobs")[0] == (BLOBS, BLOBS)
     assert sql(url, "SELECT sum(octet_length(content)) FROM blobs")[0][0] == BLOBS * 64 * 1024
 
+    # The indexes left out while the rows went in are all back.
+    indexes = "SELECT indexdef FROM pg_indexes WHERE tablename = 'messages' ORDER BY indexname"
+    assert sql(url, indexes) == sql(postgres_cluster.new_database(), indexes)
+
     # Run again on the finished copy: nothing to do, the counts are checked again.
     again = run_copy(tmp_path / "big", url)
     assert again.returncode == 0 and "Copied and verified" in again.stdout

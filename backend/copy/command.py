@@ -119,10 +119,15 @@ def _copy_table(source: SourceInstall, target: TargetDatabase, plan: TablePlan, 
     if state["done"]:
         return
     after = json.loads(state["last_key"]) if state["last_key"] else None
-    progress.start(plan.name, source.count(plan.name), state["copied"])
+    total = source.count(plan.name)
+    progress.start(plan.name, total, state["copied"])
+    if state["copied"] == 0 and state["deferred"] is None and total > BATCH_ROWS:
+        state["deferred"] = target.defer_indexes(plan)
     for batch in source.batches(plan.name, plan.select, plan.key, after, BATCH_ROWS, BATCH_BYTES):
         target.write_rows(plan, batch.rows, json.dumps(batch.last_key))
         progress.advance(len(batch.rows))
+    if state["deferred"] and json.loads(state["deferred"]):
+        progress.note("building indexes")
     target.finish_table(plan)
     progress.finish()
 

@@ -53,6 +53,13 @@ class Progress:
             else:
                 self._write(f"{self.label}: {self._figures()}\n")
 
+    def note(self, text: str) -> None:
+        """Say what the task is doing after its last item (e.g. building indexes)."""
+        if self.tty:
+            self._draw(f"  {text}…")
+        else:
+            self._write(f"{self.label}: {text}\n")
+
     def finish(self) -> None:
         if self.tty:
             self._draw()
@@ -68,11 +75,11 @@ class Progress:
         size = f", {human_bytes(self.bytes)}" if self.bytes else ""
         return f"{self.done:,}/{self.total:,}{size}, {rate:,.0f}/s"
 
-    def _draw(self) -> None:
+    def _draw(self, suffix: str = "") -> None:
         share = self.done / self.total if self.total else 1.0
         filled = int(BAR_WIDTH * min(share, 1.0))
         bar = "█" * filled + "░" * (BAR_WIDTH - filled)
-        self._write(f"\r{self.label:<22} {bar} {share:4.0%}  {self._figures()}\x1b[K")
+        self._write(f"\r{self.label:<22} {bar} {share:4.0%}  {self._figures()}{suffix}\x1b[K")
 
     def _write(self, text: str) -> None:
         self.stream.write(text)
