@@ -102,6 +102,10 @@ def _parents_first(plans: list[TablePlan], edges: set[tuple[str, str]]) -> list[
     return ordered
 
 
+def _without_nul(row: tuple) -> tuple:
+    return tuple(value.replace("\x00", "\ufffd") if isinstance(value, str) else value for value in row)
+
+
 class TargetDatabase:
     """One autocommit connection to the target; each batch commits with its progress record."""
 
@@ -194,7 +198,18 @@ class TargetDatabase:
     def write_rows(self, plan: TablePlan, rows: list[tuple], last_key: str, item: str | None = None,
                    nbytes: int = 0) -> None:
         """Insert one batch (rows already there are skipped) and record its last key, in one transaction,
-        with the table's triggers held off: the rows the triggers would derive are copied themselves."""
+        with the table's triggers held off: the rows the triggers would derive are copied themselves.
+
+        Text with NUL characters (SQLite holds them, PostgreSQL text cannot) goes in with U+FFFD in
+        their place, as the server itself stores such text on PostgreSQL."""
+        try:
+            self._write_rows(plan, rows, last_key, item or plan.name, nbytes)
+        except psycopg.DataError as exc:
+            if "NUL" not in str(exc) and "0x00" not in str(exc):
+                raise
+            self._write_rows(plan, [_without_nul(row) for row in rows], last_key, item or plan.name, nbytes)
+
+    def _write_rows(self, plan: TablePlan, rows: list[tuple], last_key: str, item: str, nbytes: int) -> None:
         table = quote_name(plan.name)
         columns = ", ".join(quote_name(c) for c in plan.columns)
         stage = self._stage(plan, columns)
@@ -210,7 +225,7 @@ class TargetDatabase:
             if plan.triggers:
                 cur.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
             cur.execute("UPDATE copy_progress SET last_key = %s, copied = copied + %s, nbytes = nbytes + %s"
-                        " WHERE item = %s", (last_key, len(rows), nbytes, item or plan.name))
+                        " WHERE item = %s", (last_key, len(rows), nbytes, item))
 
     def write_blobs(self, rows: list[tuple], last_key: str, nbytes: int) -> None:
         self.write_rows(BLOB_PLAN, rows, last_key, BLOB_ITEM, nbytes)
