@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import itertools
 import json
 import os
@@ -21,6 +22,7 @@ import httpx
 import psycopg
 import pytest
 
+from backend.copy.progress import Progress
 from backend.store.blobs import BlobStore
 from bench.seed import seed
 from tests.conftest import start_server
@@ -277,3 +279,19 @@ def test_refusals_leave_both_sides_untouched(install, postgres_cluster, dns_serv
         wrong = subprocess.run([sys.executable, "-m", "backend", "copy", *args], check=False,
                                capture_output=True, text=True, cwd=ROOT)
         assert wrong.returncode == 1 and wrong.stderr.startswith("commune-server: ")
+
+
+def test_progress_redraws_one_line_on_a_terminal_and_writes_lines_elsewhere() -> None:
+    terminal, log = io.StringIO(), io.StringIO()
+    for stream, tty in ((terminal, True), (log, False)):
+        progress = Progress(stream, tty=tty)
+        progress.start("messages", 4000, done=2000)
+        progress.advance(2000)
+        progress.note("building indexes")
+        progress.finish()
+    drawn = terminal.getvalue()
+    assert drawn.count("\n") == 1 and drawn.endswith("\n") and drawn.count("\r") >= 3
+    assert " 50%  2,000/4,000" in drawn and "100%  4,000/4,000" in drawn and "building indexes" in drawn
+    lines = log.getvalue().splitlines()
+    assert lines[0] == "messages: resuming at 2,000 of 4,000" and lines[-2] == "messages: building indexes"
+    assert lines[-1].startswith("messages: 4,000/4,000 in ") and lines[-1].endswith(" s, done")
