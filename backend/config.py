@@ -68,6 +68,11 @@ class Settings(BaseModel):
     workers_enabled: bool = True
     retention_interval: float = Field(3600.0, gt=0)
     public_url: str = ""
+    node_id: str = ""
+    """This process's name in leases and cross-node events; empty = a random one per start."""
+    lease_seconds: float = Field(60.0, gt=0)
+    """How long a claimed queue item, webhook delivery, due outbox row or sweep stays this node's without
+    renewal; after that (its node died) any node may take it."""
 
     @field_validator("dns_servers", mode="before")
     @classmethod

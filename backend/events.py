@@ -2,17 +2,26 @@
 
 Events carry a monotonically increasing id; a bounded backlog lets a stream resume from
 `Last-Event-ID`. `publish` is safe to call from any thread.
+
+With several nodes on one database a `Relay` carries each event published here to the other nodes,
+which `receive` it into their own bus (backlog and streams), so a stream on any node sees mail that
+arrived on any node. Ids are this node's own: every event, published here or received, takes the next
+id of the node's bus, so ids grow strictly along every stream and `Last-Event-ID` works on the node that
+gave it. An id is also the node's clock in milliseconds whenever events are rarer than one a
+millisecond (`max(previous + 1, now)`), so the ids of different nodes roughly agree in time: a client
+that reconnects to another node with the id it last saw gets that node's backlog from about the same
+moment (the events around it may come twice or, within the relay's delay of a few milliseconds, be
+missed), or a `resync` when the id is outside that node's backlog.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 BACKLOG = 1000
 
@@ -51,29 +60,44 @@ STOPPING = Event(0, "server.stopping", "", {})
 """Offered to every subscription when the server stops; never published to the backlog."""
 
 
+class Relay(Protocol):
+    """Carries the events published on this node to the other nodes sharing its database."""
+
+    def send(self, event: Event) -> None:
+        """Queue `event` for the other nodes; must not block (called from the event loop)."""
+
+
 class EventBus:
     def __init__(self, backlog: int = BACKLOG) -> None:
-        # Ids start at the clock (ms) so they keep growing across restarts: a Last-Event-ID from an
+        # Ids follow the clock (ms) so they keep growing across restarts: a Last-Event-ID from an
         # earlier run is then older than the backlog, and the stream can tell the client to resync.
-        self._ids = itertools.count(int(time.time() * 1000))
+        self._last_id = 0
         self._lock = threading.Lock()
         self.backlog: deque[Event] = deque(maxlen=backlog)
         self.subscriptions: set[Subscription] = set()
+        self.relay: Relay | None = None
+        """Set when other nodes share the database: every published event is also sent through it."""
 
-    def publish(
-        self,
-        type: str,
-        org_id: str,
-        data: dict[str, Any],
-        inbox_id: str | None = None,
-        domain_id: str | None = None,
-    ) -> Event:
+    def publish(self, type: str, org_id: str, data: dict[str, Any], inbox_id: str | None = None,
+                domain_id: str | None = None) -> Event:
+        """An event that happened on this node: to this node's streams and, through the relay, the others'."""
+        event = self.receive(type, org_id, data, inbox_id, domain_id)
+        if self.relay is not None:
+            self.relay.send(event)
+        return event
+
+    def receive(self, type: str, org_id: str, data: dict[str, Any], inbox_id: str | None = None,
+                domain_id: str | None = None) -> Event:
+        """An event for this node's backlog and streams only (one another node published), with an id of
+        this node."""
         with self._lock:
-            event = Event(next(self._ids), type, org_id, data, inbox_id, domain_id)
+            self._last_id = max(self._last_id + 1, int(time.time() * 1000))
+            event = Event(self._last_id, type, org_id, data, inbox_id, domain_id)
             self.backlog.append(event)
-            targets = [s for s in self.subscriptions if s.wants(event)]
-        for sub in targets:
-            sub.loop.call_soon_threadsafe(self._offer, sub, event)
+            # Handed to the loops under the lock, so events from two threads reach a stream in id order.
+            for sub in self.subscriptions:
+                if sub.wants(event):
+                    sub.loop.call_soon_threadsafe(self._offer, sub, event)
         return event
 
     @staticmethod

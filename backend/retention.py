@@ -2,7 +2,9 @@
 threads that have been in the trash longer than its `trash_days`.
 
 It uses the deletion code of the `messages` scope (same predicates, one transaction per inbox, blob
-files removed once unreferenced), so retention and user-requested deletion cannot drift apart.
+files removed once unreferenced), so retention and user-requested deletion cannot drift apart. With
+several nodes on one database, a sweep runs on one node at a time: the one holding the `retention`
+lease (store/leases.py), renewed between batches and given up when the sweep ends.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from .store.leases import claim_named, release_named, renew_named
 from .util import iso, utcnow
 
 if TYPE_CHECKING:
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("commune.retention")
 
 
+LEASE = "retention"
 BATCH = 1000
 TRASH_BATCH = 100
 """Threads purged from the trash per transaction."""
@@ -35,6 +39,11 @@ def _batch_end(services: Services, inbox_id: str, cutoff: str) -> str | None:
         (inbox_id, cutoff, BATCH),
     )
     return row[0] if row else None
+
+
+def keep_lease(services: Services) -> None:
+    """Between batches of a long sweep: extend the lease if this node holds it (no-op otherwise)."""
+    renew_named(services.database, LEASE, services.node_id, services.settings.lease_seconds)
 
 
 async def apply_retention(services: Services) -> int:
@@ -54,6 +63,7 @@ async def apply_retention(services: Services) -> int:
             params = {"inbox_id": inbox["id"], "before": cutoff, "until": until}
             for name, count in services.deletion.delete_messages(inbox["org_id"], params).items():
                 deleted[name] = deleted.get(name, 0) + count
+            keep_lease(services)
             await asyncio.sleep(0)
         if deleted.get("messages"):
             total += deleted["messages"]
@@ -80,6 +90,7 @@ async def purge_trash(services: Services) -> int:
                 deleted[name] = deleted.get(name, 0) + count
             if not counts["thread_metadata"]:
                 break  # never spin on rows that cannot go
+            keep_lease(services)
             await asyncio.sleep(0)
         if deleted:
             total += deleted.get("messages", 0)
@@ -88,10 +99,21 @@ async def purge_trash(services: Services) -> int:
     return total
 
 
+async def sweep(services: Services) -> int | None:
+    """One sweep if no other node is sweeping (None when one is): under the `retention` lease."""
+    database, node, seconds = services.database, services.node_id, services.settings.lease_seconds
+    if not claim_named(database, LEASE, node, seconds):
+        return None
+    try:
+        return await apply_retention(services)
+    finally:
+        release_named(database, LEASE, node)
+
+
 async def _run(services: Services) -> None:
     while True:
         try:
-            deleted = await apply_retention(services)
+            deleted = await sweep(services)
             if deleted:
                 log.info("retention deleted %d message(s)", deleted)
         except Exception:

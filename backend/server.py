@@ -97,6 +97,7 @@ class Server:
                 log.exception("error while stopping a component")
         self._stoppers.clear()
         await self.services.commit.drain()
+        self.services.release_leases()
         await self.listeners.http.wait_closed()
         self.listeners.close()
         self.services.close()

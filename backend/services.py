@@ -8,6 +8,7 @@ import secrets
 import stat
 from pathlib import Path
 
+from . import coordination
 from .auth import KeyRing
 from .config import Settings
 from .delivery.validation import RecipientValidator
@@ -24,6 +25,7 @@ from .store.deletion import DeletionStore
 from .store.delivery import DeliveryStore
 from .store.dmarc import DmarcStore
 from .store.domains import DomainStore
+from .store.leases import Leases, release_stale
 from .store.mail import MailStore
 from .store.orgs import OrgStore
 from .store.outbox import OutboxStore
@@ -65,15 +67,17 @@ class Services:
         self.settings = settings
         prepare_data_dir(settings.data_dir)
         self.database = open_database(settings)
+        self.node_id = coordination.node_id(settings.node_id)
+        """This node's name in leases and relayed events."""
         self.orgs = OrgStore(self.database)
         self.domains = DomainStore(self.database)
         self.keys = KeyRing(self.orgs)
         self.audit = AuditStore(self.database)
         self.blobs = open_blob_store(settings.blobs_dir, self.database)
-        self.signer = Signer(load_secret(settings.secret_path))
+        self.signer = Signer(coordination.server_secret(self.database, settings.secret_path, load_secret))
         self.resolver = make_resolver(settings.dns_servers)
         self.events = EventBus()
-        self.webhooks = WebhookStore(self.database)
+        self.webhooks = WebhookStore(self.database, self.leases("webhook_deliveries"))
         self.triage = TriageStore(self.database)
         self.mail = MailStore(self.database, self.blobs, self.events)
         self.commit = GroupCommit(self.mail)
@@ -83,24 +87,43 @@ class Services:
         if indexed := index_bigram_backlog(self.database):
             log.info("indexed the CJK character pairs of %d message(s) stored before", indexed)
         self.validator = RecipientValidator(self.database, self.resolver)
-        self.delivery = DeliveryStore(self.database)
-        self.outbox = OutboxStore(self.database)
+        self.delivery = DeliveryStore(self.database, self.leases("outbound_queue"))
+        self.outbox = OutboxStore(self.database, self.leases("outbox"))
         self.deletion = DeletionStore(self.database, self.blobs)
         self.dmarc = DmarcStore(self.database)
         self.admin_key: str | None = None
 
+    def leases(self, table: str) -> Leases:
+        return Leases(self.database, table, self.node_id, self.settings.lease_seconds)
+
     def bootstrap(self) -> None:
-        """First start: default organisation, admin key file, shared default domain."""
-        org = self.orgs.get_or_create_org(DEFAULT_ORG)
-        key_path = self.settings.admin_key_path
-        if not key_path.exists() or not key_path.read_text().strip():
-            key, _ = self.keys.create(org["id"], ["admin", "read", "write"], name="admin")
-            _write_private(key_path, key + "\n")
-            self.admin_key = key
-            log.info("Admin API key (shown once, also in %s): %s", key_path, key)
-        else:
-            self.admin_key = key_path.read_text().strip()
-        self.ensure_shared_domain(self.settings.default_domain)
+        """First start: default organisation, admin key, shared default domain; and the leases a previous
+        run left (every lease on SQLite, where this is the only server; this node's own with a configured
+        `node_id` on a shared database; on a shared database other leases run out by themselves)."""
+        shared = coordination.shared(self.database)
+        if not shared or self.settings.node_id:
+            release_stale(self.database, self.node_id if shared else None)
+        # One transaction: on a shared database a second node starting at the same moment waits for the
+        # first one's organisation, key and domain instead of creating its own.
+        with self.database.transaction() as conn:
+            first = coordination.first_to_record(conn, coordination.ADMIN_KEY, self.node_id)
+            org = self.orgs.get_or_create_org(DEFAULT_ORG)
+            key_path, created = self.settings.admin_key_path, None
+            if key_path.exists() and key_path.read_text().strip():
+                self.admin_key = key_path.read_text().strip()
+            elif first or not shared:
+                created, _ = self.keys.create(org["id"], ["admin", "read", "write"], name="admin")
+            self.ensure_shared_domain(self.settings.default_domain)
+        if created is not None:
+            _write_private(key_path, created + "\n")
+            self.admin_key = created
+            log.info("Admin API key (shown once, also in %s): %s", key_path, created)
+        elif self.admin_key is None:
+            log.info("the admin API key of this database was created by another node (in its admin.key)")
+
+    def release_leases(self) -> None:
+        """On a clean stop: give this node's leases back, so other nodes need not wait for them to run out."""
+        release_stale(self.database, self.node_id)
 
     def ensure_shared_domain(self, name: str) -> dict:
         found = self.domains.domain_by_name(name)

@@ -1,7 +1,9 @@
 """The outbound worker: sends each due `outbound_queue` row to its recipient and records what happened.
 
 All state lives in the table (status, attempts, next attempt time), so a restart resumes where the
-last run stopped; a row that was being sent when the process died is simply sent again. The worker
+last run stopped; a row that was being sent when the process died is simply sent again. Each node
+claims the rows it sends with a lease (store/leases.py), renewed while the send runs: with several
+nodes on one database a row is sent by one of them, and by another only once its node died. The worker
 polls twice a second and is woken at once when a send queues mail. Temporary failures come back
 with exponential backoff and jitter until `delivery_max_age`; 5xx answers bounce and suppress.
 """
@@ -88,14 +90,15 @@ class OutboundWorker:
                 await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
 
     def pick(self) -> None:
-        """Start a send for every due row not already in progress, up to the concurrency limit."""
+        """Claim due rows up to the concurrency limit and start a send for each."""
+        self.services.delivery.leases.renew(self.in_flight)
         room = self.settings.delivery_concurrency - len(self.in_flight)
         if room <= 0:
             return
-        for item in self.services.delivery.due(time.time(), room + len(self.in_flight)):
-            if item.id in self.in_flight or room <= 0:
+        # Rows in flight are leased to this node, so the claim returns only rows not being sent.
+        for item in self.services.delivery.due(time.time(), room):
+            if item.id in self.in_flight:  # its lease ran out while it was being sent; it is ours again
                 continue
-            room -= 1
             task = asyncio.create_task(self.deliver(item))
             self.in_flight[item.id] = task
             task.add_done_callback(lambda _, key=item.id: self.finished(key))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import ctypes
 import ctypes.util
 import functools
@@ -9,10 +11,11 @@ import os
 import sqlite3
 import stat
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
@@ -24,7 +27,11 @@ if TYPE_CHECKING:
     from ..config import Settings
     from .postgres import PostgresDatabase
 
+P = ParamSpec("P")
 T = TypeVar("T")
+WATCH_LOOP_ENV = "COMMUNE_DEBUG_LOOP_DB"
+"""Set (to anything but empty) to record every statement run on an event loop outside `Database.run`."""
+_inside_run: contextvars.ContextVar[bool] = contextvars.ContextVar("inside_database_run", default=False)
 
 
 def make_private(path: Path) -> None:
@@ -97,6 +104,38 @@ class Database:
         migrate(self.conn)
         self._lock = threading.RLock()
         self._depth = 0
+        self.loop_statements: list[str] | None = None
+        """With `COMMUNE_DEBUG_LOOP_DB` set: each statement run on an event loop outside `run`, with where."""
+        if os.environ.get(WATCH_LOOP_ENV):
+            self.loop_statements = []
+            self.run = self._run_watched  # type: ignore[method-assign]
+            self.conn.set_trace_callback(self._watch)
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn(*args, **kwargs)`, awaitable: the one way request and worker code reaches the database.
+
+        On SQLite a direct call (an indexed read costs microseconds; a thread hop would cost more); the
+        PostgreSQL engine runs `fn` on a worker thread so no network I/O happens on the event loop.
+        """
+        return fn(*args, **kwargs)
+
+    async def _run_watched(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        token = _inside_run.set(True)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _inside_run.reset(token)
+
+    def _watch(self, statement: str) -> None:
+        if _inside_run.get():
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a worker thread, or no loop at all (start-up, the CLI)
+            return
+        assert self.loop_statements is not None
+        where = "".join(traceback.format_stack(limit=14)[:-1])
+        self.loop_statements.append(f"{statement}\n{where}")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -156,11 +195,6 @@ class Database:
         finally:
             cursor.close()
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run store work from the event loop: a direct call here (SQLite is a local file in this process);
-        PostgreSQL runs it in a worker thread so no network round trip blocks the loop."""
-        return fn(*args)
-
     def fsync_wal(self) -> None:
         """Flush committed WAL frames to the disk (blocking: call it in a worker thread).
 
@@ -197,7 +231,10 @@ class Database:
 
     def new_connection(self) -> sqlite3.Connection:
         """A separate connection for work in another thread (bulk writes, MIME ingest)."""
-        return connect(self.path)
+        conn = connect(self.path)
+        if self.loop_statements is not None:
+            conn.set_trace_callback(self._watch)
+        return conn
 
     def close(self) -> None:
         self.conn.close()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ..util import new_prefixed, now_iso
 from .database import Database
+from .leases import CLEAR, Leases
 
 # Outcomes that end a queue row; anything else is retried.
 FINAL = ("sent", "bounced", "failed")
@@ -61,8 +62,10 @@ def event_json(row: sqlite3.Row) -> dict:
 
 
 class DeliveryStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, leases: Leases) -> None:
         self.database = database
+        self.leases = leases
+        """This node's claims on queue rows."""
         self.listeners: list[Callable[[], None]] = []
         """Called (from any thread) after rows were queued outside a message's ingest: the worker's wake-up."""
 
@@ -72,19 +75,18 @@ class DeliveryStore:
 
     # queue ----------------------------------------------------------------------------------
     def due(self, now: float, limit: int) -> list[QueueItem]:
-        """Queue rows whose next attempt is due, oldest first."""
-        rows = self.database.query(
-            QUEUE_ITEM_SELECT + " WHERE q.status IN ('queued', 'deferred') AND q.next_attempt_at <= ?"
-            " ORDER BY q.next_attempt_at LIMIT ?",
-            (now, limit),
-        )
+        """Claims (leases to this node) up to `limit` queue rows whose next attempt is due and that no live
+        node holds, oldest first. A look first, so an idle queue costs no write."""
+        rows = self.leases.take("status IN ('queued', 'deferred') AND next_attempt_at <= ?", (now,),
+                                "next_attempt_at", limit, now, QUEUE_ITEM_SELECT, "q.")
         return [QueueItem(**dict(row)) for row in rows]
 
     def transition(
         self, item: QueueItem, event_type: str, detail: str, next_attempt_at: float | None = None,
         suppress_reason: str | None = None,
     ) -> dict:
-        """Move one queue row to `event_type`, record the event and the message's status; returns the event."""
+        """Move one queue row to `event_type` (ending its lease), record the event and the message's status;
+        returns the event."""
         stamp = now_iso()
         event = {
             "event_id": new_prefixed("evt", 10), "message_id": item.message_id, "event_type": event_type,
@@ -94,7 +96,7 @@ class DeliveryStore:
         with self.database.transaction() as conn:
             conn.execute(
                 "UPDATE outbound_queue SET status = ?, attempts = attempts + 1, next_attempt_at = ?,"
-                " last_error = ?, updated_at = ? WHERE id = ?",
+                f" last_error = ?, updated_at = ?, {CLEAR} WHERE id = ?",
                 (event_type, next_attempt_at or 0, None if event_type == "sent" else detail[:2000], stamp,
                  item.id),
             )

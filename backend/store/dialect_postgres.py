@@ -14,6 +14,9 @@ from .bigrams import is_bigram
 
 NAME = "postgresql"
 
+skip_locked = " FOR UPDATE SKIP LOCKED"
+"""Appended to a claim's subquery: rows another transaction is claiming are passed over."""
+
 THREAD_JSON_SQL = (
     "json_build_object('thread_id', id, 'subject', subject, 'last_message_at', last_message_at,"
     " 'first_message_at', first_message_at, 'message_count', message_count, 'snippet', snippet,"

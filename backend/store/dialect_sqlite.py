@@ -12,6 +12,9 @@ from .bigrams import is_bigram
 
 NAME = "sqlite"
 
+skip_locked = ""
+"""Nothing to add: SQLite has one writer at a time, so claims never overlap."""
+
 THREAD_JSON_SQL = (
     "json_object('thread_id', id, 'subject', subject, 'last_message_at', last_message_at,"
     " 'first_message_at', first_message_at, 'message_count', message_count, 'snippet', snippet,"

@@ -795,11 +795,47 @@ CREATE TRIGGER messages_bigrams_gone AFTER DELETE ON messages BEGIN
 END;
 """
 
+# Several nodes on one database (issue 17): a worker claims a due row by writing its node id and the end
+# of its lease in one statement; a row whose lease ran out (its node died) is free for any node again.
+# `leases` holds the named ones (the retention sweep), `rate_limits` the token buckets every node shares,
+# `server_state` what is created once per database (the server secret, the admin key), `event_payloads`
+# the events too large for a notification (PostgreSQL's relay). SQLite installs use only `leases`.
+COORDINATION = """
+ALTER TABLE outbound_queue ADD COLUMN lease_owner TEXT;
+ALTER TABLE outbound_queue ADD COLUMN lease_until REAL;
+ALTER TABLE webhook_deliveries ADD COLUMN lease_owner TEXT;
+ALTER TABLE webhook_deliveries ADD COLUMN lease_until REAL;
+ALTER TABLE outbox ADD COLUMN lease_owner TEXT;
+ALTER TABLE outbox ADD COLUMN lease_until REAL;
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE rate_limits (
+    bucket TEXT PRIMARY KEY,
+    tokens REAL NOT NULL,
+    stamp REAL NOT NULL,
+    allowed INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE server_state (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE event_payloads (
+    id INTEGER PRIMARY KEY,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX event_payloads_created ON event_payloads(created_at);
+"""
+
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
                          WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, NEWEST_FIRST_BY_INSERTION,
                          DMARC_REPORTS, THREAD_PARTICIPANTS, MAIL_AUTHENTICATION, MESSAGE_EXTRACTED,
                          MAIL_STATE, OUTBOX, INBOX_COUNTS, THREAD_SENDER_NAME, INBOX_COUNTERS, OUTBOX_SEND_ORDER,
-                         CJK_BIGRAMS]
+                         CJK_BIGRAMS, COORDINATION]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..util import new_prefixed, now_iso
 from .database import Database
+from .leases import CLEAR, FREE, Leases
 
 DRAFT = "draft"
 SENDING = "sending"
@@ -39,8 +40,10 @@ ITEM_SELECT = (
 
 
 class OutboxStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, leases: Leases) -> None:
         self.database = database
+        self.leases = leases
+        """This node's claims on due rows."""
         self.listeners: list = []
         """Called (from any thread) when a row may have become due sooner: the worker's wake-up."""
 
@@ -139,8 +142,9 @@ class OutboxStore:
 
     def move(self, conn: sqlite3.Connection, message_id: str, before: tuple[str, ...], after: str,
              **columns: Any) -> bool:
-        """Guarded status change (plus other columns); False when the row is no longer in `before`."""
-        assignments = "".join(f", {name} = :{name}" for name in columns)
+        """Guarded status change (plus other columns), ending any lease on the row; False when the row is no
+        longer in `before`."""
+        assignments = "".join(f", {name} = :{name}" for name in columns) + f", {CLEAR}"
         marks = ", ".join(f":b{i}" for i in range(len(before)))
         cursor = conn.execute(
             f"UPDATE outbox SET status = :after, updated_at = :stamp{assignments}"
@@ -151,15 +155,17 @@ class OutboxStore:
         return cursor.rowcount > 0
 
     def due(self, now: float, limit: int) -> list[sqlite3.Row]:
-        """Rows whose time has come (a send time, or an approval's expiry), earliest first."""
-        return self.database.query(
-            ITEM_SELECT + " WHERE o.status IN ('scheduled', 'approved', 'pending_approval') AND o.due_at <= ?"
-            " ORDER BY o.due_at LIMIT ?",
-            (now, limit),
-        )
+        """Claims (leases to this node) up to `limit` rows whose time has come (a send time, or an
+        approval's expiry) and that no live node holds, earliest first. A look first, so an idle outbox
+        costs no write."""
+        return self.leases.take("status IN ('scheduled', 'approved', 'pending_approval') AND due_at <= ?", (now,),
+                                "due_at", limit, now, ITEM_SELECT, "o.")
 
-    def next_due_at(self) -> float | None:
+    def next_due_at(self, now: float) -> float | None:
+        """The earliest time a row no live node holds is due."""
         row = self.database.one(
-            "SELECT MIN(due_at) FROM outbox WHERE status IN ('scheduled', 'approved', 'pending_approval')"
+            "SELECT due_at FROM outbox WHERE status IN ('scheduled', 'approved', 'pending_approval')"
+            f" AND due_at IS NOT NULL AND {FREE} ORDER BY due_at LIMIT 1",
+            (now,),
         )
         return row[0] if row else None

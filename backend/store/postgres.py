@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import psycopg
 from psycopg.adapt import Dumper, Loader
@@ -47,6 +47,7 @@ REPLACED_KEYS = {"idempotency_keys": ("org_id", "key")}
 _QUOTED = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")")
 _PLACEHOLDER = re.compile(r"%|\?|(?<![:\w]):([A-Za-z_]\w*)|(^|[\s(,=])\+(?=[A-Za-z_])")
 _IS_PARAM = re.compile(r"\bIS\s+(NOT\s+)?(?=\?|:[A-Za-z_])", re.IGNORECASE)
+_CROSS_JOIN_ON = re.compile(r"\bCROSS\s+JOIN(?=\s+\w+(?:\s+(?:AS\s+)?\w+)?\s+ON\b)", re.IGNORECASE)
 _INSERT = re.compile(r"^\s*INSERT\s+(?:OR\s+(IGNORE|REPLACE)\s+)?INTO\s+(\w+)\s*(\(([^)]*)\))?", re.IGNORECASE)
 
 
@@ -71,6 +72,7 @@ def translate(sql: str) -> tuple[str, bool]:
             out.append(part.replace("%", "%%"))
         else:
             part = _IS_PARAM.sub(lambda m: "IS DISTINCT FROM " if m.group(1) else "IS NOT DISTINCT FROM ", part)
+            part = _CROSS_JOIN_ON.sub("JOIN", part)
             out.append(_PLACEHOLDER.sub(_placeholders, part))
     text = "".join(out).rstrip().rstrip(";")
     returns_key = False
@@ -97,7 +99,7 @@ class Row(tuple):
     """A result row like `sqlite3.Row`: a tuple, also read by column name; `keys()`, `dict(row)`."""
 
     __slots__ = ()
-    _index: dict[str, int] = {}
+    _index: ClassVar[dict[str, int]] = {}
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
@@ -149,7 +151,7 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
 class Cursor:
     """What `execute` returns: fetchone/fetchall/iteration/rowcount/lastrowid/description, rows read."""
 
-    __slots__ = ("_rows", "_pos", "rowcount", "lastrowid", "description")
+    __slots__ = ("_pos", "_rows", "description", "lastrowid", "rowcount")
 
     def __init__(self, rows: list[Any], rowcount: int, lastrowid: int | None, description: Any) -> None:
         self._rows = rows
@@ -176,13 +178,34 @@ class Cursor:
         self._rows = []
 
 
+def _without_nul(params: Any) -> Any:
+    """`params` with NUL characters (which PostgreSQL text cannot hold, SQLite can) as U+FFFD: an id
+    holding one is found nowhere, a message body keeps every other character."""
+    if isinstance(params, str):
+        return params.replace("\x00", "\ufffd")
+    if isinstance(params, dict):
+        return {key: _without_nul(value) for key, value in params.items()}
+    if isinstance(params, (list, tuple)):
+        return [_without_nul(value) for value in params]
+    return params
+
+
+def _execute(cur: psycopg.Cursor[Any], text: str, params: Any, many: bool = False) -> None:
+    run = cur.executemany if many else cur.execute
+    try:
+        run(text, params)
+    except psycopg.errors.DiskFull as exc:
+        raise StorageFull from exc
+    except psycopg.DataError as exc:
+        if "NUL" not in str(exc):  # raised before anything was sent: the transaction is intact
+            raise
+        run(text, _without_nul(params))
+
+
 def _run(raw: psycopg.Connection[Any], sql: str, params: Any, row_factory: Any = _row_factory) -> Cursor:
     text, returns_key = translate(sql)
     with raw.cursor(row_factory=row_factory) as cur:
-        try:
-            cur.execute(text, params if params is not None else ())
-        except psycopg.errors.DiskFull as exc:
-            raise StorageFull from exc
+        _execute(cur, text, params if params is not None else ())
         rows = cur.fetchall() if cur.description is not None else []
         if returns_key:
             return Cursor([], cur.rowcount, rows[-1][0] if rows else None, None)
@@ -200,16 +223,17 @@ class Connection:
     def execute(self, sql: str, params: Any = ()) -> Cursor:
         return _run(self.raw, sql, params)
 
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
     def executemany(self, sql: str, seq_of_params: Any) -> Cursor:
         text, _ = translate(sql)
         params = list(seq_of_params)
         if not params:
             return Cursor([], 0, None, None)
         with self.raw.cursor() as cur:
-            try:
-                cur.executemany(text, params)
-            except psycopg.errors.DiskFull as exc:
-                raise StorageFull from exc
+            _execute(cur, text, params, many=True)
             return Cursor([], cur.rowcount, None, None)
 
 
@@ -280,9 +304,9 @@ class PostgresDatabase:
         with self._connection() as raw:
             return _run(raw, sql, params, row_factory=psycopg.rows.dict_row).fetchall()
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run store work from the event loop in a worker thread: no network round trip on the loop."""
-        return await asyncio.to_thread(fn, *args)
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)` in a worker thread: no network round trip on the event loop."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
     # durability: a PostgreSQL commit is durable when it returns (synchronous_commit=on) -----------
     def fsync_wal(self) -> None:

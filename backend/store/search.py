@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
 from types import ModuleType
 
 from ..models.mail import clean_label

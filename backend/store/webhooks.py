@@ -10,6 +10,7 @@ from collections.abc import Callable
 from ..util import new_prefixed, now_iso
 from .database import Database
 from .delivery import NEWEST_FIRST, newest_first_where
+from .leases import CLEAR, FREE, Leases
 
 STATUSES = ("pending", "success", "failed")
 
@@ -21,8 +22,10 @@ def _delivery(row: sqlite3.Row) -> dict:
 
 
 class WebhookStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, leases: Leases) -> None:
         self.database = database
+        self.leases = leases
+        """This node's claims on deliveries."""
         self.listeners: list[Callable[[], None]] = []
         """Called when a delivery becomes due now (the dispatcher wakes up instead of waiting to poll)."""
         self._outcomes_seen: int | None = None
@@ -94,23 +97,28 @@ class WebhookStore:
         return queued
 
     # the dispatcher's side -------------------------------------------------------------
-    def due(self, now: float, limit: int, skip: set[str]) -> list[dict]:
-        """Pending deliveries whose time has come, oldest schedule first, minus those in flight."""
-        rows = self.database.query(
-            "SELECT * FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
-            " ORDER BY next_attempt_at LIMIT ?",
-            (now, limit + len(skip)),
-        )
-        return [_delivery(r) for r in rows if r["id"] not in skip][:limit]
+    def due(self, now: float, limit: int) -> list[dict]:
+        """Claims (leases to this node) up to `limit` pending deliveries whose time has come and that no
+        live node holds, oldest schedule first. A look first, so an idle table costs no write."""
+        rows = self.leases.take("status = 'pending' AND next_attempt_at <= ?", (now,), "next_attempt_at", limit,
+                                now, "SELECT * FROM webhook_deliveries")
+        return [_delivery(r) for r in rows]
 
-    def next_due_at(self, skip: set[str]) -> float | None:
-        """When the next pending delivery not already in flight is due."""
-        rows = self.database.query(
-            "SELECT id, next_attempt_at FROM webhook_deliveries WHERE status = 'pending'"
-            " ORDER BY next_attempt_at LIMIT ?",
-            (len(skip) + 1,),
+    def release(self, ids: list[str]) -> None:
+        """Give back deliveries this node claimed but did not start (another node may take them now)."""
+        if ids:
+            with self.database.transaction() as conn:
+                conn.execute(f"UPDATE webhook_deliveries SET {CLEAR} WHERE lease_owner = ?"
+                             f" AND id IN ({', '.join('?' * len(ids))})", (self.leases.owner, *ids))
+
+    def next_due_at(self, now: float) -> float | None:
+        """When the next pending delivery no live node holds is due."""
+        row = self.database.one(
+            f"SELECT next_attempt_at FROM webhook_deliveries WHERE status = 'pending' AND {FREE}"
+            " ORDER BY next_attempt_at LIMIT 1",
+            (now,),
         )
-        return next((r["next_attempt_at"] for r in rows if r["id"] not in skip), None)
+        return row[0] if row else None
 
     def current_webhook(self, inbox_id: str) -> tuple[str, str] | None:
         """The inbox's webhook endpoint and signing secret now, or None if it has none any more."""
@@ -124,7 +132,8 @@ class WebhookStore:
     def record_attempt(
         self, delivery_id: str, endpoint: str, entry: dict, status: str, next_attempt_at: float | None
     ) -> None:
-        """Append one attempt to the log and move the delivery to its new status and schedule."""
+        """Append one attempt to the log and move the delivery to its new status and schedule (ending its
+        lease)."""
         stamp = now_iso()
         with self.database.transaction() as conn:
             row = conn.execute(
@@ -137,7 +146,7 @@ class WebhookStore:
             conn.execute(
                 "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,"
                 " endpoint = ?, http_status = ?, last_error = ?, latency_ms = ?, attempt_log = ?, updated_at = ?,"
-                " delivered_at = CASE WHEN ? = 'success' THEN ? ELSE delivered_at END WHERE id = ?",
+                f" delivered_at = CASE WHEN ? = 'success' THEN ? ELSE delivered_at END, {CLEAR} WHERE id = ?",
                 (
                     status, next_attempt_at, endpoint, entry.get("http_status"), entry.get("error"),
                     entry.get("latency_ms"), json.dumps(log), stamp, status, stamp, delivery_id,

@@ -2,6 +2,7 @@
 
 All state lives in `webhook_deliveries`, so a restart resumes where the last run stopped: a delivery
 that was in flight when the process died is simply sent again (receivers dedupe on the delivery id).
+Each node claims the deliveries it attempts with a lease (store/leases.py), renewed while they run.
 """
 
 from __future__ import annotations
@@ -122,23 +123,26 @@ class WebhookDispatcher:
             await self._sleep(held_back)
 
     def _dispatch_due(self) -> bool:
-        """Start attempts for due deliveries; True when some had to wait for their host's slots."""
+        """Claim due deliveries and start their attempts; True when some had to wait for their host's
+        slots (those are given back, for this node's next turn or another node)."""
+        self.store.leases.renew(self.in_flight)
         free = CONCURRENCY - len(self.in_flight)
         held_back = False
         if free <= 0:
             return held_back
-        for row in self.store.due(time.time(), free * 4, set(self.in_flight)):
+        unstarted: list[str] = []
+        for row in self.store.due(time.time(), free * 4):
             host = (urlsplit(row["endpoint"]).hostname or "").lower()
-            if self.host_load[host] >= PER_HOST:
-                held_back = True
+            if free == 0 or row["id"] in self.in_flight or self.host_load[host] >= PER_HOST:
+                held_back = held_back or self.host_load[host] >= PER_HOST
+                unstarted.append(row["id"])
                 continue
-            if free == 0:
-                break
             free -= 1
             self.host_load[host] += 1
             task = asyncio.create_task(self._attempt(row))
             self.in_flight[row["id"]] = task
             task.add_done_callback(lambda _t, key=row["id"], host=host: self._finished(key, host))
+        self.store.release(unstarted)
         return held_back
 
     def _finished(self, delivery_id: str, host: str) -> None:
@@ -148,7 +152,7 @@ class WebhookDispatcher:
 
     async def _sleep(self, held_back: bool) -> None:
         delay = POLL_SECONDS
-        next_at = self.store.next_due_at(set(self.in_flight)) if len(self.in_flight) < CONCURRENCY else None
+        next_at = self.store.next_due_at(time.time()) if len(self.in_flight) < CONCURRENCY else None
         if next_at is not None and not held_back:
             delay = max(0.0, min(delay, next_at - time.time()))
         try:
