@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 
+from ..coordination import ADMIN_KEY, SECRET
 from ..store.pg_migrations import MIGRATION_LOCK, migrate
 from ..util import now_iso
 from .source import SourceTable, quote_name
@@ -19,7 +20,6 @@ BLOB_ITEM = "blob files"
 INDEX_BUILD_MEMORY = "256MB"
 """maintenance_work_mem while the deferred indexes are built."""
 SERVER_STATE = "server_state"
-SECRET, ADMIN_KEY = "server_secret", "admin_key"
 
 # Where a copy records what it copied: which install (`source`, a digest of its secret) and, per table,
 # the key of the last row committed. Kept after the copy: running it again verifies the counts again.
