@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from backend.copy.source import SourceInstall
 from bench.common import CACHE_DIR, ROOT
 
 EMBEDDED = "embedded"
@@ -63,13 +64,15 @@ class Postgres:
         url = self.database(name)
         with psycopg.connect(url, autocommit=True) as conn:
             has_record = conn.execute("SELECT to_regclass('copy_source') IS NOT NULL").fetchone()[0]
-            if has_record and conn.execute(
-                    "SELECT 1 FROM copy_source WHERE finished_at IS NOT NULL").fetchone() is not None:
-                return url, None
+            copied = conn.execute("SELECT source, finished_at FROM copy_source").fetchone() if has_record else None
+        if copied is not None and copied[0] != SourceInstall(data_dir).identity():
+            url, copied = self.database(name, fresh=True), None  # a copy of mail seeded before
+        if copied is not None and copied[1] is not None:
+            return url, None
         began = time.perf_counter()
         # A cached mailbox may predate the latest SQLite migration; a copy already begun must not
         # see its source change, so only a new copy brings it up to date first.
-        commands = [] if has_record else [["migrate", "--data-dir", str(data_dir)]]
+        commands = [] if copied is not None else [["migrate", "--data-dir", str(data_dir)]]
         for command in [*commands, ["copy", "--from", str(data_dir), "--to", url]]:
             subprocess.run([sys.executable, "-m", "backend", *command], cwd=ROOT, check=True,
                            stdout=subprocess.DEVNULL)
