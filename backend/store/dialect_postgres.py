@@ -17,6 +17,9 @@ NAME = "postgresql"
 skip_locked = " FOR UPDATE SKIP LOCKED"
 """Appended to a claim's subquery: rows another transaction is claiming are passed over."""
 
+for_update = " FOR UPDATE"
+"""Appended to a read whose rows the transaction goes on to change on what it read: other writers wait."""
+
 THREAD_JSON_SQL = (
     "json_build_object('thread_id', id, 'subject', subject, 'last_message_at', last_message_at,"
     " 'first_message_at', first_message_at, 'message_count', message_count, 'snippet', snippet,"

@@ -15,6 +15,9 @@ NAME = "sqlite"
 skip_locked = ""
 """Nothing to add: SQLite has one writer at a time, so claims never overlap."""
 
+for_update = ""
+"""Nothing to add: a SQLite write transaction already excludes every other writer."""
+
 THREAD_JSON_SQL = (
     "json_object('thread_id', id, 'subject', subject, 'last_message_at', last_message_at,"
     " 'first_message_at', first_message_at, 'message_count', message_count, 'snippet', snippet,"
