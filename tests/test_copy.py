@@ -6,9 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import itertools
 import json
-import os
 import signal
 import smtplib
 import subprocess
@@ -33,15 +31,6 @@ from tests.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES, BLOBS = 4500, 600
-_names = itertools.count()
-
-
-def empty_database(cluster) -> str:
-    """A new database with nothing in it, not even the schema (the copy runs the migrations)."""
-    name = f"copy_{os.getpid()}_{next(_names)}"
-    with psycopg.connect(cluster.server.get_uri(), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'")
-    return cluster.server.get_uri(name)
 
 
 def copy_command(data_dir: Path, url: str) -> list[str]:
@@ -145,7 +134,7 @@ def install(tmp_path_factory, dns_server, smtp_sink: SmtpSink) -> Iterator[dict]
 
 
 def test_a_copied_install_serves_the_same_mail_on_postgresql(install, postgres_cluster, dns_server, tmp_path) -> None:
-    url = empty_database(postgres_cluster)
+    url = postgres_cluster.new_empty_database()
     done = run_copy(install["data_dir"], url)
     assert done.returncode == 0, done.stderr + done.stdout
     assert "MISMATCH" not in done.stdout and "messages" in done.stdout
@@ -206,7 +195,7 @@ def test_a_copy_stopped_midway_continues_and_ends_with_equal_data(tmp_path, post
     # Batches of 2000 rows and of 16 MB of blobs: a few of each, so the copy can be caught midway.
     info = seed(tmp_path / "big", MESSAGES)
     write_blob_files(tmp_path / "big", info.org_id, BLOBS, 64 * 1024)
-    url = empty_database(postgres_cluster)
+    url = postgres_cluster.new_empty_database()
 
     interrupted = stop_midway(tmp_path / "big", url, "messages", signal.SIGINT)
     assert interrupted.returncode == 130, interrupted.stderr
@@ -248,7 +237,7 @@ def test_a_copy_stopped_midway_continues_and_ends_with_equal_data(tmp_path, post
 
 def test_refusals_leave_both_sides_untouched(install, postgres_cluster, dns_server, tmp_path) -> None:
     # A database a server already uses is not a copy of this install.
-    used = empty_database(postgres_cluster)
+    used = postgres_cluster.new_empty_database()
     start_server(tmp_path / "other", dns_server, database_url=used).stop()
     refused = run_copy(install["data_dir"], used)
     assert refused.returncode == 1 and "already holds data" in refused.stderr
@@ -256,7 +245,7 @@ def test_refusals_leave_both_sides_untouched(install, postgres_cluster, dns_serv
     # A copy of another install cannot be continued with this one.
     other = tmp_path / "second-install"
     seed(other, 10)
-    copied = empty_database(postgres_cluster)
+    copied = postgres_cluster.new_empty_database()
     assert run_copy(other, copied).returncode == 0
     mixed = run_copy(install["data_dir"], copied)
     assert mixed.returncode == 1 and "another install" in mixed.stderr
@@ -264,7 +253,7 @@ def test_refusals_leave_both_sides_untouched(install, postgres_cluster, dns_serv
     # An install whose server is running is not copied.
     server = start_server(other, dns_server)
     try:
-        busy = run_copy(other, empty_database(postgres_cluster))
+        busy = run_copy(other, postgres_cluster.new_empty_database())
     finally:
         server.stop()
     assert busy.returncode == 1 and "in use by another Commune server" in busy.stderr
