@@ -8,7 +8,6 @@ A key not seen in the last seconds is looked up through `database.run`, so admis
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -102,8 +101,8 @@ class App:
             admitted = request.admitted
         try:
             if admitted.key is not None and self.limiter.shared and self.limiter.enabled:
-                # A shared bucket is a database call: made here, off the event loop, once the body is in.
-                allowed, admitted.headers = await asyncio.to_thread(self.limiter.take, admitted.key.id)
+                # A shared bucket is a database call: made here through `database.run`, once the body is in.
+                allowed, admitted.headers = await self.services.database.run(self.limiter.take, admitted.key.id)
                 if not allowed:
                     raise RateLimited("Rate limit exceeded", headers=admitted.headers)
             ctx = Context(request=request, services=self.services, key=admitted.key, scopes=admitted.scopes)
