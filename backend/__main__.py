@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from .auth import DEFAULT_SCOPES, validate_scopes
 from .config import Settings
+from .copy import command as copy_command
 
 if TYPE_CHECKING:
     from .services import Services
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="bring the database schema up to date and exit")
     migrate.add_argument("--data-dir")
     _add_database_flag(migrate)
+
+    copy_command.add_parser(sub)
 
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -211,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_keys(args)
     if args.command == "migrate":
         return run_migrate(args)
+    if args.command == "copy":
+        return copy_command.run(args)
     return run_serve(args)
 
 

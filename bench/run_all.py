@@ -4,6 +4,7 @@
     python3 bench/run_all.py --quick    # a smoke run of about a minute
     python3 bench/run_all.py --full     # adds the 1 M-message scale run (seeding takes minutes)
     python3 bench/run_all.py --only http,scale
+    python3 bench/run_all.py --database embedded   # adds the scale and SMTP figures on PostgreSQL
 
 A benchmark that fails prints its error as a row and the others still run.
 """
@@ -52,7 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--quick", action="store_true", help="small sizes, short runs (about a minute)")
     size.add_argument("--full", action="store_true", help="include the 1 M-message scale run")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHES)}")
+    parser.add_argument("--database", help="postgresql://… or 'embedded': also run the scale and SMTP"
+                                           " benchmarks on PostgreSQL (bench/postgres.py)")
     args = parser.parse_args(argv)
+    if args.database:
+        from bench import nodes_bench
+
+        database = args.database
+        BENCHES["scale PostgreSQL"] = lambda quick, full: scale_bench.run(quick, full, database=database)
+        BENCHES["nodes"] = lambda quick, full: nodes_bench.run(database, quick)
     chosen = args.only.split(",") if args.only else list(BENCHES)
     unknown = [name for name in chosen if name not in BENCHES]
     if unknown:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sqlite3
 import sys
 import time
@@ -34,8 +35,12 @@ from backend.store.migrations import (
     MAIL_STATE_TRIGGERS,
     statements,
 )
+from bench.common import CACHE_DIR
 
 INFO_FILE = "bench-seed.json"
+LAYOUT = 2
+"""Bumped when the same size seeds different mail; a cached mailbox of an older layout is seeded again
+(layout 2: the rare word lands in threads outside the trash, so searching for it finds them)."""
 COMMON_WORD = "meeting"
 """In nine messages out of ten."""
 RARE_WORD = "quetzalcoatl"
@@ -81,6 +86,7 @@ class Seeded:
     """How long the bulk seeding took."""
     common_word: str = COMMON_WORD
     rare_word: str = RARE_WORD
+    layout: int = 1
 
     @classmethod
     def load(cls, data_dir: Path) -> Seeded | None:
@@ -118,8 +124,11 @@ def seed(data_dir: Path, messages: int, per_thread: int = 4, seed_value: int = 1
     began = time.perf_counter()
     data_dir = Path(data_dir)
     existing = Seeded.load(data_dir)
-    if existing is not None and existing.messages == messages:
+    if existing is not None and existing.messages == messages and existing.layout == LAYOUT:
         return existing
+    cached = data_dir.resolve().is_relative_to(CACHE_DIR.resolve())
+    if existing is not None and existing.layout != LAYOUT and cached:
+        shutil.rmtree(data_dir)  # a cached mailbox of an older layout: seed it again
     if (data_dir / "commune.db").exists():
         raise SystemExit(f"{data_dir} already holds a database of another size; use an empty directory")
     services = Services(Settings(data_dir=data_dir))
@@ -145,7 +154,7 @@ def seed(data_dir: Path, messages: int, per_thread: int = 4, seed_value: int = 1
         data_dir=str(data_dir), messages=messages, threads=threads, key=key, org_id=org["id"],
         inbox_id=inbox["id"], inbox_address=inbox["address"], domain_id=inbox["domain_id"],
         first_thread_id=_thread_id(threads - 1), middle_thread_id=_thread_id(threads // 2),
-        last_thread_id=_thread_id(0), seconds=round(time.perf_counter() - began, 2),
+        last_thread_id=_thread_id(0), seconds=round(time.perf_counter() - began, 2), layout=LAYOUT,
     )
     (data_dir / INFO_FILE).write_text(json.dumps(asdict(info), indent=2))
     return info
@@ -170,7 +179,8 @@ def _write_rows(conn: sqlite3.Connection, org_id: str, inbox: dict, messages: in
             body = bodies[number % len(bodies)]
             if number % 10:
                 body = f"{COMMON_WORD} {body}"
-            if number % rare_every == rare_every // 2:
+            # One past the middle: the middle message's thread is one in fifty, all of them in the trash.
+            if number % rare_every == rare_every // 2 + 1:
                 body = f"{body} {RARE_WORD}"
             subject = f"Bench thread {t}"
             at = _stamp(number)
