@@ -3,6 +3,7 @@
 The HTTP layer asks `admit` as soon as a request's head is complete, so a request that will be refused
 (no route, no key, no permission, over its rate or its route's body limit) is answered before its body
 is read. An admitted request is then handled by `__call__` without routing or authenticating again.
+A key not seen in the last seconds is looked up through `database.run`, so admission is then `Deferred`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .http.errors import (
     RateLimited,
     Unauthorized,
 )
+from .http.protocol import Deferred
 from .http.request import Request
 from .http.response import Response
 from .http.router import Route, Router
@@ -65,22 +67,36 @@ class App:
     def routes(self) -> list[Route]:
         return self.router.routes
 
-    def admit(self, request: Request) -> Response | int:
-        """From the head alone: the route's body limit if the request may proceed, else its answer."""
+    def admit(self, request: Request) -> Response | int | Deferred:
+        """From the head alone: the route's body limit if the request may proceed, else its answer; or
+        `Deferred` when the key must be looked up in the database first."""
         try:
             admitted = self._admit(request)
+            if isinstance(admitted, Route):
+                return Deferred(self.body_limits[id(admitted)], self._admit_later(request, admitted))
         except HTTPError as exc:
-            return Response.error(exc.message, exc.status, exc.headers)
+            return _refusal(exc)
         except Exception:
             log.exception("unexpected error admitting %s %s", request.method, request.path)
             return Response.error("Internal server error", 500)
         request.admitted = admitted
         return self.body_limits[id(admitted.route)]
 
+    async def _admit_later(self, request: Request, route: Route) -> Response | None:
+        """Admission once the database knows the key: None to proceed, else the refusal."""
+        try:
+            found = await self.services.database.run(self.services.keys.authenticate, _token(request))
+            request.admitted = self._grant(route, found)
+        except HTTPError as exc:
+            return _refusal(exc)
+        return None
+
     async def __call__(self, request: Request) -> Response:
         admitted: Admitted | None = request.admitted
         if admitted is None:
             verdict = self.admit(request)
+            if isinstance(verdict, Deferred):
+                verdict = await verdict.decision
             if isinstance(verdict, Response):
                 return verdict
             admitted = request.admitted
@@ -106,7 +122,8 @@ class App:
                 response.headers.setdefault(name, value)
         return response
 
-    def _admit(self, request: Request) -> Admitted:
+    def _admit(self, request: Request) -> Admitted | Route:
+        """The admission from memory alone, or the route when the key must be looked up first."""
         try:
             route, params = self.router.match(request.method, request.path)
         except NotFound:
@@ -116,7 +133,17 @@ class App:
         request.path_params = params
         if route.scope is None:
             return Admitted(route, None, frozenset(), {})
-        key, granted = self._authenticate(request)
+        found = self.services.keys.recall(_token(request))
+        if found is ...:
+            return route
+        return self._grant(route, found)
+
+    def _grant(self, route: Route, found: tuple[ApiKeyRecord, frozenset[str]] | None) -> Admitted:
+        """The caller's admission to `route` with the key found (None: unknown or revoked), or the HTTPError."""
+        if found is None:
+            raise Unauthorized("Invalid or expired API key")
+        key, granted = found
+        assert route.scope is not None
         if not has_scope(granted, route.scope):
             raise Forbidden(f"This API key lacks the '{route.scope}' permission")
         headers: dict[str, str] = {}
@@ -126,16 +153,18 @@ class App:
                 raise RateLimited("Rate limit exceeded", headers=headers)
         return Admitted(route, key, granted, headers)
 
-    def _authenticate(self, request: Request) -> tuple[ApiKeyRecord, frozenset[str]]:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'")
-        found = self.services.keys.authenticate(token)
-        if found is None:
-            raise Unauthorized("Invalid or expired API key")
-        return found
+
+def _token(request: Request) -> str:
+    """The bearer token of the request (401 without one)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'")
+    return token
+
+
+def _refusal(exc: HTTPError) -> Response:
+    return Response.error(exc.message, exc.status, exc.headers)
 
 
 def _as_response(result: Any) -> Response:

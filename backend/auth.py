@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from types import EllipsisType
 
 from .store.orgs import ApiKeyRecord, OrgStore
 from .util import now_iso
@@ -57,6 +58,8 @@ class KeyRing:
     """Looks keys up by hash with a short cache, so the hot path costs one dict lookup."""
 
     CACHE_SECONDS = 5.0
+    TOUCH_SECONDS = 60.0
+    """How often a key's `last_used_at` is written."""
 
     def __init__(self, orgs: OrgStore) -> None:
         self.orgs = orgs
@@ -70,7 +73,22 @@ class KeyRing:
                                       hold_sends)
         return key, record
 
+    def recall(self, presented: str) -> tuple[ApiKeyRecord, frozenset[str]] | None | EllipsisType:
+        """`authenticate` from memory alone, or `...` when it needs the database (a key not seen in the
+        last seconds, or one whose last use is due to be recorded)."""
+        digest = hash_key(presented)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is None or now - cached[0] > self.CACHE_SECONDS:
+            return ...
+        found = _verdict(cached, digest)
+        if found is not None and now - self._touched.get(found[0].id, 0.0) > self.TOUCH_SECONDS:
+            return ...
+        return found
+
     def authenticate(self, presented: str) -> tuple[ApiKeyRecord, frozenset[str]] | None:
+        """The key and the scopes it grants, or None for an unknown or revoked key (blocking: it may read
+        and write the database; request code calls it through `database.run`)."""
         digest = hash_key(presented)
         now = time.monotonic()
         cached = self._cache.get(digest)
@@ -81,16 +99,20 @@ class KeyRing:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[digest] = cached
-        _, record, granted = cached
-        # The index finds the row; the final equality check is constant-time all the same.
-        if record is None or not hmac.compare_digest(record.key_hash, digest):
-            return None
-        if record.revoked_at is not None:
-            return None
-        if now - self._touched.get(record.id, 0.0) > 60.0:
-            self._touched[record.id] = now
-            self.orgs.touch_key(record.id, now_iso())
-        return record, granted
+        found = _verdict(cached, digest)
+        if found is not None and now - self._touched.get(found[0].id, 0.0) > self.TOUCH_SECONDS:
+            self._touched[found[0].id] = now
+            self.orgs.touch_key(found[0].id, now_iso())
+        return found
 
     def forget(self) -> None:
         self._cache.clear()
+
+
+def _verdict(cached: tuple[float, ApiKeyRecord | None, frozenset[str]],
+             digest: str) -> tuple[ApiKeyRecord, frozenset[str]] | None:
+    _, record, granted = cached
+    # The index finds the row; the final equality check is constant-time all the same.
+    if record is None or not hmac.compare_digest(record.key_hash, digest) or record.revoked_at is not None:
+        return None
+    return record, granted

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -15,6 +17,8 @@ if TYPE_CHECKING:
     from ..services import Services
 
 M = TypeVar("M", bound=BaseModel)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass
@@ -34,6 +38,21 @@ class Context:
     @property
     def params(self) -> dict[str, str]:
         return self.request.path_params
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Store work through `database.run`: a direct call on SQLite, a worker thread on PostgreSQL."""
+        return await self.services.database.run(fn, *args, **kwargs)
+
+
+def store_work(handler: Callable[[Context], T]) -> Callable[[Context], Awaitable[T]]:
+    """A handler whose work is all store work, written as a plain function and run through
+    `database.run` as a whole: one hop off the event loop per request, not one per query."""
+
+    @functools.wraps(handler)
+    async def run(ctx: Context) -> T:
+        return await ctx.services.database.run(handler, ctx)
+
+    return run
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -11,7 +11,7 @@ from ..http.errors import Conflict, NotFound
 from ..http.router import Route
 from ..models.addressing import Strict
 from ..store.orgs import ApiKeyRecord, LastAdminKey
-from ._common import Context, data, parse_body
+from ._common import Context, data, parse_body, store_work
 
 
 class CreateKey(Strict):
@@ -45,7 +45,8 @@ def key_json(record: ApiKeyRecord) -> dict[str, Any]:
     }
 
 
-async def get_org(ctx: Context) -> dict:
+@store_work
+def get_org(ctx: Context) -> dict:
     org = ctx.services.orgs.get_org(ctx.org_id)
     if org is None:
         raise NotFound("Organisation not found")
@@ -60,12 +61,14 @@ async def get_org(ctx: Context) -> dict:
     return {**body, "data": body}
 
 
-async def list_keys(ctx: Context) -> dict:
+@store_work
+def list_keys(ctx: Context) -> dict:
     keys = ctx.services.orgs.list_keys(ctx.org_id)
     return {**data([key_json(k) for k in keys]), "has_more": False, "next_cursor": None}
 
 
-async def create_key(ctx: Context) -> tuple[int, dict]:
+@store_work
+def create_key(ctx: Context) -> tuple[int, dict]:
     body = parse_body(ctx.request, CreateKey)
     secret, record = ctx.services.keys.create(ctx.org_id, body.scopes, body.name, body.hold_sends)
     ctx.services.audit.record(ctx.org_id, ctx.key.id, "key.created", "api_key", record.id,
@@ -73,7 +76,8 @@ async def create_key(ctx: Context) -> tuple[int, dict]:
     return 201, data({**key_json(record), "key": secret})
 
 
-async def update_key(ctx: Context) -> dict:
+@store_work
+def update_key(ctx: Context) -> dict:
     """`PATCH /v1/agent/api-keys/{id}`: set `hold_sends`. Another organisation's key is a 404 whatever the body."""
     record = ctx.services.orgs.get_key(ctx.org_id, ctx.params["key_id"])
     if record is None:
@@ -88,7 +92,8 @@ async def update_key(ctx: Context) -> dict:
     return data(key_json(record))
 
 
-async def revoke_key(ctx: Context) -> dict:
+@store_work
+def revoke_key(ctx: Context) -> dict:
     key_id = ctx.params["key_id"]
     record = ctx.services.orgs.get_key(ctx.org_id, key_id)
     if record is None:

@@ -17,10 +17,11 @@ from ..http.response import Response
 from ..http.router import Route
 from ..mail.content_type import safe_content_type
 from ..models.mail import UploadAttachment, attachment_json
-from ._common import Context, data, int_arg, parse_body
+from ._common import Context, data, int_arg, parse_body, store_work
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..services import Services
 
 SIGNATURE_PURPOSE = "attachment-download"
 MAX_EXPIRES_IN = 7 * 24 * 3600
@@ -81,7 +82,7 @@ async def upload(ctx: Context) -> tuple[int, dict]:
         return filename, mime_type, len(content), blobs.put(ctx.org_id, content)
 
     filename, mime_type, size, sha256 = await asyncio.to_thread(store)
-    row = ctx.services.mail.create_attachment(ctx.org_id, filename, mime_type, size, sha256)
+    row = await ctx.run(ctx.services.mail.create_attachment, ctx.org_id, filename, mime_type, size, sha256)
     return 201, data(attachment_json(row), id=row["id"])
 
 
@@ -93,7 +94,8 @@ def own_attachment(ctx: Context, attachment_id: str) -> dict:
     return row
 
 
-async def get_attachment(ctx: Context) -> dict:
+@store_work
+def get_attachment(ctx: Context) -> dict:
     """`GET /v1/attachments/{id}`: metadata only."""
     return data(attachment_json(own_attachment(ctx, ctx.params["attachment_id"])))
 
@@ -109,7 +111,8 @@ def public_base(ctx: Context) -> str:
     return f"http://{host}"
 
 
-async def attachment_url(ctx: Context) -> dict:
+@store_work
+def attachment_url(ctx: Context) -> dict:
     """`GET /v1/attachments/{id}/url`: an absolute download URL signed until `expires_in` seconds from now."""
     row = own_attachment(ctx, ctx.params["attachment_id"])
     expires_in = int_arg(ctx.request, "expires_in", 3600, 1, MAX_EXPIRES_IN, "expiresIn")
@@ -119,6 +122,12 @@ async def attachment_url(ctx: Context) -> dict:
     url = f"{public_base(ctx)}/v1/attachments/{quote(row['id'])}/download?{query}"
     return data({"url": url, "expires_in": expires_in, "expires_at": expires, "filename": row["filename"],
                  "mime_type": row["mime_type"], "size": row["size"]}, url=url)
+
+
+def _stored_attachment(services: Services, attachment_id: str) -> dict | None:
+    """Any organisation's attachment whose content is still stored (the signature named it)."""
+    row = services.mail.get_attachment_any(attachment_id)
+    return row if row is not None and services.blobs.exists(row["org_id"], row["sha256"]) else None
 
 
 async def download(ctx: Context) -> Response:
@@ -133,8 +142,8 @@ async def download(ctx: Context) -> Response:
         raise Forbidden("This download link has expired")
     if verdict != "ok":
         raise Forbidden("This download link is invalid")
-    row = ctx.services.mail.get_attachment_any(attachment_id)
-    if row is None or not ctx.services.blobs.exists(row["org_id"], row["sha256"]):
+    row = await ctx.run(_stored_attachment, ctx.services, attachment_id)
+    if row is None:
         raise NotFound("Attachment not found")
     fallback = re.sub(r'[^A-Za-z0-9._ -]', "_", row["filename"])
     headers = {

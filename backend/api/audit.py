@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from ..http.errors import BadRequest
 from ..http.router import Route
-from ._common import Context, int_arg
+from ._common import Context, int_arg, store_work
 from ._paging import by_insertion, decode_cursor, page
 
 
-async def list_audit_logs(ctx: Context) -> dict:
+@store_work
+def list_audit_logs(ctx: Context) -> dict:
     action = ctx.request.arg("action") or None
     if action is not None and len(action) > 100:
         raise BadRequest("action must be at most 100 characters")

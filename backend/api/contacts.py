@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from ..http.errors import BadRequest
 from ..http.router import Route
-from ._common import Context, int_arg
+from ._common import Context, int_arg, store_work
 from ._paging import decode_cursor, page
 
 MAX_QUERY = 200
 
 
-async def list_contacts(ctx: Context) -> dict:
+@store_work
+def list_contacts(ctx: Context) -> dict:
     """`GET /v1/contacts?q=`: addresses (with the name they last gave) most recently exchanged with first;
     `q` keeps those whose address or name contains it (any case)."""
     text = (ctx.request.arg("q", "query") or "").strip().replace("\0", "")

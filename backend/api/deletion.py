@@ -21,7 +21,7 @@ from ..http.router import Route
 from ..services import DEFAULT_ORG
 from ..store.deletion import SCOPES, WARNINGS
 from ..util import iso, now_iso, parse_iso
-from ._common import Context, parse_body
+from ._common import Context, parse_body, store_work
 from .domains import visible_domain
 from .inboxes import own_inbox
 
@@ -103,7 +103,8 @@ def _params(ctx: Context, body: DeletionRequestBody) -> tuple[str, dict]:
     return scope, params
 
 
-async def create_request(ctx: Context) -> tuple[int, dict]:
+@store_work
+def create_request(ctx: Context) -> tuple[int, dict]:
     body = parse_body(ctx.request, DeletionRequestBody)
     scope, params = _params(ctx, body)
     expires_at = int(time.time()) + CONFIRM_SECONDS
@@ -122,7 +123,8 @@ async def create_request(ctx: Context) -> tuple[int, dict]:
     return 201, created
 
 
-async def confirm_request(ctx: Context) -> dict:
+@store_work
+def confirm_request(ctx: Context) -> dict:
     store = ctx.services.deletion
     found = store.get_request(ctx.org_id, ctx.params["deletion_id"])
     if found is None:
@@ -156,7 +158,8 @@ async def confirm_request(ctx: Context) -> dict:
     return done
 
 
-async def get_request(ctx: Context) -> dict:
+@store_work
+def get_request(ctx: Context) -> dict:
     found = ctx.services.deletion.get_request(ctx.org_id, ctx.params["deletion_id"])
     if found is None:
         raise NotFound("Deletion request not found")

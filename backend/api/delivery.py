@@ -13,7 +13,7 @@ from ..http.errors import BadRequest, NotFound
 from ..http.router import Route
 from ..store.delivery import EVENT_TYPES, event_json, suppression_json
 from ..util import iso, utcnow
-from ._common import Context, data, int_arg, parse_body
+from ._common import Context, data, int_arg, parse_body, store_work
 from ._paging import by_insertion, decode_cursor, page
 from .domains import visible_domain
 from .inboxes import own_inbox
@@ -58,7 +58,8 @@ def newest_first_page(ctx: Context, name: str, filters: dict[str, str | None], f
     return {"data": [to_json(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
 
 
-async def list_events(ctx: Context) -> dict:
+@store_work
+def list_events(ctx: Context) -> dict:
     filters = scope_filters(ctx)
     filters["message_id"] = ctx.request.arg("message_id", "messageId") or None
     event_type = ctx.request.arg("event_type", "eventType", "type") or None
@@ -68,7 +69,8 @@ async def list_events(ctx: Context) -> dict:
     return newest_first_page(ctx, "events", filters, ctx.services.delivery.list_events, event_json)
 
 
-async def list_suppressions(ctx: Context) -> dict:
+@store_work
+def list_suppressions(ctx: Context) -> dict:
     filters = scope_filters(ctx)
     email = ctx.request.arg("email")
     if email:
@@ -81,7 +83,8 @@ async def list_suppressions(ctx: Context) -> dict:
                              suppression_json)
 
 
-async def add_suppression(ctx: Context) -> tuple[int, dict]:
+@store_work
+def add_suppression(ctx: Context) -> tuple[int, dict]:
     body = parse_body(ctx.request, AddSuppression)
     if body.inbox_id is not None:
         own_inbox(ctx, body.inbox_id)
@@ -95,7 +98,8 @@ async def add_suppression(ctx: Context) -> tuple[int, dict]:
     return 201, data(suppression)
 
 
-async def remove_suppression(ctx: Context) -> dict:
+@store_work
+def remove_suppression(ctx: Context) -> dict:
     address = normalise_address(ctx.params["email"])
     if address is None:
         raise BadRequest("email must be an email address")
@@ -119,7 +123,8 @@ def _rate(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-async def metrics(ctx: Context) -> dict:
+@store_work
+def metrics(ctx: Context) -> dict:
     filters = scope_filters(ctx)
     period = ctx.request.arg("period") or "7d"
     since = iso(utcnow() - parse_period(period))

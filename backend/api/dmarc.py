@@ -14,7 +14,7 @@ from typing import Any
 from ..http.errors import BadRequest, NotFound
 from ..http.router import Route
 from ..util import iso, utcnow
-from ._common import Context, data, int_arg
+from ._common import Context, data, int_arg, store_work
 from ._paging import decode_cursor, page
 
 
@@ -75,7 +75,8 @@ def record_json(row: dict) -> dict[str, Any]:
     }
 
 
-async def list_reports(ctx: Context) -> dict:
+@store_work
+def list_reports(ctx: Context) -> dict:
     domain = own_domain(ctx)
     limit = int_arg(ctx.request, "limit", 50, 1, 200)
     after = decode_cursor(ctx.request.arg("cursor"), domain["id"], "desc", int)
@@ -84,7 +85,8 @@ async def list_reports(ctx: Context) -> dict:
     return {**data([report_json(r, domain) for r in rows]), "has_more": has_more, "next_cursor": next_cursor}
 
 
-async def get_report(ctx: Context) -> dict:
+@store_work
+def get_report(ctx: Context) -> dict:
     row = ctx.services.dmarc.get_report(ctx.org_id, ctx.params["report_id"])
     domain = ctx.services.domains.get_domain(ctx.org_id, row["domain_id"]) if row else None
     if row is None or domain is None:
@@ -93,7 +95,8 @@ async def get_report(ctx: Context) -> dict:
     return data({**report_json(row, domain), "records": records})
 
 
-async def summary(ctx: Context) -> dict[str, Any]:
+@store_work
+def summary(ctx: Context) -> dict[str, Any]:
     domain = own_domain(ctx)
     days = int_arg(ctx.request, "days", 30, 1, 366)
     since = iso(utcnow() - timedelta(days=days))

@@ -14,7 +14,7 @@ from ..http.errors import Conflict, Forbidden, NotFound
 from ..http.router import Route
 from ..models.addressing import CreateDomain, domain_json
 from ..store.domains import DomainTaken
-from ._common import Context, data, parse_body
+from ._common import Context, data, parse_body, store_work
 
 
 def visible_domain(ctx: Context, domain_id: str) -> dict:
@@ -24,7 +24,8 @@ def visible_domain(ctx: Context, domain_id: str) -> dict:
     return domain
 
 
-async def list_domains(ctx: Context) -> dict:
+@store_work
+def list_domains(ctx: Context) -> dict:
     store = ctx.services.domains
     domains = store.list_domains(ctx.org_id)
     inboxes = store.inboxes_for_domains(ctx.org_id, [d["id"] for d in domains])
@@ -41,51 +42,74 @@ def refuse_if_owned_elsewhere(ctx: Context, name: str, domain_id: str | None = N
     raise Conflict(f"Domain {name} is already verified by another organisation")
 
 
-async def create_domain(ctx: Context) -> tuple[int, dict]:
+def _creatable(ctx: Context) -> CreateDomain:
     body = parse_body(ctx.request, CreateDomain)
-    store = ctx.services.domains
-    if store.own_domain_by_name(ctx.org_id, body.name) is not None:
+    if ctx.services.domains.own_domain_by_name(ctx.org_id, body.name) is not None:
         raise Conflict(f"Domain {body.name} already exists")
     refuse_if_owned_elsewhere(ctx, body.name)
-    # RSA key generation takes ~100 ms of CPU: keep it off the event loop.
-    private_pem, public_b64 = await asyncio.to_thread(generate_dkim_key)
-    records = required_records(body.name, ctx.services.settings.hostname, public_b64,
-                               ownership_token=new_ownership_token())
+    return body
+
+
+def _create(ctx: Context, body: CreateDomain, records: list, private_pem: str) -> dict:
     try:
-        domain = store.create_domain(ctx.org_id, body.name, body.region, records, private_pem, DKIM_SELECTOR)
+        domain = ctx.services.domains.create_domain(ctx.org_id, body.name, body.region, records, private_pem,
+                                                    DKIM_SELECTOR)
     except DomainTaken as exc:  # a concurrent create of the same name in this organisation
         raise Conflict(f"Domain {body.name} already exists") from exc
     ctx.services.audit.record(ctx.org_id, ctx.key.id, "domain.created", "domain", domain["id"],
                               {"name": domain["name"]})
+    return domain
+
+
+async def create_domain(ctx: Context) -> tuple[int, dict]:
+    body = await ctx.run(_creatable, ctx)
+    # RSA key generation takes ~100 ms of CPU: keep it off the event loop.
+    private_pem, public_b64 = await asyncio.to_thread(generate_dkim_key)
+    records = required_records(body.name, ctx.services.settings.hostname, public_b64,
+                               ownership_token=new_ownership_token())
+    domain = await ctx.run(_create, ctx, body, records, private_pem)
     return 201, data(domain_json(domain, []))
 
 
-async def get_domain(ctx: Context) -> dict:
+@store_work
+def get_domain(ctx: Context) -> dict:
     domain = visible_domain(ctx, ctx.params["domain_id"])
     inboxes = ctx.services.domains.inboxes_for_domains(ctx.org_id, [domain["id"]])
     return data(domain_json(domain, inboxes[domain["id"]]))
 
 
-async def get_records(ctx: Context) -> dict:
+@store_work
+def get_records(ctx: Context) -> dict:
     domain = visible_domain(ctx, ctx.params["domain_id"])
     return data(domain["records"])
 
 
-async def verify_domain(ctx: Context) -> dict:
+def _verifiable(ctx: Context) -> dict:
     domain = visible_domain(ctx, ctx.params["domain_id"])
     if domain["shared"]:
         if domain.get("org_id") not in (None, ctx.org_id):
             raise Forbidden("The shared domain is managed by the server")
-        return data({"id": domain["id"], "status": domain["status"], "records": domain["records"]},
-                    id=domain["id"], status=domain["status"])
-    refuse_if_owned_elsewhere(ctx, domain["name"], domain["id"])
-    status, records = await verify_records(ctx.services.resolver, domain["records"])
+    else:
+        refuse_if_owned_elsewhere(ctx, domain["name"], domain["id"])
+    return domain
+
+
+def _record_verification(ctx: Context, domain: dict, status: str, records: list) -> None:
     try:
         ctx.services.domains.update_domain_status(domain["id"], status, records)
     except DomainTaken as exc:  # another organisation verified the name while we looked it up
         raise Conflict(f"Domain {domain['name']} is already verified by another organisation") from exc
     ctx.services.audit.record(ctx.org_id, ctx.key.id, "domain.verified", "domain", domain["id"],
                               {"status": status})
+
+
+async def verify_domain(ctx: Context) -> dict:
+    domain = await ctx.run(_verifiable, ctx)
+    if domain["shared"]:
+        return data({"id": domain["id"], "status": domain["status"], "records": domain["records"]},
+                    id=domain["id"], status=domain["status"])
+    status, records = await verify_records(ctx.services.resolver, domain["records"])
+    await ctx.run(_record_verification, ctx, domain, status, records)
     return data({"id": domain["id"], "status": status, "records": records}, id=domain["id"], status=status)
 
 

@@ -17,7 +17,7 @@ from ..models.addressing import (
     inbox_json,
 )
 from ..webhooks.targets import RefusedTarget, parse_endpoint, refuse_by_name
-from ._common import Context, data, parse_body
+from ._common import Context, data, parse_body, store_work
 from .domains import visible_domain
 
 DEFAULT_TRASH_DAYS = 30
@@ -98,7 +98,8 @@ def _create(ctx: Context, body: CreateInbox, domain: dict) -> tuple[int, dict]:
     return 201, data(inbox_view(ctx, inbox), id=inbox["id"], email=inbox["address"])
 
 
-async def create_inbox_simple(ctx: Context) -> tuple[int, dict]:
+@store_work
+def create_inbox_simple(ctx: Context) -> tuple[int, dict]:
     body = parse_body(ctx.request, CreateInbox)
     if body.domain_id:
         domain = visible_domain(ctx, body.domain_id)
@@ -109,28 +110,33 @@ async def create_inbox_simple(ctx: Context) -> tuple[int, dict]:
     return _create(ctx, body, domain)
 
 
-async def create_inbox_in_domain(ctx: Context) -> tuple[int, dict]:
+@store_work
+def create_inbox_in_domain(ctx: Context) -> tuple[int, dict]:
     domain = visible_domain(ctx, ctx.params["domain_id"])
     body = parse_body(ctx.request, CreateInbox)
     return _create(ctx, body, domain)
 
 
-async def list_all_inboxes(ctx: Context) -> dict:
+@store_work
+def list_all_inboxes(ctx: Context) -> dict:
     domain_id = ctx.request.arg("domain_id", "domainId")
     inboxes = ctx.services.domains.list_inboxes(ctx.org_id, domain_id or None)
     return data(inbox_views(ctx, inboxes))
 
 
-async def list_domain_inboxes(ctx: Context) -> dict:
+@store_work
+def list_domain_inboxes(ctx: Context) -> dict:
     domain = visible_domain(ctx, ctx.params["domain_id"])
     return data(inbox_views(ctx, ctx.services.domains.list_inboxes(ctx.org_id, domain["id"])))
 
 
-async def get_inbox(ctx: Context) -> dict:
+@store_work
+def get_inbox(ctx: Context) -> dict:
     return data(inbox_view(ctx, own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))))
 
 
-async def update_inbox(ctx: Context) -> dict:
+@store_work
+def update_inbox(ctx: Context) -> dict:
     inbox = own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))
     body = parse_body(ctx.request, UpdateInbox)
     fields = body.model_fields_set
@@ -174,7 +180,8 @@ async def update_inbox(ctx: Context) -> dict:
     return data(inbox_view(ctx, updated))
 
 
-async def set_webhook(ctx: Context) -> dict:
+@store_work
+def set_webhook(ctx: Context) -> dict:
     inbox = own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))
     body = parse_body(ctx.request, WebhookConfig)
     columns = {**webhook_columns(ctx, body, inbox), **schema_columns(body)}
@@ -184,7 +191,8 @@ async def set_webhook(ctx: Context) -> dict:
     return data(inbox_view(ctx, updated))
 
 
-async def delete_inbox(ctx: Context) -> dict:
+@store_work
+def delete_inbox(ctx: Context) -> dict:
     """Delete the inbox with its threads, messages, attachments and delivery records, in one transaction."""
     inbox = own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))
 
@@ -196,7 +204,8 @@ async def delete_inbox(ctx: Context) -> dict:
     return data({"ok": True})
 
 
-async def set_schema(ctx: Context) -> dict:
+@store_work
+def set_schema(ctx: Context) -> dict:
     inbox = own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))
     body = ctx.request.json_object()
     if "schema" not in body or not isinstance(body["schema"], dict):
@@ -211,7 +220,8 @@ async def set_schema(ctx: Context) -> dict:
     return data(inbox_view(ctx, updated))
 
 
-async def remove_schema(ctx: Context) -> dict:
+@store_work
+def remove_schema(ctx: Context) -> dict:
     inbox = own_inbox(ctx, ctx.params["inbox_id"], ctx.params.get("domain_id"))
     updated = ctx.services.domains.update_inbox(ctx.org_id, inbox["id"], {"extraction_schema": None})
     return data(inbox_view(ctx, updated))

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from ..delivery.outbox import Hold, submit
-from ..delivery.validation import normalise_address
+from ..delivery.validation import ValidationResult, normalise_address
 from ..http.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from ..http.router import Route
 from ..mail.compose import Outgoing, reply_references
@@ -21,7 +21,7 @@ from ..store import outbox as states
 from ..store.mail import DIFFERENT_REQUEST, PENDING
 from ..store.triage import TooManyLabels
 from ..util import iso, parse_iso
-from ._common import Context, data, int_arg, order_arg, parse_body
+from ._common import Context, data, int_arg, order_arg, parse_body, store_work
 from ._paging import decode_cursor, page
 from .domains import visible_domain
 from .inboxes import own_inbox
@@ -44,8 +44,7 @@ def date_arg(ctx: Context, name: str) -> str | None:
         raise BadRequest(f"{name} must be an ISO 8601 date, e.g. 2025-03-15T08:26:31Z") from None
 
 
-async def list_messages(ctx: Context) -> dict:
-    """`GET /v1/messages`: filtered by inbox, domain and/or sender, newest first, keyset-paged."""
+def _list_messages(ctx: Context) -> tuple[list, dict]:
     inbox_id, domain_id = mailbox_filter(ctx, required=False)
     sender = (ctx.request.arg("sender") or "").strip().lower() or None
     if inbox_id is None and domain_id is None and sender is None:
@@ -62,14 +61,19 @@ async def list_messages(ctx: Context) -> dict:
         order=order, limit=limit + 1, after=after, labels=labels,
     )
     rows, next_cursor, has_more = page(rows, limit, scope, order, lambda r: (r["created_at"], r["seq"]))
-    messages = [message_json(r) for r in rows]
-    await ctx.services.mail.extractions.attach(rows, messages)
-    return {"data": messages, "next_cursor": next_cursor, "has_more": has_more}
+    return rows, {"data": [message_json(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
+
+
+async def list_messages(ctx: Context) -> dict:
+    """`GET /v1/messages`: filtered by inbox, domain and/or sender, newest first, keyset-paged."""
+    rows, result = await ctx.run(_list_messages, ctx)
+    await ctx.services.mail.extractions.attach(rows, result["data"])
+    return result
 
 
 async def get_message(ctx: Context) -> dict:
     """`GET /v1/messages/{message_id}`: one message with its codes and links."""
-    row = own_message(ctx)
+    row = await ctx.run(own_message, ctx)
     message = message_json(row)
     await ctx.services.mail.extractions.attach([row], [message])
     return data(message)
@@ -82,8 +86,7 @@ def own_message(ctx: Context) -> sqlite3.Row:
     return row
 
 
-async def patch_message(ctx: Context) -> dict:
-    """`PATCH /v1/messages/{id}`: add and remove labels; answers the updated message."""
+def _relabel(ctx: Context) -> sqlite3.Row:
     add, remove = parse_body(ctx.request, LabelChanges).label_changes
     own_message(ctx)
     try:
@@ -96,12 +99,19 @@ async def patch_message(ctx: Context) -> dict:
     if thread is not None and (add or remove):
         ctx.services.events.publish("thread.updated", ctx.org_id, thread_json(thread), row["inbox_id"],
                                     row["domain_id"])
+    return row
+
+
+async def patch_message(ctx: Context) -> dict:
+    """`PATCH /v1/messages/{id}`: add and remove labels; answers the updated message."""
+    row = await ctx.run(_relabel, ctx)
     message = message_json(row)
     await ctx.services.mail.extractions.attach([row], [message])
     return data(message)
 
 
-async def delete_message(ctx: Context) -> dict:
+@store_work
+def delete_message(ctx: Context) -> dict:
     """`DELETE /v1/messages/{id}`: the message for good (its thread goes too when left empty); attachments
     and blob files no longer referenced go with it. Audit-logged in the same transaction."""
     row = own_message(ctx)
@@ -167,8 +177,8 @@ def resolve_sender(ctx: Context, body: SendMessage, thread: dict | None) -> tupl
     return inbox, name or inbox.get("display_name") or None
 
 
-async def load_attachments(ctx: Context, ids: list[str]) -> list[IncomingAttachment]:
-    """The caller's attachments by id with their bytes; another organisation's id is a 404."""
+def attachment_rows(ctx: Context, ids: list[str]) -> list[sqlite3.Row]:
+    """The caller's attachments by id; another organisation's id is a 404."""
     unique = list(dict.fromkeys(ids))
     rows = ctx.services.mail.attachments_by_ids(ctx.org_id, unique)
     found = {row["id"] for row in rows}
@@ -177,6 +187,11 @@ async def load_attachments(ctx: Context, ids: list[str]) -> list[IncomingAttachm
             raise NotFound(f"Attachment {attachment_id} not found")
     if sum(row["size"] for row in rows) > ctx.services.settings.max_message_bytes:
         raise PayloadTooLarge("attachments: together they exceed the maximum message size")
+    return rows
+
+
+async def load_attachments(ctx: Context, rows: list[sqlite3.Row]) -> list[IncomingAttachment]:
+    """The attachments of `attachment_rows` with their bytes."""
     blobs = ctx.services.blobs
 
     def read() -> list[IncomingAttachment]:
@@ -223,18 +238,33 @@ def iso_at(seconds: float) -> str:
     return iso(datetime.fromtimestamp(seconds, UTC))
 
 
-async def _send(ctx: Context, body: SendMessage) -> dict | tuple[int, dict]:
+def _sender(ctx: Context, body: SendMessage) -> tuple[dict | None, dict, str | None, list[sqlite3.Row]]:
+    """A send's thread, sending inbox, display name and attachment rows, each checked to be the caller's."""
     thread = own_thread(ctx, body.thread_id) if body.thread_id else None
     inbox, sender_name = resolve_sender(ctx, body, thread)
-    reply_to = [normalise_address(a) for a in body.reply_to]
-    if None in reply_to:
+    if None in (normalise_address(a) for a in body.reply_to):
         raise BadRequest("reply_to: every entry must be a valid email address")
-    recipients = [*body.to, *body.cc, *body.bcc]
     limit = ctx.services.settings.max_recipients
-    if len(recipients) > limit:
+    if len(body.to) + len(body.cc) + len(body.bcc) > limit:
         raise BadRequest(f"to, cc and bcc: at most {limit} recipients per message")
-    attachments = await load_attachments(ctx, body.attachments)
-    checked = await ctx.services.validator.validate(ctx.org_id, recipients)
+    return thread, inbox, sender_name, attachment_rows(ctx, body.attachments)
+
+
+def _reply_and_hold(ctx: Context, thread: dict | None, inbox: dict, send_at: str | None,
+                    checked: ValidationResult) -> tuple[str | None, list[str], Hold | None]:
+    """The threading headers of a reply (`In-Reply-To`, `References`) and why the send waits, if it does."""
+    in_reply_to, references = None, []
+    if thread is not None:
+        parent, parent_refs = ctx.services.mail.last_message_ids(thread["id"])
+        in_reply_to, references = parent, reply_references(parent, parent_refs)
+    return in_reply_to, references, hold_for(ctx, inbox, send_at, checked)
+
+
+async def _send(ctx: Context, body: SendMessage) -> dict | tuple[int, dict]:
+    thread, inbox, sender_name, rows = await ctx.run(_sender, ctx, body)
+    reply_to = [normalise_address(a) for a in body.reply_to]
+    attachments = await load_attachments(ctx, rows)
+    checked = await ctx.services.validator.validate(ctx.org_id, [*body.to, *body.cc, *body.bcc])
     if not checked.accepted:
         raise BadRequest(nobody_left(checked.report()))
     accepted = set(checked.accepted)
@@ -243,16 +273,12 @@ async def _send(ctx: Context, body: SendMessage) -> dict | tuple[int, dict]:
         clean = (normalise_address(a) for a in addresses)
         return list(dict.fromkeys(a for a in clean if a in accepted))
 
-    in_reply_to, references = None, []
-    if thread is not None:
-        parent, parent_refs = ctx.services.mail.last_message_ids(thread["id"])
-        in_reply_to, references = parent, reply_references(parent, parent_refs)
+    in_reply_to, references, hold = await ctx.run(_reply_and_hold, ctx, thread, inbox, body.send_at, checked)
     out = Outgoing(
         sender=inbox["address"], sender_name=sender_name, to=keep(body.to), cc=keep(body.cc),
         bcc=keep(body.bcc), reply_to=reply_to, subject=body.subject, text=body.text, html=body.html,  # type: ignore[arg-type]
         in_reply_to=in_reply_to, references=references, attachments=attachments, headers=body.headers,
     )
-    hold = hold_for(ctx, inbox, body.send_at, checked)
     message = await submit(ctx.services, inbox, out, checked.accepted, checked.local,
                            thread["id"] if thread else None, list(dict.fromkeys(body.attachments)), hold)
     result = data({
@@ -298,7 +324,7 @@ async def once(ctx: Context, run: Callable[[], Awaitable[dict | tuple[int, dict]
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise BadRequest(f"Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY} characters")
     mail = ctx.services.mail
-    earlier = mail.claim_idempotency_key(ctx.org_id, key, request_fingerprint(ctx))
+    earlier = await ctx.run(mail.claim_idempotency_key, ctx.org_id, key, request_fingerprint(ctx))
     if earlier == DIFFERENT_REQUEST:
         raise Conflict(f"Idempotency-Key '{key}' was already used for a different request;"
                        " use a new key for a new message")
@@ -309,9 +335,9 @@ async def once(ctx: Context, run: Callable[[], Awaitable[dict | tuple[int, dict]
     try:
         result = await run()
     except BaseException:
-        mail.release_idempotency_key(ctx.org_id, key)
+        await ctx.run(mail.release_idempotency_key, ctx.org_id, key)
         raise
-    mail.save_idempotency_key(ctx.org_id, key, result[1] if isinstance(result, tuple) else result)
+    await ctx.run(mail.save_idempotency_key, ctx.org_id, key, result[1] if isinstance(result, tuple) else result)
     return result
 
 

@@ -23,7 +23,15 @@ from ..mail.render import html_to_text
 from ..models.mail import MessageFields, SendMessage, message_json
 from ..store import outbox as states
 from ..util import parse_iso
-from ._common import Context, data, describe_validation_error, int_arg, order_arg, parse_body
+from ._common import (
+    Context,
+    data,
+    describe_validation_error,
+    int_arg,
+    order_arg,
+    parse_body,
+    store_work,
+)
 from ._paging import decode_cursor, page
 from .inboxes import own_inbox
 from .messages import SEND_BODY_LIMIT, _send, nobody_left, once, resolve_sender
@@ -114,14 +122,16 @@ def own_draft(ctx: Context) -> Any:
     return row
 
 
-async def create_draft(ctx: Context) -> tuple[int, dict]:
+@store_work
+def create_draft(ctx: Context) -> tuple[int, dict]:
     body = parse_body(ctx.request, DraftBody)
     inbox_id, payload = draft_payload(ctx, body, None)
     row = ctx.services.outbox.create_draft(ctx.org_id, inbox_id, payload)
     return 201, data(draft_json(row))
 
 
-async def list_drafts(ctx: Context) -> dict:
+@store_work
+def list_drafts(ctx: Context) -> dict:
     inbox_id = ctx.request.arg("inbox_id", "inboxId") or None
     if inbox_id is not None:
         own_inbox(ctx, inbox_id)
@@ -143,11 +153,13 @@ def listing(ctx: Context, status: str, inbox_id: str | None, default_order: str,
     return {"data": [render(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
 
 
-async def get_draft(ctx: Context) -> dict:
+@store_work
+def get_draft(ctx: Context) -> dict:
     return data(draft_json(own_draft(ctx)))
 
 
-async def update_draft(ctx: Context) -> dict:
+@store_work
+def update_draft(ctx: Context) -> dict:
     row = own_draft(ctx)
     body = parse_body(ctx.request, DraftBody)
     inbox_id, payload = draft_payload(ctx, body, json.loads(row["payload"]))
@@ -157,16 +169,16 @@ async def update_draft(ctx: Context) -> dict:
     return data(draft_json(updated))
 
 
-async def delete_draft(ctx: Context) -> dict:
+@store_work
+def delete_draft(ctx: Context) -> dict:
     row = own_draft(ctx)
     if not ctx.services.outbox.delete_draft(ctx.org_id, row["id"]):
         raise Conflict("The draft is being sent")
     return data({"ok": True, "id": row["id"], "deleted": True})
 
 
-async def send_draft(ctx: Context) -> dict | tuple[int, dict]:
-    """`POST /v1/drafts/{id}/send`: sent exactly as `POST /v1/messages/send` would send it (held or
-    scheduled alike); the draft is gone once the send is stored."""
+def _claim_draft(ctx: Context) -> tuple[Any, SendMessage]:
+    """The caller's draft, checked as a send, claimed so no other request sends it too."""
     row = own_draft(ctx)
     if not has_scope(ctx.scopes, "messages:write"):
         raise Forbidden("This API key lacks the 'messages:write' permission")
@@ -177,15 +189,22 @@ async def send_draft(ctx: Context) -> dict | tuple[int, dict]:
         body = SendMessage.model_validate(fields)
     except ValidationError as exc:
         raise BadRequest(describe_validation_error(exc)) from exc
-    store = ctx.services.outbox
-    if not store.claim_draft(ctx.org_id, row["id"]):
+    if not ctx.services.outbox.claim_draft(ctx.org_id, row["id"]):
         raise Conflict("The draft is already being sent")
+    return row, body
+
+
+async def send_draft(ctx: Context) -> dict | tuple[int, dict]:
+    """`POST /v1/drafts/{id}/send`: sent exactly as `POST /v1/messages/send` would send it (held or
+    scheduled alike); the draft is gone once the send is stored."""
+    row, body = await ctx.run(_claim_draft, ctx)
+    store = ctx.services.outbox
     try:
         result = await once(ctx, lambda: _send(ctx, body))
     except BaseException:
-        store.claim_draft(ctx.org_id, row["id"], claim=False)
+        await ctx.run(store.claim_draft, ctx.org_id, row["id"], claim=False)
         raise
-    store.delete_draft(ctx.org_id, row["id"], states.SENDING)
+    await ctx.run(store.delete_draft, ctx.org_id, row["id"], states.SENDING)
     return result
 
 
@@ -219,7 +238,8 @@ def not_waiting(row: Any, wanted: str) -> Conflict:
     return Conflict(f"The message is not {wanted}: {why}")
 
 
-async def list_approvals(ctx: Context) -> dict:
+@store_work
+def list_approvals(ctx: Context) -> dict:
     """`GET /v1/approvals`: messages waiting for a person, oldest first, with their validation verdicts."""
     inbox_id = ctx.request.arg("inbox_id", "inboxId") or None
     if inbox_id is not None:
@@ -227,7 +247,8 @@ async def list_approvals(ctx: Context) -> dict:
     return listing(ctx, states.PENDING, inbox_id, "asc", item_json)
 
 
-async def list_outbox(ctx: Context) -> dict:
+@store_work
+def list_outbox(ctx: Context) -> dict:
     """`GET /v1/outbox`: held or scheduled messages by status (default `scheduled`, soonest first)."""
     inbox_id = ctx.request.arg("inbox_id", "inboxId") or None
     if inbox_id is not None:
@@ -238,7 +259,8 @@ async def list_outbox(ctx: Context) -> dict:
     return listing(ctx, status, inbox_id, "asc", item_json)
 
 
-async def outbox_counts(ctx: Context) -> dict:
+@store_work
+def outbox_counts(ctx: Context) -> dict:
     """`GET /v1/outbox/counts`: drafts, messages awaiting approval and scheduled ones (per inbox or all)."""
     inbox_id = ctx.request.arg("inbox_id", "inboxId") or None
     if inbox_id is not None:
@@ -302,15 +324,28 @@ def edit_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
-async def approve(ctx: Context) -> dict:
-    """`POST /v1/messages/{id}/approve`, optionally with edits (checked like a send, kept as a diff in the
-    audit log): it leaves now, or is scheduled when its `send_at` is still ahead."""
+def _pending_item(ctx: Context) -> tuple[Any, ApproveBody]:
     item = outbox_item(ctx)
     if item["submitted_by"] == ctx.key.id:
         raise Forbidden("A key cannot approve a message it submitted itself; another person's key must")
     if item["outbox_status"] != states.PENDING:
         raise not_waiting(item, "pending approval")
-    body = parse_body(ctx.request, ApproveBody)
+    return item, parse_body(ctx.request, ApproveBody)
+
+
+def _decide_approval(ctx: Context, item: Any, after: str, detail: dict[str, Any], edits: dict[str, Any] | None,
+                     columns: dict[str, Any]) -> Any:
+    """Move the item from pending to `after`; the item as it is now (a 409 when another decision won)."""
+    if not decide(ctx.services, item, (states.PENDING,), after, "message.approved", ctx.key.id, detail, edits,
+                  **columns):
+        raise not_waiting(ctx.services.outbox.get_item(ctx.org_id, item["id"]), "pending approval")
+    return ctx.services.outbox.get_item(ctx.org_id, item["id"])
+
+
+async def approve(ctx: Context) -> dict:
+    """`POST /v1/messages/{id}/approve`, optionally with edits (checked like a send, kept as a diff in the
+    audit log): it leaves now, or is scheduled when its `send_at` is still ahead."""
+    item, body = await ctx.run(_pending_item, ctx)
     spec = json.loads(item["payload"])
     edited = {name: getattr(body, name) for name in EDITABLE if getattr(body, name) is not None}
     columns: dict[str, Any] = {"decided_by": ctx.key.id}
@@ -337,15 +372,15 @@ async def approve(ctx: Context) -> dict:
     later = item["send_at"] and parse_iso(item["send_at"]).timestamp() > time.time()
     after = states.SCHEDULED if later else states.APPROVED
     columns["due_at"] = parse_iso(item["send_at"]).timestamp() if later else time.time() + RELEASE_GRACE
-    if not decide(ctx.services, item, (states.PENDING,), after, "message.approved", ctx.key.id, detail, edits,
-                  **columns):
-        raise not_waiting(ctx.services.outbox.get_item(ctx.org_id, item["id"]), "pending approval")
+    decided = await ctx.run(_decide_approval, ctx, item, after, detail, edits, columns)
     if after == states.APPROVED:
-        await release(ctx.services, [ctx.services.outbox.get_item(ctx.org_id, item["id"])])
-    return data(item_json(ctx.services.outbox.get_item(ctx.org_id, item["id"])))
+        await release(ctx.services, [decided])
+        decided = await ctx.run(ctx.services.outbox.get_item, ctx.org_id, item["id"])
+    return data(item_json(decided))
 
 
-async def reject(ctx: Context) -> dict:
+@store_work
+def reject(ctx: Context) -> dict:
     """`POST /v1/messages/{id}/reject` with a `reason`: the message never leaves."""
     item = outbox_item(ctx)
     if item["outbox_status"] != states.PENDING:
@@ -357,7 +392,8 @@ async def reject(ctx: Context) -> dict:
     return data(item_json(ctx.services.outbox.get_item(ctx.org_id, item["id"])))
 
 
-async def cancel(ctx: Context) -> dict:
+@store_work
+def cancel(ctx: Context) -> dict:
     """`POST /v1/messages/{id}/cancel`: stop a scheduled or held message any time before it leaves."""
     item = outbox_item(ctx)
     if item["outbox_status"] not in states.WAITING or not decide(

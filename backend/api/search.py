@@ -9,14 +9,15 @@ from ..http.errors import BadRequest
 from ..http.router import Route
 from ..models.mail import search_result_json
 from ..store.search import SearchSyntaxError
-from ._common import Context, int_arg
+from ._common import Context, int_arg, store_work
 from ._paging import decode_cursor, page
 from .threads import label_filter, mailbox_filter
 
 MAX_QUERY = 500
 
 
-async def search_threads(ctx: Context) -> dict:
+@store_work
+def search_threads(ctx: Context) -> dict:
     """`GET /v1/search/threads`: threads with a message matching every term of `q`, newest match first."""
     text = (ctx.request.arg("q", "query") or "").strip()
     if not text:

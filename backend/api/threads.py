@@ -10,7 +10,7 @@ from ..http.response import Response, dumps
 from ..http.router import Route
 from ..models.mail import clean_labels, message_json, thread_json
 from ..store.mail_reads import LabelFilter
-from ._common import Context, data, int_arg, order_arg
+from ._common import Context, data, int_arg, order_arg, store_work
 from ._paging import decode_cursor, page
 from .domains import visible_domain
 from .inboxes import own_inbox
@@ -56,7 +56,8 @@ def own_thread(ctx: Context, thread_id: str) -> dict:
     return dict(row)
 
 
-async def list_threads(ctx: Context) -> dict:
+@store_work
+def list_threads(ctx: Context) -> dict:
     """`GET /v1/threads`: by last activity, keyset-paged with an opaque cursor."""
     inbox_id, domain_id = mailbox_filter(ctx)
     limit = int_arg(ctx.request, "limit", 20, 1, 100)
@@ -73,8 +74,7 @@ async def list_threads(ctx: Context) -> dict:
                     + (b',"has_more":true}' if has_more else b',"has_more":false}'))
 
 
-async def thread_messages(ctx: Context) -> dict:
-    """`GET /v1/threads/{id}/messages`: oldest first unless `order=desc`."""
+def _thread_messages(ctx: Context) -> tuple[list, dict]:
     thread = own_thread(ctx, ctx.params["thread_id"])
     limit = int_arg(ctx.request, "limit", 50, 1, 1000)
     order = order_arg(ctx.request, "asc")
@@ -82,9 +82,14 @@ async def thread_messages(ctx: Context) -> dict:
     after = decode_cursor(ctx.request.arg("cursor"), scope, order, int)
     rows = ctx.services.mail.thread_messages(ctx.org_id, thread["id"], order, limit + 1, after)
     rows, next_cursor, has_more = page(rows, limit, scope, order, lambda r: (r["created_at"], r["seq"]))
-    messages = [message_json(r) for r in rows]
-    await ctx.services.mail.extractions.attach(rows, messages)
-    return {"data": messages, "next_cursor": next_cursor, "has_more": has_more}
+    return rows, {"data": [message_json(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
+
+
+async def thread_messages(ctx: Context) -> dict:
+    """`GET /v1/threads/{id}/messages`: oldest first unless `order=desc`."""
+    rows, result = await ctx.run(_thread_messages, ctx)
+    await ctx.services.mail.extractions.attach(rows, result["data"])
+    return result
 
 
 def announce_deleted(ctx: Context, thread: dict) -> None:
@@ -98,7 +103,8 @@ def announce_deleted(ctx: Context, thread: dict) -> None:
                                     row["domain_id"])
 
 
-async def delete_thread(ctx: Context) -> dict:
+@store_work
+def delete_thread(ctx: Context) -> dict:
     """`DELETE /v1/threads/{id}`: the thread and its messages, for good; attachments and blob files no
     longer referenced go too. Audit-logged in the same transaction."""
     thread = own_thread(ctx, ctx.params["thread_id"])

@@ -14,7 +14,7 @@ from ..http.router import Route
 from ..models.addressing import Strict
 from ..models.mail import LabelChanges, thread_json
 from ..store.triage import TooManyLabels, TooManyTags
-from ._common import Context, data, parse_body
+from ._common import Context, data, parse_body, store_work
 from .threads import own_thread
 
 STATUSES = ("open", "needs_reply", "waiting", "closed")
@@ -102,11 +102,13 @@ def _apply(ctx: Context, changes: dict, add: list[str] | None = None, remove: li
     return thread
 
 
-async def get_thread(ctx: Context) -> dict:
+@store_work
+def get_thread(ctx: Context) -> dict:
     return data(thread_json(own_thread(ctx, ctx.params["thread_id"])))
 
 
-async def patch_thread(ctx: Context) -> dict:
+@store_work
+def patch_thread(ctx: Context) -> dict:
     body = parse_body(ctx.request, ThreadPatch)
     changes = {name: getattr(body, name) for name in body.model_fields_set - {"add_labels", "remove_labels"}}
     if changes.get("status", "") is None:
@@ -118,23 +120,28 @@ async def patch_thread(ctx: Context) -> dict:
     return data(_apply(ctx, changes, labels=body.label_changes))
 
 
-async def add_tags(ctx: Context) -> dict:
+@store_work
+def add_tags(ctx: Context) -> dict:
     return data(_apply(ctx, {}, add=parse_body(ctx.request, Tags).tags))
 
 
-async def remove_tags(ctx: Context) -> dict:
+@store_work
+def remove_tags(ctx: Context) -> dict:
     return data(_apply(ctx, {}, remove=parse_body(ctx.request, Tags).tags))
 
 
-async def get_metadata(ctx: Context) -> dict:
+@store_work
+def get_metadata(ctx: Context) -> dict:
     return data(metadata_json(thread_json(own_thread(ctx, ctx.params["thread_id"]))))
 
 
-async def set_status(ctx: Context) -> dict:
+@store_work
+def set_status(ctx: Context) -> dict:
     return data(metadata_json(_apply(ctx, {"status": parse_body(ctx.request, StatusBody).status})))
 
 
-async def assign(ctx: Context) -> dict:
+@store_work
+def assign(ctx: Context) -> dict:
     assignee = parse_body(ctx.request, AssignBody).assigned_to
     return data(metadata_json(_apply(ctx, {"assigned_to": assignee or None})))
 

@@ -11,7 +11,7 @@ from ..http.errors import BadRequest, NotFound
 from ..http.router import Route
 from ..store.webhooks import STATUSES
 from ..util import iso, utcnow
-from ._common import Context, data, int_arg
+from ._common import Context, data, int_arg, store_work
 from ._paging import by_insertion, decode_cursor, page
 from .inboxes import own_inbox
 
@@ -55,7 +55,8 @@ def _own(ctx: Context) -> dict:
     return found
 
 
-async def list_deliveries(ctx: Context) -> dict:
+@store_work
+def list_deliveries(ctx: Context) -> dict:
     request = ctx.request
     inbox_id = request.arg("inbox_id", "inboxId") or None
     status = request.arg("status") or None
@@ -72,11 +73,13 @@ async def list_deliveries(ctx: Context) -> dict:
     return {**data([delivery_json(r) for r in rows]), "has_more": has_more, "next_cursor": next_cursor}
 
 
-async def get_delivery(ctx: Context) -> dict:
+@store_work
+def get_delivery(ctx: Context) -> dict:
     return data(delivery_detail(_own(ctx)))
 
 
-async def retry_delivery(ctx: Context) -> dict:
+@store_work
+def retry_delivery(ctx: Context) -> dict:
     row = _own(ctx)
     if row["status"] == "pending":
         return data(delivery_detail(row))
@@ -87,7 +90,8 @@ async def retry_delivery(ctx: Context) -> dict:
     return data(delivery_detail(retried))
 
 
-async def health(ctx: Context) -> dict:
+@store_work
+def health(ctx: Context) -> dict:
     period = ctx.request.arg("period") or "7d"
     if period not in PERIODS:
         raise BadRequest(f"period must be one of {', '.join(PERIODS)}")

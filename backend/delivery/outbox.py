@@ -33,6 +33,7 @@ from ..webhooks.payload import encode
 
 if TYPE_CHECKING:
     from ..services import Services
+    from ..store.domains import DomainStore
 
 log = logging.getLogger("commune.outbox")
 
@@ -112,8 +113,7 @@ async def submit(
     remote = [r for r in recipients if r not in local_set]
     status = hold.status if hold else "queued" if remote else "delivered"
     org_id = sender_inbox["org_id"]
-    local_inboxes = [] if hold else [
-        inbox for inbox in (domains.inbox_by_address(a, org_id) for a in local) if inbox is not None]
+    local_inboxes = [] if hold else await services.database.run(inboxes_of, domains, local, org_id)
 
     def build() -> list[Prepared]:
         """Composing and the blob writes, off the event loop; the group's one sync flushes them."""
@@ -146,6 +146,11 @@ async def submit(
     if hold is not None:
         services.outbox.notify()
     return message
+
+
+def inboxes_of(domains: DomainStore, addresses: list[str], org_id: str) -> list[dict]:
+    """The inboxes here that receive mail sent to `addresses` by `org_id` (unknown ones left out)."""
+    return [inbox for inbox in (domains.inbox_by_address(a, org_id) for a in addresses) if inbox is not None]
 
 
 # transitions -------------------------------------------------------------------------------------
@@ -247,11 +252,9 @@ async def release(services: Services, items: list[sqlite3.Row]) -> list[str]:
     """Send due messages now: check recipients again (suppressions may have changed), compose them all in
     one worker thread (blobs written unflushed, then one filesystem sync), then one transaction that moves
     each from scheduled/approved to sent and hands it off. Returns the ids sent."""
-    ready: list[Ready] = []
-    for item in items:
-        inbox = services.domains.get_inbox_any(item["inbox_id"])
-        if inbox is not None:
-            ready.append(await _check(services, item, inbox))
+    inboxes = await services.database.run(lambda: [services.domains.get_inbox_any(i["inbox_id"]) for i in items])
+    ready = [await _check(services, item, inbox) for item, inbox in zip(items, inboxes, strict=True)
+             if inbox is not None]
     if not ready:
         return []
 
@@ -262,6 +265,18 @@ async def release(services: Services, items: list[sqlite3.Row]) -> list[str]:
         services.database.sync_filesystem()
 
     await asyncio.to_thread(build_all)
+    sent, stored, announced = await services.database.run(_mark_sent, services, ready)
+    services.mail.publish(stored)
+    for inbox, message in announced:
+        payload = {"message": message, "thread_id": message["thread_id"], "inbox_id": inbox["id"]}
+        services.events.publish("message.sent", inbox["org_id"], payload, inbox["id"], inbox["domain_id"])
+    if sent:
+        services.delivery.notify()
+    return sent
+
+
+def _mark_sent(services: Services, ready: list[Ready]) -> tuple[list[str], list[Stored], list[tuple[dict, dict]]]:
+    """The release transaction: each checked message moves to sent (or failed) and is handed off."""
     sent: list[str] = []
     stored: list[Stored] = []
     announced: list[tuple[dict, dict]] = []
@@ -287,13 +302,7 @@ async def release(services: Services, items: list[sqlite3.Row]) -> list[str]:
             hand_off(conn, message, one.local_inboxes or [], one.remote or [])
             announced.append((one.inbox, message))
             sent.append(item["id"])
-    services.mail.publish(stored)
-    for inbox, message in announced:
-        payload = {"message": message, "thread_id": message["thread_id"], "inbox_id": inbox["id"]}
-        services.events.publish("message.sent", inbox["org_id"], payload, inbox["id"], inbox["domain_id"])
-    if sent:
-        services.delivery.notify()
-    return sent
+    return sent, stored, announced
 
 
 async def _check(services: Services, item: sqlite3.Row, inbox: dict) -> Ready:
@@ -303,14 +312,14 @@ async def _check(services: Services, item: sqlite3.Row, inbox: dict) -> Ready:
     if not checked.accepted:
         return Ready(item, inbox, failure="No valid recipients when it was due to leave: "
                      + ", ".join([r["email"] for r in checked.rejected] + checked.suppressed))
-    rows = services.mail.attachments_by_ids(item["org_id"], spec["attachment_ids"])
+    rows, local_inboxes = await services.database.run(
+        lambda: (services.mail.attachments_by_ids(item["org_id"], spec["attachment_ids"]),
+                 inboxes_of(services.domains, checked.local, item["org_id"])))
     found = {row["id"]: row for row in rows}
     missing = [a for a in spec["attachment_ids"] if a not in found]
     if missing:
         return Ready(item, inbox, failure=f"Attachment {missing[0]} was deleted before the message left")
     local = set(checked.local)
-    local_inboxes = [i for i in (services.domains.inbox_by_address(a, item["org_id"]) for a in checked.local)
-                     if i is not None]
     return Ready(item, inbox, spec=spec, accepted=checked.accepted, local_inboxes=local_inboxes,
                  remote=[a for a in checked.accepted if a not in local], attachments=found)
 

@@ -146,9 +146,7 @@ class RecipientValidator:
                 result.rejected.append({"email": raw, "reason": BAD_SYNTAX})
             elif address not in clean:
                 clean.append(address)
-        suppressed = self._suppressed(org_id, clean)
-        domains = sorted({a.split("@", 1)[1] for a in clean if a not in suppressed})
-        hosted = self._hosted(org_id, domains, clean)
+        suppressed, domains, hosted = await self.database.run(self._known_here, org_id, clean)
         remote = [d for d in domains if d not in hosted]
         verdicts = dict(zip(remote, await asyncio.gather(*(self.mx.check(d) for d in remote))))
         for address in clean:
@@ -175,6 +173,13 @@ class RecipientValidator:
                 result.accepted.append(address)
         result.duration_ms = round((time.perf_counter() - started) * 1000)
         return result
+
+    def _known_here(self, org_id: str, addresses: list[str]) -> tuple[set[str], list[str], dict]:
+        """What the database says: the suppressed addresses, the recipient domains of the others, and
+        which of those domains are hosted here (with their inboxes)."""
+        suppressed = self._suppressed(org_id, addresses)
+        domains = sorted({a.split("@", 1)[1] for a in addresses if a not in suppressed})
+        return suppressed, domains, self._hosted(org_id, domains, addresses)
 
     def _suppressed(self, org_id: str, addresses: list[str]) -> set[str]:
         if not addresses:

@@ -5,7 +5,8 @@ limits on header and body size, the per-address connection cap, and the timeouts
 client from holding a connection, whether it is slow to send or slow to read. The app is an
 `async handle(Request) -> Response` callable that never sees the socket, plus an `admit(Request)` it
 is asked as soon as the head is complete: the request's body limit, or the response that refuses it
-before a byte of the body is read.
+before a byte of the body is read. When the app needs the database to decide (a key it has not seen
+lately), it answers `Deferred`: reading pauses until the decision, so a refused body is still never read.
 """
 
 from __future__ import annotations
@@ -27,7 +28,17 @@ from .response import Response
 log = logging.getLogger("commune.http")
 
 Handler = Callable[[Request], Awaitable[Response]]
-Admit = Callable[[Request], "Response | int"]
+
+
+@dataclass(slots=True)
+class Deferred:
+    """An admission decided later: the body limit now, the refusal (or None to proceed) when `decision` ends."""
+
+    body_limit: int
+    decision: Awaitable[Response | None]
+
+
+Admit = Callable[[Request], "Response | int | Deferred"]
 """Asked when a head is complete: the request's body limit in bytes, or the response that refuses it."""
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -146,6 +157,8 @@ class Pending:
     """None for the answer that ends the connection (a malformed or refused request, a timeout)."""
     keep_alive: bool
     answer: Response | None = None
+    admission: asyncio.Task[Response | None] | None = None
+    """A deferred admission still to be awaited before the request is handled."""
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -163,6 +176,8 @@ class HttpProtocol(asyncio.Protocol):
         self.refused = False
         """A final answer is queued or sent: nothing more is parsed, whatever arrives is dropped."""
         self.reading_paused = False
+        self.admissions = 0
+        """Deferred admissions under way; reading stays paused while there are any."""
         self.write_ready = asyncio.Event()
         self.write_ready.set()
         self.deadline: float | None = None
@@ -253,6 +268,7 @@ class HttpProtocol(asyncio.Protocol):
         self._header_count = 0
         self._request: Request | None = None
         self._answer: Response | None = None
+        self._admission: asyncio.Task[Response | None] | None = None
         self._body: list[bytes] = []
         self._body_size = 0
         self._body_limit = self.limits.max_body
@@ -324,6 +340,12 @@ class HttpProtocol(asyncio.Protocol):
             log.exception("unhandled error admitting an HTTP request")
             verdict = Response.error("Internal server error", 500)
         self._request = request
+        if isinstance(verdict, Deferred):
+            # A refusal outranks a body over the limit, as when admission is decided at once.
+            self._body_limit = min(self._body_limit, verdict.body_limit)
+            self._defer(request, verdict.decision, declared is not None and declared > self._body_limit)
+            self._arm(self.limits.body_timeout)
+            return
         if isinstance(verdict, Response):
             if declared or "transfer-encoding" in self._headers:
                 # The body is never read: the answer goes out next and the connection ends after it.
@@ -335,6 +357,25 @@ class HttpProtocol(asyncio.Protocol):
         if declared is not None and declared > self._body_limit:
             self._reject(413, "Request body too large")
         self._arm(self.limits.body_timeout)
+
+    def _defer(self, request: Request, decision: Awaitable[Response | None], oversize: bool) -> None:
+        """Await the admission in a task; no more is read meanwhile, so a refused body mostly stays unread."""
+        self._admission = task = self.loop.create_task(_decided(decision))
+        self.admissions += 1
+        self._pause_reading()
+        task.add_done_callback(lambda done: self._admitted(request, done, oversize))
+
+    def _admitted(self, request: Request, task: asyncio.Task[Response | None], oversize: bool) -> None:
+        self.admissions -= 1
+        if self.closed or self.refused or task.cancelled():
+            return
+        refusal = task.result()
+        if refusal is None and oversize:
+            refusal = Response.error("Request body too large", 413)
+        if refusal is not None and self._request is request:
+            self._refuse(refusal)  # its body is still on the way: it is never read
+        elif not self.admissions and len(self.queue) < MAX_PIPELINED:
+            self._resume_reading()
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
@@ -367,7 +408,7 @@ class HttpProtocol(asyncio.Protocol):
         self._in_message = False
         self._request = None
         self._disarm()
-        self.queue.append(Pending(request, keep_alive, self._answer))
+        self.queue.append(Pending(request, keep_alive, self._answer, self._admission))
         if len(self.queue) >= MAX_PIPELINED:
             self._pause_reading()
         self._start_worker()
@@ -402,8 +443,11 @@ class HttpProtocol(asyncio.Protocol):
             while self.queue and not self.closed:
                 item = self.queue.popleft()
                 request, response = item.request, item.answer
-                if self.reading_paused and len(self.queue) < MAX_PIPELINED // 2 and not self.refused:
+                if (self.reading_paused and len(self.queue) < MAX_PIPELINED // 2 and not self.refused
+                        and not self.admissions):
                     self._resume_reading()
+                if response is None and item.admission is not None:
+                    response = await item.admission
                 if response is None:
                     assert request is not None
                     try:
@@ -496,6 +540,14 @@ async def _close_stream(response: Response) -> None:
     aclose = getattr(response.stream, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+async def _decided(decision: Awaitable[Response | None]) -> Response | None:
+    try:
+        return await decision
+    except Exception:  # the app has its own boundary; this is the last line of defence
+        log.exception("unhandled error admitting an HTTP request")
+        return Response.error("Internal server error", 500)
 
 
 class _Rejected(Exception):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import ctypes
 import ctypes.util
 import functools
@@ -9,14 +11,22 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import sqlite_utils
 
 from .errors import StorageFull, is_storage_full
 from .migrations import migrate
+
+P = ParamSpec("P")
+T = TypeVar("T")
+WATCH_LOOP_ENV = "COMMUNE_DEBUG_LOOP_DB"
+"""Set (to anything but empty) to record every statement run on an event loop outside `Database.run`."""
+_inside_run: contextvars.ContextVar[bool] = contextvars.ContextVar("inside_database_run", default=False)
 
 
 def make_private(path: Path) -> None:
@@ -85,6 +95,38 @@ class Database:
         migrate(self.conn)
         self._lock = threading.RLock()
         self._depth = 0
+        self.loop_statements: list[str] | None = None
+        """With `COMMUNE_DEBUG_LOOP_DB` set: each statement run on an event loop outside `run`, with where."""
+        if os.environ.get(WATCH_LOOP_ENV):
+            self.loop_statements = []
+            self.run = self._run_watched  # type: ignore[method-assign]
+            self.conn.set_trace_callback(self._watch)
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn(*args, **kwargs)`, awaitable: the one way request and worker code reaches the database.
+
+        On SQLite a direct call (an indexed read costs microseconds; a thread hop would cost more); the
+        PostgreSQL engine runs `fn` on a worker thread so no network I/O happens on the event loop.
+        """
+        return fn(*args, **kwargs)
+
+    async def _run_watched(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        token = _inside_run.set(True)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _inside_run.reset(token)
+
+    def _watch(self, statement: str) -> None:
+        if _inside_run.get():
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a worker thread, or no loop at all (start-up, the CLI)
+            return
+        assert self.loop_statements is not None
+        where = "".join(traceback.format_stack(limit=14)[:-1])
+        self.loop_statements.append(f"{statement}\n{where}")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -160,7 +202,10 @@ class Database:
 
     def new_connection(self) -> sqlite3.Connection:
         """A separate connection for work in another thread (bulk writes, MIME ingest)."""
-        return connect(self.path)
+        conn = connect(self.path)
+        if self.loop_statements is not None:
+            conn.set_trace_callback(self._watch)
+        return conn
 
     def close(self) -> None:
         self.conn.close()

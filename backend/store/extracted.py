@@ -86,7 +86,7 @@ class Extractions:
         for message, value in zip(missing, values, strict=True):
             message["extracted"] = value
             self.remember(message["id"], value)
-        self._save({m["id"]: v for m, v in zip(missing, values, strict=True)})
+        await self.database.run(self._save, {m["id"]: v for m, v in zip(missing, values, strict=True)})
 
     async def of_message(self, message: dict[str, Any]) -> dict[str, Any]:
         """Codes and links of a message that has just arrived (a live event), computed once for all waiters."""
@@ -101,7 +101,7 @@ class Extractions:
         try:
             value = (await self._compute([message]))[0]
             self.remember(message_id, value)
-            self._save({message_id: value})
+            await self.database.run(self._save, {message_id: value})
             future.set_result(value)
             return value
         finally:
