@@ -63,7 +63,7 @@ async def apply_retention(services: Services) -> int:
             params = {"inbox_id": inbox["id"], "before": cutoff, "until": until}
             for name, count in services.deletion.delete_messages(inbox["org_id"], params).items():
                 deleted[name] = deleted.get(name, 0) + count
-            keep_lease(services)
+            await services.database.run(keep_lease, services)
             await asyncio.sleep(0)
         if deleted.get("messages"):
             total += deleted["messages"]
@@ -90,7 +90,7 @@ async def purge_trash(services: Services) -> int:
                 deleted[name] = deleted.get(name, 0) + count
             if not counts["thread_metadata"]:
                 break  # never spin on rows that cannot go
-            keep_lease(services)
+            await services.database.run(keep_lease, services)
             await asyncio.sleep(0)
         if deleted:
             total += deleted.get("messages", 0)
@@ -102,12 +102,12 @@ async def purge_trash(services: Services) -> int:
 async def sweep(services: Services) -> int | None:
     """One sweep if no other node is sweeping (None when one is): under the `retention` lease."""
     database, node, seconds = services.database, services.node_id, services.settings.lease_seconds
-    if not claim_named(database, LEASE, node, seconds):
+    if not await database.run(claim_named, database, LEASE, node, seconds):
         return None
     try:
         return await apply_retention(services)
     finally:
-        release_named(database, LEASE, node)
+        await database.run(release_named, database, LEASE, node)
 
 
 async def _run(services: Services) -> None:

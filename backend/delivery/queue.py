@@ -82,26 +82,29 @@ class OutboundWorker:
     async def run(self) -> None:
         while not self.stopping:
             try:
-                self.pick()
+                await self.pick()
             except Exception:
                 log.exception("reading the outbound queue failed")
             self.wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
 
-    def pick(self) -> None:
+    async def pick(self) -> None:
         """Claim due rows up to the concurrency limit and start a send for each."""
-        self.services.delivery.leases.renew(self.in_flight)
         room = self.settings.delivery_concurrency - len(self.in_flight)
-        if room <= 0:
-            return
-        # Rows in flight are leased to this node, so the claim returns only rows not being sent.
-        for item in self.services.delivery.due(time.time(), room):
+        due = await self.services.database.run(self.claim, list(self.in_flight), room)
+        for item in due:
             if item.id in self.in_flight:  # its lease ran out while it was being sent; it is ours again
                 continue
             task = asyncio.create_task(self.deliver(item))
             self.in_flight[item.id] = task
             task.add_done_callback(lambda _, key=item.id: self.finished(key))
+
+    def claim(self, busy: list[str], room: int) -> list[QueueItem]:
+        """Renew the leases of the sends in progress (`busy`), then claim up to `room` due rows: rows in
+        flight are leased to this node, so the claim returns only rows not being sent."""
+        self.services.delivery.leases.renew(busy)
+        return self.services.delivery.due(time.time(), room) if room > 0 else []
 
     def finished(self, key: str) -> None:
         self.in_flight.pop(key, None)

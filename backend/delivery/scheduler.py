@@ -66,7 +66,7 @@ class OutboxWorker:
                 continue
             delay = POLL_SECONDS
             with contextlib.suppress(Exception):
-                next_at = self.services.outbox.next_due_at(time.time())
+                next_at = await self.services.database.run(self.services.outbox.next_due_at, time.time())
                 if next_at is not None:
                     delay = max(0.0, min(delay, next_at - time.time()))
             with contextlib.suppress(asyncio.TimeoutError):

@@ -116,22 +116,25 @@ class WebhookDispatcher:
             self._wakeup.clear()
             held_back = False
             try:
-                self.store.queue_delivery_outcomes(outcome_payload)
-                held_back = self._dispatch_due()
+                held_back = await self._dispatch_due()
             except Exception:
                 log.exception("webhook dispatcher failed to read due deliveries")
             await self._sleep(held_back)
 
-    def _dispatch_due(self) -> bool:
+    def _due(self, limit: int, busy: set[str]) -> list[dict]:
+        """Renew the leases of the attempts in progress (`busy`), queue the webhooks of new delivery
+        outcomes, then claim up to `limit` due deliveries."""
+        self.store.leases.renew(busy)
+        self.store.queue_delivery_outcomes(outcome_payload)
+        return self.store.due(time.time(), limit) if limit > 0 else []
+
+    async def _dispatch_due(self) -> bool:
         """Claim due deliveries and start their attempts; True when some had to wait for their host's
         slots (those are given back, for this node's next turn or another node)."""
-        self.store.leases.renew(self.in_flight)
         free = CONCURRENCY - len(self.in_flight)
         held_back = False
-        if free <= 0:
-            return held_back
         unstarted: list[str] = []
-        for row in self.store.due(time.time(), free * 4):
+        for row in await self.services.database.run(self._due, free * 4, set(self.in_flight)):
             host = (urlsplit(row["endpoint"]).hostname or "").lower()
             if free == 0 or row["id"] in self.in_flight or self.host_load[host] >= PER_HOST:
                 held_back = held_back or self.host_load[host] >= PER_HOST
@@ -142,7 +145,8 @@ class WebhookDispatcher:
             task = asyncio.create_task(self._attempt(row))
             self.in_flight[row["id"]] = task
             task.add_done_callback(lambda _t, key=row["id"], host=host: self._finished(key, host))
-        self.store.release(unstarted)
+        if unstarted:
+            await self.services.database.run(self.store.release, unstarted)
         return held_back
 
     def _finished(self, delivery_id: str, host: str) -> None:
@@ -152,7 +156,9 @@ class WebhookDispatcher:
 
     async def _sleep(self, held_back: bool) -> None:
         delay = POLL_SECONDS
-        next_at = self.store.next_due_at(time.time()) if len(self.in_flight) < CONCURRENCY else None
+        next_at = None
+        if len(self.in_flight) < CONCURRENCY:
+            next_at = await self.services.database.run(self.store.next_due_at, time.time())
         if next_at is not None and not held_back:
             delay = max(0.0, min(delay, next_at - time.time()))
         try:
