@@ -19,6 +19,8 @@ from .store.leases import claim_named, release_named, renew_named
 from .util import iso, utcnow
 
 if TYPE_CHECKING:
+    from sqlite3 import Row
+
     from .server import Server
     from .services import Services
 
@@ -46,46 +48,64 @@ def keep_lease(services: Services) -> None:
     renew_named(services.database, LEASE, services.node_id, services.settings.lease_seconds)
 
 
+def _expire_batch(services: Services, inbox: Row, cutoff: str) -> dict[str, int] | None:
+    """Delete one batch of the inbox's mail older than `cutoff`; the counts, or None when none is left."""
+    until = _batch_end(services, inbox["id"], cutoff)
+    if until is None:
+        return None
+    return services.deletion.delete_messages(inbox["org_id"], {"inbox_id": inbox["id"], "before": cutoff,
+                                                               "until": until})
+
+
+def _purge_batch(services: Services, inbox: Row, cutoff: str) -> dict[str, int] | None:
+    """Delete one batch of threads in the inbox's trash since before `cutoff`; None when none is left."""
+    threads = [row[0] for row in services.database.query(
+        "SELECT thread_id FROM thread_labels WHERE inbox_id = ? AND label = 'trash' AND added_at < ? LIMIT ?",
+        (inbox["id"], cutoff, TRASH_BATCH),
+    )]
+    if not threads:
+        return None
+    return services.deletion.delete_messages(inbox["org_id"], {"inbox_id": inbox["id"],
+                                                               "thread_ids": json.dumps(threads)})
+
+
 async def apply_retention(services: Services) -> int:
     """One sweep over every inbox with a retention period; returns how many messages were deleted.
 
     Expired mail goes in batches of about BATCH messages, one transaction each, yielding the event loop
     in between, so a first sweep over a large inbox does not stall the server.
     """
-    inboxes = services.database.query(
-        "SELECT id, org_id, retention_days FROM inboxes WHERE retention_days IS NOT NULL AND retention_days > 0"
+    inboxes = await services.database.run(
+        services.database.query,
+        "SELECT id, org_id, retention_days FROM inboxes WHERE retention_days IS NOT NULL AND retention_days > 0",
     )
     total = 0
     for inbox in inboxes:
         cutoff = iso(utcnow() - timedelta(days=inbox["retention_days"]))
         deleted: dict[str, int] = {}
-        while (until := _batch_end(services, inbox["id"], cutoff)) is not None:
-            params = {"inbox_id": inbox["id"], "before": cutoff, "until": until}
-            for name, count in services.deletion.delete_messages(inbox["org_id"], params).items():
+        while (counts := await services.database.run(_expire_batch, services, inbox, cutoff)) is not None:
+            for name, count in counts.items():
                 deleted[name] = deleted.get(name, 0) + count
             await services.database.run(keep_lease, services)
             await asyncio.sleep(0)
         if deleted.get("messages"):
             total += deleted["messages"]
-            services.audit.record(inbox["org_id"], None, "retention.applied", "inbox", inbox["id"],
-                                  {"before": cutoff, "deleted_counts": {k: v for k, v in deleted.items() if v}})
+            await services.database.run(
+                services.audit.record, inbox["org_id"], None, "retention.applied", "inbox", inbox["id"],
+                {"before": cutoff, "deleted_counts": {k: v for k, v in deleted.items() if v}})
     return total + await purge_trash(services)
 
 
 async def purge_trash(services: Services) -> int:
     """Delete for good the threads in each inbox's trash since more than `trash_days` (from the time the
     thread got the `trash` label); returns how many messages went."""
-    inboxes = services.database.query("SELECT id, org_id, trash_days FROM inboxes WHERE trash_days > 0")
+    inboxes = await services.database.run(
+        services.database.query, "SELECT id, org_id, trash_days FROM inboxes WHERE trash_days > 0")
     total = 0
     for inbox in inboxes:
         cutoff = iso(utcnow() - timedelta(days=inbox["trash_days"]))
         deleted: dict[str, int] = {}
-        while threads := [row[0] for row in services.database.query(
-            "SELECT thread_id FROM thread_labels WHERE inbox_id = ? AND label = 'trash' AND added_at < ? LIMIT ?",
-            (inbox["id"], cutoff, TRASH_BATCH),
-        )]:
-            params = {"inbox_id": inbox["id"], "thread_ids": json.dumps(threads)}
-            counts = services.deletion.delete_messages(inbox["org_id"], params)
+        while (counts := await services.database.run(_purge_batch, services, inbox, cutoff)) is not None:
             for name, count in counts.items():
                 deleted[name] = deleted.get(name, 0) + count
             if not counts["thread_metadata"]:
@@ -94,8 +114,9 @@ async def purge_trash(services: Services) -> int:
             await asyncio.sleep(0)
         if deleted:
             total += deleted.get("messages", 0)
-            services.audit.record(inbox["org_id"], None, "trash.purged", "inbox", inbox["id"],
-                                  {"before": cutoff, "deleted_counts": {k: v for k, v in deleted.items() if v}})
+            await services.database.run(
+                services.audit.record, inbox["org_id"], None, "trash.purged", "inbox", inbox["id"],
+                {"before": cutoff, "deleted_counts": {k: v for k, v in deleted.items() if v}})
     return total
 
 

@@ -8,8 +8,8 @@ the mailbox appears on the terminal. Repeated a few times; the median is the fig
 
 Opening an inbox and a thread is timed in the client itself (Textual's headless driver at 120 × 36,
 the same app `commune-tui` builds): from selecting the inbox until its first screen of rows is laid out
-and drawn, and from `enter` on a thread until all of its messages are mounted and drawn. The Outbox is
-timed the same way, against a server whose agent key had 1 000 sends held for approval.
+and drawn, and from `enter` on a thread until all of its messages are mounted and drawn; the client's
+CPU time beside them tells work from waiting on a busy machine. The Outbox is timed the same way, against a server whose agent key had 1 000 sends held for approval.
 
     python3 bench/tui_bench.py [--quick] [--messages 100000]
 """
@@ -172,8 +172,9 @@ async def _until(condition: Callable[[], bool], timeout: float = 30.0, poll: flo
 
 
 async def time_opening(url: str, key: str, inbox_id: str, other_inbox_id: str,
-                       rounds: int) -> tuple[list[float], list[float]]:
-    """Seconds to open the inbox (first screen of rows drawn) and one of its threads, `rounds` times."""
+                       rounds: int) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Seconds to open the inbox (first screen of rows drawn) and one of its threads, `rounds` times;
+    then the client's CPU seconds for each (on a busy machine the wall time is mostly waiting)."""
     from commune_tui.app import make_app
     from commune_tui.config import Settings
     from commune_tui.screens.mail import MailScreen
@@ -187,6 +188,8 @@ async def time_opening(url: str, key: str, inbox_id: str, other_inbox_id: str,
         app = make_app(settings)
         inbox_times: list[float] = []
         thread_times: list[float] = []
+        inbox_cpu: list[float] = []
+        thread_cpu: list[float] = []
         async with app.run_test(size=(120, 36)) as pilot:
             await _until(lambda: isinstance(app.screen, MailScreen) and app.screen.is_mounted
                          and bool(app.screen.query(MailboxTree)) and bool(app.screen.tree.inbox_nodes))
@@ -197,23 +200,25 @@ async def time_opening(url: str, key: str, inbox_id: str, other_inbox_id: str,
                 await _until(lambda: screen.inbox is not None and screen.inbox.id == other_inbox_id and not threads.loading
                              and threads.row_count < 10)
                 await pilot.pause()
-                began = time.perf_counter()
+                began, cpu = time.perf_counter(), time.process_time()
                 screen.tree.select_inbox(inbox_id)
                 await _until(lambda: threads.row_count >= 30)
                 await pilot.pause()  # laid out and drawn
                 inbox_times.append(time.perf_counter() - began)
+                inbox_cpu.append(time.process_time() - cpu)
 
                 screen.set_focus(threads)
                 threads.move_cursor(row=n + 1, animate=False)
                 reader.border_title = ""
                 await pilot.pause()
-                began = time.perf_counter()
+                began, cpu = time.perf_counter(), time.process_time()
                 await pilot.press("enter")
                 # The title is set once every message of the thread is mounted.
                 await _until(lambda: reader.border_title == "Message · 30 in thread", poll=0.005)
                 await pilot.pause()  # laid out and drawn
                 thread_times.append(time.perf_counter() - began)
-    return inbox_times, thread_times
+                thread_cpu.append(time.process_time() - cpu)
+    return inbox_times, thread_times, inbox_cpu, thread_cpu
 
 
 def run_opening(quick: bool = False) -> list[Figure]:
@@ -226,17 +231,22 @@ def run_opening(quick: bool = False) -> list[Figure]:
             other = next((i for i in inboxes if i["id"] != info.inbox_id), None)
             if other is None:
                 other = api.post("/v1/inboxes", json={"local_part": "bench-other"}).json()["data"]
-        inbox_times, thread_times = asyncio.run(
+        inbox_times, thread_times, inbox_cpu, thread_cpu = asyncio.run(
             time_opening(server.url, info.key, info.inbox_id, other["id"], rounds))
     inbox, thread = percentile(inbox_times, 0.5), percentile(thread_times, 0.5)
     return [
         Figure(f"tui open a {info.threads}-thread inbox, first screen of rows drawn (median of {rounds})",
-               f"{inbox * 1000:.0f} ms (best {min(inbox_times) * 1000:.0f} ms)",
-               f"< {OPEN_INBOX_TARGET * 1000:.0f} ms", inbox < OPEN_INBOX_TARGET),
+               _opening(inbox_times, inbox_cpu), f"< {OPEN_INBOX_TARGET * 1000:.0f} ms",
+               inbox < OPEN_INBOX_TARGET),
         Figure(f"tui open a {info.messages // info.threads}-message thread (median of {rounds})",
-               f"{thread * 1000:.0f} ms (best {min(thread_times) * 1000:.0f} ms)",
-               f"< {OPEN_THREAD_TARGET * 1000:.0f} ms", thread < OPEN_THREAD_TARGET),
+               _opening(thread_times, thread_cpu), f"< {OPEN_THREAD_TARGET * 1000:.0f} ms",
+               thread < OPEN_THREAD_TARGET),
     ]
+
+
+def _opening(times: list[float], cpu: list[float]) -> str:
+    return (f"{percentile(times, 0.5) * 1000:.0f} ms (best {min(times) * 1000:.0f} ms,"
+            f" client CPU {percentile(cpu, 0.5) * 1000:.0f} ms)")
 
 
 def main(argv: list[str] | None = None) -> int:

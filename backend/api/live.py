@@ -143,7 +143,7 @@ async def _stream(bus: EventBus, sub: Subscription, heartbeat: float, resync: bo
 
 
 async def events(ctx: Context) -> Response:
-    inbox_id, domain_id = mailbox_filter(ctx, required=False)
+    inbox_id, domain_id = await ctx.run(mailbox_filter, ctx, required=False)
     types = _visible_types(ctx)
     last_id = _last_event_id(ctx)
     headers = {"x-accel-buffering": "no"}
@@ -229,8 +229,8 @@ async def _matching_after(
     """
     mail, matches, scanned = ctx.services.mail, [], 0
     while scanned < MAX_SCAN:
-        rows = arrivals.messages_after(ctx.services.database, ctx.org_id, inbox_id, position, directions,
-                                       SCAN_PAGE)
+        rows = await ctx.run(arrivals.messages_after, ctx.services.database, ctx.org_id, inbox_id, position,
+                             directions, SCAN_PAGE)
         if not rows:
             return matches, None
         messages = [message_json(r) for r in rows]
@@ -274,7 +274,7 @@ async def _arrival_matches(ctx: Context, sub: Subscription, timeout: float, dire
 
 
 async def wait_for_messages(ctx: Context) -> dict:
-    inbox_id, _ = mailbox_filter(ctx, required=False)
+    inbox_id, _ = await ctx.run(mailbox_filter, ctx, required=False)
     if inbox_id is None:
         raise BadRequest("inbox_id is required")
     direction = ctx.request.arg("direction") or "inbound"
@@ -284,7 +284,7 @@ async def wait_for_messages(ctx: Context) -> dict:
     limit = int_arg(ctx.request, "limit", 50, 1, 200)
     timeout = _wait_seconds(ctx)
     wanted = _wait_filter(ctx)
-    position = _start_position(ctx, inbox_id)
+    position = await ctx.run(_start_position, ctx, inbox_id)
     bus = ctx.services.events
     sub = bus.subscribe(ctx.org_id, inbox_id=inbox_id,
                         types=frozenset({"message.received", "message.sent"}), maxsize=16)
@@ -293,8 +293,8 @@ async def wait_for_messages(ctx: Context) -> dict:
             return await _wait_for_match(ctx, sub, inbox_id, position, directions, limit, timeout, wanted)
         deadline = time.monotonic() + timeout
         while True:
-            rows = arrivals.messages_after(ctx.services.database, ctx.org_id, inbox_id, position,
-                                           directions, limit)
+            rows = await ctx.run(arrivals.messages_after, ctx.services.database, ctx.org_id, inbox_id, position,
+                                 directions, limit)
             remaining = deadline - time.monotonic()
             if rows or remaining <= 0:
                 break

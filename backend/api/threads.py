@@ -16,13 +16,16 @@ from .domains import visible_domain
 from .inboxes import own_inbox
 
 
-def mailbox_filter(ctx: Context, required: bool = True) -> tuple[str | None, str | None]:
-    """The `inbox_id` / `domain_id` query filters, each checked to be the caller's (else 404)."""
+def mailbox_filter(ctx: Context, required: bool = True, check_inbox: bool = True) -> tuple[str | None, str | None]:
+    """The `inbox_id` / `domain_id` query filters, each checked to be the caller's (else 404).
+
+    `check_inbox=False` leaves the inbox check to the caller (a list filtered by organisation proves
+    the inbox is the caller's when it returns a row; only an empty one needs the lookup)."""
     inbox_id = ctx.request.arg("inbox_id", "inboxId") or None
     domain_id = ctx.request.arg("domain_id", "domainId") or None
     if required and inbox_id is None and domain_id is None:
         raise BadRequest("inbox_id or domain_id is required")
-    if inbox_id is not None:
+    if inbox_id is not None and check_inbox:
         own_inbox(ctx, inbox_id)
     if domain_id is not None:
         visible_domain(ctx, domain_id)
@@ -59,7 +62,7 @@ def own_thread(ctx: Context, thread_id: str) -> dict:
 @store_work
 def list_threads(ctx: Context) -> dict:
     """`GET /v1/threads`: by last activity, keyset-paged with an opaque cursor."""
-    inbox_id, domain_id = mailbox_filter(ctx)
+    inbox_id, domain_id = mailbox_filter(ctx, check_inbox=False)
     limit = int_arg(ctx.request, "limit", 20, 1, 100)
     order = order_arg(ctx.request, "desc")
     labels = label_filter(ctx)
@@ -67,6 +70,9 @@ def list_threads(ctx: Context) -> dict:
     after = decode_cursor(ctx.request.arg("cursor"), scope, order, str)
     rows = ctx.services.mail.list_threads_json(ctx.org_id, inbox_id, domain_id, order, limit + 1, after,
                                                labels)
+    if inbox_id is not None and not rows:
+        # Rows prove the inbox is the caller's (the query filters by organisation); an empty page does not.
+        own_inbox(ctx, inbox_id)
     rows, next_cursor, has_more = page(rows, limit, scope, order, lambda r: (r[0], r[1]))
     # The thread objects arrive as JSON text from SQLite; only the envelope is encoded here.
     items = ",".join(r[2] for r in rows).encode()

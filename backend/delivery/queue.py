@@ -91,20 +91,22 @@ class OutboundWorker:
 
     async def pick(self) -> None:
         """Claim due rows up to the concurrency limit and start a send for each."""
-        room = self.settings.delivery_concurrency - len(self.in_flight)
-        due = await self.services.database.run(self.claim, list(self.in_flight), room)
-        for item in due:
+        claimed = await self.services.database.run(self._claim, list(self.in_flight))
+        for item in claimed:
             if item.id in self.in_flight:  # its lease ran out while it was being sent; it is ours again
                 continue
             task = asyncio.create_task(self.deliver(item))
             self.in_flight[item.id] = task
             task.add_done_callback(lambda _, key=item.id: self.finished(key))
 
-    def claim(self, busy: list[str], room: int) -> list[QueueItem]:
-        """Renew the leases of the sends in progress (`busy`), then claim up to `room` due rows: rows in
-        flight are leased to this node, so the claim returns only rows not being sent."""
-        self.services.delivery.leases.renew(busy)
-        return self.services.delivery.due(time.time(), room) if room > 0 else []
+    def _claim(self, in_flight: list[str]) -> list[QueueItem]:
+        """Renew the leases of the sends in flight, then lease due rows up to the concurrency limit."""
+        self.services.delivery.leases.renew(in_flight)
+        room = self.settings.delivery_concurrency - len(in_flight)
+        if room <= 0:
+            return []
+        # Rows in flight are leased to this node, so the claim returns only rows not being sent.
+        return self.services.delivery.due(time.time(), room)
 
     def finished(self, key: str) -> None:
         self.in_flight.pop(key, None)
@@ -116,18 +118,24 @@ class OutboundWorker:
         except Exception as exc:  # a bug must not kill the worker or lose the row: retry later
             log.exception("delivery of %s to %s failed unexpectedly", item.message_id, item.recipient)
             outcome = Outcome("deferred", f"Internal error: {type(exc).__name__}")
-        self.record(item, outcome)
+        await self.services.database.run(self.record, item, outcome)
 
     async def attempt(self, item: QueueItem) -> Outcome:
-        if self.services.delivery.is_suppressed(item.org_id, item.recipient):
+        suppressed, domain = await self.services.database.run(self.suppressed_and_domain, item)
+        if suppressed:
             return Outcome("failed", "Recipient is on the suppression list", suppress=False)
-        domain = self.services.domains.get_domain_any(item.domain_id)
         # Reading and signing a large message takes long enough to matter, so it happens in a thread.
         signed = await asyncio.get_running_loop().run_in_executor(None, self.signed_bytes, item, domain)
         if signed is None:
             return Outcome("failed", "The message's content is missing", suppress=False)
         mail_from = return_path(item.id, domain["name"]) if domain else item.sender
         return await self.transport.send(mail_from, item.recipient, signed)
+
+    def suppressed_and_domain(self, item: QueueItem) -> tuple[bool, dict | None]:
+        """Whether the recipient is suppressed now, and the sending domain (for DKIM and the return path)."""
+        services = self.services
+        return (services.delivery.is_suppressed(item.org_id, item.recipient),
+                services.domains.get_domain_any(item.domain_id))
 
     def signed_bytes(self, item: QueueItem, domain: dict | None) -> bytes | None:
         """The stored message, DKIM-signed for its domain; None when its bytes are gone."""

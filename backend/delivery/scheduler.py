@@ -74,15 +74,20 @@ class OutboxWorker:
 
     async def tick(self) -> bool:
         """Handle one batch of due rows; True when there may be more due right now."""
-        rows = self.services.outbox.due(time.time(), BATCH)
-        for row in rows:
-            if row["outbox_status"] == states.PENDING:
-                decide(self.services, row, (states.PENDING,), states.REJECTED, "message.rejected", None,
-                       {"reason": "expired"}, reason="expired", due_at=None)
+        rows = await self.services.database.run(self.expire, time.time())
         due = [row for row in rows if row["outbox_status"] in states.RELEASABLE]
         if due:
             await release(self.services, due)
         return len(rows) == BATCH
+
+    def expire(self, now: float) -> list:
+        """One batch of due rows; the approvals among them have expired and are rejected now."""
+        rows = self.services.outbox.due(now, BATCH)
+        for row in rows:
+            if row["outbox_status"] == states.PENDING:
+                decide(self.services, row, (states.PENDING,), states.REJECTED, "message.rejected", None,
+                       {"reason": "expired"}, reason="expired", due_at=None)
+        return rows
 
 
 async def start(server: Server) -> None:

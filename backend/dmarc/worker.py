@@ -74,7 +74,7 @@ class ReportWorker:
             self._wakeup.clear()
             rows: list[dict] = []
             try:
-                rows = self.store.pending(BATCH)
+                rows = await self.services.database.run(self.store.pending, BATCH)
                 for row in rows:
                     await self.process(row)
             except Exception:
@@ -93,25 +93,31 @@ class ReportWorker:
         try:
             await self._process(row)
         except ReportError as exc:
-            self.store.fail(row["seq"], str(exc))
+            await self.services.database.run(self.store.fail, row["seq"], str(exc))
         except Exception as exc:
             log.exception("DMARC report %s could not be processed", row["id"])
-            self.store.fail(row["seq"], f"internal error while reading the report ({exc.__class__.__name__})")
+            await self.services.database.run(
+                self.store.fail, row["seq"], f"internal error while reading the report ({exc.__class__.__name__})")
 
     async def _process(self, row: dict) -> None:
-        parts = self.store.message_parts(row["org_id"], row["message_id"])
-        domain = self.services.domains.get_domain_any(row["domain_id"])
+        parts, domain = await self.services.database.run(self._message_and_domain, row)
         if parts is None or domain is None:
             raise ReportError("the report message was deleted before it was read")
         report = await asyncio.to_thread(self._read, row["org_id"], *parts)
         about = report.policy["domain"]
         if about != domain["name"] and not about.endswith("." + domain["name"]):
             raise ReportError(f"the report is about {about[:100]}, not {domain['name']} or its subdomains")
-        duplicate = self.store.already_parsed(domain["id"], report)
+        duplicate = await self.services.database.run(self.store.already_parsed, domain["id"], report)
         if duplicate is not None:
-            self.store.fail(row["seq"], f"the same report as {duplicate} (sent again)", status="duplicate")
+            await self.services.database.run(self.store.fail, row["seq"], f"the same report as {duplicate} (sent again)",
+                                             status="duplicate")
             return
         await self._save(row, report)
+
+    def _message_and_domain(self, row: dict) -> tuple[tuple[str, list[dict]] | None, dict | None]:
+        """The report message's text and attachments, and the domain it reports on."""
+        return (self.store.message_parts(row["org_id"], row["message_id"]),
+                self.services.domains.get_domain_any(row["domain_id"]))
 
     def _read(self, org_id: str, text: str, attachments: list[dict]) -> AggregateReport:
         """In a worker thread: find the report in the message, read its bytes, parse it."""
@@ -128,12 +134,12 @@ class ReportWorker:
         return read_report(data)
 
     async def _save(self, row: dict, report: AggregateReport) -> None:
-        end = iso(report.date_end)
-        self.store.clear_records(row["seq"])
+        end, run = iso(report.date_end), self.services.database.run
+        await run(self.store.clear_records, row["seq"])
         for start in range(0, len(report.records), CHUNK):
-            self.store.add_records(row, end, report.records[start:start + CHUNK])
+            await run(self.store.add_records, row, end, report.records[start:start + CHUNK])
             await asyncio.sleep(0)
-        self.store.finish(row["seq"], report, iso(report.date_begin), end)
+        await run(self.store.finish, row["seq"], report, iso(report.date_begin), end)
 
 
 async def start(server: Server) -> None:

@@ -96,10 +96,7 @@ class InboundHandler:
             server.progress()
             return TOO_MANY
         address = address.strip().lower()
-        return_path = self._is_return_path(address)
-        inbox = None if return_path else self.services.domains.inbox_by_address(address)
-        if inbox is None and not return_path:
-            inbox = report_inbox(self.services, address)  # a verified domain's DMARC `rua`, on first use
+        return_path, inbox = await self.services.database.run(self._recipient, address)
         if inbox is not None and inbox.get("status") in ("disabled", "inactive"):
             return MAILBOX_DISABLED
         if inbox is not None and inbox.get("status") == "paused":
@@ -116,6 +113,15 @@ class InboundHandler:
         server.unknown_recipients += 1
         return NO_SUCH_USER
 
+    def _recipient(self, address: str) -> tuple[bool, dict | None]:
+        """Whether `address` is one of our return paths, else the inbox that receives it (if any)."""
+        if self._is_return_path(address):
+            return True, None
+        inbox = self.services.domains.inbox_by_address(address)
+        if inbox is None:
+            inbox = report_inbox(self.services, address)  # a verified domain's DMARC `rua`, on first use
+        return False, inbox
+
     def _is_return_path(self, address: str) -> bool:
         found = parse_return_path(address)
         return found is not None and self.services.domains.domain_by_name(found[1]) is not None
@@ -127,7 +133,8 @@ class InboundHandler:
         loop = asyncio.get_running_loop()
         try:
             if bounces:
-                self._record_bounces(await loop.run_in_executor(None, parse_dsn, raw), bounces)
+                reports = await loop.run_in_executor(None, parse_dsn, raw)
+                await self.services.database.run(self._record_bounces, reports, bounces)
             if not inboxes:
                 return "250 2.0.0 OK" if bounces else NO_SUCH_USER
             received = self._received(session, envelope)

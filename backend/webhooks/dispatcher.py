@@ -121,20 +121,22 @@ class WebhookDispatcher:
                 log.exception("webhook dispatcher failed to read due deliveries")
             await self._sleep(held_back)
 
-    def _due(self, limit: int, busy: set[str]) -> list[dict]:
-        """Renew the leases of the attempts in progress (`busy`), queue the webhooks of new delivery
-        outcomes, then claim up to `limit` due deliveries."""
-        self.store.leases.renew(busy)
+    def _claim(self, in_flight: list[str]) -> list[dict]:
+        """Queue the webhooks of new delivery outcomes, renew the leases of the attempts in flight, then
+        claim (lease to this node) up to four times the free slots of due deliveries."""
         self.store.queue_delivery_outcomes(outcome_payload)
-        return self.store.due(time.time(), limit) if limit > 0 else []
+        self.store.leases.renew(in_flight)
+        free = CONCURRENCY - len(in_flight)
+        return self.store.due(time.time(), free * 4) if free > 0 else []
 
     async def _dispatch_due(self) -> bool:
         """Claim due deliveries and start their attempts; True when some had to wait for their host's
         slots (those are given back, for this node's next turn or another node)."""
+        rows = await self.services.database.run(self._claim, list(self.in_flight))
         free = CONCURRENCY - len(self.in_flight)
         held_back = False
         unstarted: list[str] = []
-        for row in await self.services.database.run(self._due, free * 4, set(self.in_flight)):
+        for row in rows:
             host = (urlsplit(row["endpoint"]).hostname or "").lower()
             if free == 0 or row["id"] in self.in_flight or self.host_load[host] >= PER_HOST:
                 held_back = held_back or self.host_load[host] >= PER_HOST
@@ -186,12 +188,12 @@ class WebhookDispatcher:
             log.exception("webhook %s attempt %s failed unexpectedly", row["id"], number)
             entry["error"] = f"internal error: {exc.__class__.__name__}"
         entry["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
-        self._record(row, entry, permanent)
+        await self.services.database.run(self._record, row, entry, permanent)
 
     async def _post(self, row: dict, number: int) -> tuple[int, str | None]:
         """Send once; returns the HTTP status and an error text (None on a 2xx)."""
         assert self._client is not None
-        current = self.store.current_webhook(row["inbox_id"])
+        current = await self.services.database.run(self.store.current_webhook, row["inbox_id"])
         if current is None:
             raise LookupError("the inbox or its webhook no longer exists")
         # A corrected endpoint applies to deliveries still pending or retried by hand.

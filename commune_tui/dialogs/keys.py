@@ -14,6 +14,7 @@ from ..display import line
 
 GROUP_NAMES = {
     "MailboxTree": "Mailboxes", "ThreadList": "Thread list", "Reader": "Reader",
+    "MessageView": "Message", "MessageTitle": "Message",
     "MailScreen": "Main screen", "ThreadScreen": "Thread", "ComposeScreen": "Composer",
     "SearchScreen": "Search", "DomainsScreen": "Domains", "CommuneApp": "Everywhere",
 }

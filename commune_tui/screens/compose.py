@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.validation import ValidationResult, Validator
-from textual.widgets import Footer, Header, Input, Label, OptionList, Select, TextArea
+from textual.widgets import Header, Input, Label, OptionList, Select, TextArea
 from textual.widgets.option_list import Option
 
 from .. import editor
@@ -26,6 +26,7 @@ from ..formatting import human_size, invalid_addresses
 from ..messages import MessageSent
 from ..models import Attachment, Draft
 from ..widgets.attachments import chip_label
+from ..widgets.footer import Footer
 from .compose_outbox import OutboxComposer
 
 if TYPE_CHECKING:

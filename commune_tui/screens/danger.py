@@ -9,11 +9,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Select, Static
+from textual.widgets import DataTable, Header, Input, Select, Static
 
 from ..client import ApiError
 from ..display import line, plain
 from ..models import DeletionRequest
+from ..widgets.footer import Footer
 
 if TYPE_CHECKING:
     from ..app import CommuneApp

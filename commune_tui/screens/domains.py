@@ -10,12 +10,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from ..client import ApiError
 from ..dialogs.prompt import PromptDialog
 from ..display import line
 from ..models import Domain, Inbox
+from ..widgets.footer import Footer
 
 if TYPE_CHECKING:
     from ..app import CommuneApp

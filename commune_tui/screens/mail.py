@@ -9,7 +9,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Header
+from textual.widgets import Header
 
 from ..client import ApiError
 from ..display import line
@@ -17,6 +17,7 @@ from ..formatting import named_address
 from ..messages import InboxSelected, NewMail, OutboxSelected, ThreadSelected
 from ..models import Domain, Draft, Inbox, Message, Page, ThreadSummary
 from ..views import INBOX, MailView
+from ..widgets.footer import Footer
 from ..widgets.mailbox_tree import MailboxTree
 from ..widgets.reader import Reader
 from ..widgets.spinner import spinner_if_slow

@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
+from textual.widgets import DataTable, Header, TabbedContent, TabPane
 
 from .. import editor
 from ..client import ApiError
@@ -24,6 +24,7 @@ from ..formatting import compact_date, parse_time, short_address
 from ..models import Attachment, Draft, Inbox, Message, OutboxMessage, ServerDraft
 from ..outbox import TABS, Outbox, load_more, load_outbox
 from ..sendtime import local_zone, until
+from ..widgets.footer import Footer
 from ..widgets.outbox_review import (
     OutboxReview,
     recipients,

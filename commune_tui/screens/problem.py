@@ -8,10 +8,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ..client import ApiError
 from ..display import plain
+from ..widgets.footer import Footer
 
 if TYPE_CHECKING:
     from ..app import CommuneApp

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from ..client import ApiError
 from ..display import line
 from ..messages import ThreadSelected
 from ..models import Inbox, Message, Page, ThreadSummary
+from ..widgets.footer import Footer
 from ..widgets.thread_list import ThreadList
 from .thread import ThreadScreen
 from .thread_actions import ThreadActions

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header
+from textual.widgets import Header
 
 from ..models import ThreadSummary
+from ..widgets.footer import Footer
 from ..widgets.reader import Reader
 from .thread_actions import ThreadActions
 

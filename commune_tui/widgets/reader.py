@@ -7,7 +7,7 @@ from datetime import tzinfo
 
 from rich.text import Text
 from textual import events
-from textual.app import ComposeResult
+from textual.app import ComposeResult, RenderResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
@@ -87,10 +87,13 @@ def full_headers(message: Message, zone: tzinfo | None = None) -> str:
     return "\n".join(f"{label}: {value}" for label, value in rows if value)
 
 
-class MessageTitle(Static, can_focus=True):
-    """A message's header line: `enter` or a click folds or unfolds the message."""
+TOGGLE = Binding("enter", "toggle", "Fold/unfold", show=False, id="reader.toggle_message")
 
-    BINDINGS = [Binding("enter", "toggle", "Fold/unfold", show=False, id="reader.toggle_message")]
+
+class MessageTitle(Static, can_focus=True):
+    """An unfolded message's header line: `enter` or a click folds or unfolds the message."""
+
+    BINDINGS = [TOGGLE]
 
     def on_click(self, event: events.Click) -> None:
         event.stop()
@@ -102,30 +105,54 @@ class MessageTitle(Static, can_focus=True):
             view.collapsed = not view.collapsed
 
 
-class MessageView(Widget):
+class MessageView(Widget, can_focus=True):
     """One message: a header line that folds open to addresses, body and attachment chips.
 
-    A folded message is two widgets until it is first unfolded: a long thread opens without
-    laying out and styling the bodies nobody looks at.
+    Until it is first unfolded, a message is one widget that draws its own header line and folds
+    open like a title: a long thread opens without laying out and styling a title, addresses and
+    a body for every message nobody looks at. Unfolded, it holds a `MessageTitle` and the details.
     """
 
+    BINDINGS = [TOGGLE]
     collapsed: reactive[bool] = reactive(True, init=False)
 
     def __init__(self, message: Message, attachments: list[Attachment], collapsed: bool,
-                 zone: tzinfo | None = None) -> None:
-        super().__init__(classes="message -collapsed" if collapsed else "message")
+                 zone: tzinfo | None = None, current: bool = False) -> None:
+        super().__init__(classes="message -collapsed -line" if collapsed else "message")
+        self.set_class(current, "current", update=False)
         self.message, self.attachments, self.zone = message, attachments, zone
         self.filled = not collapsed
+        self.can_focus = collapsed
         self.set_reactive(MessageView.collapsed, collapsed)
-        self.title = MessageTitle(self._title_text())
+        self.heading = self._title_text()
+        self.title: MessageTitle | None = None
+        """The header line once the message is unfolded; before, the view draws `heading` itself."""
 
     def _title_text(self) -> Text:
         return line(("▶ " if self.collapsed else "▼ ") + header_line(self.message, self.zone))
 
+    def render(self) -> RenderResult:
+        return super().render() if self.filled else self.heading
+
     def compose(self) -> ComposeResult:
-        yield self.title
         if self.filled:
-            yield from self.details()
+            yield from self._unfolded()
+
+    def _unfolded(self) -> list[Widget]:
+        self.title = MessageTitle(self._title_text())
+        return [self.title, *self.details()]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Unfolded, `enter` belongs to the title line, not to whatever is focused in the details.
+        return not (action == "toggle" and self.filled)
+
+    def on_click(self, event: events.Click) -> None:
+        if not self.filled:
+            event.stop()
+            self.action_toggle()
+
+    def action_toggle(self) -> None:
+        self.collapsed = not self.collapsed
 
     def details(self) -> list[Widget]:
         """The unfolded part: authentication warning, addresses and date, body, attachment chips."""
@@ -153,11 +180,17 @@ class MessageView(Widget):
         return children
 
     def watch_collapsed(self, collapsed: bool) -> None:
-        if not collapsed and not self.filled:
-            self.filled = True
-            self.mount_all(self.details())
+        if not self.filled:  # unfolded for the first time
+            focused = self.has_focus
+            self.filled, self.can_focus = True, False
+            self.remove_class("-line")
+            children = self._unfolded()
+            self.mount_all(children)
+            if focused:
+                children[0].focus()
+        elif self.title is not None:
+            self.title.update(self._title_text())
         self.set_class(collapsed, "-collapsed")
-        self.title.update(self._title_text())
 
 
 class Reader(VerticalScroll, can_focus=True):
@@ -209,10 +242,6 @@ class Reader(VerticalScroll, can_focus=True):
                    attachments: dict[str, Attachment], focus: bool = False) -> None:
         """Replace the content with `thread`; only the newest message is unfolded."""
         self.thread, self.messages, self.attachments = thread, messages, attachments
-        await self.remove_children()
-        if focus:
-            # Focus restyles every widget inside the reader: cheaper while it is empty.
-            self.screen.set_focus(self)
         subject = messages[-1].subject if messages else ""
         widgets: list[Static | MessageView] = [
             Static(line(thread.subject or subject or "(no subject)", style="bold"), classes="reader-subject")
@@ -221,11 +250,16 @@ class Reader(VerticalScroll, can_focus=True):
         self.current = max(0, len(messages) - 1)
         for index, message in enumerate(messages):
             found = [attachments[a] for a in message.attachments if a in attachments]
-            view = MessageView(message, found, collapsed=index < self.current, zone=zone)
-            view.set_class(index == self.current, "current")
-            widgets.append(view)
-        await self.mount_all(widgets)
-        self.scroll_home(animate=False)
+            widgets.append(MessageView(message, found, collapsed=index < self.current, zone=zone,
+                                       current=index == self.current))
+        # Mounting spans several frames: laid out and drawn once, when all of it is there.
+        with self.app.batch_update():
+            await self.remove_children()
+            if focus:
+                # Focus restyles every widget inside the reader: cheaper while it is empty.
+                self.screen.set_focus(self)
+            await self.mount_all(widgets)
+            self.scroll_home(animate=False)
         if focus and self.screen.focused is not self:
             self.focus()  # the early focus did not take (the reader was still loading)
 

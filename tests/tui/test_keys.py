@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input, OptionList, Static
+from textual.widgets._footer import FooterKey
 
 from commune_tui.dialogs.keys import KeysDialog
 from commune_tui.dialogs.links import LinksDialog
@@ -132,6 +133,55 @@ async def test_J_K_move_between_messages_and_reply_acts_on_the_current_one(
         # The first message (Bob's) is the one answered, not the newest (the user's own).
         assert composer.query_one("#to", Input).value == mailbox.seeded.others["bob"]["address"]
         assert "> Are you free for lunch" in composer.current_draft().body
+
+
+async def test_enter_and_a_click_unfold_a_folded_message_and_enter_folds_it_again(
+        mailbox: Mailbox, tmp_path: Path) -> None:
+    subject = long_thread(mailbox, 3)
+    app = mailbox.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await read_thread(pilot, subject)
+        first, second, last = app.screen.query_one(Reader).query(MessageView)
+        # A folded message is one widget, its header line, until it is first unfolded.
+        assert first.collapsed and second.collapsed and not first.children and not last.collapsed
+        assert str(first.render()).startswith("▶ Bob Okafor <bob-")
+        await pilot.press("tab")
+        assert app.focused is first
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not first.collapsed and app.focused is first.title
+        assert "▼ " in shown(first.title) and "Dock Street" in shown(first.query_one(".message-body"))
+        await pilot.press("enter")  # on the title now: folds it, body hidden, title kept
+        await pilot.pause()
+        assert first.collapsed and not first.query_one(".message-body").display
+        assert "▶ " in shown(first.title) and app.focused is first.title
+        await pilot.click(second)
+        await pilot.pause()
+        assert not second.collapsed and "Message number 2" in shown(second.query_one(".message-body"))
+        await pilot.click(second.query_one(".message-body"))  # a click in the body folds nothing
+        await pilot.pause()
+        assert not second.collapsed
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert ("enter", "Fold/unfold") in dict(app.screen.groups)["Message"]
+
+
+async def test_the_footer_follows_focus_between_list_and_reader(mailbox: Mailbox, tmp_path: Path) -> None:
+    app = mailbox.app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+
+        def footer() -> set[str]:
+            return {key.description for key in app.screen.query(FooterKey)}
+
+        assert "Trash" in footer() and "Save" not in footer()
+        await read_thread(pilot, "Lunch on Thursday?")
+        assert isinstance(app.focused, Reader) and {"Save", "Open"} <= footer()
+        assert "Trash" not in footer()
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.focused, ThreadList) and "Trash" in footer() and "Save" not in footer()
 
 
 async def test_space_pages_down_in_the_reader(mailbox: Mailbox, tmp_path: Path) -> None:
