@@ -65,6 +65,9 @@ class DataDirLock:
             running = _read(handle)
             os.close(handle)
             raise DataDirInUse(self.path.parent, running) from None
+        # A crashed server's record stays in the file; until `publish` the file must say "starting",
+        # not send clients to the dead server's ports.
+        os.ftruncate(handle, 0)
         self._handle = handle
 
     def publish(self, base_url: str, smtp_port: int | None) -> None:

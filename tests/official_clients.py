@@ -5,21 +5,35 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import os
 import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from typer.testing import CliRunner
+
+# The size of the terminal `run_cli_terminal` plays.
+TERMINAL_SIZE = {"COLUMNS": "200", "LINES": "100"}
+
+
+def cli_app():
+    """The official CLI's Typer app, imported as in a terminal of TERMINAL_SIZE.
+
+    Its stdout and stderr Rich consoles are made when its module is imported and keep the width COLUMNS
+    gave then. Under pytest-xdist every worker inherits COLUMNS=80 and LINES=24: pytest imports readline
+    in the controller and readline exports its default size, which would cut the tables at 80 columns."""
+    with mock.patch.dict(os.environ, TERMINAL_SIZE):
+        from commune_cli.main import app
+    return app
 
 
 def run_cli(base_url: str, key: str, config_dir: Path, *args: str) -> tuple[int, Any]:
     """Invoke `commune ...` in-process; returns the exit code and the JSON it printed (or the raw text)."""
-    from commune_cli.main import app
-
     env = {"COMMUNE_CONFIG_DIR": str(config_dir), "COMMUNE_BASE_URL": base_url, "COMMUNE_API_KEY": key}
-    result = CliRunner().invoke(app, ["--json", *args], env=env)
+    result = CliRunner().invoke(cli_app(), ["--json", *args], env=env)
     text = result.stdout.strip()
     try:
         return result.exit_code, json.loads(text)
@@ -44,11 +58,9 @@ class TerminalRunner(CliRunner):
 def run_cli_terminal(base_url: str, key: str, config_dir: Path, *args: str) -> tuple[int, str]:
     """Invoke `commune ...` in-process as in a 200-column terminal: the exit code and the text it printed
     (the human tables, not JSON), colours removed."""
-    from commune_cli.main import app
-
     env = {"COMMUNE_CONFIG_DIR": str(config_dir), "COMMUNE_BASE_URL": base_url, "COMMUNE_API_KEY": key,
-           "COLUMNS": "200", "LINES": "100"}
-    result = TerminalRunner().invoke(app, list(args), env=env)
+           **TERMINAL_SIZE}
+    result = TerminalRunner().invoke(cli_app(), list(args), env=env)
     return result.exit_code, ANSI.sub("", result.output)
 
 

@@ -4,6 +4,7 @@ and the terminal client connects to the running server instead of starting anoth
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from backend.datalock import running_server
+from backend.datalock import DataDirLock, RunningServer, running_server
 from commune_tui.app import make_app
 from commune_tui.config import Settings
 from tests.server_process import ServerProcess
@@ -59,6 +60,22 @@ def test_a_crashed_server_leaves_no_lock_behind(tmp_path: Path) -> None:
         again.signal(signal.SIGTERM)
         assert again.wait() == 0
     assert running_server(data_dir) is None
+
+
+def test_a_starting_server_never_points_clients_at_the_crashed_ones_ports(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first = ServerProcess(data_dir).start()
+    first.signal(signal.SIGKILL)
+    first.wait()
+    assert first.url in (data_dir / "server.lock").read_text()
+    starting = DataDirLock(data_dir)
+    starting.acquire()  # a new server between taking the lock and publishing its ports
+    try:
+        assert running_server(data_dir, wait=0.2) is None
+        starting.publish("http://127.0.0.1:1", 2)
+        assert running_server(data_dir) == RunningServer(os.getpid(), "http://127.0.0.1:1", 2)
+    finally:
+        starting.release()
 
 
 def test_client_connects_to_the_running_server(tmp_path: Path) -> None:

@@ -87,8 +87,10 @@ class Terminal:
 
 
 def client_environment(tmp_path: Path) -> dict[str, str]:
-    """The user's environment, with the client's own state and config in `tmp_path`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMMUNE_", "TEXTUAL"))}
+    """The user's environment, with the client's own state and config in `tmp_path`. COLUMNS and LINES
+    are left out so the client takes its size from the terminal (pytest-xdist workers inherit 80x24)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("COMMUNE_", "TEXTUAL")) and k not in ("COLUMNS", "LINES")}
     env.update(TERM="xterm-256color", PYTHONPATH=str(ROOT), XDG_STATE_HOME=str(tmp_path / "state"),
                XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_DATA_HOME=str(tmp_path / "data"))
     return env
