@@ -1,4 +1,5 @@
-"""`commune-server`: run the server (`serve`) or manage API keys (`keys create|list|revoke`)."""
+"""`commune-server`: run the server (`serve`), bring the database schema up to date (`migrate`) or
+manage API keys (`keys create|list|revoke`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="database, blobs, server secret, admin.key (COMMUNE_DATA_DIR)")
+    _add_database_flag(parser)
     parser.add_argument("--host", help="listen address for HTTP and SMTP (COMMUNE_HOST, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="HTTP API port, 0 = any free one (COMMUNE_PORT, 8025)")
     parser.add_argument("--smtp-port", type=int, help="inbound SMTP port, 0 = any (COMMUNE_SMTP_PORT, 2525)")
@@ -30,6 +32,12 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-limit", type=float, help="requests/s per key, 0 = off (COMMUNE_RATE_LIMIT)")
 
 
+def _add_database_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database", dest="database_url", metavar="URL",
+                        help="postgresql://user:pass@host:port/db instead of the SQLite file in the data dir"
+                             " (COMMUNE_DATABASE_URL)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="commune-server", description="Commune email server")
     sub = parser.add_subparsers(dest="command")
@@ -37,10 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_flags(serve)
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
 
+    migrate = sub.add_parser("migrate", help="bring the database schema up to date and exit")
+    migrate.add_argument("--data-dir")
+    _add_database_flag(migrate)
+
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key and print it on the last line")
     create.add_argument("--data-dir")
+    _add_database_flag(create)
     create.add_argument("--org", default="default", help="organisation name (created if new)")
     create.add_argument("--scopes", default=",".join(DEFAULT_SCOPES), help="comma-separated scopes")
     create.add_argument("--name", default="", help="a label for the key")
@@ -48,16 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="every send with this key waits for a person's approval (an agent's key)")
     listing = keys_sub.add_parser("list", help="list keys (never the secret)")
     listing.add_argument("--data-dir")
+    _add_database_flag(listing)
     listing.add_argument("--org", help="only this organisation")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
     revoke.add_argument("--data-dir")
+    _add_database_flag(revoke)
     revoke.add_argument("--org", default="default")
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    names = ("data_dir", "host", "port", "smtp_port", "hostname", "default_domain", "relay",
+    names = ("data_dir", "database_url", "host", "port", "smtp_port", "hostname", "default_domain", "relay",
              "dns_servers", "rate_limit")
     overrides = {name: getattr(args, name, None) for name in names}
     try:
@@ -97,11 +112,41 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_migrate(args: argparse.Namespace) -> int:
+    """`migrate`: run the schema migrations not yet applied (once, whichever node or command gets there
+    first: PostgreSQL migrations run under an advisory lock) and report how many ran."""
+    settings = _settings(args)
+    if settings.database_url:
+        import psycopg
+
+        from .store.pg_migrations import migrate
+
+        try:
+            with psycopg.connect(settings.database_url, autocommit=True) as conn:
+                ran = migrate(conn)
+        except psycopg.OperationalError as exc:
+            print(f"commune-server: cannot reach the database: {exc}", file=sys.stderr)
+            return 1
+    else:
+        from .services import prepare_data_dir
+        from .store.database import Database, connect
+
+        prepare_data_dir(settings.data_dir)
+        probe = connect(settings.db_path)
+        before = probe.execute("PRAGMA user_version").fetchone()[0]
+        probe.close()
+        database = Database(settings.db_path)
+        ran = database.one("PRAGMA user_version")[0] - before
+        database.close()
+    print(f"{ran} migration(s) applied; the schema is up to date")
+    return 0
+
+
 def run_keys(args: argparse.Namespace) -> int:
     from .services import Services
 
     settings = _settings(args)
-    if not settings.db_path.is_file():
+    if not settings.database_url and not settings.db_path.is_file():
         # Opening the store would create an empty one; keys there would open no existing server.
         print(f"commune-server: no Commune data in {settings.data_dir} (no {settings.db_path.name});"
               " check --data-dir, or run `commune-server serve` once to create it", file=sys.stderr)
@@ -164,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "keys":
         return run_keys(args)
+    if args.command == "migrate":
+        return run_migrate(args)
     return run_serve(args)
 
 

@@ -19,6 +19,9 @@ class Settings(BaseModel):
     """Everything the server can be told. Field names match the flags (`--smtp-port` → smtp_port)."""
 
     data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str = ""
+    """`postgresql://user:pass@host:port/db` to keep everything in PostgreSQL; empty = the SQLite file
+    in the data directory."""
     host: str = "127.0.0.1"
     port: int = Field(8025, ge=0, le=65535)
     smtp_port: int = Field(2525, ge=0, le=65535)
@@ -76,6 +79,13 @@ class Settings(BaseModel):
     def _split_servers(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("database_url takes a postgresql:// URL (empty: the SQLite file in the data dir)")
         return value
 
     @field_validator("data_dir", mode="before")

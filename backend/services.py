@@ -19,8 +19,8 @@ from .signing import Signer
 from .smtp.commit import GroupCommit
 from .store.audit import AuditStore
 from .store.bigrams import index_backlog as index_bigram_backlog
-from .store.blobs import BlobStore
-from .store.database import Database
+from .store.blobs import open_blob_store
+from .store.database import open_database
 from .store.deletion import DeletionStore
 from .store.delivery import DeliveryStore
 from .store.dmarc import DmarcStore
@@ -66,14 +66,14 @@ class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         prepare_data_dir(settings.data_dir)
-        self.database = Database(settings.db_path)
+        self.database = open_database(settings)
         self.node_id = coordination.node_id(settings.node_id)
         """This node's name in leases and relayed events."""
         self.orgs = OrgStore(self.database)
         self.domains = DomainStore(self.database)
         self.keys = KeyRing(self.orgs)
         self.audit = AuditStore(self.database)
-        self.blobs = BlobStore(settings.blobs_dir)
+        self.blobs = open_blob_store(settings.blobs_dir, self.database)
         self.signer = Signer(coordination.server_secret(self.database, settings.secret_path, load_secret))
         self.resolver = make_resolver(settings.dns_servers)
         self.events = EventBus()

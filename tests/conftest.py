@@ -13,9 +13,43 @@ import pytest
 from backend.config import Settings
 from backend.server import Server, ServerThread
 from tests.dnsserver import TestDNSServer
+from tests.postgres import ENGINES, PostgresCluster, cluster, database_url
 from tests.smtp_sink import SmtpSink
 
 _counter = itertools.count()
+
+PG_PENDING: set[str] = set()
+"""Test modules (or `module::test`) whose tests do not pass on PostgreSQL yet: their PostgreSQL leg (of
+the `running` or `engine` fixture) is left out. Keep it empty: an entry is a gap to close. (Tests of
+SQLite's own files, the full-disk, file-mode and upgrade-in-place tests, start SQLite servers only.)"""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept, dropped = [], []
+    for item in items:
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        engine = params.get("running") or params.get("engine")
+        package, _, module = item.module.__name__.rpartition(".")
+        # The terminal client's tests exercise the client; the API and mail tests cover both engines.
+        if engine == "postgresql" and (package.endswith(".tui") or module in PG_PENDING
+                                       or f"{module}::{item.originalname}" in PG_PENDING):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> PostgresCluster:
+    return cluster()
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """The storage engine of the servers a test starts itself (`start_server(…, engine=engine)`)."""
+    return request.param
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +122,11 @@ class Running:
         self.thread.stop()
 
 
-def start_server(data_dir: Path, dns_server: TestDNSServer, **overrides: object) -> Running:
+def start_server(data_dir: Path, dns_server: TestDNSServer, engine: str = "sqlite", **overrides: object) -> Running:
+    """A server on `engine`: SQLite in `data_dir`, or PostgreSQL in the database of `data_dir` (the same
+    one when a test starts a server on the directory again)."""
+    if url := database_url(engine, data_dir):
+        overrides.setdefault("database_url", url)
     thread = ServerThread(make_settings(data_dir, dns_server, **overrides))
     thread.start()
     return Running(thread)
@@ -102,9 +140,11 @@ def smtp_sink() -> Iterator[SmtpSink]:
     sink.stop()
 
 
-@pytest.fixture(scope="session")
-def running(tmp_path_factory: pytest.TempPathFactory, dns_server: TestDNSServer) -> Iterator[Running]:
-    server = start_server(tmp_path_factory.mktemp("commune"), dns_server)
+@pytest.fixture(scope="session", params=ENGINES)
+def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            dns_server: TestDNSServer) -> Iterator[Running]:
+    """One server per engine for the session: every test using it runs on SQLite and on PostgreSQL."""
+    server = start_server(tmp_path_factory.mktemp("commune"), dns_server, engine=request.param)
     yield server
     server.stop()
 

@@ -13,17 +13,21 @@ from pathlib import Path
 
 import httpx
 
+from tests.postgres import database_url
+
 HTTP_RE = re.compile(r"HTTP listening on http://127\.0\.0\.1:(\d+)")
 SMTP_RE = re.compile(r"SMTP listening on 127\.0\.0\.1:(\d+)")
 
 
 class ServerProcess:
-    """One server process; `.port`, `.smtp_port`, `.admin_key` once `start()` returns."""
+    """One server process; `.port`, `.smtp_port`, `.admin_key` once `start()` returns. On `engine`
+    "postgresql" it keeps its data in the test cluster's database for `data_dir` (`--database`)."""
 
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None,
-                 launcher: Sequence[str] = ()) -> None:
+                 launcher: Sequence[str] = (), engine: str = "sqlite") -> None:
         self.data_dir = data_dir
-        self.args = args
+        url = database_url(engine, data_dir)
+        self.args = (*args, "--database", url) if url else args
         self.launcher = list(launcher)
         """A command that runs the server's argv (e.g. in its own namespaces), `exec`ing it in place."""
         self.env = {**os.environ, **(env or {})}
@@ -87,9 +91,11 @@ class ServerProcess:
             self.proc.wait(10)
 
 
-def relaying_server(folder: Path, dns_server, sink_port: int, partner: str) -> ServerProcess:
+def relaying_server(folder: Path, dns_server, sink_port: int, partner: str, engine: str = "sqlite") -> ServerProcess:
     """A server process (not started) relaying outbound mail to a local sink, with `partner` given an
     MX in the test DNS server and delivery retries fast enough for a test."""
     dns_server.publish(partner, "MX", f"10 mx.{partner}.")
     return ServerProcess(folder, "--dns-servers", dns_server.address, "--relay", f"127.0.0.1:{sink_port}",
-                         env={"COMMUNE_DELIVERY_BACKOFF": "0.1", "COMMUNE_DELIVERY_BACKOFF_MAX": "0.2"})
+                         env={"COMMUNE_DELIVERY_BACKOFF": "0.1", "COMMUNE_DELIVERY_BACKOFF_MAX": "0.2",
+                              # Restarted under its name, the node takes back at once what it had leased.
+                              "COMMUNE_NODE_ID": f"node-{folder.name}"}, engine=engine)

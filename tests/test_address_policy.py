@@ -116,7 +116,7 @@ def smtp_to(port: int, address: str, subject: str) -> None:
         smtp.send_message(mail)
 
 
-def test_serve_refuses_webhooks_to_private_addresses_by_default(tmp_path: Path, dns_server) -> None:
+def test_serve_refuses_webhooks_to_private_addresses_by_default(tmp_path: Path, dns_server, engine) -> None:
     dns_server.publish("loop4.hooks-policy.test", "A", "127.0.0.1")
     dns_server.publish("loop6.hooks-policy.test", "AAAA", "::1")
     dns_server.publish("nat64.hooks-policy.test", "AAAA", "64:ff9b::7f00:1")
@@ -147,7 +147,7 @@ def test_serve_refuses_webhooks_to_private_addresses_by_default(tmp_path: Path, 
     expected = {**literal, **named}
     # The inboxes with literal endpoints date from a run that allowed private targets.
     server = ServerProcess(tmp_path, "--dns-servers", dns_server.address,
-                           env={**SAFE_DEFAULTS, "COMMUNE_WEBHOOK_ALLOW_PRIVATE": "true"})
+                           env={**SAFE_DEFAULTS, "COMMUNE_WEBHOOK_ALLOW_PRIVATE": "true"}, engine=engine)
     try:
         server.start()
         with server.client() as client:
@@ -182,10 +182,10 @@ def test_serve_refuses_webhooks_to_private_addresses_by_default(tmp_path: Path, 
 
 
 def test_with_private_targets_allowed_webhooks_arrive_but_a_private_answer_is_not_shown(tmp_path: Path,
-                                                                                        dns_server) -> None:
+                                                                                        dns_server, engine) -> None:
     receiver = WebhookReceiver()
     receiver.plan = [(500, PRIVATE_ANSWER, {})]
-    server = start_server(tmp_path, dns_server, webhook_allow_private=True, webhook_backoff=0.2)
+    server = start_server(tmp_path, dns_server, webhook_allow_private=True, webhook_backoff=0.2, engine=engine)
     try:
         with server.client(server.new_key()) as client:
             inbox = make_inbox(client, webhook={"endpoint": receiver.url})
@@ -226,7 +226,7 @@ def send(client: httpx.Client, **body: object) -> dict:
     return response.json()["data"]
 
 
-def test_serve_refuses_direct_delivery_to_private_mail_hosts_by_default(tmp_path: Path, dns_server) -> None:
+def test_serve_refuses_direct_delivery_to_private_mail_hosts_by_default(tmp_path: Path, dns_server, engine) -> None:
     zone = "mx-policy.test"
     dns_server.publish(f"loop.{zone}", "MX", f"10 mx.loop.{zone}.")
     dns_server.publish(f"mx.loop.{zone}", "A", "127.0.0.1")
@@ -252,7 +252,7 @@ def test_serve_refuses_direct_delivery_to_private_mail_hosts_by_default(tmp_path
     }
     sink = SmtpSink().start()
     server = ServerProcess(tmp_path, "--dns-servers", dns_server.address,
-                           env={**SAFE_DEFAULTS, "COMMUNE_SMTP_DIRECT_PORT": str(sink.port)})
+                           env={**SAFE_DEFAULTS, "COMMUNE_SMTP_DIRECT_PORT": str(sink.port)}, engine=engine)
     try:
         server.start()
         with server.client() as client:

@@ -77,7 +77,7 @@ def test_raw_upload_as_the_cli_sends_it(running, api) -> None:
     assert sneaky.json()["data"]["filename"] == "passwd"
 
 
-def test_bad_uploads_are_400_and_oversize_is_413(tmp_path, dns_server, api) -> None:
+def test_bad_uploads_are_400_and_oversize_is_413(tmp_path, dns_server, api, engine) -> None:
     for body, field in (({"content": "***not base64***", "filename": "a.bin", "mime_type": "x/y"}, "content"),
                         ({"filename": "a.bin"}, "content"),
                         ({"content": "aGVsbG8=", "mime_type": "text/plain"}, "filename")):
@@ -88,7 +88,7 @@ def test_bad_uploads_are_400_and_oversize_is_413(tmp_path, dns_server, api) -> N
     for expires_in in ("0", "abc", str(8 * 24 * 3600)):
         response = api.get(f"/v1/attachments/{uploaded['attachment_id']}/url", params={"expires_in": expires_in})
         assert response.status_code == 400 and "expires_in" in response.json()["error"]
-    small = start_server(tmp_path, dns_server, max_attachment_bytes=1000, public_url="https://mail.example.test/")
+    small = start_server(tmp_path, dns_server, max_attachment_bytes=1000, public_url="https://mail.example.test/", engine=engine)
     try:
         with small.client() as client:
             too_big = client.post("/v1/attachments/upload", json={

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -50,8 +49,8 @@ def test_revoked_key_stops_working(running) -> None:
         assert client.get("/v1/domains").status_code == 401
 
 
-def test_rate_limit_answers_429_with_retry_after(tmp_path, dns_server) -> None:
-    server = start_server(tmp_path, dns_server, rate_limit=2)
+def test_rate_limit_answers_429_with_retry_after(tmp_path, dns_server, engine) -> None:
+    server = start_server(tmp_path, dns_server, rate_limit=2, engine=engine)
     try:
         with server.client() as client:
             statuses, last = [], None
@@ -77,11 +76,17 @@ def test_keys_are_stored_hashed_and_admin_key_file_is_private(running) -> None:
     key_file = data_dir / "admin.key"
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
     assert key_file.read_text().strip() == running.admin_key
-    conn = sqlite3.connect(data_dir / "commune.db")
-    stored = [row[0] for row in conn.execute("SELECT key_hash FROM api_keys")]
-    conn.close()
+    stored = [row[0] for row in running.run(lambda: running.server.services.database.query(
+        "SELECT key_hash FROM api_keys"))]
     assert running.admin_key not in stored
     assert all(len(h) == 64 for h in stored)
+
+
+def cli_target(running) -> list[str]:
+    """The command line's flags naming the running server's data: its data dir, and its database."""
+    settings = running.server.settings
+    return ["--data-dir", str(settings.data_dir), *(["--database", settings.database_url] if settings.database_url
+                                                     else [])]
 
 
 def commune_server(*args: str) -> subprocess.CompletedProcess[str]:
@@ -91,8 +96,8 @@ def commune_server(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_keys_create_command_prints_a_working_key_on_its_last_line(running) -> None:
-    data_dir = str(running.server.settings.data_dir)
-    result = commune_server("keys", "create", "--data-dir", data_dir, "--org", "cli-org",
+    target = cli_target(running)
+    result = commune_server("keys", "create", *target, "--org", "cli-org",
                             "--scopes", "inboxes:read", "--name", "ci")
     assert result.returncode == 0, result.stderr
     key = result.stdout.strip().splitlines()[-1]
@@ -100,15 +105,15 @@ def test_keys_create_command_prints_a_working_key_on_its_last_line(running) -> N
     with running.client(key) as client:
         assert client.get("/v1/inboxes").json() == {"data": []}
         assert client.get("/v1/domains").status_code == 403
-    listing = commune_server("keys", "list", "--data-dir", data_dir, "--org", "cli-org")
+    listing = commune_server("keys", "list", *target, "--org", "cli-org")
     assert "cli-org" in listing.stdout and key not in listing.stdout
-    bad = commune_server("keys", "create", "--data-dir", data_dir, "--scopes", "root")
+    bad = commune_server("keys", "create", *target, "--scopes", "root")
     assert bad.returncode == 2 and "Unknown scope" in bad.stderr
 
 
-def cli_key(data_dir: str, org: str, scopes: str) -> tuple[str, str]:
+def cli_key(target: list[str], org: str, scopes: str) -> tuple[str, str]:
     """A key made by `keys create`: its id (from the summary line) and the key itself (the last line)."""
-    result = commune_server("keys", "create", "--data-dir", data_dir, "--org", org, "--scopes", scopes)
+    result = commune_server("keys", "create", *target, "--org", org, "--scopes", scopes)
     assert result.returncode == 0, result.stderr
     summary, key = result.stdout.strip().splitlines()[-2:]
     return summary.split()[2], key
@@ -136,9 +141,9 @@ def test_the_api_refuses_to_revoke_an_organisations_last_admin_key(running) -> N
 
 
 def test_the_command_line_refuses_to_revoke_an_organisations_last_admin_key(running) -> None:
-    data_dir = str(running.server.settings.data_dir)
-    key_id, key = cli_key(data_dir, "last-admin-cli", "admin")
-    refused = commune_server("keys", "revoke", key_id, "--data-dir", data_dir, "--org", "last-admin-cli")
+    target = cli_target(running)
+    key_id, key = cli_key(target, "last-admin-cli", "admin")
+    refused = commune_server("keys", "revoke", key_id, *target, "--org", "last-admin-cli")
     assert refused.returncode != 0
     assert "last active admin key" in refused.stderr and "Traceback" not in refused.stderr
     with running.client(key) as admin:
@@ -146,10 +151,10 @@ def test_the_command_line_refuses_to_revoke_an_organisations_last_admin_key(runn
 
 
 def test_two_revocations_at_once_leave_the_last_admin_key(running) -> None:
-    data_dir = str(running.server.settings.data_dir)
-    keys = [cli_key(data_dir, "last-admin-race", "admin,read") for _ in range(2)]
+    target = cli_target(running)
+    keys = [cli_key(target, "last-admin-race", "admin,read") for _ in range(2)]
     revocations = [
-        subprocess.Popen([sys.executable, "-m", "backend", "keys", "revoke", key_id, "--data-dir", data_dir,
+        subprocess.Popen([sys.executable, "-m", "backend", "keys", "revoke", key_id, *target,
                           "--org", "last-admin-race"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for key_id, _ in keys
     ]

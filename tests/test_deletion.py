@@ -376,12 +376,19 @@ def test_crash_midway_through_the_purge_deletes_nothing(running, org) -> None:
 
     def arm(on: bool) -> None:
         # Attachments and threads are already deleted when the messages step blows up.
-        if on:
-            services.database.execute(
-                "CREATE TEMP TRIGGER crash_midway BEFORE DELETE ON messages WHEN old.org_id = '%s'"
-                " BEGIN SELECT RAISE(ABORT, 'injected crash'); END" % org.id)
+        if services.database.engine == "postgresql":
+            statements = [
+                ("CREATE FUNCTION crash_midway() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                 f" IF OLD.org_id = '{org.id}' THEN RAISE EXCEPTION 'injected crash'; END IF; RETURN OLD; END $$"),
+                "CREATE TRIGGER crash_midway BEFORE DELETE ON messages FOR EACH ROW EXECUTE FUNCTION crash_midway()",
+            ] if on else ["DROP TRIGGER crash_midway ON messages", "DROP FUNCTION crash_midway()"]
+        elif on:
+            statements = [(f"CREATE TEMP TRIGGER crash_midway BEFORE DELETE ON messages WHEN old.org_id = '{org.id}'"
+                           " BEGIN SELECT RAISE(ABORT, 'injected crash'); END")]
         else:
-            services.database.execute("DROP TRIGGER crash_midway")
+            statements = ["DROP TRIGGER crash_midway"]
+        for statement in statements:
+            services.database.execute(statement)
 
     running.run(lambda: arm(True))
     try:
@@ -475,8 +482,8 @@ def test_retention_deletes_old_messages_with_the_deletion_code(running, org, mon
     assert logged[0]["target_id"] == short_inbox["id"] and logged[0]["detail"]["deleted_counts"]["messages"] == 3
 
 
-def test_retention_worker_runs_on_its_interval(tmp_path, dns_server) -> None:
-    server = start_server(tmp_path, dns_server, retention_interval=0.2)
+def test_retention_worker_runs_on_its_interval(tmp_path, dns_server, engine) -> None:
+    server = start_server(tmp_path, dns_server, retention_interval=0.2, engine=engine)
     try:
         with server.client(server.new_key()) as api:
             inbox = make_inbox(api)

@@ -25,10 +25,10 @@ BOB = f"bob@{REMOTE}"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, dns_server, smtp_sink: SmtpSink) -> Iterator[Running]:
+def server(tmp_path_factory: pytest.TempPathFactory, dns_server, smtp_sink: SmtpSink, engine) -> Iterator[Running]:
     dns_server.publish(REMOTE, "MX", f"10 mx.{REMOTE}.")
     running = start_server(tmp_path_factory.mktemp("deletion-scopes"), dns_server,
-                           relay=f"127.0.0.1:{smtp_sink.port}")
+                           relay=f"127.0.0.1:{smtp_sink.port}", engine=engine)
     yield running
     running.stop()
 

@@ -444,8 +444,8 @@ def test_hostile_reports_are_stored_flagged_and_survived(running: Running, api: 
 
 # restarts and upgrades ----------------------------------------------------------------------------------
 def test_reports_received_while_the_worker_was_off_are_parsed_after_a_restart(
-        tmp_path: Path, dns_server: dnsserver.TestDNSServer) -> None:
-    running = start_server(tmp_path, dns_server, workers_enabled=False)
+        tmp_path: Path, dns_server: dnsserver.TestDNSServer, engine) -> None:
+    running = start_server(tmp_path, dns_server, workers_enabled=False, engine=engine)
     try:
         key = running.new_key()
         with running.client(key) as api:
@@ -458,7 +458,7 @@ def test_reports_received_while_the_worker_was_off_are_parsed_after_a_restart(
             assert pending["status"] == "pending" and pending["reporterOrg"] is None
     finally:
         running.stop()
-    running = start_server(tmp_path, dns_server)
+    running = start_server(tmp_path, dns_server, engine=engine)
     try:
         with running.client(key) as api:
             [parsed] = settled_reports(api, domain["name"], 1)

@@ -124,8 +124,8 @@ def test_streams_are_confined_to_the_org_and_the_keys_scopes(running, api) -> No
     assert api.get("/v1/events", params={"types": "mail.exploded"}).status_code == 400
 
 
-def test_heartbeats_keep_an_idle_stream_alive_and_stopping_the_server_ends_it(tmp_path, dns_server) -> None:
-    server = start_server(tmp_path, dns_server, sse_heartbeat=0.05, workers_enabled=False)
+def test_heartbeats_keep_an_idle_stream_alive_and_stopping_the_server_ends_it(tmp_path, dns_server, engine) -> None:
+    server = start_server(tmp_path, dns_server, sse_heartbeat=0.05, workers_enabled=False, engine=engine)
     try:
         with server.client() as client, client.stream("GET", "/v1/events", timeout=10) as response:
             stream = frames(response)

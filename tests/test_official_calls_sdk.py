@@ -29,10 +29,10 @@ SCHEMA = {"type": "object", "properties": {"urgency": {"type": "string"}, "topic
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, dns_server, smtp_sink: SmtpSink) -> Iterator[Running]:
+def server(tmp_path_factory: pytest.TempPathFactory, dns_server, smtp_sink: SmtpSink, engine) -> Iterator[Running]:
     dns_server.publish(REMOTE, "MX", f"10 mx.{REMOTE}.")
     running = start_server(tmp_path_factory.mktemp("official-calls"), dns_server,
-                           relay=f"127.0.0.1:{smtp_sink.port}")
+                           relay=f"127.0.0.1:{smtp_sink.port}", engine=engine)
     yield running
     running.stop()
 

@@ -21,10 +21,10 @@ PARTNER = "partner-out.test"
 
 
 @pytest.fixture(scope="module")
-def relayed(tmp_path_factory: pytest.TempPathFactory, dns_server, smtp_sink: SmtpSink) -> Iterator[Running]:
+def relayed(tmp_path_factory: pytest.TempPathFactory, dns_server, smtp_sink: SmtpSink, engine) -> Iterator[Running]:
     dns_server.publish(PARTNER, "MX", f"10 mx.{PARTNER}.")
     server = start_server(tmp_path_factory.mktemp("relayed"), dns_server, relay=f"127.0.0.1:{smtp_sink.port}",
-                          delivery_backoff=0.1, delivery_backoff_max=0.2)
+                          delivery_backoff=0.1, delivery_backoff_max=0.2, engine=engine)
     yield server
     server.stop()
 
@@ -71,7 +71,8 @@ def test_sent_mail_arrives_signed_threaded_and_with_attachments(relayed: Running
                  thread_id=first["thread_id"])
     wait_for_event(out_api, reply["id"], "sent")
 
-    delivered = [r for r in smtp_sink.received if f"carol@{PARTNER}" in r.rcpt_tos]
+    # The sink serves the whole session (this module runs once per engine): this inbox's mail only.
+    delivered = [r for r in smtp_sink.received if f"carol@{PARTNER}" in r.rcpt_tos and inbox["address"].encode() in r.data]
     original = email.message_from_bytes(delivered[0].data, policy=policy.default)
     assert original["Subject"] == "Numbers"
     assert original["From"].addresses[0].addr_spec == inbox["address"]
@@ -144,7 +145,8 @@ def test_bounce_report_to_the_return_path_is_recorded(relayed: Running, out_api:
     inbox = make_inbox(out_api)
     sent = send(out_api, to=f"later-gone@{PARTNER}", subject="Accepted first", text="x", inboxId=inbox["id"])
     wait_for_event(out_api, sent["id"], "sent")
-    return_path = next(r.mail_from for r in smtp_sink.received if f"later-gone@{PARTNER}" in r.rcpt_tos)
+    return_path = next(r.mail_from for r in smtp_sink.received
+                       if f"later-gone@{PARTNER}" in r.rcpt_tos and sent["smtp_message_id"].encode() in r.data)
     report = (
         f"From: MAILER-DAEMON@mx.{PARTNER}\r\nTo: {return_path}\r\nSubject: Undelivered Mail\r\n"
         "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"R\"\r\n\r\n"
@@ -162,12 +164,12 @@ def test_bounce_report_to_the_return_path_is_recorded(relayed: Running, out_api:
     assert out_api.get("/v1/messages", params={"inbox_id": inbox["id"]}).json()["data"][0]["direction"] == "outbound"
 
 
-def test_direct_delivery_follows_the_mx_records(tmp_path: Path, dns_server, smtp_sink: SmtpSink) -> None:
+def test_direct_delivery_follows_the_mx_records(tmp_path: Path, dns_server, smtp_sink: SmtpSink, engine) -> None:
     # The preferred exchanger has no address, so delivery must fall through to the next one.
     dns_server.publish("direct.test", "MX", "20 mx-main.direct.test.", "10 mx-gone.direct.test.")
     dns_server.publish("mx-main.direct.test", "A", "127.0.0.1")
     dns_server.publish("a-only.test", "A", "127.0.0.1")
-    server = start_server(tmp_path, dns_server, smtp_direct_port=smtp_sink.port)
+    server = start_server(tmp_path, dns_server, smtp_direct_port=smtp_sink.port, engine=engine)
     try:
         with server.client(server.new_key()) as api:
             inbox = make_inbox(api)
@@ -182,11 +184,11 @@ def test_direct_delivery_follows_the_mx_records(tmp_path: Path, dns_server, smtp
         server.stop()
 
 
-def test_restart_in_the_middle_of_a_queue_loses_nothing(tmp_path: Path, dns_server, smtp_sink: SmtpSink) -> None:
+def test_restart_in_the_middle_of_a_queue_loses_nothing(tmp_path: Path, dns_server, smtp_sink: SmtpSink, engine) -> None:
     dns_server.publish("restart.test", "MX", "10 mx.restart.test.")
     closed = free_port()
     first = start_server(tmp_path, dns_server, relay=f"127.0.0.1:{closed}", delivery_backoff=0.1,
-                         delivery_backoff_max=0.2)
+                         delivery_backoff_max=0.2, engine=engine)
     key = first.new_key()
     with first.client(key) as api:
         inbox = make_inbox(api)
@@ -195,7 +197,7 @@ def test_restart_in_the_middle_of_a_queue_loses_nothing(tmp_path: Path, dns_serv
         wait_for_event(api, ids[0], "deferred")
     first.stop()
     second = start_server(tmp_path, dns_server, relay=f"127.0.0.1:{smtp_sink.port}", delivery_backoff=0.1,
-                          delivery_backoff_max=0.2)
+                          delivery_backoff_max=0.2, engine=engine)
     try:
         with second.client(key) as api:
             for message_id in ids:
@@ -206,10 +208,10 @@ def test_restart_in_the_middle_of_a_queue_loses_nothing(tmp_path: Path, dns_serv
         second.stop()
 
 
-def test_gives_up_after_the_maximum_age(tmp_path: Path, dns_server) -> None:
+def test_gives_up_after_the_maximum_age(tmp_path: Path, dns_server, engine) -> None:
     dns_server.publish("never.test", "MX", "10 mx.never.test.")
     server = start_server(tmp_path, dns_server, relay=f"127.0.0.1:{free_port()}", delivery_backoff=0.1,
-                          delivery_backoff_max=0.2, delivery_max_age=0.5)
+                          delivery_backoff_max=0.2, delivery_max_age=0.5, engine=engine)
     try:
         with server.client(server.new_key()) as api:
             inbox = make_inbox(api)

@@ -19,7 +19,7 @@ from backend.store.migrations import MIGRATIONS, OUTBOX
 from tests.conftest import Running, start_server
 from tests.mailtools import make_inbox
 from tests.smtp_sink import SmtpSink, wait_until
-from tests.test_auth import commune_server
+from tests.test_auth import cli_target, commune_server
 from tests.test_live import frames, next_events
 from tests.webhook_receiver import WebhookReceiver
 
@@ -37,10 +37,10 @@ def address(tag: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def relayed(tmp_path_factory, dns_server, smtp_sink: SmtpSink) -> Iterator[Running]:
+def relayed(tmp_path_factory, dns_server, smtp_sink: SmtpSink, engine) -> Iterator[Running]:
     dns_server.publish(PARTNER, "MX", f"10 mx.{PARTNER}.")
     server = start_server(tmp_path_factory.mktemp("outbox"), dns_server, relay=f"127.0.0.1:{smtp_sink.port}",
-                          delivery_backoff=0.1, delivery_backoff_max=0.2)
+                          delivery_backoff=0.1, delivery_backoff_max=0.2, engine=engine)
     yield server
     server.stop()
 
@@ -601,8 +601,7 @@ def test_the_event_stream_carries_outbox_transitions_and_the_send(org: Org) -> N
 
 
 def test_keys_create_hold_sends_on_the_command_line(relayed: Running) -> None:
-    data_dir = str(relayed.server.settings.data_dir)
-    result = commune_server("keys", "create", "--data-dir", data_dir, "--org", "cli-agent", "--hold-sends")
+    result = commune_server("keys", "create", *cli_target(relayed), "--org", "cli-agent", "--hold-sends")
     assert result.returncode == 0, result.stderr
     assert "wait for approval" in result.stdout
     with relayed.client(result.stdout.strip().splitlines()[-1]) as agent:

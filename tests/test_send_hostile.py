@@ -30,12 +30,12 @@ CONTROLS = ["\x01", "\x08", "\x1b", "\x7f", "\x80", "\x9b"]
 
 
 @pytest.fixture(scope="module")
-def relayed(tmp_path_factory: pytest.TempPathFactory, dns_server, smtp_sink: SmtpSink) -> Iterator[Running]:
+def relayed(tmp_path_factory: pytest.TempPathFactory, dns_server, smtp_sink: SmtpSink, engine) -> Iterator[Running]:
     # Both domains accept mail, so only the server's own checks stand between a trick and delivery.
     for domain in (REMOTE, EVIL):
         dns_server.publish(domain, "MX", f"10 mx.{domain}.")
     server = start_server(tmp_path_factory.mktemp("hostile-send"), dns_server,
-                          relay=f"127.0.0.1:{smtp_sink.port}")
+                          relay=f"127.0.0.1:{smtp_sink.port}", engine=engine)
     yield server
     server.stop()
 

@@ -16,8 +16,8 @@ from tests.server_process import ServerProcess
 
 
 @pytest.fixture
-def server(tmp_path: Path, dns_server) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path, "--dns-servers", dns_server.address).start()
+def server(tmp_path: Path, dns_server, engine) -> Iterator[ServerProcess]:
+    proc = ServerProcess(tmp_path, "--dns-servers", dns_server.address, engine=engine).start()
     yield proc
     proc.stop()
 

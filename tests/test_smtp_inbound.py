@@ -236,10 +236,10 @@ def _self_signed(directory: Path) -> tuple[str, str]:
     return str(cert_path), str(key_path)
 
 
-def test_limits_and_starttls_on_a_configured_server(tmp_path: Path, dns_server) -> None:
+def test_limits_and_starttls_on_a_configured_server(tmp_path: Path, dns_server, engine) -> None:
     cert, key = _self_signed(tmp_path)
     server = start_server(tmp_path / "data", dns_server, max_message_bytes=20_000, max_recipients=2,
-                          smtp_tls_cert=cert, smtp_tls_key=key)
+                          smtp_tls_cert=cert, smtp_tls_key=key, engine=engine)
     try:
         with server.client(server.new_key()) as api:
             boxes = [make_inbox(api) for _ in range(3)]
@@ -290,8 +290,8 @@ def test_data_end_split_across_reads() -> None:
     assert asyncio.run(read(b"a" * 50 + b"\r\n", b"b" * 50 + b"\r\n.\r\n", limit=60)) is None
 
 
-def test_connection_cap_refuses_with_421_and_recovers(tmp_path: Path, dns_server) -> None:
-    server = start_server(tmp_path, dns_server, max_connections=3)
+def test_connection_cap_refuses_with_421_and_recovers(tmp_path: Path, dns_server, engine) -> None:
+    server = start_server(tmp_path, dns_server, max_connections=3, engine=engine)
     try:
         held = [smtp(server) for _ in range(3)]
         with pytest.raises(smtplib.SMTPConnectError) as refused:
@@ -313,8 +313,8 @@ def _greets(server: Running) -> bool:
         return False
 
 
-def test_a_slow_large_message_survives_the_idle_timeout(tmp_path: Path, dns_server) -> None:
-    server = start_server(tmp_path, dns_server, idle_timeout=1.0)
+def test_a_slow_large_message_survives_the_idle_timeout(tmp_path: Path, dns_server, engine) -> None:
+    server = start_server(tmp_path, dns_server, idle_timeout=1.0, engine=engine)
     try:
         with server.client(server.new_key()) as api:
             inbox = make_inbox(api)

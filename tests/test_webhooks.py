@@ -31,10 +31,10 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="module")
-def fast(tmp_path_factory, dns_server):
+def fast(tmp_path_factory, dns_server, engine):
     """A server whose webhook retries come quickly: short backoff and timeout, three attempts."""
     server = start_server(tmp_path_factory.mktemp("hooks"), dns_server, webhook_backoff=0.2,
-                          webhook_timeout=1.0, webhook_max_attempts=3)
+                          webhook_timeout=1.0, webhook_max_attempts=3, engine=engine)
     yield server
     server.stop()
 
@@ -204,8 +204,8 @@ def test_redirects_are_not_followed_and_large_answers_are_cut_off(fast, receiver
     assert all(h.path == "/hook" for h in receiver.requests)
 
 
-def test_a_stalled_receiver_holds_a_few_slots_only(tmp_path, dns_server) -> None:
-    server = start_server(tmp_path, dns_server, webhook_timeout=30)
+def test_a_stalled_receiver_holds_a_few_slots_only(tmp_path, dns_server, engine) -> None:
+    server = start_server(tmp_path, dns_server, webhook_timeout=30, engine=engine)
     stalled, healthy = WebhookReceiver(default=HANG), WebhookReceiver()
     try:
         with server.client(server.new_key()) as client:
@@ -223,9 +223,9 @@ def test_a_stalled_receiver_holds_a_few_slots_only(tmp_path, dns_server) -> None
         server.stop()
 
 
-def test_a_restart_in_the_middle_of_retries_loses_no_delivery(tmp_path, dns_server, receiver) -> None:
+def test_a_restart_in_the_middle_of_retries_loses_no_delivery(tmp_path, dns_server, receiver, engine) -> None:
     receiver.plan = [500, HANG]
-    first = start_server(tmp_path, dns_server, webhook_backoff=0.2, webhook_timeout=20)
+    first = start_server(tmp_path, dns_server, webhook_backoff=0.2, webhook_timeout=20, engine=engine)
     key = first.new_key(org="restart")
     with first.client(key) as client:
         inbox = hooked_inbox(client, receiver.url)
@@ -233,7 +233,7 @@ def test_a_restart_in_the_middle_of_retries_loses_no_delivery(tmp_path, dns_serv
     receiver.wait_for(2)  # the second attempt is now hanging, in flight
     first.stop()
 
-    second = start_server(tmp_path, dns_server, webhook_backoff=0.2)
+    second = start_server(tmp_path, dns_server, webhook_backoff=0.2, engine=engine)
     try:
         with second.client(key) as client:
             hits = receiver.wait_for(3)
@@ -273,10 +273,12 @@ def test_delivery_log_filters_pages_and_stays_inside_the_org(running, api, recei
         assert stranger.get("/v1/webhooks/health").json()["success_rate"] is None
 
 
-def test_sigkill_with_deliveries_in_flight_loses_none(tmp_path, dns_server) -> None:
+def test_sigkill_with_deliveries_in_flight_loses_none(tmp_path, dns_server, engine) -> None:
     hanging = WebhookReceiver(default=HANG)
     proc = ServerProcess(tmp_path, "--dns-servers", dns_server.address,
-                         env={"COMMUNE_WEBHOOK_BACKOFF": "0.1", "COMMUNE_WEBHOOK_ALLOW_PRIVATE": "true"})
+                         env={"COMMUNE_WEBHOOK_BACKOFF": "0.1", "COMMUNE_WEBHOOK_ALLOW_PRIVATE": "true",
+                              # Restarted under its name, the node takes back at once what it had leased.
+                              "COMMUNE_NODE_ID": "webhook-node"}, engine=engine)
     try:
         proc.start()
         with proc.client() as client:
@@ -307,10 +309,10 @@ def test_sigkill_with_deliveries_in_flight_loses_none(tmp_path, dns_server) -> N
     assert sorted(answered) == sorted(accepted)
 
 
-def test_delivery_outcomes_reach_inboxes_that_subscribed(tmp_path, dns_server, receiver) -> None:
+def test_delivery_outcomes_reach_inboxes_that_subscribed(tmp_path, dns_server, receiver, engine) -> None:
     sink = SmtpSink().start()
     dns_server.publish("partner-hooks.test", "MX", "10 mx.partner-hooks.test.")
-    server = start_server(tmp_path, dns_server, relay=f"127.0.0.1:{sink.port}")
+    server = start_server(tmp_path, dns_server, relay=f"127.0.0.1:{sink.port}", engine=engine)
     try:
         with server.client(server.new_key()) as client:
             sender = hooked_inbox(client, receiver.url, ["delivery", "bounce"])

@@ -18,6 +18,7 @@ from ..mail.compose import Outgoing, reply_references
 from ..mail.model import IncomingAttachment
 from ..models.mail import LabelChanges, SendMessage, message_json, thread_json
 from ..store import outbox as states
+from ..store.errors import IntegrityError
 from ..store.mail import DIFFERENT_REQUEST, PENDING
 from ..store.triage import TooManyLabels
 from ..util import iso, parse_iso
@@ -139,7 +140,7 @@ def domain_sender(ctx: Context, domain_id: str) -> dict:
                          " of your verified domains; verify it, create the inbox or pass inboxId")
     try:
         inbox = store.create_inbox(ctx.org_id, domain, DEFAULT_LOCAL_PART, None, None)
-    except sqlite3.IntegrityError:
+    except IntegrityError:
         # A concurrent first send created it.
         inbox = store.own_inbox_by_address(ctx.org_id, address)
         if inbox is None or inbox["domain_id"] != domain["id"]:

@@ -20,6 +20,7 @@ import logging
 import sqlite3
 import time
 from dataclasses import dataclass, replace
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..mail.compose import Outgoing, as_incoming, compose
@@ -192,7 +193,7 @@ def decide(services: Services, item: sqlite3.Row, before: tuple[str, ...], after
         if not services.outbox.move(conn, item["id"], before, after, **columns):
             return False
         if edits:
-            apply_edits(conn, item, edits)
+            apply_edits(conn, services.database.dialect, item, edits)
         conn.execute("UPDATE messages SET delivery_status = ? WHERE id = ?", (after, item["id"]))
         message = message_json(conn.execute("SELECT * FROM messages WHERE id = ?", (item["id"],)).fetchone())
         if event is not None and inbox is not None:
@@ -205,7 +206,7 @@ def decide(services: Services, item: sqlite3.Row, before: tuple[str, ...], after
     return True
 
 
-def apply_edits(conn: sqlite3.Connection, item: sqlite3.Row, edits: dict[str, Any]) -> None:
+def apply_edits(conn: sqlite3.Connection, dialect: ModuleType, item: sqlite3.Row, edits: dict[str, Any]) -> None:
     """Approved edits into the sender's copy: its fields, its search entry and the thread's participants."""
     spec = edits["spec"]
     participants = [{"role": "sender", "identity": spec["sender"]}]
@@ -213,15 +214,11 @@ def apply_edits(conn: sqlite3.Connection, item: sqlite3.Row, edits: dict[str, An
         participants.extend({"role": role, "identity": a} for a in spec[role])
     text = edits["text_body"]
     conn.execute(
-        "INSERT INTO messages_fts(messages_fts, rowid, subject, text_body, sender) VALUES ('delete', ?, ?, ?, ?)",
-        (item["seq"], item["subject"], item["text_body"], item["sender"]),
-    )
-    conn.execute(
         "UPDATE messages SET subject = ?, text_body = ?, html_body = ?, participants = ? WHERE id = ?",
         (spec["subject"], text, spec["html"], json.dumps(participants), item["id"]),
     )
-    conn.execute("INSERT INTO messages_fts(rowid, subject, text_body, sender) VALUES (?, ?, ?, ?)",
-                 (item["seq"], spec["subject"], text, item["sender"]))
+    dialect.message_text_changed(conn, item["seq"], (item["subject"], item["text_body"], item["sender"]),
+                                 (spec["subject"], text, item["sender"]))
     index_bigrams(conn, item["seq"], spec["subject"], text, item["filenames"])
     # The participant index is kept by an insert trigger; an approver's added recipients join by hand.
     conn.executemany(

@@ -9,10 +9,10 @@ deleting it only lasts until the next report.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING
 
 from ..dns.records import DMARC_REPORT_LOCAL_PART
+from ..store.errors import IntegrityError
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -30,7 +30,7 @@ def report_inbox(services: Services, address: str) -> dict | None:
         return None
     try:
         inbox = services.domains.create_inbox(domain["org_id"], domain, DMARC_REPORT_LOCAL_PART, DISPLAY_NAME, None)
-    except sqlite3.IntegrityError:  # another session created it a moment ago
+    except IntegrityError:  # another session created it a moment ago
         return services.domains.inbox_by_address(address)
     services.audit.record(domain["org_id"], None, "inbox.created", "inbox", inbox["id"],
                           {"address": inbox["address"], "reason": "first DMARC aggregate report"})

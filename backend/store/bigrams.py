@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from typing import TYPE_CHECKING
 
-from .database import Database
+if TYPE_CHECKING:
+    from .database import Database
 
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 """Hiragana, katakana, CJK ideographs (and extension A, compatibility), hangul syllables."""

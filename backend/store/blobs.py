@@ -1,4 +1,5 @@
-"""Content-addressed files for attachment and raw-message bytes: `blobs/<org_id>/ab/cdef…` by sha256.
+"""Content-addressed files for attachment and raw-message bytes: `blobs/<org_id>/ab/cdef…` by sha256
+(on PostgreSQL: rows of the `blobs` table, `DatabaseBlobStore`).
 
 Bytes are deduplicated within an organisation only: whether an upload finds its content already
 stored (and so skips the write) depends on that organisation's own data, never on another's, so
@@ -16,6 +17,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from .errors import StorageFull, is_storage_full
 
@@ -145,3 +147,59 @@ class BlobStore:
                 leftover.unlink()
             directory.rmdir()
         return moved
+
+
+class DatabaseBlobStore:
+    """The same interface, on PostgreSQL: bytes in the `blobs` table (org_id, sha256, content), so every
+    node of a cluster reads what any node stored. A commit there is durable, so `fsync` has nothing to do."""
+
+    def __init__(self, database: Any) -> None:
+        self.database = database
+
+    @staticmethod
+    def _check(org_id: str, digest: str) -> None:
+        if len(digest) != 64 or not HEX.issuperset(digest):
+            raise ValueError("not a sha256 digest")
+        if not ORG_RE.match(org_id):
+            raise ValueError("not an organisation id")
+
+    def put(self, org_id: str, content: bytes, fsync: bool = True) -> str:
+        digest = hashlib.sha256(content).hexdigest()
+        self._check(org_id, digest)
+        self.database.execute("INSERT OR IGNORE INTO blobs (org_id, sha256, content) VALUES (?, ?, ?)",
+                              (org_id, digest, bytes(content)))
+        return digest
+
+    def get(self, org_id: str, digest: str) -> bytes:
+        self._check(org_id, digest)
+        row = self.database.one("SELECT content FROM blobs WHERE org_id = ? AND sha256 = ?", (org_id, digest))
+        if row is None:
+            raise FileNotFoundError(f"no blob {digest}")
+        return bytes(row[0])
+
+    def exists(self, org_id: str, digest: str) -> bool:
+        try:
+            self._check(org_id, digest)
+        except ValueError:
+            return False
+        return self.database.one("SELECT 1 FROM blobs WHERE org_id = ? AND sha256 = ?", (org_id, digest)) is not None
+
+    def delete(self, org_id: str, digest: str) -> None:
+        try:
+            self._check(org_id, digest)
+        except ValueError:
+            return
+        self.database.execute("DELETE FROM blobs WHERE org_id = ? AND sha256 = ?", (org_id, digest))
+
+    def has_shared_layout(self) -> bool:
+        return False
+
+    def adopt_shared_layout(self, references: Iterable[tuple[str, str]]) -> int:
+        return 0
+
+
+def open_blob_store(root: Path, database: Any) -> BlobStore | DatabaseBlobStore:
+    """Files under `root` beside a SQLite database; the `blobs` table when the database is PostgreSQL."""
+    if database.engine == "postgresql":
+        return DatabaseBlobStore(database)
+    return BlobStore(root)

@@ -15,12 +15,17 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
+from . import dialect_sqlite
 from .errors import StorageFull, is_storage_full
 from .migrations import migrate
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from .postgres import PostgresDatabase
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -82,9 +87,13 @@ def _libc_syncfs():
 
 
 class Database:
-    """The database handle every aggregate store receives; one writer at a time through `transaction()`."""
+    """The database handle every aggregate store receives; one writer at a time through `transaction()`.
+
+    backend/store/postgres.py's `PostgresDatabase` has the same interface; `open_database` picks one.
+    """
 
     engine = "sqlite"
+    dialect = dialect_sqlite
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -166,6 +175,26 @@ class Database:
     def execute(self, sql: str, params: tuple | list | dict = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
 
+    def tuples(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        """Rows as plain tuples (cheaper than Rows where a page is read by position)."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        try:
+            return cursor.execute(sql, params).fetchall()
+        finally:
+            cursor.close()
+
+    def dicts(self, sql: str, params: tuple | list = ()) -> list[dict[str, Any]]:
+        """Rows as plain dicts: a page maps every column by name, and a dict lookup costs a third of a Row's."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        try:
+            cursor.execute(sql, params)
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
     def fsync_wal(self) -> None:
         """Flush committed WAL frames to the disk (blocking: call it in a worker thread).
 
@@ -209,3 +238,13 @@ class Database:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def open_database(settings: Settings) -> Database | PostgresDatabase:
+    """The engine `settings.database_url` names: PostgreSQL for a `postgresql://` URL, else the SQLite
+    file in the data directory."""
+    if settings.database_url:
+        from .postgres import PostgresDatabase
+
+        return PostgresDatabase(settings.database_url)
+    return Database(settings.db_path)

@@ -270,12 +270,14 @@ def _rebuild_threads(conn: sqlite3.Connection, thread_ids: list[str]) -> None:
     rows = conn.execute(
         "SELECT thread_id, n, inbound, first_at, last_at, with_files, direction, sender, text_body, html_body,"
         " json_extract(extra, '$.sender_name') AS sender_name FROM ("
-        " SELECT messages.*, COUNT(*) OVER w AS n, SUM(direction = 'inbound') OVER w AS inbound,"
+        " SELECT messages.*, COUNT(*) OVER w AS n, SUM(CASE WHEN direction = 'inbound' THEN 1 ELSE 0 END) OVER w"
+        " AS inbound,"
         " MIN(created_at) OVER w AS first_at,"
-        " MAX(created_at) OVER w AS last_at, MAX(attachment_ids != '[]') OVER w AS with_files,"
+        " MAX(created_at) OVER w AS last_at, MAX(CASE WHEN attachment_ids != '[]' THEN 1 ELSE 0 END) OVER w"
+        " AS with_files,"
         " ROW_NUMBER() OVER (PARTITION BY thread_id ORDER BY created_at DESC, seq DESC) AS pos"
         " FROM messages WHERE thread_id IN (SELECT value FROM json_each(?))"
-        " WINDOW w AS (PARTITION BY thread_id)) WHERE pos = 1",
+        " WINDOW w AS (PARTITION BY thread_id)) AS summary WHERE pos = 1",
         (ids,),
     ).fetchall()
     # Unread mail that was deleted no longer counts as unread.
@@ -388,7 +390,7 @@ class DeletionStore:
                 " completed_at = ? WHERE id = ?",
                 (json.dumps(counts), confirmed_at, now_iso(), request_id),
             )
-        unlink_unreferenced(self.database.conn, self.blobs, org_id, candidates)
+        unlink_unreferenced(self.database, self.blobs, org_id, candidates)
         return self.get_request(org_id, request_id)
 
     def delete_inbox(self, org_id: str, inbox_id: str, before_purge: Callable[[sqlite3.Connection], None]) -> dict[str, int]:
@@ -396,7 +398,7 @@ class DeletionStore:
         with self.database.transaction() as conn:
             before_purge(conn)
             counts, candidates = purge(conn, plan_for(org_id, "inbox", {"inbox_id": inbox_id}))
-        unlink_unreferenced(self.database.conn, self.blobs, org_id, candidates)
+        unlink_unreferenced(self.database, self.blobs, org_id, candidates)
         return counts
 
     def delete_messages(self, org_id: str, params: dict,
@@ -412,5 +414,5 @@ class DeletionStore:
                 counts["thread_metadata"] += conn.execute(
                     "DELETE FROM threads WHERE id IN (SELECT value FROM json_each(?)) AND org_id = ?",
                     (params["thread_ids"], org_id)).rowcount
-        unlink_unreferenced(self.database.conn, self.blobs, org_id, candidates)
+        unlink_unreferenced(self.database, self.blobs, org_id, candidates)
         return counts

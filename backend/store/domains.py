@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 from ..util import new_uuid, now_iso
 from .database import Database
+from .errors import IntegrityError
 
 
 def _domain(row: sqlite3.Row) -> dict:
@@ -138,7 +139,7 @@ class DomainStore:
         """Name clashes the schema refuses (one row per name per organisation, one verified row per name)."""
         try:
             yield
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:
             raise DomainTaken(str(exc)) from exc
 
     # inboxes -------------------------------------------------------------------------

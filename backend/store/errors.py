@@ -5,6 +5,14 @@ from __future__ import annotations
 import errno
 import sqlite3
 
+try:
+    from psycopg.errors import IntegrityError as _PostgresIntegrityError
+except ImportError:  # the `postgres` extra is not installed
+    IntegrityError: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+else:
+    IntegrityError = (sqlite3.IntegrityError, _PostgresIntegrityError)
+"""A write the schema refused (a unique key taken), on either engine: `except IntegrityError:`."""
+
 # What a full disk or an exhausted quota looks like to a write.
 FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 

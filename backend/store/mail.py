@@ -274,7 +274,7 @@ class MailStore(MailReads):
         updated = conn.execute(
             "UPDATE threads SET last_message_at = MAX(last_message_at, :at), message_count = message_count + 1,"
             " snippet = :snippet, last_direction = :direction, last_sender = :sender, last_sender_name = :name,"
-            " has_attachments = has_attachments OR :att,"
+            " has_attachments = MAX(has_attachments, :att),"
             " subject = CASE WHEN subject = '' THEN :subject ELSE subject END,"
             " hidden = (hidden & 2) | (hidden & :quarantined)"
             " WHERE id = :id AND org_id = :org",

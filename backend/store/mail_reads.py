@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .database import Database
-from .search import contains, parse, plan
+from .search import parse, plan
 
 # Search walks matching messages newest first and stops after this many, so a word found in
 # millions of rows (or in other organisations' mail) still answers in bounded time.
@@ -38,17 +38,6 @@ label is escaped, so `"quarantine"` with its quotes matches that whole label onl
 `messages_quarantined_*` are defined with this very expression."""
 TRASH = "trash"
 QUARANTINE = "quarantine"
-THREAD_JSON_SQL = (
-    "json_object('thread_id', id, 'subject', subject, 'last_message_at', last_message_at,"
-    " 'first_message_at', first_message_at, 'message_count', message_count, 'snippet', snippet,"
-    " 'last_direction', last_direction, 'last_sender', last_sender,"
-    " 'last_sender_name', last_sender_name, 'inbox_id', inbox_id,"
-    " 'domain_id', domain_id, 'has_attachments', json(CASE WHEN has_attachments THEN 'true' ELSE 'false' END),"
-    " 'unread_count', unread_count, 'tags', json(CASE WHEN json_valid(tags) THEN tags ELSE '[]' END),"
-    " 'status', status, 'assigned_to', assigned_to, 'labels', json(labels),"
-    " 'id', id, 'participantCount', participant_count, 'lastActivityAt', last_message_at)"
-)
-"""A thread summary as JSON text, exactly what `models.mail.thread_json` builds from a row."""
 
 
 @dataclass(frozen=True)
@@ -147,18 +136,6 @@ def _thread_page_sql(
     return sql, (*params, *extra, limit)
 
 
-def _dicts(database: Database, sql: str, params: tuple) -> list[dict[str, Any]]:
-    """Rows as plain dicts: a page maps every column by name, and a dict lookup costs a third of a Row's."""
-    cursor = database.conn.cursor()
-    cursor.row_factory = None
-    try:
-        cursor.execute(sql, params)
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
-    finally:
-        cursor.close()
-
-
 def _keyset(order: str, columns: str, after: tuple | None) -> tuple[str, str, tuple]:
     """The row-value condition and ORDER BY for one page in `order`, continuing after `after`."""
     direction = "DESC" if order == "desc" else "ASC"
@@ -193,17 +170,12 @@ class MailReads:
     ) -> list[tuple[str, str, str]]:
         """Up to `limit` threads by last activity after the keyset `after`, as `(last_message_at, id, JSON)`.
 
-        SQLite builds the JSON (`THREAD_JSON_SQL`, kept equal to `models.mail.thread_json` by a test):
-        half the cost of building Python dicts and encoding them, on the API's busiest list.
+        The database builds the JSON (the dialect's `THREAD_JSON_SQL`, kept equal to `models.mail.thread_json`
+        by a test): half the cost of building Python dicts and encoding them, on the API's busiest list.
         """
-        sql, params = _thread_page_sql(f"last_message_at, id, {THREAD_JSON_SQL}", org_id, inbox_id, domain_id,
-                                       order, limit, after, labels)
-        cursor = self.database.conn.cursor()
-        cursor.row_factory = None
-        try:
-            return cursor.execute(sql, params).fetchall()
-        finally:
-            cursor.close()
+        sql, params = _thread_page_sql(f"last_message_at, id, {self.database.dialect.THREAD_JSON_SQL}", org_id,
+                                       inbox_id, domain_id, order, limit, after, labels)
+        return self.database.tuples(sql, params)
 
     def inbox_counts(self, inbox_ids: list[str]) -> dict[str, dict[str, int]]:
         """`{threads, unread_threads, flagged_threads, trash_threads}` of each inbox, in ONE primary-key
@@ -227,8 +199,8 @@ class MailReads:
                         after: tuple[str, int] | None = None) -> list[dict[str, Any]]:
         """A page of a thread's messages in time order, after the keyset `after`."""
         cond, order_by, extra = _keyset(order, "created_at, seq", after)
-        return _dicts(
-            self.database, f"SELECT * FROM messages WHERE thread_id = ? AND +org_id = ?{cond}{order_by} LIMIT ?",
+        return self.database.dicts(
+            f"SELECT * FROM messages WHERE thread_id = ? AND +org_id = ?{cond}{order_by} LIMIT ?",
             (thread_id, org_id, *extra, limit),
         )
 
@@ -308,7 +280,7 @@ class MailReads:
         query = parse(text)
         if query.empty:
             return [], 0, True
-        found = plan(query)
+        found = plan(query, self.database.dialect)
         labels = LabelFilter(tuple(dict.fromkeys([*labels.include, *query.labels])), labels.exclude)
         hidden = labels.hidden_values
         threads_sql, threads_params = labels.thread_conditions("t.id", labels.include)
@@ -320,10 +292,8 @@ class MailReads:
         else:
             scope, scope_params = "m.org_id = ?", [org_id]
         order = "m.created_at DESC, m.seq DESC"  # the mailbox's message index, newest first
-        if found.fts is not None:
-            # CROSS JOIN keeps this order: the trigram index newest first, then each row, then its thread.
-            source = "messages_trigram CROSS JOIN messages m ON m.seq = messages_trigram.rowid"
-            lead, lead_params, order = "messages_trigram MATCH ? AND ", [found.fts], "messages_trigram.rowid DESC"
+        if found.wanted:
+            source, lead, lead_params, order = self.database.dialect.search_lead(found.wanted, found.unwanted)
         elif found.bigram is not None:
             # A two-character CJK word: its entries in the pair index, newest first.
             source = "message_bigrams b CROSS JOIN messages m ON m.seq = b.seq"
@@ -377,11 +347,11 @@ class MailReads:
         address or name contains `text` (any case), after the keyset `after`."""
         where, params = "org_id = ?", [org_id]
         if text:
-            name, param = contains("coalesce(name, '')", text)
+            name, param = self.database.dialect.contains("coalesce(name, '')", text)
             where += f" AND (instr(address, ?) > 0 OR {name})"
             params += [text.lower(), param]
         cond, order_by, extra = _keyset("desc", "last_at, address", after)
-        return _dicts(self.database, f"SELECT * FROM contacts WHERE {where}{cond}{order_by} LIMIT ?",
+        return self.database.dicts(f"SELECT * FROM contacts WHERE {where}{cond}{order_by} LIMIT ?",
                       (*params, *extra, limit))
 
     # attachments ------------------------------------------------------------------------------

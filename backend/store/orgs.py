@@ -114,14 +114,16 @@ class OrgStore:
     def revoke_key(self, org_id: str, key_id: str) -> bool:
         """Revoke an active key; `False` if there is none. Raises `LastAdminKey` rather than lock the org out.
 
-        The check and the update share one write transaction, so two revocations of an organisation's
-        last two admin keys (from the API and the command line at once) cannot both succeed.
+        The check and the update share one write transaction (its rows locked where the engine has row
+        locks), so two revocations of an organisation's last two admin keys (from the API and the command
+        line at once, on any node) cannot both succeed.
         """
         with self.database.transaction() as conn:
             active = {
                 row["id"]: "admin" in json.loads(row["scopes"])
                 for row in conn.execute(
-                    "SELECT id, scopes FROM api_keys WHERE org_id = ? AND revoked_at IS NULL", (org_id,)
+                    "SELECT id, scopes FROM api_keys WHERE org_id = ? AND revoked_at IS NULL"
+                    + self.database.dialect.for_update, (org_id,)
                 )
             }
             if key_id not in active:

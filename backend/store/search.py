@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from types import ModuleType
 
 from ..models.mail import clean_label
 from ..util import iso, parse_iso
@@ -79,29 +80,6 @@ def parse(text: str) -> Query:
     return Query(terms)
 
 
-def contains(column: str, value: str) -> tuple[str, str]:
-    """`column` contains `value` in any case: SQLite's lower() when the value is ASCII (the column's other
-    letters cannot match it anyway), else Unicode case folding (a Python function, slower)."""
-    if value.isascii():
-        return f"instr(lower({column}), ?) > 0", value.lower()
-    if value.casefold() == value == value.upper():
-        return f"instr({column}, ?) > 0", value  # no letter of it has a case (Chinese, Japanese, Korean)
-    return f"instr(casefold({column}), ?) > 0", value.casefold()
-
-
-def _word(value: str) -> tuple[str, list]:
-    if len(value) >= TRIGRAM:
-        return ("m.seq IN (SELECT rowid FROM messages_trigram WHERE messages_trigram MATCH ?)",
-                ['"' + value.replace('"', '""') + '"'])
-    if value.isascii():
-        return ("m.seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)",
-                ['"' + value.replace('"', '""') + '"'])
-    if is_bigram(value):
-        return "m.seq IN (SELECT seq FROM message_bigrams WHERE bigram = ?)", [value]
-    parts = [contains(column, value) for column in ("m.subject", "m.text_body", "m.filenames")]
-    return "(" + " OR ".join(sql for sql, _ in parts) + ")", [param for _, param in parts]
-
-
 def _moment(field: str, value: str) -> str:
     try:
         return iso(parse_iso(value + "T00:00:00Z" if _DATE.match(value) else value))
@@ -114,17 +92,17 @@ def _label(label: str) -> tuple[str, list]:
     return "EXISTS (SELECT 1 FROM message_labels WHERE message_id = m.id AND label = ?)", [label]
 
 
-def _condition(term: Term) -> tuple[str, list]:
+def _condition(term: Term, dialect: ModuleType) -> tuple[str, list]:
     value, field = term.value, term.field
     if field == "":
-        return _word(value)
+        return dialect.word(value)
     if field == "from":
-        name, param = contains("coalesce(json_extract(m.extra, '$.sender_name'), '')", value)
+        name, param = dialect.contains("coalesce(json_extract(m.extra, '$.sender_name'), '')", value)
         return f"(instr(m.sender, ?) > 0 OR {name})", [value.lower(), param]
     if field == "to":
         return RECIPIENT, [value.lower()]
     if field == "subject":
-        sql, param = contains("m.subject", value)
+        sql, param = dialect.contains("m.subject", value)
         return sql, [param]
     if field == "label":
         try:
@@ -148,38 +126,33 @@ def _condition(term: Term) -> tuple[str, list]:
     return AUTH_FAILED, []
 
 
-def _phrase(value: str) -> str:
-    return '"' + value.replace('"', '""') + '"'
-
-
 @dataclass
 class Plan:
-    """A query as SQL: `fts`, the trigram index expression of its long words (None without one), which
-    leads the scan newest first; `where`, the other terms as conditions on `m` (leading " AND ")."""
+    """A query as SQL: `wanted` and `unwanted`, its words of three characters or more that lead the scan
+    through the trigram index newest first (none: no such lead); `where`, the other terms as conditions
+    on `m` (leading " AND ")."""
 
-    fts: str | None
+    wanted: list[str]
+    unwanted: list[str]
     where: str
     params: tuple
     bigram: str | None = None
-    """Without `fts`: a two-character CJK word whose entries in `message_bigrams` lead instead."""
+    """Without `wanted`: a two-character CJK word whose entries in `message_bigrams` lead instead."""
 
 
-def plan(query: Query) -> Plan:
-    """The query's words of three characters or more become one trigram expression (`"a" AND "b" NOT "c"`),
-    the index that leads; every other term is a condition on the message row."""
+def plan(query: Query, dialect: ModuleType) -> Plan:
+    """The query's words of three characters or more lead through the trigram index (when one of them
+    is wanted); every other term is a condition on the message row, in the engine's `dialect`."""
     long_words = [t for t in query.terms if t.field == "" and len(t.value) >= TRIGRAM]
-    wanted = [t for t in long_words if not t.negated]
-    fts = None
-    if wanted:
-        fts = " AND ".join(_phrase(t.value) for t in wanted)
-        fts += "".join(f" NOT {_phrase(t.value)}" for t in long_words if t.negated)
+    wanted = [t.value for t in long_words if not t.negated]
+    unwanted = [t.value for t in long_words if t.negated] if wanted else []
     pairs = [t for t in query.terms if t.field == "" and not t.negated and is_bigram(t.value)]
-    bigram = pairs[0].value if fts is None and pairs else None
+    bigram = pairs[0].value if not wanted and pairs else None
     sql, params = "", []
     for term in query.terms:
-        if (fts is not None and term in long_words) or (bigram is not None and term == pairs[0]):
+        if (wanted and term in long_words) or (bigram is not None and term == pairs[0]):
             continue
-        condition, values = _condition(term)
+        condition, values = _condition(term, dialect)
         sql += f" AND NOT ({condition})" if term.negated else f" AND {condition}"
         params += values
-    return Plan(fts, sql, tuple(params), bigram)
+    return Plan(wanted, unwanted, sql, tuple(params), bigram)
