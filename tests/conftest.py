@@ -18,10 +18,14 @@ from tests.smtp_sink import SmtpSink
 
 _counter = itertools.count()
 
-PG_PENDING: set[str] = set()
+PG_PENDING: set[str] = {
+    # Fills SQLite's page limit (PRAGMA max_page_count); PostgreSQL's DiskFull maps to the same 507 but
+    # has no per-database limit to fill in a test.
+    "test_full_disk::test_a_database_that_cannot_grow_answers_507_and_keeps_no_partial_rows",
+}
 """Test modules (or `module::test`) whose tests do not pass on PostgreSQL yet: their PostgreSQL leg (of
-the `running` or `engine` fixture) is left out. Keep it empty: an entry is a gap to close. (Tests of
-SQLite's own files, the full-disk, file-mode and upgrade-in-place tests, start SQLite servers only.)"""
+the `running` or `engine` fixture) is left out. Keep it (nearly) empty: an entry is a gap to close.
+(Tests of SQLite's own files, the file-mode and upgrade-in-place tests, start SQLite servers only.)"""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

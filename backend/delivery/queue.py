@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..events import EventBus
 from ..mail.dkim import sign_for_domain
+from ..store.database import after_commit
 from ..store.delivery import QueueItem
 from ..util import parse_iso
 from .bounces import return_path
@@ -54,7 +55,7 @@ class OutboundWorker:
     def on_new_message(self, conn: sqlite3.Connection, inbox: dict, message: dict) -> None:
         """Ingest hook: a sent message may have queued rows, so look at the queue once the commit is done."""
         if message.get("direction") == "outbound":
-            self.wake_soon()
+            after_commit(conn, self.wake_soon)
 
     def wake_soon(self) -> None:
         """Look at the queue now; safe to call from any thread."""

@@ -16,6 +16,7 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from ..dns.records import DMARC_REPORT_LOCAL_PART
+from ..store.database import after_commit
 from ..store.dmarc import DmarcStore
 from ..util import iso
 from .parse import AggregateReport, ReportError, find_payload, read_report
@@ -50,7 +51,7 @@ class ReportWorker:
         if inbox.get("domain_name") == self.services.settings.default_domain:
             return  # the shared domain publishes no DMARC record of ours; its reports are nobody's
         self.store.enqueue(conn, inbox, message)
-        self.wake()
+        after_commit(conn, self.wake)
 
     def wake(self) -> None:
         """Look for pending reports now; safe to call from any thread."""

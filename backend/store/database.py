@@ -240,6 +240,16 @@ class Database:
         self.conn.close()
 
 
+def after_commit(conn: Any, fn: Callable[[], object]) -> None:
+    """Call `fn` once the transaction `conn` belongs to has committed (a worker woken by it then finds
+    the rows). On SQLite at once: every reader shares the writer's connection and sees its rows already."""
+    hook = getattr(conn, "after_commit", None)
+    if hook is None:
+        fn()
+    else:
+        hook(fn)
+
+
 def open_database(settings: Settings) -> Database | PostgresDatabase:
     """The engine `settings.database_url` names: PostgreSQL for a `postgresql://` URL, else the SQLite
     file in the data directory."""

@@ -213,12 +213,17 @@ def _run(raw: psycopg.Connection[Any], sql: str, params: Any, row_factory: Any =
 
 
 class Connection:
-    """A pooled connection as the stores use sqlite3's: `execute`, `executemany`."""
+    """A pooled connection as the stores use sqlite3's: `execute`, `executemany`, and `after_commit`."""
 
-    __slots__ = ("raw",)
+    __slots__ = ("committed", "raw")
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
+        self.committed: list[Callable[[], object]] = []
+
+    def after_commit(self, fn: Callable[[], object]) -> None:
+        """Call `fn` once this transaction has committed (never if it rolls back)."""
+        self.committed.append(fn)
 
     def execute(self, sql: str, params: Any = ()) -> Cursor:
         return _run(self.raw, sql, params)
@@ -272,6 +277,8 @@ class PostgresDatabase:
                 raise StorageFull from exc
             finally:
                 local.conn = None
+        for fn in conn.committed:
+            fn()
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
