@@ -73,6 +73,9 @@ class App:
             admitted = self._admit(request)
             if isinstance(admitted, Route):
                 return Deferred(self.body_limits[id(admitted)], self._admit_later(request, admitted))
+            if self._limited_later(admitted):
+                request.admitted = admitted
+                return Deferred(self.body_limits[id(admitted.route)], self._limit_later(admitted))
         except HTTPError as exc:
             return _refusal(exc)
         except Exception:
@@ -88,7 +91,17 @@ class App:
             request.admitted = self._grant(route, found)
         except HTTPError as exc:
             return _refusal(exc)
-        return None
+        return await self._limit_later(request.admitted) if self._limited_later(request.admitted) else None
+
+    def _limited_later(self, admitted: Admitted) -> bool:
+        """Whether the caller's rate limit is still to be checked: a shared bucket is a database call."""
+        return admitted.key is not None and self.limiter.shared and self.limiter.enabled
+
+    async def _limit_later(self, admitted: Admitted) -> Response | None:
+        """Spend from the key's shared bucket: None to proceed, else the 429."""
+        assert admitted.key is not None
+        allowed, admitted.headers = await self.services.database.run(self.limiter.take, admitted.key.id)
+        return None if allowed else _refusal(RateLimited("Rate limit exceeded", headers=admitted.headers))
 
     async def __call__(self, request: Request) -> Response:
         admitted: Admitted | None = request.admitted
@@ -100,11 +113,6 @@ class App:
                 return verdict
             admitted = request.admitted
         try:
-            if admitted.key is not None and self.limiter.shared and self.limiter.enabled:
-                # A shared bucket is a database call: made here through `database.run`, once the body is in.
-                allowed, admitted.headers = await self.services.database.run(self.limiter.take, admitted.key.id)
-                if not allowed:
-                    raise RateLimited("Rate limit exceeded", headers=admitted.headers)
             ctx = Context(request=request, services=self.services, key=admitted.key, scopes=admitted.scopes)
             response = _as_response(await admitted.route.handler(ctx))
         except HTTPError as exc:

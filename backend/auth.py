@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from types import EllipsisType
 
 from .store.orgs import ApiKeyRecord, OrgStore
@@ -65,6 +66,8 @@ class KeyRing:
         self.orgs = orgs
         self._cache: dict[str, tuple[float, ApiKeyRecord | None, frozenset[str]]] = {}
         self._touched: dict[str, float] = {}
+        self.listeners: list[Callable[[], None]] = []
+        """Called after `forget`: tells the other nodes sharing the database to drop their cached keys."""
 
     def create(self, org_id: str, scopes: list[str], name: str = "",
                hold_sends: bool = False) -> tuple[str, ApiKeyRecord]:
@@ -106,6 +109,14 @@ class KeyRing:
         return found
 
     def forget(self) -> None:
+        """Drop every cached key here and (through `listeners`: the relay) on the other nodes, so a
+        revocation or change holds from the next request on whichever node it reaches."""
+        self.drop()
+        for listener in list(self.listeners):
+            listener()
+
+    def drop(self) -> None:
+        """Drop every cached key on this node only (another node's `forget`)."""
         self._cache.clear()
 
 

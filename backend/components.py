@@ -16,6 +16,10 @@ Starter = Callable[["Server"], Awaitable[None]]
 
 ALL: list[Starter] = []
 
+from .relay import start as start_relay
+
+ALL.append(start_relay)  # first: events published while the others start reach the other nodes too
+
 from .webhooks.dispatcher import start as start_webhooks
 
 ALL.append(start_webhooks)

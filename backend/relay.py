@@ -6,7 +6,8 @@ notification carries at most 8000 bytes, so an event larger than `INLINE_BYTES` 
 body) goes into `event_payloads` in the same transaction and the notification carries the row's id;
 rows older than `PAYLOAD_TTL` seconds are removed as new ones are written. A listener thread receives
 the other nodes' notifications (PostgreSQL delivers them in commit order) and hands each event to the
-local bus with `EventBus.receive`, which gives it this node's next id.
+local bus with `EventBus.receive`, which gives it this node's next id. Signals travel the same way: a
+name another node acts on (`keys.forget`: drop the cached API keys after a revocation on another node).
 
 If the database connection drops, both threads reconnect with a growing pause; events published while
 the sender is disconnected are kept (up to `MAX_QUEUED`) and sent once it is back, events other nodes
@@ -15,15 +16,21 @@ published while the listener was disconnected are missed, as a stream that recon
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import queue
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from .coordination import shared
 from .events import Event, EventBus
+
+if TYPE_CHECKING:
+    from .server import Server
 
 log = logging.getLogger("commune.relay")
 
@@ -33,6 +40,7 @@ PAYLOAD_TTL = 120.0
 MAX_QUEUED = 10_000
 BATCH = 200
 RECONNECT_MAX = 5.0
+FORGET_KEYS = "keys.forget"
 
 
 def encode(node: str, event: Event) -> str:
@@ -46,7 +54,9 @@ class PostgresRelay:
         self.conninfo = conninfo
         self.node_id = node_id
         self.bus = bus
-        self.outgoing: queue.Queue[Event | None] = queue.Queue(MAX_QUEUED)
+        self.outgoing: queue.Queue[Event | str | None] = queue.Queue(MAX_QUEUED)
+        self.handlers: dict[str, Callable[[], None]] = {}
+        """What this node does on another node's signal, by name."""
         self.stopping = threading.Event()
         self.listening = threading.Event()
         """Set once the listener's `LISTEN` is in place (and again after each reconnection)."""
@@ -67,11 +77,16 @@ class PostgresRelay:
         for thread in self.threads:
             thread.join(5)
 
-    def send(self, event: Event) -> None:
+    def send(self, event: Event | str) -> None:
+        """Queue an event, or a signal's name, for the other nodes (never blocks)."""
         try:
             self.outgoing.put_nowait(event)
         except queue.Full:
             self.dropped += 1
+
+    def signal(self, name: str) -> Callable[[], None]:
+        """A callable that sends the signal `name` to the other nodes."""
+        return lambda: self.send(name)
 
     # threads -----------------------------------------------------------------------------------
     def _keep(self, body: Any) -> Any:
@@ -99,7 +114,7 @@ class PostgresRelay:
         cleaned = 0.0
         while True:
             event = self.outgoing.get()
-            batch: list[Event] = []
+            batch: list[Event | str] = []
             while event is not None:
                 batch.append(event)
                 if len(batch) >= BATCH:
@@ -111,7 +126,8 @@ class PostgresRelay:
             if batch:
                 with conn.transaction():
                     for item in batch:
-                        payload = encode(self.node_id, item)
+                        payload = encode(self.node_id, item) if isinstance(item, Event) else json.dumps(
+                            {"node": self.node_id, "signal": item})
                         if len(payload.encode()) > INLINE_BYTES:
                             row = conn.execute("INSERT INTO event_payloads (payload, created_at) VALUES (%s, %s)"
                                                " RETURNING id", (payload, time.time())).fetchone()
@@ -134,6 +150,11 @@ class PostgresRelay:
                 message = json.loads(payload)
                 if message.get("node") == self.node_id:
                     continue
+                if "signal" in message:
+                    handler = self.handlers.get(message["signal"])
+                    if handler is not None:
+                        handler()
+                    continue
                 if "ref" in message:
                     row = conn.execute("SELECT payload FROM event_payloads WHERE id = %s",
                                        (message["ref"],)).fetchone()
@@ -142,3 +163,22 @@ class PostgresRelay:
                     message = json.loads(row[0])
                 self.bus.receive(message["type"], message["org"], message["data"], message.get("inbox"),
                                  message.get("domain"))
+
+
+async def start(server: Server) -> None:
+    """Component entry: on a shared database, relay this node's events to the others and theirs here."""
+    services = server.services
+    if not shared(services.database):
+        return
+    relay = PostgresRelay(services.database.url, services.node_id, services.events)
+    relay.handlers[FORGET_KEYS] = services.keys.drop
+    await asyncio.to_thread(relay.start)
+    services.events.relay = relay
+    services.keys.listeners.append(forget := relay.signal(FORGET_KEYS))
+
+    async def stop() -> None:
+        services.events.relay = None
+        services.keys.listeners.remove(forget)
+        await asyncio.to_thread(relay.stop)
+
+    server.on_stop(stop)

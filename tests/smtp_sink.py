@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -27,6 +28,9 @@ class SinkHandler:
         self.rcpt_reply: str | None = None
         self.greetings = 0
         """EHLOs seen: one per connection a client opened."""
+        self.delay = 0.0
+        """Seconds between a message's last byte and its recording and reply: a sender that dies meanwhile
+        has delivered the message without hearing so (what makes SMTP at-least-once)."""
         self.lock = threading.Lock()
 
     async def handle_EHLO(
@@ -45,6 +49,8 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         with self.lock:
             reply = self.replies.pop(0) if self.replies else "250 2.0.0 Accepted by sink"
             if reply.startswith("250"):

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,7 @@ from backend.store.database import Database
 from backend.store.delivery import DeliveryStore
 from backend.store.leases import Leases, claim_named, release_named, renew_named
 from backend.store.outbox import OutboxStore
+from backend.store.postgres import PostgresDatabase
 from backend.store.webhooks import WebhookStore
 from tests.conftest import Running, start_server
 from tests.mailtools import make_inbox
@@ -32,16 +34,22 @@ PARTNER = "partner-leases.test"
 
 
 @pytest.fixture
-def idle(tmp_path: Path, dns_server) -> Iterator[Running]:
+def idle(engine: str, tmp_path: Path, dns_server) -> Iterator[Running]:
     """A server that queues work but runs no worker: the test's nodes do the claiming."""
     dns_server.publish(PARTNER, "MX", f"10 mx.{PARTNER}.")
-    server = start_server(tmp_path, dns_server, workers_enabled=False, relay="127.0.0.1:9")
+    server = start_server(tmp_path, dns_server, engine, workers_enabled=False, relay="127.0.0.1:9")
     yield server
+    for database in server.handles:  # type: ignore[attr-defined]
+        database.close()
     server.stop()
 
 
-def handle(running: Running) -> Database:
-    return Database(running.server.settings.db_path)
+def handle(running: Running) -> Any:
+    """Another connection to the server's database, as another node has."""
+    url = running.server.settings.database_url
+    database = PostgresDatabase(url, min_size=1, max_size=2) if url else Database(running.server.settings.db_path)
+    running.__dict__.setdefault("handles", []).append(database)
+    return database
 
 
 def node(running: Running, owner: str, seconds: float = 60.0) -> DeliveryStore:
@@ -49,19 +57,19 @@ def node(running: Running, owner: str, seconds: float = 60.0) -> DeliveryStore:
     return DeliveryStore(database, Leases(database, "outbound_queue", owner, seconds))
 
 
-def queue_sends(running: Running, count: int, **body: object) -> list[str]:
+def queue_sends(running: Running, count: int, prefix: str = "lease", **body: object) -> list[str]:
     with running.client() as api:
         inbox = make_inbox(api)
         ids = []
         for n in range(count):
             response = api.post("/v1/messages/send", json={
-                "inbox_id": inbox["id"], "to": f"r{n}@{PARTNER}", "subject": f"lease {n}", "text": "x", **body})
+                "inbox_id": inbox["id"], "to": f"r{n}@{PARTNER}", "subject": f"{prefix} {n}", "text": "x", **body})
             assert response.status_code in (200, 202), response.text
             ids.append(response.json()["data"]["message_id"])
     return ids
 
 
-def holders(database: Database, table: str) -> dict[str, str | None]:
+def holders(database: Any, table: str) -> dict[str, str | None]:
     return {row[0]: row[1] for row in database.query(f"SELECT id, lease_owner FROM {table}")}
 
 
@@ -174,36 +182,40 @@ def test_named_lease_is_held_by_one_node_until_released_or_run_out(idle: Running
     assert claim_named(a, "sweep", "node-a", 60)
 
 
-def test_leases_left_by_a_dead_process_are_cleared_when_the_sqlite_server_starts(
-        tmp_path: Path, dns_server, smtp_sink: SmtpSink) -> None:
+def test_a_restarted_node_takes_its_own_leases_back_at_once(
+        engine: str, tmp_path: Path, dns_server, smtp_sink: SmtpSink) -> None:
+    """On SQLite every lease left in the database is a dead process's; on a shared database a node with
+    a configured `node_id` clears its own (another node's run out by themselves)."""
     dns_server.publish(PARTNER, "MX", f"10 mx.{PARTNER}.")
-    settings = {"relay": f"127.0.0.1:{smtp_sink.port}"}
-    first = start_server(tmp_path, dns_server, workers_enabled=False, **settings)
-    queue_sends(first, 3)
-    ghost = node(first, "gone", seconds=3600)
-    assert len(ghost.due(time.time(), 10)) == 3
+    settings = {"relay": f"127.0.0.1:{smtp_sink.port}", "node_id": "node-x"}
+    first = start_server(tmp_path, dns_server, engine, workers_enabled=False, **settings)
+    queue_sends(first, 3, prefix=f"restarted {engine}")
     first.stop()
-    second = start_server(tmp_path, dns_server, **settings)
+    ghost = node(first, "node-x", seconds=3600)  # the node's previous run, killed while sending these
+    assert len(ghost.due(time.time(), 10)) == 3
+    ghost.database.close()
+    second = start_server(tmp_path, dns_server, engine, **settings)
     try:
-        found = wait_until(lambda: [r for r in smtp_sink.received if any(PARTNER in t for t in r.rcpt_tos)
-                                    and b"lease " in r.data], timeout=10)
-        assert len(found) >= 3
+        def arrived() -> int:
+            return sum(f"restarted {engine} ".encode() in r.data for r in list(smtp_sink.received))
+
+        assert wait_until(lambda: arrived() >= 3, timeout=10)
     finally:
         second.stop()
 
 
 def test_shared_rate_limiter_is_one_bucket_for_every_node(idle: Running) -> None:
-    a = SharedRateLimiter(5, handle(idle))
-    b = SharedRateLimiter(5, handle(idle))
-    alone = RateLimiter(5)
-    shared_results = [(a if n % 2 else b).take("key_1")[0] for n in range(20)]
-    alone_results = [alone.take("key_1")[0] for _ in range(20)]
-    assert sum(shared_results) == sum(alone_results) == 10
+    a = SharedRateLimiter(1, handle(idle))
+    b = SharedRateLimiter(1, handle(idle))
+    alone = RateLimiter(1)
+    shared_results = [(a if n % 2 else b).take("key_1")[0] for n in range(6)]
+    alone_results = [alone.take("key_1")[0] for _ in range(6)]
+    assert shared_results == alone_results == [True, True, False, False, False, False]
     allowed, headers = a.take("key_1")
-    assert not allowed and headers["ratelimit-limit"] == "10" and int(headers["retry-after"]) >= 1
+    assert not allowed and headers["ratelimit-limit"] == "2" and headers["retry-after"] == "1"
     assert a.take("key_2")[0], "each key has its own bucket"
-    time.sleep(0.45)  # 5 tokens a second: two more
-    assert [b.take("key_1")[0] for _ in range(3)] == [True, True, False]
+    time.sleep(1.2)  # one token a second: one more
+    assert [b.take("key_1")[0], a.take("key_1")[0]] == [True, False]
 
 
 def test_events_from_two_threads_reach_a_stream_in_id_order() -> None:

@@ -77,3 +77,18 @@ def search_lead(wanted: list[str], unwanted: list[str]) -> tuple[str, str, list,
 
 def message_text_changed(conn: Any, seq: int, old: tuple[str, str, str], new: tuple[str, str, str]) -> None:
     """Nothing to do: the word and trigram indexes are expression indexes on the row itself."""
+
+
+def scan_lock(table: str) -> str | None:
+    """A statement that makes a reader of `table`'s newest rows wait for transactions still inserting into
+    it. An identity value is taken at insert, not at commit, so without it a scan up to MAX(rowid) could
+    pass a row another node commits a moment later; EXCLUSIVE mode waits for those inserts and holds new
+    ones back for the scan's short transaction (reads go on)."""
+    return f"LOCK TABLE {table} IN EXCLUSIVE MODE"
+
+
+def wait_for_same(conn: Any, key: str) -> None:
+    """Make a transaction about to store `key` (a message's inbox and Message-ID) wait for another
+    node's transaction storing the same key, so that it then finds the row instead of failing on the
+    unique index: a transaction-scoped advisory lock on the key's hash."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))

@@ -7,6 +7,7 @@ backend/store/dialect_postgres.py holds the same names for PostgreSQL; stores re
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from .bigrams import is_bigram
 
@@ -76,3 +77,14 @@ def message_text_changed(conn: sqlite3.Connection, seq: int, old: tuple[str, str
     conn.execute("INSERT INTO messages_fts(messages_fts, rowid, subject, text_body, sender)"
                  " VALUES ('delete', ?, ?, ?, ?)", (seq, *old))
     conn.execute("INSERT INTO messages_fts(rowid, subject, text_body, sender) VALUES (?, ?, ?, ?)", (seq, *new))
+
+
+def scan_lock(table: str) -> str | None:
+    """A statement that makes a reader of `table`'s newest rows wait for transactions still inserting into
+    it: none here (one writer at a time, so every rowid below MAX(rowid) is committed)."""
+    return None
+
+
+def wait_for_same(conn: Any, key: str) -> None:
+    """Make a transaction about to store `key` wait for another one storing the same key: nothing to do
+    here, where one transaction writes at a time."""

@@ -40,7 +40,7 @@ class Leases:
         now = time.time() if now is None else now
         cursor = conn.execute(
             f"UPDATE {self.table} SET lease_owner = ?, lease_until = ? WHERE id IN (SELECT id FROM {self.table}"
-            f" WHERE {where} AND {FREE} ORDER BY {order} LIMIT ?{skip_locked(self.database)}) RETURNING id",
+            f" WHERE {where} AND {FREE} ORDER BY {order} LIMIT ?{self.database.dialect.skip_locked}) RETURNING id",
             (self.owner, now + self.seconds, *params, now, limit),
         )
         return [row[0] for row in cursor.fetchall()]
@@ -76,12 +76,6 @@ class Leases:
 
 CLEAR = "lease_owner = NULL, lease_until = NULL"
 """Assignments that end a row's lease (in the UPDATE that records the work's outcome)."""
-
-
-def skip_locked(database: Any) -> str:
-    """What makes a claim's subquery pass over rows another transaction is claiming right now."""
-    dialect = getattr(database, "dialect", None)
-    return getattr(dialect, "skip_locked", "")
 
 
 def release_stale(database: Any, owner: str | None) -> None:

@@ -173,6 +173,8 @@ class MailStore(MailReads):
         """Insert one prepared message, its attachments and its thread summary (inside a transaction)."""
         inbox, msg = p.inbox, p.msg
         if p.direction == "inbound" and msg.smtp_message_id:
+            # Two nodes storing the same message at once: the second waits for the first, then finds it.
+            self.database.dialect.wait_for_same(conn, f"{inbox['id']} {msg.smtp_message_id}")
             existing = conn.execute(
                 "SELECT * FROM messages WHERE inbox_id = ? AND smtp_message_id = ? AND direction = 'inbound'",
                 (inbox["id"], msg.smtp_message_id),

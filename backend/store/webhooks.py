@@ -69,6 +69,10 @@ class WebhookStore:
             return 0  # nothing new: no write transaction on every turn of the dispatcher
         queued = 0
         with self.database.transaction() as conn:
+            # Every node runs this scan: the lock (PostgreSQL) makes them take turns, and makes MAX(rowid)
+            # wait for events still being inserted, so none is passed over.
+            if lock := self.database.dialect.scan_lock("delivery_events"):
+                conn.execute(lock)
             top = conn.execute("SELECT MAX(rowid) FROM delivery_events").fetchone()[0] or 0
             found = conn.execute("SELECT position FROM webhook_cursors WHERE name = 'delivery_events'").fetchone()
             start = found[0] if found is not None else top  # a new server does not replay history
