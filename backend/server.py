@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 
 from .app import App
 from .config import Settings
-from .http.protocol import ConnectionLimits, HttpServerState
 from .datalock import DataDirLock
+from .http.protocol import ConnectionLimits, HttpServerState
 from .listeners import Listeners
 from .services import Services, prepare_data_dir
 
