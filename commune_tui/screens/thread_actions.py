@@ -329,18 +329,18 @@ class ThreadActions(Screen):
         self._triage(["archived"], [], "Archived {} (u restores)")
 
     def action_toggle_flag(self) -> None:
-        threads = self.chosen_threads()
-        if threads and all(t.flagged for t in threads):
-            self._triage([], ["flagged"], "Unflagged {}")
-        else:
-            self._triage(["flagged"], [], "Flagged {}")
+        self._toggle("flagged", "Flagged {}", "Unflagged {}")
 
     def action_toggle_unread(self) -> None:
+        self._toggle("unread", "Marked {} unread", "Marked {} read")
+
+    def _toggle(self, label: str, added: str, removed: str) -> None:
+        """Take `label` off the chosen threads when all of them carry it, else put it on every one."""
         threads = self.chosen_threads()
-        if threads and all(t.unread for t in threads):
-            self._triage([], ["unread"], "Marked {} read")
+        if threads and all(getattr(t, label) for t in threads):
+            self._triage([], [label], removed)
         else:
-            self._triage(["unread"], [], "Marked {} unread")
+            self._triage([label], [], added)
 
     def action_label(self) -> None:
         if not self.chosen_threads():
