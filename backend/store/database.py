@@ -12,7 +12,7 @@ import sqlite3
 import stat
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -174,6 +174,17 @@ class Database:
 
     def execute(self, sql: str, params: tuple | list | dict = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
+
+    @contextmanager
+    def stream(self, sql: str, params: tuple | list = ()) -> Iterator[Iterable[tuple]]:
+        """Rows as plain tuples, read from the database as they are iterated: a reader that stops early
+        (a search that has its page) leaves the rest unread."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        try:
+            yield cursor.execute(sql, params)
+        finally:
+            cursor.close()
 
     def tuples(self, sql: str, params: tuple | list = ()) -> list[tuple]:
         """Rows as plain tuples (cheaper than Rows where a page is read by position)."""
