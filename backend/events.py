@@ -12,6 +12,11 @@ millisecond (`max(previous + 1, now)`), so the ids of different nodes roughly ag
 that reconnects to another node with the id it last saw gets that node's backlog from about the same
 moment (the events around it may come twice or, within the relay's delay of a few milliseconds, be
 missed), or a `resync` when the id is outside that node's backlog.
+
+Delivery costs one wake-up of each subscriber's loop per batch of events, not one per subscriber: the
+events published until the loop runs are handed over together, each subscription receiving its share in
+id order through `Subscription.offer`. A subscription with a `sink` (a live stream writing straight to
+its connection) takes them there without waking any task; otherwise they go to its bounded queue.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import asyncio
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,6 +51,8 @@ class Subscription:
     domain_id: str | None = None
     types: frozenset[str] | None = None
     dropped: int = field(default=0)
+    sink: Callable[[Sequence[Event]], bool] | None = None
+    """Takes events at once, outside any task (True), or declines them (False): they are queued instead."""
 
     def wants(self, event: Event) -> bool:
         if event.org_id != self.org_id:
@@ -54,6 +62,24 @@ class Subscription:
         if self.domain_id is not None and event.domain_id != self.domain_id:
             return False
         return self.types is None or event.type in self.types
+
+    def offer(self, events: Sequence[Event]) -> None:
+        """Hand over events in id order, on the subscription's loop: to the sink when it takes them (and
+        nothing queued is waiting ahead of them), else to the queue, counting those it has no room for."""
+        if self.sink is not None and self.queue.empty() and self.sink(events):
+            return
+        for event in events:
+            try:
+                self.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self.dropped += 1
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 STOPPING = Event(0, "server.stopping", "", {})
@@ -75,6 +101,8 @@ class EventBus:
         self._lock = threading.Lock()
         self.backlog: deque[Event] = deque(maxlen=backlog)
         self.subscriptions: set[Subscription] = set()
+        self._batches: dict[asyncio.AbstractEventLoop, list[tuple[Event, list[Subscription]]]] = {}
+        """Events handed over but not yet delivered, per loop, with the subscriptions each is for."""
         self.relay: Relay | None = None
         """Set when other nodes share the database: every published event is also sent through it."""
 
@@ -94,18 +122,51 @@ class EventBus:
             self._last_id = max(self._last_id + 1, int(time.time() * 1000))
             event = Event(self._last_id, type, org_id, data, inbox_id, domain_id)
             self.backlog.append(event)
-            # Handed to the loops under the lock, so events from two threads reach a stream in id order.
-            for sub in self.subscriptions:
-                if sub.wants(event):
-                    sub.loop.call_soon_threadsafe(self._offer, sub, event)
+            # Queued for the loops under the lock, so events from two threads reach a stream in id order.
+            self._hand_over(event, [sub for sub in self.subscriptions if sub.wants(event)])
         return event
 
-    @staticmethod
-    def _offer(sub: Subscription, event: Event) -> None:
-        try:
-            sub.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            sub.dropped += 1
+    def _hand_over(self, event: Event, targets: list[Subscription]) -> None:
+        """Queue `event` for its subscriptions' loops (under the lock); the first event of a batch wakes
+        each loop once."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[Subscription]] = {}
+        for sub in targets:
+            subs = by_loop.get(sub.loop)
+            if subs is None:
+                subs = by_loop[sub.loop] = []
+            subs.append(sub)
+        for loop, subs in by_loop.items():
+            if loop.is_closed():  # its streams ended with it
+                self._batches.pop(loop, None)
+                continue
+            batch = self._batches.get(loop)
+            if batch is None:
+                batch = self._batches[loop] = []
+                if _running_loop() is loop:
+                    loop.call_soon(self._deliver, loop)
+                else:
+                    loop.call_soon_threadsafe(self._deliver, loop)
+            batch.append((event, subs))
+
+    def _deliver(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Give every subscription on `loop` its share of the events queued for it, in id order."""
+        with self._lock:
+            batch = self._batches.pop(loop, [])
+        if len(batch) == 1:
+            event, subs = batch[0]
+            events = (event,)
+            for sub in subs:
+                sub.offer(events)
+            return
+        shares: dict[Subscription, list[Event]] = {}
+        for event, subs in batch:
+            for sub in subs:
+                share = shares.get(sub)
+                if share is None:
+                    share = shares[sub] = []
+                share.append(event)
+        for sub, share in shares.items():
+            sub.offer(share)
 
     def subscribe(
         self,
@@ -120,9 +181,7 @@ class EventBus:
         sub = Subscription(org_id, asyncio.Queue(maxsize), asyncio.get_running_loop(), inbox_id, domain_id, types)
         with self._lock:
             if last_event_id is not None:
-                for event in self.backlog:
-                    if event.id > last_event_id and sub.wants(event):
-                        self._offer(sub, event)
+                sub.offer([event for event in self.backlog if event.id > last_event_id and sub.wants(event)])
             self.subscriptions.add(sub)
         return sub
 
@@ -133,6 +192,4 @@ class EventBus:
     def close(self) -> None:
         """Tell every subscriber the server is stopping, so live streams end instead of holding shutdown."""
         with self._lock:
-            targets = list(self.subscriptions)
-        for sub in targets:
-            sub.loop.call_soon_threadsafe(self._offer, sub, STOPPING)
+            self._hand_over(STOPPING, list(self.subscriptions))

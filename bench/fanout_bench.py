@@ -37,68 +37,132 @@ def source(number: int) -> tuple[str, int]:
     return f"127.0.{2 + number // PER_ADDRESS // 250}.{2 + number // PER_ADDRESS % 250}", 0
 
 
-async def _request(port: int, number: int, path: str, key: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=source(number), limit=1 << 20)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n\r\n".encode())
-    return reader, writer
+def _request_bytes(path: str, key: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n\r\n".encode()
 
 
-async def _head(reader: asyncio.StreamReader) -> dict[str, str]:
-    status = await reader.readline()
-    if b" 200 " not in status:
-        raise RuntimeError(f"answered {status!r}")
-    headers: dict[str, str] = {}
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode().partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return headers
+async def _connect(protocol: asyncio.Protocol, port: int, number: int) -> None:
+    await asyncio.get_running_loop().create_connection(lambda: protocol, "127.0.0.1", port,
+                                                       local_addr=source(number))
 
 
-class Subscriber:
-    """One `GET /v1/events` stream; notes when each message's subject arrives."""
+RECEIVED = b"event: message.received\ndata: "
 
-    def __init__(self) -> None:
+
+class Subscriber(asyncio.Protocol):
+    """One `GET /v1/events` stream, read as raw bytes: notes when each `message.received` frame arrives.
+
+    The clock is read in `data_received`, as soon as the frame's `data:` line is complete; the line is
+    decoded only after the measurement, so the 1 000 streams cost this process little while they count.
+    """
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.lines: list[tuple[float, bytes]] = []
         self.arrived: dict[str, float] = {}
-        self.writer: asyncio.StreamWriter | None = None
         self.ended = False
         self.connected = asyncio.Event()
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
 
-    async def run(self, port: int, number: int, key: str, inbox_id: str) -> None:
-        try:
-            reader, self.writer = await _request(port, number, f"/v1/events?inbox_id={inbox_id}", key)
-            await _head(reader)
-            # Chunked transfer: chunk-size lines and frames; only `data:` lines matter here.
-            while line := await reader.readline():
-                if line.startswith(b": connected"):
-                    self.connected.set()
-                elif line.startswith(b"data: ") and b'"message"' in line:
-                    subject = json.loads(line[6:])["message"]["subject"]
-                    self.arrived.setdefault(subject, time.perf_counter())
-        except (OSError, RuntimeError, asyncio.IncompleteReadError):
-            pass
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        buffer = self.buffer + data
+        if not self.connected.is_set():
+            if not buffer.startswith(b"HTTP/1.1 200 "):
+                if len(buffer) >= 13:
+                    self.transport.close()  # type: ignore[union-attr]
+                self.buffer = buffer
+                return
+            if b": connected" not in buffer:
+                self.buffer = buffer
+                return
+            self.connected.set()
+        start = 0
+        # Frames may straddle reads: an incomplete `data:` line, or a tail that may begin one, is kept.
+        while True:
+            found = buffer.find(RECEIVED, start)
+            if found < 0:
+                keep = max(start, len(buffer) - len(RECEIVED))
+                break
+            end = buffer.find(b"\n", found + len(RECEIVED))
+            if end < 0:
+                keep = found
+                break
+            self.lines.append((now, buffer[found + len(RECEIVED):end]))
+            start = end + 1
+        self.buffer = buffer[keep:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
         self.ended = True
         self.connected.set()
 
+    def decode(self) -> None:
+        """Subjects of the frames read so far, with the time each first arrived."""
+        for when, line in self.lines:
+            self.arrived.setdefault(json.loads(line)["message"]["subject"], when)
+        self.lines.clear()
 
-async def wait_once(port: int, number: int, key: str, inbox_id: str, after: str
-                    ) -> tuple[float, list[str], str]:
-    """One `GET /v1/messages/wait` answered: when it arrived, the subjects in it and its `after`."""
-    reader, writer = await _request(port, number, f"/v1/messages/wait?inbox_id={inbox_id}&after={after}"
-                                                  f"&timeout=60", key)
-    try:
-        headers = await _head(reader)
-        body = json.loads(await reader.readexactly(int(headers.get("content-length", "0"))))
-        return time.perf_counter(), [m["subject"] for m in body["data"]], body["after"] or after
-    finally:
-        writer.close()
+
+class WaitCall(asyncio.Protocol):
+    """One `GET /v1/messages/wait`: the time its whole answer had arrived, and the answer's bytes."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.data = bytearray()
+        self.needed = -1
+        self.done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+        if self.needed < 0:
+            head_end = self.data.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = bytes(self.data[:head_end]).lower()
+            length = head.partition(b"content-length:")[2].partition(b"\r\n")[0]
+            self.needed = head_end + 4 + int(length or 0)
+        if len(self.data) >= self.needed and not self.done.done():
+            self.done.set_result(time.perf_counter())
+            self.transport.close()  # type: ignore[union-attr]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(ConnectionError(f"closed before the answer ended: {exc}"))
+
+    def answer(self) -> tuple[list[str], str | None]:
+        """The subjects in the answer and its `after`."""
+        head, _, body = bytes(self.data).partition(b"\r\n\r\n")
+        status = head.partition(b"\r\n")[0]
+        if b" 200 " not in status:
+            raise RuntimeError(f"answered {status!r}")
+        answer = json.loads(body)
+        return [m["subject"] for m in answer["data"]], answer["after"]
+
+
+async def wait_once(port: int, number: int, key: str, inbox_id: str, after: str) -> tuple[float, WaitCall]:
+    """One `GET /v1/messages/wait` answered: when its answer had arrived, and the call (decoded later)."""
+    call = WaitCall(_request_bytes(f"/v1/messages/wait?inbox_id={inbox_id}&after={after}&timeout=60", key))
+    await _connect(call, port, number)
+    return await call.done, call
 
 
 async def fan_out(server: ServerProcess, key: str, inbox: dict, subscribers: int, waiters: int,
                   messages: int) -> tuple[list[float], list[float], int, int, float, float, float]:
     """Latencies of every stream delivery and of every wait answer, dropped subscribers, dropped waits and
     the RSS with all connected; server and bench CPU per message from a sent message to its last delivery."""
-    subs = [Subscriber() for _ in range(subscribers)]
-    tasks = [asyncio.create_task(s.run(server.port, n, key, inbox["id"])) for n, s in enumerate(subs)]
+    subs = [Subscriber(_request_bytes(f"/v1/events?inbox_id={inbox['id']}", key)) for _ in range(subscribers)]
+    for n, s in enumerate(subs):
+        await _connect(s, server.port, n)
     await asyncio.wait_for(asyncio.gather(*(s.connected.wait() for s in subs)), 120)
     latencies: list[float] = []
     streamed: list[float] = []
@@ -120,23 +184,27 @@ async def fan_out(server: ServerProcess, key: str, inbox: dict, subscribers: int
             client_cpu -= time.process_time()
             began = time.perf_counter()
             await smtp.sendmail("load@bench.example.org", [inbox["address"]], raw)
-            for outcome in await asyncio.gather(*calls, return_exceptions=True):
-                if isinstance(outcome, BaseException) or subject not in outcome[1]:
-                    dropped_waits += 1
-                else:
-                    latencies.append(outcome[0] - began)
-                    after = outcome[2]
+            outcomes = await asyncio.gather(*calls, return_exceptions=True)
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not all(subject in s.arrived or s.ended for s in subs):
+            while time.monotonic() < deadline and not all(s.lines or s.ended for s in subs):
                 await asyncio.sleep(0.05)
             server_cpu += server.cpu_seconds()
             client_cpu += time.process_time()
+            for outcome in outcomes:
+                answer = None if isinstance(outcome, BaseException) else outcome[1].answer()
+                if answer is None or subject not in answer[0]:
+                    dropped_waits += 1
+                else:
+                    latencies.append(outcome[0] - began)
+                    after = answer[1] or after
+            for s in subs:
+                s.decode()
             streamed.extend(s.arrived[subject] - began for s in subs if subject in s.arrived)
     finally:
         await smtp.quit()
     dropped_subs = sum(1 for s in subs if s.ended or len(s.arrived) < messages)
-    for task in tasks:
-        task.cancel()
+    for s in subs:
+        s.transport.close()  # type: ignore[union-attr]
     return streamed, latencies, dropped_subs, dropped_waits, rss, server_cpu / messages, client_cpu / messages
 
 

@@ -106,6 +106,31 @@ def test_relay_connections_are_reused(out_api: httpx.Client, smtp_sink: SmtpSink
     assert smtp_sink.handler.greetings - before <= 1
 
 
+def test_a_relay_that_dropped_an_idle_connection_gets_the_next_message_at_once(tmp_path, dns_server, engine) -> None:
+    """A pooled connection the relay closed is not reused: the next message goes over a new one, without
+    a deferral (a connection used a moment ago is reused without a liveness check)."""
+    first_sink = SmtpSink().start()
+    port = first_sink.port
+    dns_server.publish(PARTNER, "MX", f"10 mx.{PARTNER}.")
+    server = start_server(tmp_path, dns_server, relay=f"127.0.0.1:{port}", engine=engine)
+    second_sink = SmtpSink()
+    try:
+        with server.client(server.new_key()) as api:
+            inbox = make_inbox(api)
+            sent = send(api, to=f"first@{PARTNER}", subject="First", text="x", inboxId=inbox["id"])
+            wait_for_event(api, sent["id"], "sent")
+            first_sink.stop()  # the relay restarts: the pooled session ends
+            second_sink.controller.port = port
+            second_sink.start()
+            sent = send(api, to=f"second@{PARTNER}", subject="Second", text="x", inboxId=inbox["id"])
+            history = wait_for_event(api, sent["id"], "sent")
+    finally:
+        server.stop()
+        second_sink.stop()
+    assert [e["event_type"] for e in history] == ["queued", "sent"]
+    assert received_by(second_sink, f"second@{PARTNER}")["Subject"] == "Second"
+
+
 def test_temporary_failure_is_deferred_then_sent(out_api: httpx.Client, smtp_sink: SmtpSink) -> None:
     inbox = make_inbox(out_api)
     smtp_sink.answer("451 4.3.0 Greylisted, try again")

@@ -6,14 +6,14 @@ import asyncio
 import json
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
 from ..auth import has_scope
 from ..delivery.outbox import OUTBOX_EVENTS
 from ..events import STOPPING, Event, EventBus, Subscription
 from ..http.errors import BadRequest, Forbidden, NotFound
-from ..http.response import Response
+from ..http.response import Push, Response, dumps
 from ..http.router import Route
 from ..models.mail import message_json
 from ..store import arrivals
@@ -78,10 +78,14 @@ def sse_frame(event: Event) -> bytes:
 
 _FRAMES: OrderedDict[int, tuple[Event, bytes]] = OrderedDict()
 FRAME_CACHE = 64
+PUSH_BYTES = 64 * 1024
+"""At most this much is written at once for a batch of events; a burst goes through the queue a frame at
+a time, so a client that cannot keep up overflows its queue and is told to resync."""
 
 
-async def _frame(extractions: Extractions, event: Event) -> bytes:
-    """The event as an SSE frame with its codes and links, encoded once for every stream that sends it.
+def _ready_frame(extractions: Extractions, event: Event) -> bytes | None:
+    """The event as an SSE frame with its codes and links, encoded once for every stream that sends it;
+    None when the message's codes and links must first be computed off the loop (`_frame`).
 
     Every subscription receives the same `Event` object from the bus, so the cache is keyed by that
     object (kept alive while cached, so its `id()` cannot be reused by another event).
@@ -89,11 +93,27 @@ async def _frame(extractions: Extractions, event: Event) -> bytes:
     cached = _FRAMES.get(id(event))
     if cached is not None and cached[0] is event:
         return cached[1]
-    frame = sse_frame(await _with_extracted(extractions, event))
+    message = event.data.get("message")
+    if isinstance(message, dict) and "extracted" not in message:
+        extracted = extractions.now(message)
+        if extracted is None:
+            return None
+        return _remember_frame(event, replace(event, data={**event.data,
+                                                          "message": {**message, "extracted": extracted}}))
+    return _remember_frame(event, event)
+
+
+def _remember_frame(event: Event, shown: Event) -> bytes:
+    frame = sse_frame(shown)
     _FRAMES[id(event)] = (event, frame)
     if len(_FRAMES) > FRAME_CACHE:
         _FRAMES.popitem(last=False)
     return frame
+
+
+async def _frame(extractions: Extractions, event: Event) -> bytes:
+    """`_ready_frame`, waiting for the codes and links when they are not ready."""
+    return _ready_frame(extractions, event) or _remember_frame(event, await _with_extracted(extractions, event))
 
 
 def _missed_backlog(bus: EventBus, last_event_id: int | None) -> bool:
@@ -115,31 +135,71 @@ async def _with_extracted(extractions: Extractions, event: Event) -> Event:
     return replace(event, data={**event.data, "message": {**message, "extracted": extracted}})
 
 
-async def _stream(bus: EventBus, sub: Subscription, heartbeat: float, resync: bool,
-                  extractions: Extractions) -> AsyncIterator[bytes]:
-    try:
-        # The opening comment flushes the headers at once, so clients know the stream is live.
-        yield f": connected\nretry: {RETRY_MS}\n\n".encode()
-        if resync:
-            yield b'event: resync\ndata: {"reason":"backlog"}\n\n'
-        dropped = 0
-        while True:
-            try:
-                # A timer, not `wait_for`'s task per call: with a thousand streams each event wakes them all.
-                async with asyncio.timeout(heartbeat):
-                    event = await sub.queue.get()
-            except TimeoutError:
-                yield b": heartbeat\n\n"
-                continue
-            if event is STOPPING:
-                return
-            if sub.dropped != dropped:
-                # This client fell behind and the queue overflowed: tell it to reload.
-                dropped = sub.dropped
-                yield b'event: resync\ndata: {"reason":"overflow"}\n\n'
-            yield await _frame(extractions, event)
-    finally:
-        bus.unsubscribe(sub)
+class EventStream:
+    """One `GET /v1/events` stream.
+
+    While its client keeps up, events are written to the connection as the bus hands them over (one
+    write per batch, no task woken); otherwise, or when a frame needs work off the loop, they wait in
+    the subscription's queue for `chunks`, which also sends heartbeats, `resync` after an overflow,
+    and ends the stream when the server stops.
+    """
+
+    def __init__(self, bus: EventBus, sub: Subscription, heartbeat: float, resync: bool,
+                 extractions: Extractions) -> None:
+        self.bus, self.sub, self.heartbeat, self.resync = bus, sub, heartbeat, resync
+        self.extractions = extractions
+        self.push: Push | None = None
+        self.parked = False
+        """`chunks` is waiting on an empty queue: a pushed frame cannot overtake one it is sending."""
+        sub.sink = self.take
+
+    def bind(self, push: Push | None) -> None:
+        self.push = push
+
+    def take(self, events: Sequence[Event]) -> bool:
+        """The subscription's sink: write the events' frames now if nothing else is being sent."""
+        if not self.parked or self.push is None:
+            return False
+        frames, size = [], 0
+        for event in events:
+            frame = None if event is STOPPING else _ready_frame(self.extractions, event)
+            if frame is None:
+                return False
+            frames.append(frame)
+            size += len(frame)
+            if size > PUSH_BYTES:
+                return False
+        return self.push(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        sub = self.sub
+        try:
+            # The opening comment flushes the headers at once, so clients know the stream is live.
+            yield f": connected\nretry: {RETRY_MS}\n\n".encode()
+            if self.resync:
+                yield b'event: resync\ndata: {"reason":"backlog"}\n\n'
+            dropped = 0
+            while True:
+                try:
+                    # A timer, not `wait_for`'s task per call: a thousand streams may be waiting here.
+                    async with asyncio.timeout(self.heartbeat):
+                        self.parked = True
+                        event = await sub.queue.get()
+                except TimeoutError:
+                    yield b": heartbeat\n\n"
+                    continue
+                finally:
+                    self.parked = False
+                if event is STOPPING:
+                    return
+                if sub.dropped != dropped:
+                    # This client fell behind and the queue overflowed: tell it to reload.
+                    dropped = sub.dropped
+                    yield b'event: resync\ndata: {"reason":"overflow"}\n\n'
+                yield await _frame(self.extractions, event)
+        finally:
+            sub.sink = None
+            self.bus.unsubscribe(sub)
 
 
 async def events(ctx: Context) -> Response:
@@ -152,9 +212,9 @@ async def events(ctx: Context) -> Response:
     bus = ctx.services.events
     # Subscribe before answering, so nothing published while the headers go out is missed.
     sub = bus.subscribe(ctx.org_id, inbox_id, domain_id, types, last_id)
-    stream = _stream(bus, sub, ctx.services.settings.sse_heartbeat, _missed_backlog(bus, last_id),
-                     ctx.services.mail.extractions)
-    return Response.streaming(stream, "text/event-stream", headers)
+    stream = EventStream(bus, sub, ctx.services.settings.sse_heartbeat, _missed_backlog(bus, last_id),
+                         ctx.services.mail.extractions)
+    return Response.streaming(stream.chunks(), "text/event-stream", headers, on_push=stream.bind)
 
 
 def _wait_seconds(ctx: Context) -> float:
@@ -292,23 +352,71 @@ async def wait_for_messages(ctx: Context) -> dict:
         if wanted is not None:
             return await _wait_for_match(ctx, sub, inbox_id, position, directions, limit, timeout, wanted)
         deadline = time.monotonic() + timeout
+        woken_by: Event | None = None
         while True:
-            rows = await ctx.run(arrivals.messages_after, ctx.services.database, ctx.org_id, inbox_id, position,
-                                 directions, limit)
+            body = await _arrivals(ctx, inbox_id, position, directions, limit, woken_by)
             remaining = deadline - time.monotonic()
-            if rows or remaining <= 0:
+            if body is not None or remaining <= 0:
                 break
+            woken_by = None
             try:
                 async with asyncio.timeout(remaining):
-                    if await sub.queue.get() is STOPPING:
+                    woken_by = await sub.queue.get()
+                    if woken_by is STOPPING:
                         break
             except TimeoutError:
                 pass
     finally:
         bus.unsubscribe(sub)
+    if body is None:
+        return {"data": [], "after": ctx.request.arg("after")}
+    return Response(body)
+
+
+_ANSWERS: OrderedDict[tuple, tuple[Event, asyncio.Future[bytes | None]]] = OrderedDict()
+ANSWER_CACHE = 64
+
+
+async def _arrivals(ctx: Context, inbox_id: str, position: arrivals.Position, directions: tuple[str, ...],
+                    limit: int, woken_by: Event | None) -> bytes | None:
+    """The `wait` answer's body for the messages after `position`, or None when there are none yet.
+
+    Callers woken by the same event with the same question share one read and one encoding: every read
+    begins after that event's commit, so the first one's answer is as good an answer for them all.
+    """
+    if woken_by is None:
+        return await _read_arrivals(ctx, inbox_id, position, directions, limit)
+    key = (id(woken_by), ctx.org_id, inbox_id, position, directions, limit)
+    shared = _ANSWERS.get(key)
+    if shared is not None and shared[0] is woken_by:
+        try:
+            return await asyncio.shield(shared[1])
+        except asyncio.CancelledError:
+            if not shared[1].cancelled():
+                raise
+        return await _read_arrivals(ctx, inbox_id, position, directions, limit)  # the first reader failed
+    answer: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+    _ANSWERS[key] = (woken_by, answer)
+    if len(_ANSWERS) > ANSWER_CACHE:
+        _ANSWERS.popitem(last=False)
+    try:
+        body = await _read_arrivals(ctx, inbox_id, position, directions, limit)
+    except BaseException:
+        answer.cancel()
+        raise
+    answer.set_result(body)
+    return body
+
+
+async def _read_arrivals(ctx: Context, inbox_id: str, position: arrivals.Position, directions: tuple[str, ...],
+                         limit: int) -> bytes | None:
+    rows = await ctx.run(arrivals.messages_after, ctx.services.database, ctx.org_id, inbox_id, position,
+                         directions, limit)
+    if not rows:
+        return None
     messages = [message_json(r) for r in rows]
     await ctx.services.mail.extractions.attach(rows, messages)
-    return {"data": messages, "after": messages[-1]["id"] if messages else ctx.request.arg("after")}
+    return dumps({"data": messages, "after": messages[-1]["id"]})
 
 
 async def _wait_for_match(ctx: Context, sub: Subscription, inbox_id: str, position: arrivals.Position,

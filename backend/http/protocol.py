@@ -184,6 +184,8 @@ class HttpProtocol(asyncio.Protocol):
         """Loop time at which the current read phase (headers, body, idle) times out; checked by the sweeper."""
         self.send_deadline: float | None = None
         """Loop time by which the client must have read what we are waiting to write."""
+        self.streaming = False
+        """A streaming response that takes pushed chunks (`Response.on_push`) is being written."""
         self._linger: asyncio.TimerHandle | None = None
         self._reset_message()
 
@@ -511,10 +513,14 @@ class HttpProtocol(asyncio.Protocol):
             if not self.write_ready.is_set():
                 await self._drained()
             return keep_alive
+        streaming = False
         try:
             self.transport.write(head)
             if head_only:
                 return keep_alive
+            if response.on_push is not None:
+                streaming = self.streaming = True
+                response.on_push(self._push)
             async for chunk in response.stream:
                 if self.closed:
                     return False
@@ -523,11 +529,21 @@ class HttpProtocol(asyncio.Protocol):
                     if not self.write_ready.is_set():
                         await self._drained()
         finally:
+            if streaming:
+                self.streaming = False
+                response.on_push(None)  # type: ignore[misc]
             await _close_stream(response)
         if self.closed:
             return False
         self.transport.write(b"0\r\n\r\n")
         return keep_alive
+
+    def _push(self, chunk: bytes) -> bool:
+        """The streaming response's `Push`: one chunk now, when the client keeps up with what it was sent."""
+        if not self.streaming or self.closed or not self.write_ready.is_set():
+            return False
+        self.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))  # type: ignore[union-attr]
+        return True
 
     async def _drained(self) -> None:
         """Wait until the client has read enough of what we wrote, for at most the send timeout."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -58,6 +58,11 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), default=str).encode()
 
 
+Push = Callable[[bytes], bool]
+"""Writes one chunk of a streaming response at once, from outside its iterator; False, writing nothing,
+when the connection cannot take it now (gone, or its client is not reading)."""
+
+
 class Response:
     def __init__(
         self,
@@ -71,6 +76,9 @@ class Response:
         self.headers = dict(headers or {})
         self.content_type = content_type
         self.stream: AsyncIterator[bytes] | None = None
+        self.on_push: Callable[[Push | None], None] | None = None
+        """Given the connection's `Push` while the stream is written (None once it ended), so the stream's
+        producer can write chunks as they come instead of waking the iterator for each."""
 
     @classmethod
     def json(cls, value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -83,10 +91,12 @@ class Response:
 
     @classmethod
     def streaming(
-        cls, chunks: AsyncIterator[bytes], content_type: str, headers: dict[str, str] | None = None
+        cls, chunks: AsyncIterator[bytes], content_type: str, headers: dict[str, str] | None = None,
+        on_push: Callable[[Push | None], None] | None = None,
     ) -> Response:
         response = cls(b"", 200, headers, content_type)
         response.stream = chunks
+        response.on_push = on_push
         return response
 
     def head_bytes(self, keep_alive: bool, head_only: bool = False) -> bytes:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 from ..mail.extract import extract
 from .database import Database
+
+log = logging.getLogger("commune.extracted")
 
 MEMO_SIZE = 256
 """Recent results by message id, so many waiters on one inbox extract an arriving message once."""
@@ -51,6 +54,7 @@ class Extractions:
         self.database = database
         self._memo: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._saving: set[asyncio.Task[None]] = set()
 
     def remember(self, message_id: str, value: dict[str, Any]) -> None:
         self._memo[message_id] = value
@@ -87,6 +91,27 @@ class Extractions:
             message["extracted"] = value
             self.remember(message["id"], value)
         await self.database.run(self._save, {m["id"]: v for m, v in zip(missing, values, strict=True)})
+
+    def now(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Codes and links of a message that has just arrived, without waiting: remembered, or computed
+        here when the message is small enough for the loop (and stored in the background); None when
+        only `of_message` can tell (a large message, or one being computed)."""
+        message_id = message["id"]
+        value = self._memo.get(message_id)
+        if value is not None or message_id in self._pending or _size(message) > INLINE_CHARS:
+            return value
+        value = extract_message(message)
+        self.remember(message_id, value)
+        task = asyncio.get_running_loop().create_task(self.database.run(self._save, {message_id: value}))
+        self._saving.add(task)
+        task.add_done_callback(self._saved)
+        return value
+
+    def _saved(self, task: asyncio.Task[None]) -> None:
+        self._saving.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Only a cache of what reading the message computes again: the next read stores it.
+            log.warning("could not store a message's codes and links: %s", task.exception())
 
     async def of_message(self, message: dict[str, Any]) -> dict[str, Any]:
         """Codes and links of a message that has just arrived (a live event), computed once for all waiters."""
