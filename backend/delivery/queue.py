@@ -174,8 +174,8 @@ class OutboundWorker:
             return Outcome("failed", "Recipient is on the suppression list", suppress=False)
         return await self.outside.run(self.sign_and_send(item, domain))
 
-    async def sign_and_send(self, item: QueueItem, domain: dict | None) -> Outcome:
-        """On the delivery loop: the stored message, signed, to the transport."""
+    async def sign_and_send(self, item: QueueItem, domain: dict | None) -> Outcome | None:
+        """On the delivery loop: the stored message, signed, to the transport, if the row is still ours."""
         # Reading and signing a large message takes long enough to matter, so it happens in a thread.
         signed = await asyncio.get_running_loop().run_in_executor(None, self.signed_bytes, item, domain)
         if signed is None:
