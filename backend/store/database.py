@@ -179,7 +179,8 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT on the shared connection; nested calls join the outer one.
+        """BEGIN IMMEDIATE … COMMIT on this thread's connection (the writer thread's own, else the shared
+        one); nested calls join the outer one, and one transaction runs at a time across both.
 
         A write refused for lack of space (SQLITE_FULL) rolls back and raises `StorageFull`.
         """
