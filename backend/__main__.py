@@ -97,12 +97,13 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def main() -> None:
-        server = Server(settings)
-        await server.start()
+        # Handlers first: a SIGTERM that comes as soon as the listeners are announced still shuts down cleanly.
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        server = Server(settings)
+        await server.start()
         await stop.wait()
         logging.getLogger("commune.server").info("shutting down")
         await server.stop()

@@ -128,6 +128,20 @@ def test_a_renewed_lease_keeps_its_row(idle: Running) -> None:
     assert [i.id for i in b.due(time.time(), 5)] == [item.id]
 
 
+def test_a_node_whose_lease_ran_out_gives_the_row_up_before_sending(idle: Running, engine: str) -> None:
+    queue_sends(idle, 1)
+    a, b = node(idle, "node-a", seconds=0.3), node(idle, "node-b")
+    (item,) = a.due(time.time(), 5)
+    assert a.leases.hold(item.id), "a holds the row it just claimed"
+    if engine == "sqlite":  # one server owns a SQLite database: nobody else can have taken the row
+        return
+    time.sleep(0.4)  # a stalled past its lease (a busy machine) and b took the row over
+    assert [i.id for i in b.due(time.time(), 5)] == [item.id]
+    assert not a.leases.hold(item.id), "a must not send a row b now holds"
+    assert b.leases.hold(item.id)
+    assert holders(b.database, "outbound_queue")[item.id] == "node-b"
+
+
 def test_webhook_deliveries_are_claimed_released_and_finished(idle: Running) -> None:
     def webhooks(owner: str, seconds: float = 60.0) -> WebhookStore:
         database = handle(idle)

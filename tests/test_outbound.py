@@ -131,6 +131,20 @@ def test_a_relay_that_dropped_an_idle_connection_gets_the_next_message_at_once(t
     assert received_by(second_sink, f"second@{PARTNER}")["Subject"] == "Second"
 
 
+def test_a_relay_that_ends_a_pooled_session_with_421_gets_the_message_over_a_new_one(
+        out_api: httpx.Client, smtp_sink: SmtpSink) -> None:
+    inbox = make_inbox(out_api)
+    first = send(out_api, to=f"pooled@{PARTNER}", subject="Pooled", text="x", inboxId=inbox["id"])
+    wait_for_event(out_api, first["id"], "sent")
+    greetings = smtp_sink.handler.greetings
+    smtp_sink.answer("421 4.3.2 Service shutting down, closing transmission channel")
+    second = send(out_api, to=f"after421@{PARTNER}", subject="After 421", text="x", inboxId=inbox["id"])
+    history = wait_for_event(out_api, second["id"], "sent")
+    assert [e["event_type"] for e in history] == ["queued", "sent"], "sent at once, not deferred"
+    assert smtp_sink.handler.greetings == greetings + 1, "over a second connection"
+    assert received_by(smtp_sink, f"after421@{PARTNER}")["Subject"] == "After 421"
+
+
 def test_temporary_failure_is_deferred_then_sent(out_api: httpx.Client, smtp_sink: SmtpSink) -> None:
     inbox = make_inbox(out_api)
     smtp_sink.answer("451 4.3.0 Greylisted, try again")

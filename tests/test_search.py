@@ -66,3 +66,24 @@ def test_bad_search_input(running, api) -> None:
         response = api.get("/v1/search/threads", params=params)
         assert response.status_code == 400, params
         assert field in response.json()["error"]
+
+
+def test_search_over_many_separate_commits_finds_exactly_the_matching_messages(running, api) -> None:
+    """Each message committed alone leaves the search indexes a segment of its own, and they merge as
+    they pile up (SQLite: eight of a size); every word still finds exactly the messages holding it."""
+    inbox = make_inbox(api)
+    words = ["amber", "basalt", "cobalt", "dune"]
+    expected: dict[str, set[str]] = {word: set() for word in words}
+    for n in range(60):
+        chosen = [word for i, word in enumerate(words) if n % (i + 2) == 0]
+        stored, _ = ingest(running, inbox["id"], subject=f"Note {n}", text=" ".join(chosen) or "nothing here",
+                           sender=f"s{n}@example.net")
+        for word in chosen:
+            expected[word].add(stored["thread_id"])
+    for word in words:
+        found = api.get("/v1/search/threads", params={"q": word, "inbox_id": inbox["id"], "limit": 100}).json()["data"]
+        assert {hit["thread_id"] for hit in found} == expected[word], word
+    if running.server.services.database.engine == "sqlite":
+        config = running.run(lambda: {table: running.server.services.database.one(
+            f"SELECT v FROM {table}_config WHERE k = 'automerge'")[0] for table in ("messages_trigram", "messages_fts")})
+        assert config == {"messages_trigram": 8, "messages_fts": 8}

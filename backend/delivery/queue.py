@@ -159,24 +159,30 @@ class OutboundWorker:
     async def deliver(self, item: QueueItem) -> None:
         try:
             outcome = await self.attempt(item)
+            if outcome is None:  # the lease ran out before the hand-off: the row is another node's now
+                log.info("gave up %s to %s: its lease ran out before it was sent", item.message_id, item.recipient)
+                return
         except Exception as exc:  # a bug must not kill the worker or lose the row: retry later
             log.exception("delivery of %s to %s failed unexpectedly", item.message_id, item.recipient)
             outcome = Outcome("deferred", f"Internal error: {type(exc).__name__}")
         await self.services.database.run(self.record, item, outcome)
 
-    async def attempt(self, item: QueueItem) -> Outcome:
+    async def attempt(self, item: QueueItem) -> Outcome | None:
+        """Send one row; None when this node lost the row's lease before handing the message over."""
         suppressed, domain = await self.services.database.run(self.suppressed_and_domain, item)
         if suppressed:
             return Outcome("failed", "Recipient is on the suppression list", suppress=False)
         return await self.outside.run(self.sign_and_send(item, domain))
 
-    async def sign_and_send(self, item: QueueItem, domain: dict | None) -> Outcome:
-        """On the delivery loop: the stored message, signed, to the transport."""
+    async def sign_and_send(self, item: QueueItem, domain: dict | None) -> Outcome | None:
+        """On the delivery loop: the stored message, signed, to the transport, if the row is still ours."""
         # Reading and signing a large message takes long enough to matter, so it happens in a thread.
         signed = await asyncio.get_running_loop().run_in_executor(None, self.signed_bytes, item, domain)
         if signed is None:
             return Outcome("failed", "The message's content is missing", suppress=False)
         mail_from = return_path(item.id, domain["name"]) if domain else item.sender
+        if not await self.services.database.run(self.services.delivery.leases.hold, item.id):
+            return None
         return await self.transport.send(mail_from, item.recipient, signed)
 
     def suppressed_and_domain(self, item: QueueItem) -> tuple[bool, dict | None]:

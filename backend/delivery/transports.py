@@ -120,8 +120,16 @@ class SmarthostTransport:
         self.idle: list[tuple[aiosmtplib.SMTP, float]] = []
 
     async def send(self, mail_from: str, recipient: str, raw: bytes) -> Outcome:
-        client = await self._reuse() or aiosmtplib.SMTP(**self.connection)  # type: ignore[arg-type]
+        reused = await self._reuse()
+        client = reused or aiosmtplib.SMTP(**self.connection)  # type: ignore[arg-type]
         outcome = await _attempt(client, mail_from, recipient, raw)
+        if reused is not None and outcome.kind == "deferred" and (
+                not client.is_connected or outcome.detail.startswith("421")):
+            # The relay ended a pooled session since its last message (a 421, a closed socket): once more
+            # on a new connection now, as the deferral would later.
+            await _quit(client)
+            client = aiosmtplib.SMTP(**self.connection)  # type: ignore[arg-type]
+            outcome = await _attempt(client, mail_from, recipient, raw)
         if outcome.kind != "deferred" and client.is_connected and len(self.idle) < self.max_idle:
             self.idle.append((client, time.monotonic()))
         else:

@@ -2,8 +2,9 @@
 
 SMTP ingest and `POST /v1/messages/send` both come here. Composing or parsing and the blob writes (in
 worker threads, not yet flushed) happen before; what is left is the row inserts, in one short
-transaction for the whole group through `database.run` (on the event loop with SQLite, so its shared
-connection is never used from two threads at once; on a worker thread with PostgreSQL). One filesystem sync per group then makes the blobs and the rows durable
+transaction for the whole group through `database.write` (in SQLite's writer thread, on its own
+connection, so the inserts and their indexes run beside the event loop; on a worker thread with
+PostgreSQL). One filesystem sync per group then makes the blobs and the rows durable
 before any caller of the group hears `250` or `200`. A group that fails is retried one caller at a
 time, so one bad message cannot cost the others theirs.
 """
@@ -60,7 +61,7 @@ class GroupCommit:
             # One turn of the loop lets callers whose parse or compose just finished join this group.
             await asyncio.sleep(0)
             group, self.pending = self.pending, []
-            answers = await self.mail.database.run(self._commit, group)
+            answers = await self.mail.database.write(self._commit, group)
             # The answer promises the message is on disk: its blobs were written without fsync, so one
             # filesystem sync, off the loop, flushes the whole group's blobs and WAL frames together.
             try:

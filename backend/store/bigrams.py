@@ -34,7 +34,9 @@ def bigrams(*texts: str) -> set[str]:
     """The pairs of adjacent CJK characters in the texts (at most about MAX_PAIRS of them)."""
     found: set[str] = set()
     for text in texts:
-        for run in _RUN.findall(text or ""):
+        if not text or text.isascii():  # most mail: no regex pass over the body at all
+            continue
+        for run in _RUN.findall(text):
             room = MAX_PAIRS - len(found)
             found.update(run[i:i + 2] for i in range(min(len(run) - 1, room)))
             if len(found) >= MAX_PAIRS:
@@ -42,9 +44,11 @@ def bigrams(*texts: str) -> set[str]:
     return found
 
 
-def index_message(conn: sqlite3.Connection, seq: int, subject: str, text: str, filenames: str) -> None:
-    """(Re)index one message's pairs, inside the caller's transaction."""
-    conn.execute("DELETE FROM message_bigrams WHERE seq = ?", (seq,))
+def index_message(conn: sqlite3.Connection, seq: int, subject: str, text: str, filenames: str,
+                  new: bool = False) -> None:
+    """(Re)index one message's pairs, inside the caller's transaction; a `new` row has none to replace."""
+    if not new:
+        conn.execute("DELETE FROM message_bigrams WHERE seq = ?", (seq,))
     pairs = bigrams(subject, text, filenames)
     if pairs:
         conn.executemany("INSERT OR IGNORE INTO message_bigrams (bigram, seq) VALUES (?, ?)",

@@ -12,7 +12,8 @@ import sqlite3
 import stat
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -52,9 +53,23 @@ def make_private(path: Path) -> None:
             pass
 
 
-def connect(path: Path | str) -> sqlite3.Connection:
+class WriterConnection(sqlite3.Connection):
+    """The writer thread's connection: what `after_commit` asks for waits until its transaction commits
+    (readers on the other connection see the rows only then)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.committed: list[Callable[[], object]] = []
+
+    def after_commit(self, fn: Callable[[], object]) -> None:
+        """Call `fn` once this transaction has committed (never if it rolls back)."""
+        self.committed.append(fn)
+
+
+def connect(path: Path | str, factory: type[sqlite3.Connection] = sqlite3.Connection) -> sqlite3.Connection:
     """A connection in autocommit mode; transactions are opened explicitly with `transaction()`."""
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30,
+                           factory=factory)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode survives process crashes; the paths that acknowledge mail (SMTP 250, send 200)
@@ -104,6 +119,9 @@ class Database:
         migrate(self.conn)
         self._lock = threading.RLock()
         self._depth = 0
+        self._local = threading.local()
+        """`conn` here is the writer connection, in the writer thread only."""
+        self._writer: ThreadPoolExecutor | None = None
         self.loop_statements: list[str] | None = None
         """With `COMMUNE_DEBUG_LOOP_DB` set: each statement run on an event loop outside `run`, with where."""
         if os.environ.get(WATCH_LOOP_ENV):
@@ -118,6 +136,28 @@ class Database:
         PostgreSQL engine runs `fn` on a worker thread so no network I/O happens on the event loop.
         """
         return fn(*args, **kwargs)
+
+    async def write(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn(*args, **kwargs)` in the writer thread, whose `transaction()` and reads use its own connection.
+
+        For the group commit: SQLite releases the GIL while it inserts, indexes and commits, so that
+        work runs on another core beside the event loop, and readers on the loop's connection (WAL) see
+        the rows once the commit is done. Writers still take turns: the loop's `transaction()` waits
+        while the writer thread holds one.
+        """
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, "commune-writer", initializer=self._open_writer)
+        return await asyncio.get_running_loop().run_in_executor(self._writer, functools.partial(fn, *args, **kwargs))
+
+    def _open_writer(self) -> None:
+        conn = connect(self.path, WriterConnection)
+        if self.loop_statements is not None:
+            conn.set_trace_callback(self._watch)
+        self._local.conn = conn
+
+    def _here(self) -> sqlite3.Connection:
+        """This thread's connection: the writer's in the writer thread, else the shared one."""
+        return getattr(self._local, "conn", None) or self.conn
 
     async def _run_watched(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         token = _inside_run.set(True)
@@ -139,45 +179,64 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT on the shared connection; nested calls join the outer one.
+        """BEGIN IMMEDIATE … COMMIT on this thread's connection (the writer thread's own, else the shared
+        one); nested calls join the outer one, and one transaction runs at a time across both.
 
         A write refused for lack of space (SQLITE_FULL) rolls back and raises `StorageFull`.
         """
+        conn = self._here()
         with self._lock:
             if self._depth:
                 self._depth += 1
                 try:
-                    yield self.conn
+                    yield conn
                 finally:
                     self._depth -= 1
                 return
-            self.conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             self._depth = 1
+            committed = getattr(conn, "committed", None)
             try:
-                yield self.conn
-                self.conn.execute("COMMIT")
+                yield conn
+                conn.execute("COMMIT")
             except BaseException as exc:
                 # SQLite may have rolled back already (a full disk does), and a failed COMMIT may not have.
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 if is_storage_full(exc):
                     raise StorageFull from exc
                 raise
             finally:
                 self._depth = 0
+                after = list(committed or ())
+                if committed:
+                    committed.clear()
+        for fn in after:
+            fn()
 
     def query(self, sql: str, params: tuple | list | dict = ()) -> list[sqlite3.Row]:
-        return self.conn.execute(sql, params).fetchall()
+        return self._here().execute(sql, params).fetchall()
 
     def one(self, sql: str, params: tuple | list | dict = ()) -> sqlite3.Row | None:
-        return self.conn.execute(sql, params).fetchone()
+        return self._here().execute(sql, params).fetchone()
 
     def execute(self, sql: str, params: tuple | list | dict = ()) -> sqlite3.Cursor:
-        return self.conn.execute(sql, params)
+        return self._here().execute(sql, params)
+
+    @contextmanager
+    def stream(self, sql: str, params: tuple | list = ()) -> Iterator[Iterable[tuple]]:
+        """Rows as plain tuples, read from the database as they are iterated: a reader that stops early
+        (a search that has its page) leaves the rest unread."""
+        cursor = self._here().cursor()
+        cursor.row_factory = None
+        try:
+            yield cursor.execute(sql, params)
+        finally:
+            cursor.close()
 
     def tuples(self, sql: str, params: tuple | list = ()) -> list[tuple]:
         """Rows as plain tuples (cheaper than Rows where a page is read by position)."""
-        cursor = self.conn.cursor()
+        cursor = self._here().cursor()
         cursor.row_factory = None
         try:
             return cursor.execute(sql, params).fetchall()
@@ -186,7 +245,7 @@ class Database:
 
     def dicts(self, sql: str, params: tuple | list = ()) -> list[dict[str, Any]]:
         """Rows as plain dicts: a page maps every column by name, and a dict lookup costs a third of a Row's."""
-        cursor = self.conn.cursor()
+        cursor = self._here().cursor()
         cursor.row_factory = None
         try:
             cursor.execute(sql, params)
@@ -237,12 +296,20 @@ class Database:
         return conn
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.submit(self._close_writer).result()
+            self._writer.shutdown()
+            self._writer = None
         self.conn.close()
+
+    def _close_writer(self) -> None:
+        self._local.conn.close()
+        self._local.conn = None
 
 
 def after_commit(conn: Any, fn: Callable[[], object]) -> None:
     """Call `fn` once the transaction `conn` belongs to has committed (a worker woken by it then finds
-    the rows). On SQLite at once: every reader shares the writer's connection and sees its rows already."""
+    the rows). On SQLite's shared connection at once: every reader on it sees its rows already."""
     hook = getattr(conn, "after_commit", None)
     if hook is None:
         fn()

@@ -59,6 +59,19 @@ class Leases:
             marks = ", ".join("?" * len(ids))
             return conn.execute(f"{select} WHERE {alias}id IN ({marks}) ORDER BY {alias}{order}", ids).fetchall()
 
+    def hold(self, row_id: str) -> bool:
+        """Whether this node still holds `row_id`'s lease, extending it if so. Checked just before work that
+        must not be done twice (handing a message to the next server): a node that was too slow to renew
+        gives the row up to the node that took it over instead of doing the work alongside it. One server
+        owns a SQLite database, so there it always holds."""
+        if self.database.engine == "sqlite":
+            return True
+        # Still the owner means no other node claimed the row, even if the lease ran out meanwhile.
+        with self.database.transaction() as conn:
+            cursor = conn.execute(f"UPDATE {self.table} SET lease_until = ? WHERE id = ? AND lease_owner = ?",
+                                  (time.time() + self.seconds, row_id, self.owner))
+            return cursor.rowcount > 0
+
     def renew(self, ids: Iterable[str], force: bool = False) -> None:
         """Extend this node's leases on `ids` (rows still being worked on); at most every third of a lease
         unless `force`."""

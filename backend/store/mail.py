@@ -215,7 +215,7 @@ class MailStore(MailReads):
         columns = ", ".join(row)
         seq = conn.execute(f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(row))})",
                            tuple(row.values())).lastrowid
-        index_bigrams(conn, seq, row["subject"], row["text_body"], row["filenames"])
+        index_bigrams(conn, seq, row["subject"], row["text_body"], row["filenames"], new=True)
         for att in p.new_attachments:
             conn.execute(
                 "INSERT INTO attachments (id, org_id, message_id, inbox_id, filename, mime_type, size, sha256,"

@@ -300,17 +300,16 @@ class MailReads:
             lead, lead_params, order = "b.bigram = ? AND ", [found.bigram], "b.seq DESC"
         else:
             source, lead, lead_params = "messages m", "", []
-        cursor = self.database.execute(
-            f"SELECT m.thread_id, m.seq FROM {source} CROSS JOIN threads t ON t.id = m.thread_id"
-            f" WHERE {lead}{scope}{found.where}{threads_sql} ORDER BY {order} LIMIT {SEARCH_SCAN_LIMIT}",
-            (*lead_params, *scope_params, *found.params, *hidden, *threads_params),
-        )
         above: set[str] = set()
         page: dict[str, int] = {}
         counted: dict[str, int] = {}
         scanned, exact = 0, True
-        try:
-            for thread_id, seq in cursor:
+        with self.database.stream(
+            f"SELECT m.thread_id, m.seq FROM {source} CROSS JOIN threads t ON t.id = m.thread_id"
+            f" WHERE {lead}{scope}{found.where}{threads_sql} ORDER BY {order} LIMIT {SEARCH_SCAN_LIMIT}",
+            (*lead_params, *scope_params, *found.params, *hidden, *threads_params),
+        ) as rows:
+            for thread_id, seq in rows:
                 scanned += 1
                 counted[thread_id] = counted.get(thread_id, 0) + 1
                 if after is not None and seq >= after:
@@ -320,8 +319,6 @@ class MailReads:
                 if len(page) >= limit and scanned >= SEARCH_TOTAL_SCAN:
                     exact = False
                     break
-        finally:
-            cursor.close()
         if scanned >= SEARCH_SCAN_LIMIT:
             exact = False
         if not page:

