@@ -364,3 +364,37 @@ def test_attachment_types_that_are_not_ascii_tokens_download_as_octet_stream(
         metadata = api.get(f"/v1/attachments/{attachment_id}").json()["data"]
         assert metadata["mime_type"] == "application/octet-stream"
         assert download.content == b"bytes of part " + metadata["filename"].removeprefix("part").removesuffix(".bin").encode()
+
+
+def test_every_message_answered_250_is_found_by_search_at_once(running: Running, api: httpx.Client) -> None:
+    """Sessions delivering at the same time share group commits; as each one hears its 250 (or a send
+    its 200) the message is already in the search indexes, readable from the API's connection."""
+    inbox = make_inbox(api)
+    key = api.headers["authorization"].removeprefix("Bearer ")
+    missing: list[str] = []
+
+    def search(client: httpx.Client, word: str) -> int:
+        found = client.get("/v1/search/threads", params={"q": word, "inbox_id": inbox["id"], "limit": 100})
+        assert found.status_code == 200, found.text
+        return len(found.json()["data"])
+
+    def session(number: int) -> None:
+        with smtp(running) as client, running.client(key) as reader:
+            for n in range(6):
+                word = f"zq{number}x{n}marker"
+                client.send_message(mail("ann@sender.example", inbox["address"], f"Note {word}", f"About {word}."))
+                if search(reader, word) != 1:
+                    missing.append(word)
+
+    sessions = [threading.Thread(target=session, args=(number,)) for number in range(6)]
+    for thread in sessions:
+        thread.start()
+    for thread in sessions:
+        thread.join()
+    with running.client(key) as client:
+        sent = client.post("/v1/messages/send", json={"to": inbox["address"], "subject": "Sent qzsendmarker",
+                                                      "text": "hello", "inboxId": inbox["id"]})
+        assert sent.status_code == 200, sent.text
+        assert search(client, "qzsendmarker") == 1
+    assert missing == []
+    assert search(api, "marker") == 37
