@@ -7,6 +7,7 @@ import smtplib
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -32,6 +33,15 @@ def messages(api: httpx.Client, inbox_id: str) -> list[dict]:
     response = api.get("/v1/messages", params={"inbox_id": inbox_id, "order": "asc"})
     assert response.status_code == 200, response.text
     return response.json()["data"]
+
+
+def in_threads(target: Callable[[int], None], count: int) -> None:
+    """`target(0)` … `target(count - 1)` at the same time, each in its own thread; returns when all are done."""
+    threads = [threading.Thread(target=target, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def mail(sender: str, to: str, subject: str, body: str, **headers: str) -> EmailMessage:
@@ -212,11 +222,7 @@ def test_concurrent_sessions_are_all_committed_before_250(running: Running, api:
         except BaseException as exc:  # reported by the main thread
             failures.append(exc)
 
-    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(deliver, 8)
     assert failures == []
     response = api.get("/v1/messages", params={"inbox_id": inbox["id"], "limit": 100}).json()
     assert len(response["data"]) == 40
@@ -386,11 +392,7 @@ def test_every_message_answered_250_is_found_by_search_at_once(running: Running,
                 if search(reader, word) != 1:
                     missing.append(word)
 
-    sessions = [threading.Thread(target=session, args=(number,)) for number in range(6)]
-    for thread in sessions:
-        thread.start()
-    for thread in sessions:
-        thread.join()
+    in_threads(session, 6)
     with running.client(key) as client:
         sent = client.post("/v1/messages/send", json={"to": inbox["address"], "subject": "Sent qzsendmarker",
                                                       "text": "hello", "inboxId": inbox["id"]})
