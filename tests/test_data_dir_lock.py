@@ -31,9 +31,10 @@ def test_second_serve_on_a_locked_data_dir_refuses(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     first = ServerProcess(data_dir).start()
     try:
+        # The ports are published once every listener and worker has started, as clients wait for them.
+        assert running_server(data_dir) == RunningServer(first.proc.pid, first.url, first.smtp_port)
         record = json.loads((data_dir / "server.lock").read_text())
         assert record["base_url"] == first.url and record["smtp_port"] == first.smtp_port
-        assert record["pid"] == first.proc.pid
         second = serve_again(data_dir)
         assert second.returncode == 1
         assert "is in use by another Commune server" in second.stderr

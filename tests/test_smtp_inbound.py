@@ -7,6 +7,7 @@ import smtplib
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -32,6 +33,15 @@ def messages(api: httpx.Client, inbox_id: str) -> list[dict]:
     response = api.get("/v1/messages", params={"inbox_id": inbox_id, "order": "asc"})
     assert response.status_code == 200, response.text
     return response.json()["data"]
+
+
+def in_threads(target: Callable[[int], None], count: int) -> None:
+    """`target(0)` … `target(count - 1)` at the same time, each in its own thread; returns when all are done."""
+    threads = [threading.Thread(target=target, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def mail(sender: str, to: str, subject: str, body: str, **headers: str) -> EmailMessage:
@@ -212,11 +222,7 @@ def test_concurrent_sessions_are_all_committed_before_250(running: Running, api:
         except BaseException as exc:  # reported by the main thread
             failures.append(exc)
 
-    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(deliver, 8)
     assert failures == []
     response = api.get("/v1/messages", params={"inbox_id": inbox["id"], "limit": 100}).json()
     assert len(response["data"]) == 40
@@ -364,3 +370,33 @@ def test_attachment_types_that_are_not_ascii_tokens_download_as_octet_stream(
         metadata = api.get(f"/v1/attachments/{attachment_id}").json()["data"]
         assert metadata["mime_type"] == "application/octet-stream"
         assert download.content == b"bytes of part " + metadata["filename"].removeprefix("part").removesuffix(".bin").encode()
+
+
+def test_every_message_answered_250_is_found_by_search_at_once(running: Running, api: httpx.Client) -> None:
+    """Sessions delivering at the same time share group commits; as each one hears its 250 (or a send
+    its 200) the message is already in the search indexes, readable from the API's connection."""
+    inbox = make_inbox(api)
+    key = api.headers["authorization"].removeprefix("Bearer ")
+    missing: list[str] = []
+
+    def search(client: httpx.Client, word: str) -> int:
+        found = client.get("/v1/search/threads", params={"q": word, "inbox_id": inbox["id"], "limit": 100})
+        assert found.status_code == 200, found.text
+        return len(found.json()["data"])
+
+    def session(number: int) -> None:
+        with smtp(running) as client, running.client(key) as reader:
+            for n in range(6):
+                word = f"zq{number}x{n}marker"
+                client.send_message(mail("ann@sender.example", inbox["address"], f"Note {word}", f"About {word}."))
+                if search(reader, word) != 1:
+                    missing.append(word)
+
+    in_threads(session, 6)
+    with running.client(key) as client:
+        sent = client.post("/v1/messages/send", json={"to": inbox["address"], "subject": "Sent qzsendmarker",
+                                                      "text": "hello", "inboxId": inbox["id"]})
+        assert sent.status_code == 200, sent.text
+        assert search(client, "qzsendmarker") == 1
+    assert missing == []
+    assert search(api, "marker") == 37

@@ -146,14 +146,18 @@ class Database:
         while the writer thread holds one.
         """
         if self._writer is None:
-            self._writer = ThreadPoolExecutor(1, "commune-writer", initializer=self._open_writer)
-        return await asyncio.get_running_loop().run_in_executor(self._writer, functools.partial(fn, *args, **kwargs))
+            self._writer = ThreadPoolExecutor(1, "commune-writer")
+        call = functools.partial(self._in_writer, functools.partial(fn, *args, **kwargs))
+        return await asyncio.get_running_loop().run_in_executor(self._writer, call)
 
-    def _open_writer(self) -> None:
-        conn = connect(self.path, WriterConnection)
-        if self.loop_statements is not None:
-            conn.set_trace_callback(self._watch)
-        self._local.conn = conn
+    def _in_writer(self, call: Callable[[], T]) -> T:
+        # Opened on first use, in the thread (a failure here fails this call only; the next one retries).
+        if getattr(self._local, "conn", None) is None:
+            conn = connect(self.path, WriterConnection)
+            if self.loop_statements is not None:
+                conn.set_trace_callback(self._watch)
+            self._local.conn = conn
+        return call()
 
     def _here(self) -> sqlite3.Connection:
         """This thread's connection: the writer's in the writer thread, else the shared one."""
@@ -303,8 +307,10 @@ class Database:
         self.conn.close()
 
     def _close_writer(self) -> None:
-        self._local.conn.close()
-        self._local.conn = None
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
 
 
 def after_commit(conn: Any, fn: Callable[[], object]) -> None:
