@@ -73,14 +73,21 @@ def test_every_stream_gets_every_event_in_order_and_waiters_get_one_answer(runni
     assert json.loads(stored[0]) == first["extracted"]
 
 
-def _stalled_stream(running, key: str, inbox_id: str) -> socket.socket:
-    """A `GET /v1/events` whose client reads nothing until told: a small receive window, soon full."""
+def _stalled_stream(running, key: str, inbox_id: str) -> tuple[socket.socket, bytes]:
+    """A `GET /v1/events` whose client reads nothing more once the stream is live (a small receive
+    window, soon full), and what it read until then."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", running.server.port))
     sock.sendall(f"GET /v1/events?inbox_id={inbox_id} HTTP/1.1\r\nHost: test\r\n"
                  f"Authorization: Bearer {key}\r\n\r\n".encode())
-    return sock
+    sock.settimeout(10)
+    head = b""
+    while b": connected" not in head:
+        chunk = sock.recv(4096)
+        assert chunk, "the stream ended before it was live"
+        head += chunk
+    return sock, head
 
 
 def _read_until_quiet(sock: socket.socket) -> bytes:
@@ -102,7 +109,7 @@ def test_a_stream_that_stops_reading_is_told_to_resync_and_holds_up_no_one(runni
         inbox = make_inbox(api)
         org_id = api.get("/v1/agent/org").json()["id"]
     bus: EventBus = running.server.services.events
-    stalled = _stalled_stream(running, key, inbox["id"])
+    stalled, head = _stalled_stream(running, key, inbox["id"])
     total, filler = 2000, "x" * 8000
     seen: list[int] = []
 
@@ -137,7 +144,7 @@ def test_a_stream_that_stops_reading_is_told_to_resync_and_holds_up_no_one(runni
     reader.join(60)
     assert seen == list(range(total)), "the reading stream got every event, in order"
 
-    text = _read_until_quiet(stalled).decode(errors="replace")
+    text = (head + _read_until_quiet(stalled)).decode(errors="replace")
     stalled.close()
     assert text.startswith("HTTP/1.1 200")
     resync = text.find('event: resync\ndata: {"reason":"overflow"}')

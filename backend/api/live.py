@@ -184,12 +184,13 @@ class EventStream:
                     # A timer, not `wait_for`'s task per call: a thousand streams may be waiting here.
                     async with asyncio.timeout(self.heartbeat):
                         self.parked = True
-                        event = await sub.queue.get()
+                        try:
+                            event = await sub.queue.get()
+                        finally:
+                            self.parked = False
                 except TimeoutError:
                     yield b": heartbeat\n\n"
                     continue
-                finally:
-                    self.parked = False
                 if event is STOPPING:
                     return
                 if sub.dropped != dropped:
