@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ..coordination import shared
+
 LEASED_TABLES = ("outbound_queue", "webhook_deliveries", "outbox")
 FREE = "(lease_until IS NULL OR lease_until < ?)"
 """A row no live node holds (bind the current time)."""
@@ -64,7 +66,7 @@ class Leases:
         must not be done twice (handing a message to the next server): a node that was too slow to renew
         gives the row up to the node that took it over instead of doing the work alongside it. One server
         owns a SQLite database, so there it always holds."""
-        if self.database.engine == "sqlite":
+        if not shared(self.database):
             return True
         # Still the owner means no other node claimed the row, even if the lease ran out meanwhile.
         with self.database.transaction() as conn:

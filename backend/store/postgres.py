@@ -329,9 +329,8 @@ class PostgresDatabase:
         """`fn(*args, **kwargs)` in a worker thread: no network round trip on the event loop."""
         return await asyncio.to_thread(fn, *args, **kwargs)
 
-    async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """`fn(*args, **kwargs)` in a worker thread, as `run`: every PostgreSQL transaction has its own connection."""
-        return await asyncio.to_thread(fn, *args, **kwargs)
+    write = run
+    """The group commit's way in: a worker thread, as `run` (every PostgreSQL transaction has its own connection)."""
 
     # durability: a PostgreSQL commit is durable when it returns (synchronous_commit=on) -----------
     def fsync_wal(self) -> None:
